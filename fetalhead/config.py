@@ -93,6 +93,18 @@ PRESETS: dict[str, TrainConfig] = {
     # Ours: aspect-preserving 256x384 (HC18 is 540x800), bf16 + channels_last, larger batch,
     # AdamW + one-cycle, richer augmentation.
     "default": TrainConfig(),
+    # What a 2-core CPU can train in minutes: a narrow U-Net at low resolution. Used by
+    # `fetalhead main` when no GPU and no shipped weights exist; never shipped as the model.
+    "cpu": TrainConfig(
+        name="cpu",
+        image_size=(160, 240),
+        base_channels=8,
+        batch_size=8,
+        epochs=12,
+        precision="fp32",
+        channels_last=False,
+        patience=4,
+    ),
 }
 
 _QUICK = dict(max_train_images=48, max_val_images=16, epochs=2, batch_size=8, patience=2)
