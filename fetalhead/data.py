@@ -1,0 +1,298 @@
+"""HC18 files: the two CSV tables, file names, and image and annotation reading.
+
+HC18 (van den Heuvel et al., PLoS ONE 2018, doi:10.1371/journal.pone.0200412; Zenodo record
+1327317) is laid out as::
+
+    training_set/NNN_HC.png, NNN_2HC.png ...   999 images, 8-bit grayscale, with
+    training_set/NNN_HC_Annotation.png         one annotation each
+    training_set_pixel_size_and_HC.csv         filename, pixel size(mm), head circumference (mm)
+    test_set/NNN_HC.png                        335 images without annotations
+    test_set_pixel_size.csv                    filename, pixel size(mm)
+
+Zenodo ships each annotation as a thin (about 1 pixel) ellipse OUTLINE; derived copies (such as
+the one in ../shared/hc18) hold the same ellipses already FILLED. `annotation_to_mask` accepts
+both and always returns the filled region.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from fetalhead.errors import FetalheadError
+from fetalhead.paths import DATA_ENV, data_dir
+
+__all__ = [
+    "TEST_CSV",
+    "TEST_DIR",
+    "TRAIN_CSV",
+    "TRAIN_DIR",
+    "annotation_path",
+    "annotation_to_mask",
+    "check_data_dir",
+    "image_path",
+    "load_image",
+    "load_mask",
+    "load_pair",
+    "parse_filename",
+    "read_test_csv",
+    "read_training_csv",
+    "training_pairs",
+]
+
+TRAIN_DIR = "training_set"
+TEST_DIR = "test_set"
+TRAIN_CSV = "training_set_pixel_size_and_HC.csv"
+TEST_CSV = "test_set_pixel_size.csv"
+
+# "010_HC.png" is frame 1 of exam 10, "010_2HC.png" frame 2; annotations add "_Annotation".
+_NAME_RE = re.compile(r"^(\d+)_(\d*)HC(?:_Annotation)?\.png$", re.IGNORECASE)
+# Column names exactly as HC18 writes them, and ours.
+_CSV_COLUMNS = {
+    "filename": "filename",
+    "pixel size(mm)": "pixel_size_mm",
+    "head circumference (mm)": "hc_mm",
+}
+# First bytes of the formats OpenCV reads, to tell "not an image" from "corrupt image".
+_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",  # JPEG
+    b"BM",  # BMP
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+    b"RIFF",  # WebP
+)
+
+
+def how_to_get_data(root: Path) -> str:
+    """The one-line hint every "data missing" error ends with."""
+    return (
+        f"set {DATA_ENV} to the folder holding {TRAIN_DIR}/, {TEST_DIR}/ and the two CSVs, "
+        f"or run `fetalhead download` to fetch HC18 from Zenodo into {root}"
+    )
+
+
+def parse_filename(name: str | os.PathLike) -> tuple[int, int]:
+    """Exam number and frame number of an HC18 file name (image or annotation).
+
+    `'010_HC.png' -> (10, 1)`, `'010_2HC.png' -> (10, 2)`, `'010_2HC_Annotation.png' -> (10, 2)`.
+    """
+    base = Path(name).name
+    m = _NAME_RE.match(base)
+    if m is None:
+        raise FetalheadError(f"not an HC18 file name (expected NNN_HC.png or NNN_kHC.png): {base}")
+    return int(m.group(1)), int(m.group(2) or 1)
+
+
+def image_path(filename: str, test_set: bool = False, root: str | os.PathLike | None = None) -> Path:
+    """Path of image `filename` in training_set/ (or test_set/ when `test_set`)."""
+    return data_dir(root) / (TEST_DIR if test_set else TRAIN_DIR) / filename
+
+
+def annotation_path(filename: str, root: str | os.PathLike | None = None) -> Path:
+    """Path of the annotation of training image `filename` (`NNN_HC.png -> NNN_HC_Annotation.png`)."""
+    stem = Path(filename).stem
+    return data_dir(root) / TRAIN_DIR / f"{stem}_Annotation.png"
+
+
+def _read_csv(path: Path, columns: list[str], root: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}; {how_to_get_data(root)}")
+    try:
+        raw = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise FetalheadError(f"{path} lacks column(s) {missing}; found {list(raw.columns)}")
+    df = raw[columns].rename(columns=_CSV_COLUMNS)
+    for col in df.columns[1:]:
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.isna().any():
+            bad = df.loc[values.isna(), "filename"].iloc[0]
+            raise FetalheadError(f"{path}: non-numeric {col} for {bad}")
+        df[col] = values.astype(np.float64)
+    df["filename"] = df["filename"].astype(str).str.strip()
+    try:
+        ids = [parse_filename(f) for f in df["filename"]]
+    except FetalheadError as exc:
+        raise FetalheadError(f"{path}: {exc}") from None
+    df["exam"] = np.array([e for e, _ in ids], dtype=np.int64)
+    df["frame"] = np.array([f for _, f in ids], dtype=np.int64)
+    return df.reset_index(drop=True)
+
+
+def read_training_csv(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The training table: columns filename, pixel_size_mm (mm per pixel), hc_mm (head
+    circumference in mm, the ground truth), exam, frame; one row per labelled image (999)."""
+    root = data_dir(root)
+    return _read_csv(root / TRAIN_CSV, list(_CSV_COLUMNS), root)
+
+
+def read_test_csv(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The challenge test table: columns filename, pixel_size_mm (mm per pixel), exam, frame;
+    one row per unlabelled image (335)."""
+    root = data_dir(root)
+    return _read_csv(root / TEST_CSV, ["filename", "pixel size(mm)"], root)
+
+
+def _read_raw(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
+    buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
+    if buf.size == 0:
+        raise FetalheadError(f"empty file (0 bytes): {path}")
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.size == 0:
+        head = buf[:8].tobytes()
+        if not any(head.startswith(m) for m in _MAGIC):
+            raise FetalheadError(f"not an image file: {path}")
+        raise FetalheadError(f"corrupt or truncated image: {path}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return arr
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        # Full-range rescale 0..65535 -> 0..255 (x / 257 maps v*257 back to v exactly), so a
+        # 16-bit image keeps its contrast instead of saturating at 255.
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    a = arr.astype(np.float64)  # float or 32-bit images (TIFF): stretch their own range
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
+    RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
+    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored."""
+    arr = _to_uint8(_read_raw(path))
+    if arr.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        arr = cv2.cvtColor(arr, code)
+    return np.ascontiguousarray(arr)
+
+
+def _fill_holes(fg: np.ndarray) -> np.ndarray:
+    """Pixels of `fg` (uint8 {0,1}) plus every pixel it encloses. The background is flood-filled
+    4-connected from outside, so an 8-connected one-pixel outline (cv2.ellipse) is watertight."""
+    pad = np.pad(fg, 1).astype(np.uint8)
+    cv2.floodFill(pad, None, (0, 0), 2, flags=4)
+    return (pad[1:-1, 1:-1] != 2).astype(np.uint8)
+
+
+def _hull_mask(fg: np.ndarray) -> np.ndarray:
+    pts = cv2.findNonZero(fg)
+    out = np.zeros_like(fg)
+    cv2.fillConvexPoly(out, cv2.convexHull(pts), 1)
+    return out | fg
+
+
+def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
+    """Filled binary mask, uint8 {0,1} (H, W), from an annotation array (H, W) or (H, W, C).
+
+    Accepts the Zenodo outline (a thin ellipse ring, 1 channel) and an already filled mask (1 to
+    4 channels; values 0/255, 0/1 or 16-bit). A pixel is foreground when any colour channel is
+    above half the maximum. The annotation is an outline when it is mostly boundary: a 3x3
+    erosion removes over half of it (a filled region of radius r keeps ((r-1)/r)^2 of its
+    area). Outlines are filled; small gaps are closed first, and an outline that stays open
+    is replaced by its convex hull (heads are convex). Filled masks are returned as they are.
+    """
+    a = np.asarray(arr)
+    if a.ndim == 3:
+        channels = [a[:, :, c] for c in range(3 if a.shape[2] >= 3 else 1)]  # drop alpha
+        # Pairwise maximum: ndarray.max(axis=2) over 3 interleaved channels is 25x slower.
+        a = functools.reduce(np.maximum, channels)
+    if a.ndim != 2:
+        raise ValueError(f"annotation must be (H, W) or (H, W, C), got shape {np.shape(arr)}")
+    top = float(a.max()) if a.size else 0.0
+    if top <= 0:
+        return np.zeros(a.shape, np.uint8)
+    fg = (a > top / 2).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    eroded = cv2.erode(fg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    if cv2.countNonZero(eroded) * 2 >= cv2.countNonZero(fg):
+        return fg  # already filled
+    hull = _hull_mask(fg)
+    for k in (1, 3, 5, 9):  # close gaps of up to about k - 1 pixels, smallest first
+        closed = fg if k == 1 else cv2.morphologyEx(
+            fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        filled = _fill_holes(closed) | fg
+        # An open ring encloses nothing: its "filled" area stays a thin line.
+        if filled.sum() * 2 >= hull.sum():
+            return filled
+    return hull
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    """The filled annotation mask of a file, uint8 {0,1} (H, W); see `annotation_to_mask`."""
+    return annotation_to_mask(_read_raw(path))
+
+
+def load_pair(image_file: str | os.PathLike, mask_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Image uint8 (H, W) and its filled mask uint8 {0,1} (H, W); raises when sizes differ."""
+    image = load_image(image_file)
+    mask = load_mask(mask_file)
+    if image.shape != mask.shape:
+        raise FetalheadError(
+            f"size mismatch: annotation {mask_file} is {mask.shape[0]}x{mask.shape[1]} "
+            f"but image {Path(image_file).name} is {image.shape[0]}x{image.shape[1]} (HxW)"
+        )
+    return image, mask
+
+
+def training_pairs(root: str | os.PathLike | None = None) -> list[tuple[Path, Path]]:
+    """(image path, annotation path) of every labelled image, in the training CSV's order."""
+    root = data_dir(root)
+    return [
+        (image_path(f, root=root), annotation_path(f, root=root))
+        for f in read_training_csv(root)["filename"]
+    ]
+
+
+def _check_files(paths: list[Path], folder: Path, csv_name: str) -> None:
+    present = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
+    missing = [p for p in paths if p.name not in present]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FetalheadError(f"missing file {missing[0]}{more}, listed in {csv_name}")
+    for p in paths:
+        if present[p.name].stat().st_size == 0:
+            raise FetalheadError(f"empty file (0 bytes): {p}")
+
+
+def check_data_dir(root: str | os.PathLike | None = None, test_set: bool = True) -> Path:
+    """Check that the HC18 folder is complete and return it (resolved from `root`, $HC18_DIR, ...).
+
+    Checks that both CSVs can be read and that every image (and annotation) they list exists
+    and is not empty; with `test_set=False` only the training part is required. It does not
+    decode images: decoding errors (corrupt file, size mismatch) are raised when loading.
+    """
+    root = data_dir(root)
+    if not root.is_dir():
+        raise FetalheadError(f"HC18 data not found at {root}; {how_to_get_data(root)}")
+    for sub in (TRAIN_DIR, TEST_DIR) if test_set else (TRAIN_DIR,):
+        if not (root / sub).is_dir():
+            raise FetalheadError(f"missing folder {root / sub}; {how_to_get_data(root)}")
+    train = read_training_csv(root)
+    names = list(train["filename"])
+    paths = [image_path(f, root=root) for f in names] + [annotation_path(f, root=root) for f in names]
+    _check_files(paths, root / TRAIN_DIR, TRAIN_CSV)
+    if test_set:
+        test = read_test_csv(root)
+        _check_files([image_path(f, True, root) for f in test["filename"]], root / TEST_DIR, TEST_CSV)
+    return root

@@ -1,0 +1,150 @@
+"""A user's own ultrasound images (and, optionally, masks and pixel sizes) from a folder.
+
+Images are the image files of one folder; each one's mask is found by a file-name pattern
+(HC18's `"{stem}_Annotation.png"` by default), and pixel sizes come from a CSV laid out like
+HC18's (`filename, pixel size(mm)`). Masks may be filled or thin outlines, like HC18's.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fetalhead.cache import META_COLUMNS, ArraySet, resize_image, resize_mask
+from fetalhead.data import load_image, load_mask, parse_filename
+from fetalhead.errors import FetalheadError
+
+__all__ = ["IMAGE_SUFFIXES", "FolderDataset"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _read_pixel_csv(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        raise FetalheadError(f"missing pixel-size CSV {path}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    name_col = cols.get("filename")
+    px_col = cols.get("pixel size(mm)") or cols.get("pixel_size_mm")
+    if name_col is None or px_col is None:
+        raise FetalheadError(
+            f"{path} needs columns 'filename' and 'pixel size(mm)'; found {list(df.columns)}"
+        )
+    px = pd.to_numeric(df[px_col], errors="coerce")
+    return dict(zip(df[name_col].astype(str).str.strip(), px.astype(float)))
+
+
+class FolderDataset:
+    """Images of `image_dir` with optional masks and pixel sizes.
+
+    Args:
+        image_dir: folder of images (.png, .jpg, .bmp, .tif; any mode, read as 8-bit gray).
+        mask_dir: folder of masks (default: `image_dir`); a missing mask gives None.
+        mask_pattern: mask file name from the image's `{stem}` (name without suffix),
+            `{name}` (full name) or `{suffix}` (".png"). Files that are some image's mask are
+            not listed as images.
+        pixel_csv: CSV with columns `filename, pixel size(mm)` (mm per pixel); images not in
+            it get nan.
+    Item i is a dict: image uint8 (H, W), mask uint8 {0,1} (H, W) or None, pixel_size_mm
+    float (nan when unknown), filename str.
+    """
+
+    def __init__(
+        self,
+        image_dir: str | os.PathLike,
+        mask_dir: str | os.PathLike | None = None,
+        mask_pattern: str = "{stem}_Annotation.png",
+        pixel_csv: str | os.PathLike | None = None,
+    ) -> None:
+        self.image_dir = Path(image_dir)
+        self.mask_dir = Path(mask_dir) if mask_dir is not None else self.image_dir
+        self.mask_pattern = mask_pattern
+        if not self.image_dir.is_dir():
+            raise FetalheadError(f"image folder not found: {self.image_dir}")
+        if not self.mask_dir.is_dir():
+            raise FetalheadError(f"mask folder not found: {self.mask_dir}")
+        candidates = sorted(
+            p for p in self.image_dir.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        mask_names = {self._mask_name(p) for p in candidates}
+        same = self.mask_dir.resolve() == self.image_dir.resolve()
+        self.image_paths = [p for p in candidates if not (same and p.name in mask_names)]
+        if not self.image_paths:
+            raise FetalheadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.image_dir}")
+        self.pixel_sizes = _read_pixel_csv(Path(pixel_csv)) if pixel_csv is not None else {}
+
+    def _mask_name(self, image: Path) -> str:
+        try:
+            return self.mask_pattern.format(stem=image.stem, name=image.name, suffix=image.suffix)
+        except (KeyError, IndexError) as exc:
+            raise FetalheadError(
+                f"bad mask_pattern {self.mask_pattern!r}: use {{stem}}, {{name}} or {{suffix}}"
+            ) from exc
+
+    def mask_path(self, index: int) -> Path | None:
+        """Path of image `index`'s mask, or None when there is none."""
+        path = self.mask_dir / self._mask_name(self.image_paths[index])
+        return path if path.is_file() else None
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        path = self.image_paths[index]
+        image = load_image(path)
+        mask_file = self.mask_path(index)
+        mask = None
+        if mask_file is not None:
+            mask = load_mask(mask_file)
+            if mask.shape != image.shape:
+                raise FetalheadError(
+                    f"size mismatch: mask {mask_file} is {mask.shape[0]}x{mask.shape[1]} but "
+                    f"image {path.name} is {image.shape[0]}x{image.shape[1]} (HxW)"
+                )
+        px = float(self.pixel_sizes.get(path.name, np.nan))
+        return {"image": image, "mask": mask, "pixel_size_mm": px, "filename": path.name}
+
+    def to_arrays(self, size: tuple[int, int] = (256, 384)) -> ArraySet:
+        """All items resized to `size` = (H, W) pixels (see `fetalhead.cache.resize_image`).
+
+        masks is None when no image has a mask; otherwise images without one get an all-zero
+        mask and meta column `has_mask` tells them apart. meta has `META_COLUMNS` (split
+        "folder"; exam and frame from HC18-style names, else -1 and 1) plus `has_mask`.
+        """
+        h, w = int(size[0]), int(size[1])
+        n = len(self)
+        images = np.empty((n, h, w), np.uint8)
+        masks = np.zeros((n, h, w), np.uint8)
+        rows: list[dict[str, Any]] = [{}] * n
+
+        def work(i: int) -> None:
+            item = self[i]
+            images[i] = resize_image(item["image"], (h, w))
+            if item["mask"] is not None:
+                masks[i] = resize_mask(item["mask"], (h, w))
+            try:
+                exam, frame = parse_filename(item["filename"])
+            except FetalheadError:
+                exam, frame = -1, 1
+            rows[i] = {
+                "filename": item["filename"], "pixel_size_mm": item["pixel_size_mm"],
+                "hc_mm": np.nan, "exam": exam, "frame": frame, "split": "folder",
+                "orig_h": item["image"].shape[0], "orig_w": item["image"].shape[1],
+                "has_mask": item["mask"] is not None,
+            }
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            list(pool.map(work, range(n)))
+        meta = pd.DataFrame(rows, columns=[*META_COLUMNS, "has_mask"])
+        return ArraySet(images, masks if meta["has_mask"].any() else None, meta)

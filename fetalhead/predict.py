@@ -1,0 +1,344 @@
+"""Segment an ultrasound image and measure the head: load a checkpoint once, predict many.
+
+Pipeline for an image of any size (H, W), uint8:
+
+1. resize to the model's training size (the checkpoint's `image_size`), scale to [0, 1];
+2. U-Net logits -> sigmoid probabilities; with `tta=True` also on the mirrored image
+   (mirrored back) and the two probability maps averaged;
+3. resize the probability map back to (H, W) with bilinear interpolation and threshold it at
+   0.5 THERE, so the mask, the metrics and the HC are at the image's original resolution;
+4. keep the largest connected component, fit an ellipse (`fetalhead.ellipse.fit_ellipse`);
+5. HC = ellipse perimeter (Ramanujan) x pixel size - annotation bias.
+
+Annotation bias: the models learn the FILLED HC18 masks, which include the sonographer's drawn
+line, so a predicted boundary lies about 0.9 px outside the annotated ellipse, like the
+ground-truth masks. By default the same per-pixel correction as for ground-truth masks is
+subtracted (`fetalhead.ellipse.annotation_bias_mm`: 5.8 px of perimeter x pixel size; the
+ellipse is shrunk by the matching 0.92 px), so HC and the challenge ellipse are comparable
+with the CSV. `bias_correction=False` turns it off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fetalhead.cache import resize_image
+from fetalhead.ellipse import (
+    ANNOTATION_BIAS_PX,
+    Ellipse,
+    annotation_bias_mm,
+    fit_ellipse,
+    gestational_age_weeks,
+)
+from fetalhead.errors import FetalheadError
+
+__all__ = [
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "PIXEL_SIZE_RANGE_MM",
+    "STATUS_NO_HEAD",
+    "STATUS_OK",
+    "Prediction",
+    "Predictor",
+    "check_image_file",
+    "default_device",
+    "keep_largest_component",
+    "load_input_image",
+    "validate_image",
+    "validate_pixel_size",
+]
+
+#: Plausible ultrasound pixel sizes, mm per pixel (HC18 spans 0.05 to 0.39).
+PIXEL_SIZE_RANGE_MM: tuple[float, float] = (0.01, 1.0)
+MIN_SIDE = 32  #: smallest accepted image side, pixels
+MAX_SIDE = 8192  #: largest accepted image side, pixels
+STATUS_OK = "ok"
+STATUS_NO_HEAD = "no head found"
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def validate_pixel_size(value: object) -> float:
+    """`value` as a float pixel size (mm per pixel) or a one-line FetalheadError: it must be a
+    finite number > 0 within `PIXEL_SIZE_RANGE_MM`."""
+    try:
+        px = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise FetalheadError(f"pixel size {value!r} is not a number") from None
+    if not math.isfinite(px):
+        raise FetalheadError(f"pixel size {value!r} is not a finite number")
+    if px <= 0:
+        raise FetalheadError(f"pixel size {px:g} mm must be positive")
+    lo, hi = PIXEL_SIZE_RANGE_MM
+    if not lo <= px <= hi:
+        raise FetalheadError(f"pixel size {px:g} mm is implausible for ultrasound "
+                             f"(expected {lo:g} to {hi:g} mm per pixel)")
+    return px
+
+
+def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Check an image array: uint8, (H, W), each side in [MIN_SIDE, MAX_SIDE] pixels."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 2:
+        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise FetalheadError(f"{name}: expected a uint8 (H, W) grayscale array, got {desc}")
+    h, w = image.shape
+    if min(h, w) < MIN_SIDE:
+        raise FetalheadError(f"{name}: {h}x{w} pixels is too small (each side needs >= {MIN_SIDE})")
+    if max(h, w) > MAX_SIDE:
+        raise FetalheadError(f"{name}: {h}x{w} pixels is too large (each side must be <= {MAX_SIDE})")
+    return image
+
+
+def check_image_file(path: str | os.PathLike) -> tuple[int, int]:
+    """Fully decode an image file once to prove it is usable; return its (H, W) in pixels.
+
+    Raises a one-line FetalheadError for a missing or empty file, a file that is not an image,
+    a truncated or corrupt image, or a side outside [MIN_SIDE, MAX_SIDE]. Pillow decodes
+    first: it reports truncation as an exception, whereas OpenCV's PNG reader also prints to
+    the process's stderr, which would break the one-line error contract.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise FetalheadError(f"{path}: empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check sizes
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                if max(h, w) > MAX_SIDE:
+                    raise FetalheadError(f"{path}: {h}x{w} pixels is too large "
+                                         f"(each side must be <= {MAX_SIDE})")
+                im.load()
+        except UnidentifiedImageError:
+            pass  # not a format Pillow knows: OpenCV below decides and names the problem
+        except Image.DecompressionBombError:
+            raise FetalheadError(f"{path}: image too large (each side must be <= {MAX_SIDE})") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise FetalheadError(f"{path}: corrupt or truncated image ({' '.join(str(e).split())})") from None
+    return load_input_image(path).shape  # type: ignore[return-value]
+
+
+def load_input_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any supported image (8/16-bit, gray/RGB/RGBA/palette) as uint8 (H, W) and check its
+    size. Use `check_image_file` first for files of unknown quality."""
+    from fetalhead.data import load_image
+
+    return validate_image(load_image(path), name=str(path))
+
+
+def keep_largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected foreground component of `mask` (H, W), uint8 {0,1}."""
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 2:
+        return binary
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return (labels == largest).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Result for one image. Pixel quantities refer to the ORIGINAL image (H, W).
+
+    Attributes:
+        mask: uint8 {0,1} (H, W), the largest predicted component.
+        prob: float32 (H, W) head probability, or None unless the predictor keeps it.
+        pixel_size_mm: mm per pixel used for the mm quantities.
+        ellipse: ellipse (pixels) fitted to the mask's boundary, or None when no head.
+        head_ellipse: `ellipse` shrunk by the annotation bias (pixels): the head outline
+            as a sonographer draws it; equals `ellipse` without bias correction.
+        ellipse_mm: `head_ellipse` in mm (what the challenge CSV holds), or None.
+        hc_mm: head circumference (mm) after bias correction; nan when no head.
+        hc_raw_mm: perimeter of `ellipse` in mm, no correction; nan when no head.
+        bias_mm: the correction subtracted (mm); 0 when switched off.
+        ga_weeks, ga_in_range: Hadlock gestational age (weeks) and whether HC lies in the
+            formula's range (see `fetalhead.ellipse.gestational_age_weeks`).
+        status: "ok" or "no head found".
+    """
+
+    mask: np.ndarray
+    prob: np.ndarray | None
+    pixel_size_mm: float
+    ellipse: Ellipse | None
+    head_ellipse: Ellipse | None
+    ellipse_mm: Ellipse | None
+    hc_mm: float
+    hc_raw_mm: float
+    bias_mm: float
+    ga_weeks: float
+    ga_in_range: bool
+    status: str
+
+    def to_row(self) -> dict:
+        """Flat dict for a CSV row: status, HC, head ellipse in pixels and mm, GA."""
+        e, m = self.head_ellipse, self.ellipse_mm
+        nan = float("nan")
+        return {
+            "status": self.status,
+            "pixel_size_mm": self.pixel_size_mm,
+            "hc_mm": self.hc_mm,
+            "hc_raw_mm": self.hc_raw_mm,
+            "center_x_px": e.cx if e else nan,
+            "center_y_px": e.cy if e else nan,
+            "semi_axis_a_px": e.a if e else nan,
+            "semi_axis_b_px": e.b if e else nan,
+            "angle_rad": e.angle_rad if e else nan,
+            "center_x_mm": m.cx if m else nan,
+            "center_y_mm": m.cy if m else nan,
+            "semi_axis_a_mm": m.a if m else nan,
+            "semi_axis_b_mm": m.b if m else nan,
+            "ga_weeks": self.ga_weeks,
+            "ga_in_range": self.ga_in_range,
+        }
+
+
+class Predictor:
+    """A loaded model plus its preprocessing; call `predict` or `predict_batch` many times.
+
+    Args:
+        model: network mapping (B, 1, h, w) float in [0, 1] to logits (B, 1, h', w').
+        image_size: (h, w) pixels the model was trained at (the checkpoint's config).
+        device: torch device (default: CUDA if available, else CPU).
+        tta: also predict the mirrored image and average the probabilities.
+        threshold: probability above which a pixel is head (applied at original size).
+        bias_correction: subtract the annotation bias (see the module docstring).
+        keep_prob: keep the float32 probability map in each `Prediction`.
+    """
+
+    def __init__(self, model: nn.Module, image_size: tuple[int, int], *,
+                 device: str | torch.device | None = None, tta: bool = False,
+                 threshold: float = 0.5, bias_correction: bool = True,
+                 keep_prob: bool = False, config=None, meta: dict | None = None,
+                 checkpoint: Path | None = None) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.float().to(self.device).eval()
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.tta = tta
+        self.threshold = float(threshold)
+        self.bias_correction = bias_correction
+        self.keep_prob = keep_prob
+        self.config = config
+        self.meta = meta or {}
+        self.checkpoint = checkpoint
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, **kwargs) -> Predictor:
+        """Load `path` (default: the shipped weights) with `fetalhead.train.load_checkpoint`.
+
+        Raises FetalheadError when the file is missing, is not a checkpoint, or does not match
+        the architecture. `kwargs` go to `Predictor` (device, tta, threshold, ...).
+        """
+        from fetalhead.paths import shipped_checkpoint
+        from fetalhead.train import load_checkpoint
+
+        if path is None:
+            path = shipped_checkpoint()
+            if not path.is_file():
+                raise FetalheadError(
+                    f"no shipped weights at {path}; train a model (`fetalhead train` or "
+                    "`fetalhead main --retrain`) and pass it with --checkpoint FILE")
+        path = Path(path)
+        if not path.exists():
+            raise FetalheadError(f"checkpoint {path}: no such file")
+        if not path.is_file():
+            raise FetalheadError(f"checkpoint {path} is not a file")
+        model, cfg, meta = load_checkpoint(path, map_location="cpu")
+        return cls(model, tuple(cfg.image_size), config=cfg, meta=meta, checkpoint=path, **kwargs)
+
+    # ------------------------------------------------------------ network part
+
+    @torch.inference_mode()
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Head probability maps float32 (H_i, W_i) in [0, 1] at each image's original size,
+        for uint8 (H_i, W_i) images, in ONE forward pass (chunk large lists yourself)."""
+        h, w = self.image_size
+        small = np.stack([resize_image(validate_image(im), (h, w)) for im in images])
+        x = torch.from_numpy(small).to(self.device).unsqueeze(1).float().div_(255.0)
+        prob = torch.sigmoid(self._logits(x))
+        if self.tta:
+            prob = 0.5 * (prob + torch.sigmoid(self._logits(x.flip(-1))).flip(-1))
+        prob_np = prob[:, 0].float().cpu().numpy()
+        return [
+            cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
+            for p, im in zip(prob_np, images)
+        ]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 1, h, w) for x (B, 1, h, w). A "valid" U-Net, whose output is the input
+        minus a fixed margin on each side, gets the image mirror-padded by that margin (and up
+        to an input size it accepts), the paper's overlap-tile strategy (Ronneberger et al.
+        2015, Fig. 2); its output is then cropped to the image."""
+        if getattr(self.model, "padding", "same") != "valid":
+            return self.model(x)
+        from fetalhead.model import valid_input_size, valid_output_size
+
+        h, w = x.shape[-2:]
+        n = valid_input_size(max(h, w))
+        margin = (n - valid_output_size(n)) // 2  # the same for every valid size (184 / 2)
+        big_h, big_w = valid_input_size(h + 2 * margin), valid_input_size(w + 2 * margin)
+        pads = (margin, big_w - w - margin, margin, big_h - h - margin)
+        mode = "reflect" if max(pads) < min(h, w) else "replicate"  # reflect needs pad < size
+        logits = self.model(F.pad(x, pads, mode=mode))
+        return logits[..., :h, :w]
+
+    # ------------------------------------------------------------ measurement part
+
+    def measure(self, prob: np.ndarray, pixel_size_mm: float) -> Prediction:
+        """Threshold a probability map float32 (H, W), keep the largest component, fit the
+        ellipse and compute HC (mm) for `pixel_size_mm` mm per pixel."""
+        px = validate_pixel_size(pixel_size_mm)
+        mask = keep_largest_component(prob > self.threshold)
+        ellipse = fit_ellipse(mask) if mask.any() else None
+        nan = float("nan")
+        if ellipse is None:
+            return Prediction(mask, prob if self.keep_prob else None, px, None, None, None,
+                              nan, nan, 0.0, nan, False, STATUS_NO_HEAD)
+        bias_mm = float(annotation_bias_mm(px)) if self.bias_correction else 0.0
+        head = ellipse
+        if self.bias_correction:
+            # A parallel curve t px inside an ellipse is 2*pi*t shorter: shrink both semi-axes by t.
+            t = ANNOTATION_BIAS_PX / (2.0 * math.pi)
+            head = replace(ellipse, a=max(ellipse.a - t, 0.0), b=max(ellipse.b - t, 0.0))
+        hc_raw = ellipse.circumference * px
+        hc = hc_raw - bias_mm
+        weeks, in_range = gestational_age_weeks(hc)
+        return Prediction(mask, prob if self.keep_prob else None, px, ellipse, head,
+                          head.to_mm(px), hc, hc_raw, bias_mm, weeks, in_range, STATUS_OK)
+
+    def predict(self, image: np.ndarray, pixel_size_mm: float) -> Prediction:
+        """Segment one uint8 (H, W) image and measure the head; mm from `pixel_size_mm`."""
+        return self.predict_batch([image], [pixel_size_mm])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], pixel_sizes: Sequence[float],
+                      batch_size: int = 8) -> list[Prediction]:
+        """`predict` for many images (any mix of sizes), `batch_size` per forward pass."""
+        if len(images) != len(pixel_sizes):
+            raise FetalheadError(f"{len(images)} images but {len(pixel_sizes)} pixel sizes")
+        sizes = [validate_pixel_size(p) for p in pixel_sizes]
+        if batch_size < 1:
+            raise FetalheadError(f"batch size must be at least 1, got {batch_size}")
+        out: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            probs = self.probabilities(chunk)
+            out.extend(self.measure(p, s) for p, s in zip(probs, sizes[start:start + batch_size]))
+        return out
+

@@ -1,0 +1,452 @@
+"""Training: `fit()`, early stopping, checkpoints and the history CSV.
+
+The loop is written in the open (numbered steps, in the spirit of nanoGPT's train.py). The
+whole resized training set sits on the device as one uint8 tensor; each step indexes a batch
+from a seeded permutation, converts it to float and augments it on the device
+(`fetalhead.transforms.augment_batch`), so no data loader or worker process is involved.
+
+Validation Dice is measured at the training resolution (e.g. 256x384), on masks resized with
+the images; the held-out evaluation at the original 540x800 resolution is `fetalhead.evaluate`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from fetalhead.config import TrainConfig
+from fetalhead.errors import FetalheadError
+from fetalhead.losses import BCEDiceLoss
+from fetalhead.metrics import dice_batch
+from fetalhead.model import build_model
+from fetalhead.transforms import AugmentParams, augment_batch, to_float
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EarlyStopping",
+    "FitResult",
+    "HISTORY_COLUMNS",
+    "autocast_settings",
+    "build_optimizer",
+    "build_scheduler",
+    "evaluate_arrays",
+    "export_weights",
+    "fit",
+    "load_checkpoint",
+    "resolve_device",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "fetalhead-checkpoint-v1"  # marks our files; anything else is refused
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
+SGD_MOMENTUM = 0.99  # Ronneberger et al. 2015, section 3: "a high momentum (0.99)"
+
+
+@dataclass
+class FitResult:
+    """What `fit` returns. `seconds` is the wall time of the whole run (resumed parts included)."""
+
+    model: nn.Module  # best weights restored, on the training device, eval mode
+    history: pd.DataFrame  # one row per epoch, columns HISTORY_COLUMNS
+    best_epoch: int  # 1-based epoch of the best validation Dice
+    best_val_dice: float  # at the training resolution
+    checkpoint_path: Path  # best.pt
+    seconds: float
+
+
+class EarlyStopping:
+    """Stop when the validation Dice has not improved by `min_delta` for `patience` epochs.
+
+    Keeps a CPU copy of the best weights so `restore` can put them back at the end.
+    """
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.best_score = -math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def step(self, score: float, epoch: int, model: nn.Module | None = None) -> bool:
+        """Record epoch `epoch`'s score; True when it is a new best (weights copied from `model`)."""
+        if score > self.best_score + self.min_delta or self.best_epoch == 0:
+            self.best_score, self.best_epoch, self.bad_epochs = float(score), int(epoch), 0
+            if model is not None:
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        """True once `patience` epochs in a row brought no improvement."""
+        return self.bad_epochs >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best weights seen into `model` (no-op before the first `step` with a model)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters for a checkpoint (the best weights are stored as best.pt, not here)."""
+        return dict(best_score=self.best_score, best_epoch=self.best_epoch, bad_epochs=self.bad_epochs,
+                    patience=self.patience, min_delta=self.min_delta)
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Inverse of `state_dict` (patience and min_delta stay those of the current run)."""
+        self.best_score, self.best_epoch, self.bad_epochs = d["best_score"], d["best_epoch"], d["bad_epochs"]
+
+
+# ----------------------------------------------------------------------------- devices, precision
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_settings(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a GradScaler is needed) for a precision name.
+
+    "auto": bf16 on CUDA when the GPU supports it (Ampere and later), else fp16 with loss
+    scaling; fp32 on the CPU, where autocast is rarely faster.
+    """
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        if not cuda:
+            return None, False
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return None, False
+    if precision == "bf16":
+        return torch.bfloat16, False  # bf16 has fp32's exponent range: no loss scaling
+    if precision == "fp16":
+        if not cuda:
+            raise FetalheadError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+        return torch.float16, True
+    raise FetalheadError(f"unknown precision {precision!r}; choose auto, bf16, fp16 or fp32")
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW, or SGD with the paper's momentum 0.99, at peak learning rate `cfg.lr`."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=SGD_MOMENTUM, weight_decay=cfg.weight_decay)
+    raise FetalheadError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
+                    total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step learning-rate schedule over `total_steps` optimizer steps."""
+    total_steps = max(int(total_steps), 1)
+    if cfg.schedule == "onecycle":
+        # Smith & Topin 2017, one-cycle: warm up over 30% of the steps, then cosine down.
+        # Momentum cycling would overwrite SGD's 0.99, so it is only used with AdamW (beta1).
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total_steps, cycle_momentum=cfg.optimizer == "adamw")
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    raise FetalheadError(f"unknown schedule {cfg.schedule!r}; choose onecycle, cosine or constant")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _raw(model: nn.Module) -> nn.Module:
+    """The module under a torch.compile wrapper (its state_dict keys have no prefix)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def _atomic_save(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # an interrupted run never leaves a half-written checkpoint
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: TrainConfig, *, epoch: int,
+                    metrics: dict[str, float] | None = None, **state: Any) -> Path:
+    """Write a full checkpoint: model weights (fp32), config, metrics, epoch and any extra
+    `state` (optimizer, scheduler, scaler, early_stopping, rng, history ...). Returns the path."""
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "weights_only": False,
+        "model": {k: v.detach().cpu() for k, v in _raw(model).state_dict().items()},
+        "config": cfg.to_dict(),
+        "metrics": dict(metrics or {}),
+        "epoch": int(epoch),
+        **state,
+    }
+    return _atomic_save(ckpt, Path(path))
+
+
+def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float] | None,
+                   path: str | os.PathLike, epoch: int | None = None) -> Path:
+    """Write a small weights-only file for shipping: float tensors in fp16, config, metrics.
+
+    About half the size of the fp32 weights; `load_checkpoint` reads it back as fp32.
+    """
+    weights = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+               for k, v in _raw(model).state_dict().items()}
+    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16", "model": weights,
+            "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch}
+    return _atomic_save(ckpt, Path(path))
+
+
+def _read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"checkpoint not found: {path}")
+    try:
+        # weights_only: never unpickle arbitrary objects from a file someone handed us
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip, pickle and unpickler errors all mean "not ours"
+        raise FetalheadError(f"{path}: not a fetalhead checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise FetalheadError(f"{path}: not a fetalhead checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Read a checkpoint or an `export_weights` file -> (model fp32 in eval mode, config, meta).
+
+    `meta` holds everything else in the file (metrics, epoch, history, optimizer state ...).
+    A file that is not a fetalhead checkpoint, or whose weights do not fit the U-Net its config
+    describes, raises FetalheadError with a one-line message naming the file.
+    """
+    ckpt = _read_checkpoint(path, map_location)
+    try:
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        model = build_model(cfg)
+        model.load_state_dict(ckpt["model"], strict=True)  # copies fp16 exports into fp32 params
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FetalheadError(f"{path}: weights do not match the model in its config ({first[:160]})") from None
+    model.to(map_location).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config")}
+    return model, cfg, meta
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _crop_like(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Centre-crop target (B,1,H,W) to logits' size: with padding="valid" the output is smaller."""
+    h, w = logits.shape[-2:]
+    th, tw = target.shape[-2:]
+    if (h, w) == (th, tw):
+        return target
+    top, left = (th - h) // 2, (tw - w) // 2
+    return target[..., top:top + h, left:left + w]
+
+
+@torch.no_grad()
+def evaluate_arrays(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, loss_fn: nn.Module,
+                    batch_size: int, amp_dtype: torch.dtype | None = None,
+                    channels_last: bool = False) -> tuple[float, float]:
+    """(mean loss, mean per-image Dice) of `model` on uint8 images/masks (N,1,H,W) on its device.
+
+    Dice is that of the thresholded logits at the arrays' resolution (the training one).
+    """
+    model.eval()
+    n = images.shape[0]
+    loss_sum = torch.zeros((), device=images.device)  # summed on the device: one sync at the end
+    dice_sum = torch.zeros((), device=images.device)
+    autocast = torch.autocast(images.device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
+    for i in range(0, n, batch_size):
+        x = to_float(images[i:i + batch_size])
+        y = masks[i:i + batch_size].float()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = model(x)
+        logits = logits.float()
+        y = _crop_like(y, logits)
+        loss_sum += loss_fn(logits, y) * x.shape[0]
+        dice_sum += dice_batch(logits, y).sum()
+    return float(loss_sum) / n, float(dice_sum) / n
+
+
+def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """Two independent seeds (permutation, augmentation) for one epoch.
+
+    Deriving them from (seed, epoch) rather than carrying generators along makes a resumed
+    run draw exactly the batches and augmentations of an uninterrupted one.
+    """
+    a, b = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2)
+    return int(a), int(b)
+
+
+def _to_device_arrays(arrays: Any, limit: int | None, size: tuple[int, int], device: torch.device,
+                      what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images, masks = np.asarray(arrays.images), np.asarray(arrays.masks)
+    if limit is not None:
+        images, masks = images[:limit], masks[:limit]
+    if images.ndim != 3 or images.shape != masks.shape or len(images) == 0:
+        raise FetalheadError(f"{what} arrays must be non-empty (N,H,W) images and masks, got {images.shape} and {masks.shape}")
+    if tuple(images.shape[1:]) != tuple(size):
+        raise FetalheadError(f"{what} arrays are {images.shape[1]}x{images.shape[2]} but the config's "
+                             f"image_size is {size[0]}x{size[1]}; load them with that size")
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8))[:, None].to(device)  # noqa: E731
+    return to(images), to(masks)
+
+
+def fit(
+    cfg: TrainConfig,
+    train: Any,
+    val: Any,
+    out_dir: str | os.PathLike,
+    resume: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    callback: Callable[[int, pd.DataFrame], bool | None] | None = None,
+) -> FitResult:
+    """Train a U-Net on `train` (an ArraySet: images uint8 (N,H,W), masks uint8 {0,1} (N,H,W),
+    H x W = cfg.image_size), select on `val`, write best.pt, last.pt and history.csv to `out_dir`.
+
+    `resume`: a last.pt (or best.pt) to continue from, exactly as if never interrupted.
+    `callback(epoch, history)` runs after every epoch; returning True stops training there.
+    Returns a FitResult with the best weights restored.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
+
+    # 1. seed, model, and its memory layout
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(dev)
+    channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
+
+    # 2. the data, once, on the device as uint8 (1 byte per pixel: the whole set fits easily)
+    train_x, train_y = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training")
+    val_x, val_y = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation")
+    n_train = train_x.shape[0]
+    batch = min(cfg.batch_size, n_train)
+    steps_per_epoch = n_train // batch  # drop the last partial batch: BatchNorm dislikes tiny ones
+
+    # 3. loss, optimizer, schedule, mixed precision
+    loss_fn = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, cfg.dice_smooth)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
+    amp_dtype, use_scaler = autocast_settings(cfg.precision, dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
+    autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    aug = AugmentParams.from_config(cfg)
+    stopper = EarlyStopping(cfg.patience, cfg.min_delta)
+    rows: list[dict[str, float]] = []
+    start_epoch, seconds_before = 1, 0.0
+
+    # 4. resume: weights, optimizer, schedule, scaler, early-stopping counters and history
+    if resume is not None:
+        ckpt = _read_checkpoint(resume)
+        if ckpt.get("weights_only"):
+            raise FetalheadError(f"{resume}: a weights-only export cannot be resumed; use last.pt")
+        if TrainConfig.from_dict(ckpt["config"]) != cfg:
+            raise FetalheadError(f"{resume}: its config differs from the one given to fit()")
+        _raw(model).load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        stopper.load_state_dict(ckpt["early_stopping"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        rows = list(ckpt.get("history", []))
+        start_epoch = int(ckpt["epoch"]) + 1
+        seconds_before = float(rows[-1]["seconds"]) if rows else 0.0
+        # the best weights so far: this file itself, or best.pt beside it
+        best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else _read_checkpoint(Path(resume).parent / "best.pt")
+        if int(best_src["epoch"]) != stopper.best_epoch:
+            raise FetalheadError(f"{resume}: best.pt beside it is from epoch {best_src['epoch']}, expected {stopper.best_epoch}")
+        stopper.best_state = {k: v.cpu() for k, v in best_src["model"].items()}
+
+    train_model = torch.compile(model) if (cfg.compile and cuda) else model
+    bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,
+               desc="fit", unit="step", dynamic_ncols=True)
+    t_run = time.perf_counter()
+    stopped_by_callback = False
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if stopper.should_stop or stopped_by_callback:
+            break
+        # 5. this epoch's batches: a permutation and an augmentation stream derived from (seed, epoch)
+        seed_perm, seed_aug = _epoch_seeds(cfg.seed, epoch)
+        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed_perm)).to(dev)
+        gen = torch.Generator(device=dev).manual_seed(seed_aug)
+        model.train()
+        loss_sum = torch.zeros((), device=dev)  # summed on the device: no sync per step
+        for step in range(steps_per_epoch):
+            # 6. a batch: index, uint8 -> float in [0, 1], augment image and mask together
+            idx = perm[step * batch:(step + 1) * batch]
+            x, y = augment_batch(to_float(train_x[idx]), train_y[idx].float(), aug, gen)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            # 7. forward in mixed precision; the loss in fp32 for a stable log/sigmoid
+            with autocast():
+                logits = train_model(x)
+            loss = loss_fn(logits.float(), _crop_like(y, logits))
+            # 8. backward (scaled for fp16), step, schedule
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.detach()
+            bar.update(1)
+        train_loss = float(loss_sum) / max(steps_per_epoch, 1)
+        lr = optimizer.param_groups[0]["lr"]
+
+        # 9. validate at the training resolution (eval mode: BatchNorm running statistics)
+        val_loss, val_dice = evaluate_arrays(train_model, val_x, val_y, loss_fn, batch, amp_dtype, channels_last)
+        seconds = seconds_before + time.perf_counter() - t_run
+        rows.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
+                         lr=lr, seconds=seconds))
+        history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        history.to_csv(out_dir / "history.csv", index=False)
+        bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
+
+        # 10. early stopping bookkeeping; best.pt on improvement, last.pt every epoch
+        metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
+        state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                     scaler=scaler.state_dict(), rng={"torch": torch.get_rng_state()}, history=rows)
+        if stopper.step(val_dice, epoch, _raw(model)):
+            save_checkpoint(out_dir / "best.pt", model, cfg, epoch=epoch, metrics=metrics,
+                            early_stopping=stopper.state_dict(), **state)
+        save_checkpoint(out_dir / "last.pt", model, cfg, epoch=epoch, metrics=metrics,
+                        early_stopping=stopper.state_dict(), **state)
+        if callback is not None and callback(epoch, history):
+            stopped_by_callback = True
+    bar.close()
+
+    # 11. put the best weights back
+    stopper.restore(_raw(model))
+    model.eval()
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    if not rows:
+        raise FetalheadError(f"nothing to train: epochs={cfg.epochs} and the run starts at epoch {start_epoch}")
+    return FitResult(model=model, history=history, best_epoch=stopper.best_epoch,
+                     best_val_dice=float(stopper.best_score), checkpoint_path=out_dir / "best.pt",
+                     seconds=float(rows[-1]["seconds"]))

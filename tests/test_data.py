@@ -1,0 +1,336 @@
+"""fetalhead.data: CSVs, file names, image modes, annotation filling, and every data error."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from fetalhead.data import (
+    TEST_CSV,
+    TRAIN_CSV,
+    annotation_path,
+    annotation_to_mask,
+    check_data_dir,
+    image_path,
+    load_image,
+    load_mask,
+    load_pair,
+    parse_filename,
+    read_test_csv,
+    read_training_csv,
+    training_pairs,
+)
+from fetalhead.errors import FetalheadError
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return float((a & b).sum() / (a | b).sum())
+
+
+# ---------------------------------------------------------------- file names and CSVs
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("010_HC.png", (10, 1)), ("010_2HC.png", (10, 2)), ("010_2HC_Annotation.png", (10, 2)),
+     ("000_HC.png", (0, 1)), ("805_3HC.png", (805, 3)), ("some/dir/123_HC.png", (123, 1))],
+)
+def test_parse_filename(name, expected):
+    assert parse_filename(name) == expected
+
+
+@pytest.mark.parametrize("name", ["HC.png", "010.png", "abc_HC.png", "010_HC.jpg", "010_xHC.png"])
+def test_parse_filename_rejects(name):
+    with pytest.raises(FetalheadError, match="not an HC18 file name"):
+        parse_filename(name)
+
+
+def test_paths_follow_hc18_names(tmp_path):
+    assert image_path("010_2HC.png", root=tmp_path) == tmp_path / "training_set" / "010_2HC.png"
+    assert image_path("010_HC.png", True, tmp_path) == tmp_path / "test_set" / "010_HC.png"
+    assert annotation_path("010_2HC.png", tmp_path) == tmp_path / "training_set" / "010_2HC_Annotation.png"
+
+
+def test_read_real_csvs(hc18_dir):
+    train = read_training_csv(hc18_dir)
+    assert list(train.columns) == ["filename", "pixel_size_mm", "hc_mm", "exam", "frame"]
+    assert len(train) == 999 and train["filename"].is_unique
+    assert train["exam"].nunique() == 806  # README of the data: 806 exams for 999 images
+    row = train.set_index("filename").loc["001_HC.png"]  # first lines of the CSV, by hand
+    assert row["pixel_size_mm"] == pytest.approx(0.0896585200514) and row["hc_mm"] == 56.81
+    assert tuple(train.set_index("filename").loc["010_2HC.png", ["exam", "frame"]]) == (10, 2)
+    assert (train["pixel_size_mm"] > 0).all() and (train["hc_mm"] > 0).all()
+    test = read_test_csv(hc18_dir)
+    assert list(test.columns) == ["filename", "pixel_size_mm", "exam", "frame"]
+    assert len(test) == 335
+    assert test["pixel_size_mm"].iloc[0] == pytest.approx(0.23585714045)
+
+
+def test_training_pairs(synthetic_hc18):
+    pairs = training_pairs(synthetic_hc18)
+    assert len(pairs) == len(read_training_csv(synthetic_hc18))
+    for img, ann in pairs:
+        assert img.is_file() and ann.is_file()
+        assert ann.name == img.stem + "_Annotation.png"
+
+
+# ---------------------------------------------------------------- image modes
+
+
+@pytest.fixture
+def gray() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 256, (37, 53), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16", "I"])
+def test_load_image_every_mode_of_a_gray_image(tmp_path, gray, mode):
+    """A gray picture saved in any PNG mode reads back as the same 8-bit gray array."""
+    if mode in ("I;16", "I"):
+        img = Image.fromarray(gray.astype(np.uint16) * 257)  # 16-bit: v -> v * 257 is full range
+        img = img.convert("I") if mode == "I" else img
+    elif mode == "P":
+        img = Image.fromarray(gray).convert("P")  # a gray palette keeps every level exactly
+    else:
+        img = Image.fromarray(gray).convert(mode)
+    path = tmp_path / f"x_{mode.replace(';', '')}.png"
+    img.save(path)
+    out = load_image(path)
+    assert out.dtype == np.uint8 and out.shape == gray.shape and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, gray)
+
+
+def test_load_image_colour_is_luma(tmp_path):
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    Image.fromarray(np.dstack([rgb, np.full((20, 30), 7, np.uint8)])).save(tmp_path / "c4.png")
+    oracle = np.asarray(Image.fromarray(rgb).convert("L")).astype(int)  # Pillow's ITU-R 601
+    for name in ("c.png", "c4.png"):
+        assert np.abs(load_image(tmp_path / name).astype(int) - oracle).max() <= 1
+
+
+def test_load_image_16bit_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 1000, 32768, 40000, 65535]], np.uint16)
+    Image.fromarray(values).save(tmp_path / "w.png")
+    out = load_image(tmp_path / "w.png")
+    np.testing.assert_array_equal(out, np.round(values / 257.0).astype(np.uint8))
+    assert out[0, 3] == 128 and out[0, 4] == 156  # clipping would give 255
+
+
+def test_load_image_real(hc18_dir):
+    img = load_image(hc18_dir / "training_set" / "000_HC.png")
+    ref = np.asarray(Image.open(hc18_dir / "training_set" / "000_HC.png"))  # Pillow as oracle
+    assert img.shape == (540, 800) and img.dtype == np.uint8
+    np.testing.assert_array_equal(img, ref)
+
+
+# ---------------------------------------------------------------- annotations
+
+
+def random_ellipses(n: int, size=(120, 160), seed=0):
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for _ in range(n):
+        a, b = rng.uniform(8, 0.4 * h), rng.uniform(8, 0.4 * h)
+        c = (rng.uniform(0.45, 0.55) * w, rng.uniform(0.45, 0.55) * h)
+        yield (c, (2 * a, 2 * b), float(rng.uniform(0, 180)))
+
+
+def test_outline_is_filled_like_cv2_filled_ellipse():
+    for box in random_ellipses(40):
+        ring = np.zeros((120, 160), np.uint8)
+        cv2.ellipse(ring, box, 1, 1)
+        filled = np.zeros_like(ring)
+        cv2.ellipse(filled, box, 1, -1)
+        mask = annotation_to_mask(ring)
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+        assert iou(mask, filled) > 0.98
+        # Independent oracle: SciPy's hole filling of the closed ring.
+        np.testing.assert_array_equal(mask, ndimage.binary_fill_holes(ring).astype(np.uint8))
+
+
+@pytest.mark.parametrize("layout", ["gray255", "rgb255", "gray01", "rgba", "gray16"])
+def test_outline_in_any_layout(layout):
+    box = ((80.0, 60.0), (90.0, 60.0), 30.0)
+    ring = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(ring, box, 1, 1)
+    filled = np.zeros_like(ring)
+    cv2.ellipse(filled, box, 1, -1)
+    arr = {
+        "gray255": ring * 255,
+        "rgb255": np.dstack([ring * 255] * 3),
+        "gray01": ring,
+        "rgba": np.dstack([ring * 255] * 3 + [np.full_like(ring, 255)]),  # opaque alpha ignored
+        "gray16": ring.astype(np.uint16) * 65535,
+    }[layout]
+    assert iou(annotation_to_mask(arr), filled) > 0.98
+
+
+@pytest.mark.parametrize("gap", [1, 2, 3])
+def test_outline_with_a_small_gap_is_still_filled(gap):
+    box = ((80.0, 60.0), (110.0, 70.0), 15.0)
+    ring = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(ring, box, 1, 1)
+    filled = np.zeros_like(ring)
+    cv2.ellipse(filled, box, 1, -1)
+    ring[:, 80:80 + gap] = 0  # cut the ring at the top and at the bottom
+    assert iou(annotation_to_mask(ring), filled) > 0.97
+
+
+def test_outline_cut_by_the_image_border():
+    box = ((80.0, 20.0), (120.0, 80.0), 0.0)  # the top of the ellipse lies above the image
+    ring = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(ring, box, 1, 1)
+    filled = np.zeros_like(ring)
+    cv2.ellipse(filled, box, 1, -1)
+    assert iou(annotation_to_mask(ring), filled) > 0.97
+
+
+@pytest.mark.parametrize("layout", ["gray01", "gray255", "rgb255", "bool"])
+def test_filled_mask_is_kept_as_it_is(layout):
+    filled = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(filled, ((70.0, 55.0), (80.0, 50.0), 20.0), 1, -1)
+    filled[10:14, 10:14] = 1  # a second, small blob: a filled mask must not be "repaired"
+    arr = {"gray01": filled, "gray255": filled * 255, "rgb255": np.dstack([filled * 255] * 3),
+           "bool": filled.astype(bool)}[layout]
+    np.testing.assert_array_equal(annotation_to_mask(arr), filled)
+
+
+def test_empty_annotation_gives_empty_mask():
+    np.testing.assert_array_equal(annotation_to_mask(np.zeros((5, 7, 3), np.uint8)), np.zeros((5, 7)))
+
+
+def test_load_mask_outline_file(tmp_path):
+    box = ((60.0, 50.0), (70.0, 50.0), 40.0)
+    ring = np.zeros((100, 120), np.uint8)
+    cv2.ellipse(ring, box, 255, 1)
+    Image.fromarray(ring).save(tmp_path / "r.png")
+    filled = np.zeros_like(ring)
+    cv2.ellipse(filled, box, 1, -1)
+    assert iou(load_mask(tmp_path / "r.png"), filled) > 0.98
+
+
+def test_real_filled_masks_in_one_and_three_channels(hc18_dir, tmp_path):
+    for name in ("000_HC", "010_2HC", "100_HC"):
+        src = hc18_dir / "training_set" / f"{name}_Annotation.png"
+        rgb = np.asarray(Image.open(src))
+        assert rgb.ndim == 3 and rgb.shape[2] == 3  # the shared copy is 3-channel 0/255
+        truth = (rgb[:, :, 0] > 127).astype(np.uint8)
+        assert truth.sum() > 1000
+        np.testing.assert_array_equal(load_mask(src), truth)
+        Image.fromarray(truth * 255).save(tmp_path / "one.png")  # same mask, 1 channel
+        np.testing.assert_array_equal(load_mask(tmp_path / "one.png"), truth)
+        Image.fromarray(truth).save(tmp_path / "bits.png")  # and 0/1 values
+        np.testing.assert_array_equal(load_mask(tmp_path / "bits.png"), truth)
+
+
+def test_real_masks_have_one_filled_region(hc18_dir):
+    for name in ("000_HC", "500_HC", "805_HC"):
+        mask = load_mask(hc18_dir / "training_set" / f"{name}_Annotation.png")
+        n, _ = cv2.connectedComponents(mask)
+        assert n == 2  # background + the head
+        np.testing.assert_array_equal(mask, ndimage.binary_fill_holes(mask))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_missing_data_folder_says_how_to_get_it(tmp_path):
+    with pytest.raises(FetalheadError) as exc:
+        check_data_dir(tmp_path / "nowhere")
+    msg = one_line(exc)
+    assert "nowhere" in msg and "HC18_DIR" in msg and "fetalhead download" in msg
+
+
+def test_check_data_dir_ok(synthetic_hc18):
+    assert check_data_dir(synthetic_hc18) == synthetic_hc18
+
+
+def test_check_real_data_dir(hc18_dir):
+    assert check_data_dir(hc18_dir) == hc18_dir
+
+
+@pytest.mark.parametrize("victim", [TRAIN_CSV, TEST_CSV, "training_set", "test_set"])
+def test_incomplete_data_folder(synthetic_hc18, victim):
+    path = synthetic_hc18 / victim
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with pytest.raises(FetalheadError) as exc:
+        check_data_dir(synthetic_hc18)
+    msg = one_line(exc)
+    assert victim in msg and "fetalhead download" in msg
+
+
+def test_missing_listed_file(synthetic_hc18):
+    (synthetic_hc18 / "training_set" / "002_HC_Annotation.png").unlink()
+    with pytest.raises(FetalheadError, match="missing file .*002_HC_Annotation.png") as exc:
+        check_data_dir(synthetic_hc18)
+    one_line(exc)
+    (synthetic_hc18 / "test_set" / "001_HC.png").unlink()
+    check_data_dir(synthetic_hc18, test_set=False)  # the training part alone is still complete
+    with pytest.raises(FetalheadError, match="missing file"):
+        load_image(synthetic_hc18 / "test_set" / "001_HC.png")
+
+
+def test_empty_listed_file(synthetic_hc18):
+    (synthetic_hc18 / "training_set" / "000_HC.png").write_bytes(b"")
+    with pytest.raises(FetalheadError, match="empty file .*000_HC.png"):
+        check_data_dir(synthetic_hc18)
+    with pytest.raises(FetalheadError, match="empty file .*000_HC.png"):
+        load_image(synthetic_hc18 / "training_set" / "000_HC.png")
+
+
+def test_truncated_image(synthetic_hc18):
+    path = synthetic_hc18 / "training_set" / "000_HC.png"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FetalheadError, match="corrupt or truncated image: .*000_HC.png") as exc:
+        load_image(path)
+    one_line(exc)
+
+
+def test_corrupt_image(synthetic_hc18):
+    path = synthetic_hc18 / "training_set" / "000_HC_Annotation.png"
+    data = bytearray(path.read_bytes())
+    data[40:60] = b"\x00" * 20  # damage the header chunk: its CRC no longer matches
+    path.write_bytes(bytes(data))
+    with pytest.raises(FetalheadError, match="corrupt or truncated image: .*000_HC_Annotation.png"):
+        load_mask(path)
+
+
+def test_not_an_image(tmp_path):
+    path = tmp_path / "notes_HC.png"
+    path.write_text("filename,pixel size(mm)\n")
+    with pytest.raises(FetalheadError, match="not an image file: .*notes_HC.png") as exc:
+        load_image(path)
+    one_line(exc)
+
+
+def test_size_mismatch(synthetic_hc18):
+    img = synthetic_hc18 / "training_set" / "000_HC.png"
+    ann = synthetic_hc18 / "training_set" / "000_HC_Annotation.png"
+    cv2.imwrite(str(ann), np.zeros((10, 12, 3), np.uint8))
+    with pytest.raises(FetalheadError, match="size mismatch: annotation .*000_HC_Annotation.png") as exc:
+        load_pair(img, ann)
+    one_line(exc)
+
+
+def test_bad_csv(synthetic_hc18):
+    (synthetic_hc18 / TRAIN_CSV).write_text("filename,pixel size(mm)\n000_HC.png,0.1\n")
+    with pytest.raises(FetalheadError, match="head circumference"):
+        read_training_csv(synthetic_hc18)
+    (synthetic_hc18 / TEST_CSV).write_text("filename,pixel size(mm)\n000_HC.png,abc\n")
+    with pytest.raises(FetalheadError, match="non-numeric pixel_size_mm for 000_HC.png"):
+        read_test_csv(synthetic_hc18)

@@ -1,0 +1,256 @@
+"""Training engine: loss goes down, early stopping, exact resume, checkpoint files, quick mode.
+
+Tiny U-Nets (base 4) on 64x96 images keep every test to seconds on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fetalhead.cache import ArraySet
+from fetalhead.config import QUICK_ENV, get_config
+from fetalhead.errors import FetalheadError
+from fetalhead.model import build_model
+from fetalhead.train import (
+    HISTORY_COLUMNS,
+    EarlyStopping,
+    autocast_settings,
+    build_optimizer,
+    build_scheduler,
+    export_weights,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+SIZE = (64, 96)
+
+
+def tiny_cfg(**kw):
+    base = dict(image_size=SIZE, base_channels=4, batch_size=4, epochs=2, patience=5)
+    return get_config("default", quick=False, **{**base, **kw})
+
+
+def synthetic_set(n: int, size=SIZE, seed: int = 0) -> ArraySet:
+    """Bright noisy ellipses ("heads") on a dark speckled background, with their masks."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    images = np.empty((n, h, w), np.uint8)
+    masks = np.zeros((n, h, w), np.uint8)
+    for i in range(n):
+        c = (int(rng.integers(w // 3, 2 * w // 3)), int(rng.integers(h // 3, 2 * h // 3)))
+        axes = (int(rng.integers(w // 8, w // 4)), int(rng.integers(h // 8, h // 4)))
+        cv2.ellipse(masks[i], c, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        images[i] = np.clip(rng.normal(40, 15, (h, w)) + masks[i] * 90, 0, 255).astype(np.uint8)
+    meta = pd.DataFrame({"filename": [f"{i:03d}_HC.png" for i in range(n)]})
+    return ArraySet(images, masks, meta)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_on_a_score_sequence():
+    model = torch.nn.Linear(1, 1, bias=False)
+    stopper = EarlyStopping(patience=2, min_delta=0.001)
+    scores = [0.50, 0.60, 0.6005, 0.59, 0.70]  # 0.6005 is not better by min_delta
+    stopped_at = None
+    for epoch, s in enumerate(scores, start=1):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))  # weights that name their epoch
+        stopper.step(s, epoch, model)
+        if stopper.should_stop:
+            stopped_at = epoch
+            break
+    assert stopped_at == 4 and stopper.best_epoch == 2 and stopper.best_score == 0.60
+    with torch.no_grad():
+        model.weight.fill_(-1.0)
+    stopper.restore(model)
+    assert model.weight.item() == 2.0
+    again = EarlyStopping(patience=2, min_delta=0.001)
+    again.load_state_dict(stopper.state_dict())
+    assert (again.best_epoch, again.bad_epochs, again.should_stop) == (2, 2, True)
+
+
+def test_fit_stops_early_and_restores_the_best_epoch(tmp_path):
+    # min_delta = 1 makes any later epoch "no better": best is epoch 1, stop after epoch 2
+    cfg = tiny_cfg(epochs=6, patience=1, min_delta=1.0)
+    res = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path, progress=False)
+    assert list(res.history["epoch"]) == [1, 2] and res.best_epoch == 1
+    assert res.best_val_dice == pytest.approx(res.history["val_dice"][0])
+    _, _, best_meta = load_checkpoint(tmp_path / "best.pt")
+    best, _, _ = load_checkpoint(tmp_path / "best.pt")
+    last, _, last_meta = load_checkpoint(tmp_path / "last.pt")
+    assert best_meta["epoch"] == 1 and last_meta["epoch"] == 2
+    assert same_weights(weights(res.model), weights(best))
+    assert not same_weights(weights(res.model), weights(last))
+    hist = pd.read_csv(tmp_path / "history.csv")
+    assert list(hist.columns) == HISTORY_COLUMNS and len(hist) == 2
+    assert (hist["seconds"].diff().dropna() > 0).all()
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+@pytest.mark.skipif(not os.environ.get("HC18_DIR"), reason="HC18_DIR not set")
+def test_a_few_epochs_on_real_images_lower_the_loss(tmp_path):
+    from fetalhead.cache import load_arrays
+
+    train = load_arrays("train", SIZE, limit=24, progress=False)
+    val = load_arrays("val", SIZE, limit=8, progress=False)
+    cfg = tiny_cfg(epochs=3, batch_size=8)
+    res = fit(cfg, train, val, tmp_path, progress=False)
+    h = res.history
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    assert h["val_loss"].iloc[-1] < h["val_loss"].iloc[0]
+    assert np.isfinite(h[["train_loss", "val_loss", "val_dice", "lr"]].to_numpy()).all()
+    assert 0.0 <= res.best_val_dice <= 1.0
+
+
+def test_fit_learns_synthetic_heads(tmp_path):
+    """An easy task: the Dice of bright ellipses must rise well above its first value."""
+    cfg = tiny_cfg(epochs=6, batch_size=4, lr=1e-2, schedule="constant", rotate_deg=0.0,
+                   hflip=False, vflip=False, scale=0.0, intensity=0.0)
+    calls = []
+    res = fit(cfg, synthetic_set(16), synthetic_set(8, seed=1), tmp_path, progress=False,
+              callback=lambda epoch, hist: calls.append((epoch, len(hist))))
+    assert calls == [(e, e) for e in range(1, 7)]  # once per epoch, with the history so far
+    h = res.history
+    assert res.best_val_dice > 0.8 and res.best_val_dice > h["val_dice"].iloc[0] + 0.1
+    assert h["train_loss"].iloc[-1] < 0.7 * h["train_loss"].iloc[0]
+    assert h["lr"].eq(1e-2).all()
+
+
+# ----------------------------------------------------------------------------- resume and files
+
+
+def test_resume_continues_exactly(tmp_path):
+    cfg = tiny_cfg(epochs=2)
+    train, val = synthetic_set(8), synthetic_set(4, seed=1)
+    full = fit(cfg, train, val, tmp_path / "full", progress=False)
+    # the same run, stopped after epoch 1 by the callback, then resumed from last.pt
+    fit(cfg, train, val, tmp_path / "part", progress=False, callback=lambda e, h: e == 1)
+    _, _, meta1 = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert meta1["epoch"] == 1
+    resumed = fit(cfg, train, val, tmp_path / "part", resume=tmp_path / "part" / "last.pt", progress=False)
+    a, _, meta_a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b, _, meta_b = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert same_weights(weights(a), weights(b))
+    assert same_weights(weights(full.model), weights(resumed.model))
+    cols = ["epoch", "train_loss", "val_loss", "val_dice", "lr"]
+    pd.testing.assert_frame_equal(full.history[cols], resumed.history[cols])
+    for k in ("exp_avg", "exp_avg_sq"):  # AdamW moments continue too
+        sa, sb = meta_a["optimizer"]["state"], meta_b["optimizer"]["state"]
+        assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    cfg = tiny_cfg(epochs=1)
+    fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
+    with pytest.raises(FetalheadError, match="config differs"):
+        fit(tiny_cfg(epochs=1, lr=1.0), synthetic_set(4), synthetic_set(2, seed=1), tmp_path,
+            resume=tmp_path / "last.pt", progress=False)
+
+
+def test_checkpoint_and_export_round_trip(tmp_path):
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():  # non-trivial BatchNorm statistics, which are saved too
+        model.train()(torch.rand(2, 1, *SIZE))
+    full = save_checkpoint(tmp_path / "m.pt", model, cfg, epoch=3, metrics={"val_dice": 0.9},
+                           history=[{"epoch": 1, "val_dice": 0.9}])
+    m2, cfg2, meta = load_checkpoint(full)
+    assert cfg2 == cfg and meta["epoch"] == 3 and meta["metrics"] == {"val_dice": 0.9}
+    assert same_weights(weights(model), weights(m2)) and not m2.training
+    small = export_weights(model, cfg, {"val_dice": 0.9}, tmp_path / "w.pt")
+    m3, cfg3, meta3 = load_checkpoint(small)
+    assert cfg3 == cfg and meta3["weights_only"] and meta3["metrics"]["val_dice"] == 0.9
+    assert small.stat().st_size < 0.7 * full.stat().st_size
+    for k, v in weights(model).items():
+        got = m3.state_dict()[k]
+        assert got.dtype == v.dtype  # read back as fp32
+        torch.testing.assert_close(got, v, rtol=1e-3, atol=1e-4)  # fp16: 11 significant bits
+    x = torch.rand(1, 1, *SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(m3(x), model.eval()(x), rtol=0.02, atol=0.02)
+
+
+def test_bad_files_raise_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(256))
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    cfg = tiny_cfg()
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, build_model(cfg), cfg, epoch=1)
+    ckpt = torch.load(wrong, weights_only=True)
+    ckpt["config"]["base_channels"] = 8  # the weights are those of base 4
+    torch.save(ckpt, wrong)
+    for path, words in [(junk, "not a fetalhead checkpoint"), (other, "not a fetalhead checkpoint"),
+                        (wrong, "do not match"), (tmp_path / "missing.pt", "not found")]:
+        with pytest.raises(FetalheadError) as info:
+            load_checkpoint(path)
+        msg = str(info.value)
+        assert words in msg and path.name in msg and "\n" not in msg
+
+
+def test_wrong_array_size_is_a_clear_error(tmp_path):
+    with pytest.raises(FetalheadError, match="image_size"):
+        fit(tiny_cfg(), synthetic_set(4, size=(32, 48)), synthetic_set(2), tmp_path, progress=False)
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_precision_optimizer_and_schedule_settings():
+    cpu = torch.device("cpu")
+    assert autocast_settings("auto", cpu) == (None, False)
+    assert autocast_settings("bf16", cpu) == (torch.bfloat16, False)
+    assert autocast_settings("fp32", cpu) == (None, False)
+    with pytest.raises(FetalheadError):
+        autocast_settings("fp16", cpu)
+    with pytest.raises(FetalheadError):
+        autocast_settings("fp8", cpu)
+    cfg = tiny_cfg(optimizer="sgd", schedule="onecycle", lr=0.1)
+    model = build_model(cfg)
+    opt = build_optimizer(cfg, model)
+    sched = build_scheduler(cfg, opt, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        assert opt.param_groups[0]["momentum"] == 0.99  # the paper's momentum is kept
+    assert max(lrs) == pytest.approx(0.1, rel=1e-3) and lrs[-1] < 1e-3 and 20 < int(np.argmax(lrs)) < 40
+    cos = build_scheduler(tiny_cfg(schedule="cosine", lr=0.1), build_optimizer(cfg, model), 10)
+    assert cos.get_last_lr()[0] == pytest.approx(0.1)
+    with pytest.raises(FetalheadError):
+        build_optimizer(tiny_cfg(optimizer="lion"), model)
+
+
+def test_quick_mode_config_trains(tmp_path, monkeypatch):
+    monkeypatch.setenv(QUICK_ENV, "1")
+    cfg = get_config("default")
+    assert cfg.image_size[0] <= 128 and cfg.image_size[1] <= 192 and cfg.base_channels <= 8
+    assert cfg.epochs <= 2 and cfg.max_train_images <= 48
+    # more arrays than the quick caps: fit must cut them down
+    train = synthetic_set(cfg.max_train_images + 8, size=cfg.image_size)
+    val = synthetic_set(cfg.max_val_images + 4, size=cfg.image_size, seed=1)
+    res = fit(cfg, train, val, tmp_path, progress=False)
+    assert len(res.history) == cfg.epochs and (tmp_path / "best.pt").is_file()
+    assert Path(res.checkpoint_path) == tmp_path / "best.pt"
