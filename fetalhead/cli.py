@@ -11,7 +11,6 @@ partial behind, and they refuse to replace existing files unless given --overwri
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -175,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="results folder (default: outputs/)")
     p.add_argument("--retrain", action="store_true", help="train even if shipped weights exist")
+    p.add_argument("--no-download", action="store_true",
+                   help="stop with an error instead of downloading HC18 when it is missing")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                    help="override the training preset's number of epochs")
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
@@ -344,7 +345,7 @@ def read_pixel_csv(path: Path) -> dict[str, float]:
         raise FetalheadError(f"--pixel-csv {path}: no pixel size column (a header containing "
                              "'pixel', e.g. 'pixel size(mm)')")
     out: dict[str, float] = {}
-    for i, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]]), start=2):
+    for i, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
         try:
             value = float(text)
         except ValueError:
@@ -429,12 +430,12 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
                                  f"{train.images.shape[2]} arrays, preset {preset!r} needs "
                                  f"{cfg.image_size[0]}x{cfg.image_size[1]}")
     else:
-        train = load_arrays("train", size=cfg.image_size, root=root)
-        val = load_arrays("val", size=cfg.image_size, root=root)
+        train = load_arrays("train", size=cfg.image_size, root=root, progress=not quiet)
+        val = load_arrays("val", size=cfg.image_size, root=root, progress=not quiet)
     _check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet)
-    return Path(result.best_checkpoint)
+    return Path(result.checkpoint_path)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -496,11 +497,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             chunk = images[start:start + bs]
             arrays = [load_input_image(p) for p in chunk]
             preds = predictor.predict_batch(arrays, sizes[start:start + bs], batch_size=bs)
-            for path, image, pred in zip(chunk, arrays, preds):
+            for path, image, pred in zip(chunk, arrays, preds, strict=True):
                 Image.fromarray(pred.mask * 255).save(stage / f"{path.stem}_mask.png")
                 Image.fromarray(draw_overlay(image, pred)).save(stage / f"{path.stem}_overlay.png")
                 rows.append({"filename": path.name, **pred.to_row()})
-        pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False)
+        pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
     n_bad = sum(r["status"] != "ok" for r in rows)
     _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} images to {out}"
          + (f" ({n_bad} without a head found)" if n_bad else ""))
@@ -547,6 +548,8 @@ def _cmd_main(args: argparse.Namespace) -> int:
         root = check_data_dir(root)
         _say(f"[1/4] HC18 found in {root}")
     except FetalheadError as missing:
+        if args.no_download:
+            raise
         _say(f"[1/4] HC18 not usable in {root} ({missing}); downloading it from Zenodo")
         from fetalhead.download import download_hc18
 

@@ -70,7 +70,7 @@ _MAGIC = (
 )
 
 
-def how_to_get_data(root: Path) -> str:
+def _how_to_get_data(root: Path) -> str:
     """The one-line hint every "data missing" error ends with."""
     return (
         f"set {DATA_ENV} to the folder holding {TRAIN_DIR}/, {TEST_DIR}/ and the two CSVs, "
@@ -103,7 +103,7 @@ def annotation_path(filename: str, root: str | os.PathLike | None = None) -> Pat
 
 def _read_csv(path: Path, columns: list[str], root: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise FetalheadError(f"missing file {path}; {how_to_get_data(root)}")
+        raise FetalheadError(f"missing file {path}; {_how_to_get_data(root)}")
     try:
         raw = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -169,7 +169,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         # Full-range rescale 0..65535 -> 0..255 (x / 257 maps v*257 back to v exactly), so a
         # 16-bit image keeps its contrast instead of saturating at 255.
         return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    a = arr.astype(np.float64)  # float or 32-bit images (TIFF): stretch their own range
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
+        # 32-bit integer gray (Pillow's mode "I", TIFF) carries no bit depth: 8-bit values
+        # pass, 16-bit values are scaled like uint16; wider ones are stretched below.
+        top = int(arr.max())
+        if top <= 255:
+            return arr.astype(np.uint8)
+        if top <= 65535:
+            return _to_uint8(arr.astype(np.uint16))
+    a = arr.astype(np.float64)  # float or wider images: stretch their own range
     lo, hi = float(a.min()), float(a.max())
     if hi <= lo:
         return np.zeros(a.shape, np.uint8)
@@ -284,10 +292,10 @@ def check_data_dir(root: str | os.PathLike | None = None, test_set: bool = True)
     """
     root = data_dir(root)
     if not root.is_dir():
-        raise FetalheadError(f"HC18 data not found at {root}; {how_to_get_data(root)}")
+        raise FetalheadError(f"HC18 data not found at {root}; {_how_to_get_data(root)}")
     for sub in (TRAIN_DIR, TEST_DIR) if test_set else (TRAIN_DIR,):
         if not (root / sub).is_dir():
-            raise FetalheadError(f"missing folder {root / sub}; {how_to_get_data(root)}")
+            raise FetalheadError(f"missing folder {root / sub}; {_how_to_get_data(root)}")
     train = read_training_csv(root)
     names = list(train["filename"])
     paths = [image_path(f, root=root) for f in names] + [annotation_path(f, root=root) for f in names]

@@ -4,11 +4,12 @@ Coordinates follow OpenCV's image convention: x is the column, y the row (pointi
 origin is the centre of the top-left pixel. An `Ellipse` is the curve
 ``(cx, cy) + a cos(t) u + b sin(t) v`` with ``u = (cos angle, sin angle)`` and ``v`` the
 perpendicular; the angle is measured from +x towards +y (clockwise on screen), in [0, pi), and
-`a` >= `b` (a is the semi-major axis). Redrawing it with
-``cv2.ellipse(img, (cx, cy), (a, b), degrees(angle), 0, 360, 1, -1)`` reproduces the mask.
+`a` >= `b` (a is the semi-major axis). This is cv2.ellipse's convention:
+``cv2.ellipse(img, (cx, cy), (a, b), degrees(angle), 0, 360, 1, -1)`` redraws it (cv2 rounds
+the angle to whole degrees; `Ellipse.to_mask` does not).
 
 Annotation bias: the filled HC18 annotation masks include the sonographer's drawn line, so an
-ellipse fitted to their outer boundary is a parallel curve about 0.9 px outside the annotated
+ellipse fitted to their outer boundary is a parallel curve about 0.93 px outside the annotated
 ellipse. A parallel curve at distance t is exactly 2*pi*t longer, so the bias is a constant
 number of PIXELS of circumference (`ANNOTATION_BIAS_PX`), i.e. proportional to the pixel size,
 not a constant in mm. See `estimate_bias` and `annotation_bias_mm`.
@@ -27,6 +28,7 @@ from fetalhead.errors import FetalheadError
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
+    from collections.abc import Iterable
 
     import pandas as pd
 
@@ -63,16 +65,17 @@ MIN_BOUNDARY_POINTS = 10
 #: A fitted semi-minor axis below this (pixels) is a line, not a head: "no head".
 MIN_SEMI_AXIS_PX = 1.0
 
-# Measured on the TRAINING split only (699 images of fetalhead/splits/hc18_split.csv) with
-#   HC18_DIR=/work/shared/hc18 python -c "from fetalhead.ellipse import *; import pandas as pd; \
+# Measured on the TRAINING split only (693 images of fetalhead/splits/hc18_split.csv):
+#   HC18_DIR=/work/shared/hc18 python -c "from fetalhead.ellipse import *; \
 #     d = reference_mask_hcs('train'); \
 #     print(estimate_bias(d.hc_mask_mm, d.hc_mm, d.pixel_size_mm, model='per_pixel'), \
 #           estimate_bias(d.hc_mask_mm, d.hc_mm, model='additive'))"
-# per-pixel model: MAE vs the CSV 0.82 -> 0.04 mm (train); additive model: 0.82 -> 0.23 mm.
-#: HC from a filled GT mask minus the CSV HC, in pixels of circumference (2*pi * ~0.92 px).
-ANNOTATION_BIAS_PX = 5.80
+#   -> 5.816 px, 0.761 mm. MAE of mask HC vs the CSV, train / val:
+#   uncorrected 0.827 / 0.791 mm; additive 0.227 / 0.213 mm; per-pixel 0.039 / 0.033 mm.
+#: HC from a filled GT mask minus the CSV HC, in pixels of circumference (2*pi * ~0.93 px).
+ANNOTATION_BIAS_PX = 5.816
 #: The same bias as one constant in mm (additive model; less accurate, kept for reference).
-ANNOTATION_BIAS_MM = 0.757
+ANNOTATION_BIAS_MM = 0.761
 
 # Hadlock et al. 1984 (Radiology 152:497-501) fitted GA on fetuses of about 14 to 42 weeks;
 # inverting GA(HC) = 14 and 42 weeks gives this HC range in mm (see gestational_age_weeks).
@@ -308,26 +311,31 @@ def estimate_bias(
     return _weighted_median(d[ok] / px[ok], px[ok])
 
 
-def reference_mask_hcs(part: str = "train", root: str | os.PathLike | None = None) -> pd.DataFrame:
+def reference_mask_hcs(
+    part: str = "train",
+    root: str | os.PathLike | None = None,
+    filenames: Iterable[str] | None = None,
+) -> pd.DataFrame:
     """HC (mm, no bias correction) of the ground-truth masks of one split part.
 
-    Reads every annotation of `part` ("train", "val" or "test") at original resolution.
-    Returns a DataFrame[filename, pixel_size_mm, hc_mm (CSV), hc_mask_mm].
+    Reads every annotation of `part` ("train", "val" or "test"; only those in `filenames` when
+    given) at original resolution from the HC18 folder `root` (default: `paths.data_dir()`).
+    Returns a DataFrame[filename, pixel_size_mm, hc_mm (CSV), hc_mask_mm], nan where no head.
     """
     # Imported here: the data modules are heavier and not needed for fitting.
-    from fetalhead.data import load_mask, read_training_csv
-    from fetalhead.paths import data_dir
+    from fetalhead.data import annotation_path, load_mask, read_training_csv
     from fetalhead.split import load_split
 
-    folder = data_dir(root)
     split = load_split(root=root)
     names = set(split.loc[split["split"] == part, "filename"])
+    if filenames is not None:
+        names &= set(filenames)
     df = read_training_csv(root)
     df = df[df["filename"].isin(names)].reset_index(drop=True)
-    hcs = []
-    for name, px in zip(df["filename"], df["pixel_size_mm"], strict=True):
-        mask = load_mask(folder / "training_set" / name.replace(".png", "_Annotation.png"))
-        hcs.append(hc_from_mask(mask, px))
+    hcs = [
+        hc_from_mask(load_mask(annotation_path(name, root)), px)
+        for name, px in zip(df["filename"], df["pixel_size_mm"], strict=True)
+    ]
     out = df[["filename", "pixel_size_mm", "hc_mm"]].copy()
-    out["hc_mask_mm"] = hcs
+    out["hc_mask_mm"] = np.asarray(hcs, dtype=np.float64)
     return out

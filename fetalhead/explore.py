@@ -7,19 +7,42 @@ and the same numbers can be checked by tests.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.axes import Axes
+from PIL import Image
+from matplotlib.figure import Figure
 from torch import nn
 
+from fetalhead.config import TrainConfig, get_config
+from fetalhead.ellipse import HADLOCK_HC_RANGE_MM, gestational_age_weeks
+from fetalhead.paths import repo_root, shipped_checkpoint
+from fetalhead.viz import new_axes, plot_history
+
 __all__ = [
+    "LiveHistoryPlot",
+    "compare_configs",
+    "describe_checkpoint",
+    "gestational_ages",
+    "image_size_counts",
     "images_per_exam",
     "layer_table",
+    "notebook_checkpoint",
+    "notebook_run_dir",
+    "plot_distributions",
+    "plot_hc_vs_ga",
     "receptive_field",
     "split_sizes",
+    "spread_rows",
     "summary_table",
+    "trimester_counts",
+    "training_banner",
     "unet_receptive_field",
 ]
 
@@ -38,6 +61,24 @@ def images_per_exam(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def image_size_counts(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """How many files have each (width, height) in pixels; reads only the file headers."""
+    sizes = []
+    for p in paths:
+        with Image.open(p) as im:
+            sizes.append(im.size)
+    table = pd.DataFrame(sizes, columns=["width", "height"]).value_counts().rename("images")
+    return table.reset_index()
+
+
+def spread_rows(df: pd.DataFrame, n: int, column: str = "hc_mm") -> pd.DataFrame:
+    """`n` rows of `df` evenly spaced in the order of `column`, from its smallest to its largest
+    value (e.g. example images from the smallest head to the largest). With odd `n` the middle
+    row is always the median row, whatever `n`."""
+    ordered = df.sort_values(column, kind="stable")
+    return ordered.iloc[np.linspace(0, len(ordered) - 1, n).astype(int)]
+
+
 def summary_table(df: pd.DataFrame, columns: Sequence[str] = ("pixel_size_mm", "hc_mm")) -> pd.DataFrame:
     """count, mean, std, min, quartiles and max of `columns` (one row per column), rounded to 3."""
     return df[list(columns)].describe().T.round(3)
@@ -54,6 +95,54 @@ def split_sizes(split: pd.DataFrame) -> pd.DataFrame:
     table["fraction"] = (table["images"] / labelled).round(3).where(table.index != "challenge")
     table.index.name = "split"
     return table
+
+
+def gestational_ages(hc_mm: Sequence[float] | np.ndarray) -> pd.DataFrame:
+    """Hadlock gestational age of each HC (mm): columns hc_mm, ga_weeks, in_range, trimester.
+
+    Trimesters by estimated age: first < 14 weeks, second 14 to < 28, third >= 28. Ages below
+    14 weeks are extrapolations of Hadlock's formula (see `ellipse.gestational_age_weeks`).
+    """
+    hc = np.asarray(hc_mm, dtype=np.float64)
+    ga = [gestational_age_weeks(h) for h in hc]
+    weeks = np.array([w for w, _ in ga])
+    trimester = np.select([weeks < 14, weeks < 28], ["first", "second"], "third")
+    return pd.DataFrame({"hc_mm": hc, "ga_weeks": weeks, "in_range": [r for _, r in ga],
+                         "trimester": trimester})
+
+
+def trimester_counts(hc_mm: Sequence[float] | np.ndarray) -> pd.DataFrame:
+    """Images per trimester (estimated from HC in mm) with the HC range of each, in mm."""
+    ga = gestational_ages(hc_mm)
+    g = ga.groupby("trimester")["hc_mm"]
+    table = pd.DataFrame({"images": g.size(), "hc_min_mm": g.min(), "hc_max_mm": g.max()})
+    return table.reindex(["first", "second", "third"]).dropna().astype({"images": int}).round(1)
+
+
+def plot_distributions(df: pd.DataFrame, bins: int = 40) -> Figure:
+    """Histograms of pixel_size_mm (mm per pixel) and hc_mm (mm), side by side."""
+    fig = Figure(figsize=(9.0, 3.2), layout="constrained")
+    ax_px, ax_hc = fig.subplots(1, 2)
+    ax_px.hist(df["pixel_size_mm"], bins=bins, color="C0")
+    ax_px.set(xlabel="pixel size (mm per pixel)", ylabel="images", title="pixel size")
+    ax_hc.hist(df["hc_mm"], bins=bins, color="C1")
+    ax_hc.set(xlabel="head circumference (mm)", ylabel="images", title="head circumference (CSV)")
+    return fig
+
+
+def plot_hc_vs_ga(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """Hadlock's curve of gestational age (weeks) against HC (mm), with one dot per image of
+    `df` (column hc_mm) on it, and the HC range the formula was fitted on shaded."""
+    fig, ax = new_axes(ax, figsize=(6.0, 3.8))
+    ga = gestational_ages(df["hc_mm"])
+    hc = np.linspace(min(40.0, ga["hc_mm"].min()), max(360.0, ga["hc_mm"].max()), 200)
+    ax.axvspan(*HADLOCK_HC_RANGE_MM, color="0.92", label="Hadlock's fitted range (14-42 weeks)")
+    ax.plot(hc, [gestational_age_weeks(h)[0] for h in hc], color="0.3", lw=1, label="Hadlock 1984")
+    for name, part in ga.groupby("trimester"):
+        ax.plot(part["hc_mm"], part["ga_weeks"], "o", ms=3, alpha=0.5, label=f"{name} trimester ({len(part)})")
+    ax.set(xlabel="head circumference (mm)", ylabel="gestational age (weeks)")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
 
 
 def _kind(layer: nn.Module) -> str:
@@ -150,12 +239,108 @@ def receptive_field(model: nn.Module, size: int = 256, phases: int = 1) -> int:
     """
     probe = _positive_copy(model)
     in_channels = next(m for m in probe.modules() if isinstance(m, _CONV_TYPES)).in_channels
-    widest = 0
-    for offset in range(phases):
-        x = torch.ones(1, in_channels, size, size, dtype=torch.float64, requires_grad=True)
-        out = probe(x)
-        cy, cx = out.shape[-2] // 2, out.shape[-1] // 2 + offset
-        out[0, 0, cy, cx].backward()
-        cols = torch.nonzero(x.grad[0].abs().sum(dim=(0, 1)) > 0).flatten()
-        widest = max(widest, int(cols.max() - cols.min() + 1))
-    return widest
+    # One batch, sample k differentiating the pixel at column offset k: in eval mode nothing
+    # mixes samples, so each sample's input gradient is the field of its own pixel.
+    x = torch.ones(phases, in_channels, size, size, dtype=torch.float64, requires_grad=True)
+    out = probe(x)
+    cy, cx = out.shape[-2] // 2, out.shape[-1] // 2
+    k = torch.arange(phases)
+    out[k, 0, cy, cx + k].sum().backward()
+    seen = x.grad.abs().sum(dim=(1, 2)) > 0  # (phases, size): columns each pixel sees
+    return max(int(c.max() - c.min() + 1) for c in (torch.nonzero(row).flatten() for row in seen))
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+def compare_configs(names: Sequence[str] = ("reference", "default", "cpu")) -> pd.DataFrame:
+    """The presets `names` side by side (full size, no quick mode): one row per TrainConfig
+    field whose value differs between them, one column per preset."""
+    cfgs = {n: get_config(n, quick=False).to_dict() for n in names}
+    rows = {f.name: [str(cfgs[n][f.name]) for n in names] for f in fields(TrainConfig) if f.name != "name"}
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(names))
+    table.index.name = "field"
+    return table[table.nunique(axis=1) > 1]
+
+
+def training_banner(cfg: TrainConfig, device: torch.device | str, quick: bool) -> str:
+    """One plain sentence saying what a notebook training run is: device, preset, quick mode,
+    and whether it can stand for the GPU model (preset "default" on CUDA, not quick)."""
+    dev = torch.device(device).type
+    real = dev == "cuda" and cfg.name == "default" and not quick
+    what = ("the full recipe" if real else
+            "a SHORT demonstration run, NOT the GPU model (the shipped weights come from preset "
+            "'default' on a GPU)")
+    images = "all" if cfg.max_train_images is None else f"at most {cfg.max_train_images}"
+    return (f"device: {dev}; quick mode: {'on' if quick else 'off'}; preset '{cfg.name}': "
+            f"{cfg.image_size[0]}x{cfg.image_size[1]} px, width {cfg.base_channels}, "
+            f"up to {cfg.epochs} epochs on {images} training images. This is {what}.")
+
+
+class LiveHistoryPlot:
+    """A `fit(callback=...)` hook that redraws the training curves in ONE notebook output.
+
+    Each call draws `viz.plot_history(history)` and replaces the previous drawing through an
+    IPython display handle, so the cell shows a single figure that grows epoch by epoch.
+    Returns False: it never stops training. Outside IPython it prints the figure's repr.
+    """
+
+    def __init__(self) -> None:
+        self.handle = None
+        self.calls = 0
+        self.figure: Figure | None = None
+
+    def __call__(self, epoch: int, history: pd.DataFrame) -> bool:
+        from IPython.display import display  # IPython comes with ipywidgets
+
+        self.figure = plot_history(history)
+        if self.handle is None:
+            self.handle = display(self.figure, display_id=True)
+        else:
+            self.handle.update(self.figure)
+        self.calls += 1
+        return False
+
+
+def notebook_run_dir(name: str = "04_training") -> Path:
+    """`runs/<name>` in the checkout (git-ignored), else under the current folder: where
+    notebook 04 trains and where notebooks 05 and 06 look for its checkpoint."""
+    return (repo_root() or Path.cwd()) / "runs" / name
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """One line about a checkpoint: preset, input size, width, epochs, images, validation Dice."""
+    from fetalhead.train import load_checkpoint
+
+    _, cfg, meta = load_checkpoint(path)
+    dice = meta.get("metrics", {}).get("val_dice", float("nan"))
+    images = "all" if cfg.max_train_images is None else f"{cfg.max_train_images} (quick mode)"
+    return (f"preset '{cfg.name}', {cfg.image_size[0]}x{cfg.image_size[1]} px, width "
+            f"{cfg.base_channels}, best epoch {meta.get('epoch')}, training images: {images}, "
+            f"validation Dice {dice:.3f} (training resolution)")
+
+
+def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The model notebooks 05 and 06 evaluate, and a sentence saying plainly which it is.
+
+    In order: the shipped weights (trained on a GPU); else `best.pt` written by notebook 04
+    (`notebook_run_dir()`), a short CPU run unless 04 ran on a GPU; else a stand-in trained here
+    and now on the CPU with preset "cpu" (shrunk further in `quick` mode) into runs/cpu_standin.
+    """
+    shipped = shipped_checkpoint()
+    if shipped.is_file():
+        return shipped, f"the shipped model {shipped.name} ({describe_checkpoint(shipped)})"
+    ours = notebook_run_dir() / "best.pt"
+    if ours.is_file():
+        return ours, (f"NOT the shipped GPU model (none is installed) but the checkpoint notebook 04 "
+                      f"wrote, {ours.relative_to(ours.parents[2])}: {describe_checkpoint(ours)}")
+    from fetalhead.cache import load_arrays
+    from fetalhead.train import fit
+
+    cfg = get_config("cpu", quick=quick)
+    data = load_arrays(["train", "val"], cfg.image_size, root=root, limit=cfg.max_train_images, progress=False)
+    torch.manual_seed(cfg.seed)
+    out = fit(cfg, data.part("train"), data.part("val"), notebook_run_dir("cpu_standin"),
+              device="cpu", progress=False).checkpoint_path
+    return out, (f"NOT the shipped GPU model (none is installed, and notebook 04 has not run) but a "
+                 f"stand-in just trained on the CPU: {describe_checkpoint(out)}")

@@ -39,7 +39,7 @@ def _read_pixel_csv(path: Path) -> dict[str, float]:
             f"{path} needs columns 'filename' and 'pixel size(mm)'; found {list(df.columns)}"
         )
     px = pd.to_numeric(df[px_col], errors="coerce")
-    return dict(zip(df[name_col].astype(str).str.strip(), px.astype(float)))
+    return dict(zip(df[name_col].astype(str).str.strip(), px.astype(float), strict=True))
 
 
 class FolderDataset:

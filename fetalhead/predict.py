@@ -278,7 +278,7 @@ class Predictor:
         prob_np = prob[:, 0].float().cpu().numpy()
         return [
             cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
-            for p, im in zip(prob_np, images)
+            for p, im in zip(prob_np, images, strict=True)
         ]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -301,11 +301,11 @@ class Predictor:
 
     # ------------------------------------------------------------ measurement part
 
-    def measure(self, prob: np.ndarray, pixel_size_mm: float) -> Prediction:
-        """Threshold a probability map float32 (H, W), keep the largest component, fit the
-        ellipse and compute HC (mm) for `pixel_size_mm` mm per pixel."""
+    def measure(self, prob: np.ndarray, pixel_size_mm: float, threshold: float | None = None) -> Prediction:
+        """Threshold a probability map float32 (H, W) (at `threshold`, default the predictor's),
+        keep the largest component, fit the ellipse and compute HC (mm) for `pixel_size_mm`."""
         px = validate_pixel_size(pixel_size_mm)
-        mask = keep_largest_component(prob > self.threshold)
+        mask = keep_largest_component(prob > (self.threshold if threshold is None else threshold))
         ellipse = fit_ellipse(mask) if mask.any() else None
         nan = float("nan")
         if ellipse is None:
@@ -339,6 +339,6 @@ class Predictor:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
             probs = self.probabilities(chunk)
-            out.extend(self.measure(p, s) for p, s in zip(probs, sizes[start:start + batch_size]))
+            out.extend(self.measure(p, s) for p, s in zip(probs, sizes[start:start + batch_size], strict=True))
         return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -23,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "fetalhead-checkpoint-v1"  # marks our files; anything else is refused
+# history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
+# learning rate at the epoch's last step, wall seconds since the run began (summed over resumes)
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
 SGD_MOMENTUM = 0.99  # Ronneberger et al. 2015, section 3: "a high momentum (0.99)"
 
@@ -379,10 +381,13 @@ def fit(
         start_epoch = int(ckpt["epoch"]) + 1
         seconds_before = float(rows[-1]["seconds"]) if rows else 0.0
         # the best weights so far: this file itself, or best.pt beside it
-        best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else _read_checkpoint(Path(resume).parent / "best.pt")
+        best_path = Path(resume) if ckpt["epoch"] == stopper.best_epoch else Path(resume).parent / "best.pt"
+        best_src = ckpt if best_path == Path(resume) else _read_checkpoint(best_path)
         if int(best_src["epoch"]) != stopper.best_epoch:
-            raise FetalheadError(f"{resume}: best.pt beside it is from epoch {best_src['epoch']}, expected {stopper.best_epoch}")
+            raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
         stopper.best_state = {k: v.cpu() for k, v in best_src["model"].items()}
+        if best_path.resolve() != (out_dir / "best.pt").resolve():
+            shutil.copyfile(best_path, out_dir / "best.pt")  # out_dir must hold the best so far
 
     train_model = torch.compile(model) if (cfg.compile and cuda) else model
     bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,

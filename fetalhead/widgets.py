@@ -19,7 +19,8 @@ from __future__ import annotations
 import html
 import io
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse as EllipsePatch
 
-from fetalhead.ellipse import Ellipse, ellipse_circumference, fit_ellipse
+from fetalhead.ellipse import Ellipse, fit_ellipse
 from fetalhead.errors import FetalheadError
 from fetalhead.metrics import dice
 
@@ -44,6 +45,7 @@ __all__ = [
     "SORT_OPTIONS",
     "AugmentationExplorer",
     "CaseStats",
+    "Measure",
     "PredictionViewer",
     "SyntheticCases",
     "demo_explorer",
@@ -51,6 +53,7 @@ __all__ = [
     "figure_to_png",
     "soft_probability",
     "synthetic_cases",
+    "threshold_measure",
 ]
 
 PRED_COLOR = "#ff7f0e"  # orange fill: readable on grey ultrasound (same as viz.show_pair)
@@ -65,6 +68,22 @@ SORT_OPTIONS: tuple[tuple[str, str], ...] = (
     ("Dice descending (best first)", "dice_desc"),
     ("|HC error| descending (worst first)", "hc_error_desc"),
 )
+
+
+#: (prob float32 (H, W), pixel size mm, threshold) -> (mask uint8 {0,1} (H, W), ellipse in
+#: pixels or None, HC mm or nan): how a probability map becomes a measured head.
+Measure = Callable[[np.ndarray, float, float], tuple[np.ndarray, "Ellipse | None", float]]
+
+
+def threshold_measure(prob: np.ndarray, pixel_size_mm: float,
+                      threshold: float) -> tuple[np.ndarray, Ellipse | None, float]:
+    """The plain measurement: mask = prob >= threshold (every component kept, so stray blobs
+    stay visible), ellipse fitted to its largest component (pixels), HC = perimeter x pixel
+    size (mm, no bias correction; nan when no head)."""
+    mask = (np.asarray(prob) >= threshold).astype(np.uint8)
+    ellipse = fit_ellipse(mask)
+    hc = float("nan") if ellipse is None else ellipse.circumference * float(pixel_size_mm)
+    return mask, ellipse, hc
 
 
 def figure_to_png(fig: Figure) -> bytes:
@@ -120,12 +139,13 @@ class PredictionViewer:
         filenames: N names (default "case_000", ...).
         masks: N ground-truth masks uint8 {0,1} (H, W), or None (overall or per case).
         hc_true_mm: N reference HC in mm (e.g. the HC18 CSV column), or None / nan when unknown.
-        threshold: initial threshold; prediction = prob >= threshold.
+        threshold: initial threshold (0.05 to 0.95); prediction = prob >= threshold.
         opacity: initial opacity of the prediction fill, in [0, 1].
         sort: initial sort, one of the values of `SORT_OPTIONS`.
-        hc_bias_px: circumference bias in PIXELS subtracted from the predicted HC, as the
-            predictor does for models trained on filled HC18 masks (see `fetalhead.ellipse`);
-            0 for no correction.
+        measure: how (prob, pixel size, threshold) become (mask, ellipse, HC mm); default
+            `threshold_measure`. `from_predictor` passes the predictor's own measurement
+            (largest component, annotation-bias correction), so the viewer shows exactly the
+            Dice and HC that `fetalhead.evaluate` reports at the same threshold.
         width_px: width of the rendered figure in pixels.
 
     Display it as the last expression of a cell, or `display(viewer.widget)`.
@@ -141,9 +161,9 @@ class PredictionViewer:
         hc_true_mm: Sequence[float] | np.ndarray | None = None,
         *,
         threshold: float = 0.5,
-        opacity: float = 0.4,
+        opacity: float = 0.3,
         sort: str = "input",
-        hc_bias_px: float = 0.0,
+        measure: Measure | None = None,
         width_px: int = 640,
     ) -> None:
         n = len(images)
@@ -160,6 +180,9 @@ class PredictionViewer:
                          for h in _as_list("hc_true_mm", hc_true_mm, n)]
         for name, im, p, m in zip(self._filenames, self._images, self._probs, self._masks,
                                   strict=True):
+            if im.dtype != np.uint8:
+                raise FetalheadError(f"PredictionViewer: {name}: image dtype {im.dtype}, "
+                                     "expected uint8")
             if im.ndim != 2 or p.shape != im.shape or (m is not None and m.shape != im.shape):
                 raise FetalheadError(
                     f"PredictionViewer: {name}: image {im.shape}, prob {p.shape} and mask "
@@ -169,8 +192,10 @@ class PredictionViewer:
         sort_values = [v for _, v in SORT_OPTIONS]
         if sort not in sort_values:
             raise FetalheadError(f"PredictionViewer: unknown sort {sort!r}; one of {sort_values}")
-        self.hc_bias_px = float(hc_bias_px)
+        self._measure: Measure = measure if measure is not None else threshold_measure
         self._width_px = int(width_px)
+        # Keyed by (case, threshold): sorting and revisiting a case reuse the measurements
+        # (scalars and the ellipse only; masks are recomputed, they are large).
         self._cache: dict[tuple[int, float], CaseStats] = {}
         self._order = list(range(n))
         self._busy = False  # set while one change updates several controls: render once
@@ -188,7 +213,9 @@ class PredictionViewer:
                                             description="opacity", readout_format=".2f",
                                             continuous_update=False)
         self.label = W.HTML()
-        self.image = W.Image(format="png")
+        # Natural size (no stretching to the output's width), shrunk on narrow screens.
+        self.image = W.Image(format="png", layout=W.Layout(width="auto", max_width="100%",
+                                                             align_self="flex-start"))
         for w, cls in ((self.case_slider, "case"), (self.sort_dropdown, "sort"),
                        (self.threshold_slider, "threshold"), (self.opacity_slider, "opacity"),
                        (self.label, "label"), (self.image, "figure")):
@@ -218,21 +245,62 @@ class PredictionViewer:
         filenames: Sequence[str] | None = None,
         masks: Sequence[np.ndarray | None] | None = None,
         hc_true_mm: Sequence[float] | np.ndarray | None = None,
+        batch_size: int = 8,
         **kwargs: Any,
     ) -> PredictionViewer:
-        """Run `predictor` once per image (its probability maps at original resolution) and view.
+        """Run `predictor` on `images` once (probabilities at original resolution) and view.
 
-        Uses `predictor.predict_proba(image) -> float32 (H, W)`; the predictor's HC bias
-        correction (attribute `hc_bias_px`, pixels of circumference) is applied when it has one.
-        Other keyword arguments go to `PredictionViewer`.
+        The viewer measures with `predictor.measure` (largest component, bias-corrected HC),
+        so at the predictor's threshold it shows what `Predictor.predict` returns. Other
+        keyword arguments go to `PredictionViewer` (threshold defaults to the predictor's).
         """
-        if not hasattr(predictor, "predict_proba"):
-            raise FetalheadError("PredictionViewer.from_predictor: the predictor has no "
-                                 "predict_proba(image) method")
-        probs = [np.asarray(predictor.predict_proba(im), dtype=np.float32) for im in images]
-        if "hc_bias_px" not in kwargs and hasattr(predictor, "hc_bias_px"):
-            kwargs["hc_bias_px"] = float(predictor.hc_bias_px)
+        probs: list[np.ndarray] = []
+        for start in range(0, len(images), max(int(batch_size), 1)):
+            probs += predictor.probabilities(list(images[start:start + batch_size]))
+
+        def measure(prob: np.ndarray, px: float, t: float):
+            p = predictor.measure(prob, px, threshold=t)
+            return p.mask, p.head_ellipse, p.hc_mm
+
+        kwargs.setdefault("threshold", predictor.threshold)
+        kwargs.setdefault("measure", measure)
         return cls(images, probs, pixel_sizes_mm, filenames, masks, hc_true_mm, **kwargs)
+
+    @classmethod
+    def from_evaluation(
+        cls,
+        predictor: Predictor,
+        results: pd.DataFrame,
+        root: str | os.PathLike | None = None,
+        n_cases: int | None = 24,
+        **kwargs: Any,
+    ) -> PredictionViewer:
+        """View the `n_cases` lowest-Dice rows of `fetalhead.evaluate.evaluate_split`'s table.
+
+        Args:
+            predictor: the predictor that produced `results`.
+            results: DataFrame with filename, pixel_size_mm, hc_true_mm and dice columns.
+            root: HC18 folder (default `fetalhead.paths.data_dir()`).
+            n_cases: how many cases to load (worst Dice first); None = all rows. Each
+                540x800 case holds about 2.5 MB (image, mask, float32 probabilities).
+        Images and masks are read at original resolution; the viewer starts sorted by Dice,
+        worst first. Other keyword arguments go to `from_predictor`.
+        """
+        from fetalhead.data import annotation_path, image_path, load_pair
+
+        missing = {"filename", "pixel_size_mm", "hc_true_mm", "dice"} - set(results.columns)
+        if missing:
+            raise FetalheadError(f"PredictionViewer.from_evaluation: results lack columns "
+                                 f"{sorted(missing)} (pass evaluate_split's table)")
+        rows = results.sort_values("dice", kind="stable", na_position="first")
+        if n_cases is not None:
+            rows = rows.head(int(n_cases))
+        names = list(rows["filename"])
+        pairs = [load_pair(image_path(n, root=root), annotation_path(n, root)) for n in names]
+        kwargs.setdefault("sort", "dice_asc")
+        return cls.from_predictor(
+            predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float), names,
+            [m for _, m in pairs], rows["hc_true_mm"].to_numpy(float), **kwargs)
 
     # ------------------------------------------------------------------ measurements
     def __len__(self) -> int:
@@ -251,24 +319,21 @@ class PredictionViewer:
     def pred_mask(self, index: int, threshold: float | None = None) -> np.ndarray:
         """Binary prediction uint8 {0,1} (H, W) of case `index` (input order) at `threshold`."""
         t = self.threshold if threshold is None else float(threshold)
-        return (self._probs[index] >= t).astype(np.uint8)
+        mask, _, _ = self._measure(self._probs[index], self._pixel_sizes[index], t)
+        return (np.asarray(mask) > 0).astype(np.uint8)
 
     def stats(self, index: int, threshold: float | None = None) -> CaseStats:
         """Dice, area, ellipse and HC (mm) of case `index` (input order) at `threshold`."""
         t = round(self.threshold if threshold is None else float(threshold), 6)
         key = (index, t)
         if key not in self._cache:
-            pred = self.pred_mask(index, t)
+            pred, ell, hc = self._measure(self._probs[index], self._pixel_sizes[index], t)
             gt = self._masks[index]
-            px = self._pixel_sizes[index]
-            ell = fit_ellipse(pred)
-            hc = (float("nan") if ell is None
-                  else (ellipse_circumference(ell.a, ell.b) - self.hc_bias_px) * px)
             self._cache[key] = CaseStats(
                 dice=float("nan") if gt is None else float(dice(pred, gt)),
-                area_px=int(pred.sum()),
+                area_px=int(np.count_nonzero(pred)),
                 ellipse=ell,
-                hc_pred_mm=hc,
+                hc_pred_mm=float(hc),
                 hc_true_mm=self._hc_true[index],
             )
         return self._cache[key]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -72,8 +73,13 @@ def _get_json(url: str, token: str) -> object:
         return json.loads(r.read())
 
 
-def _wait_until(what: str, ok, proc: subprocess.Popen, log: Path, timeout_s: float = 90.0):
-    """Poll `ok()` until it returns a truthy value; fail with the server log if it never does."""
+def _wait_until(what: str, ok, proc: subprocess.Popen, log: Path, timeout_s: float = 90.0,
+                sleep=time.sleep):
+    """Poll `ok()` until it returns a truthy value; fail with the server log if it never does.
+
+    With a page open, pass `sleep=lambda s: page.wait_for_timeout(1000 * s)`: Playwright's sync
+    API only handles browser events (routes, dialogs) while a Playwright call is running.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -85,7 +91,7 @@ def _wait_until(what: str, ok, proc: subprocess.Popen, log: Path, timeout_s: flo
                 return value
         except (urllib.error.URLError, ConnectionError, OSError, ValueError):
             pass
-        time.sleep(0.25)
+        sleep(0.25)
     pytest.fail(f"timed out waiting for {what}; server log:\n{log.read_text()[-3000:]}",
                 pytrace=False)
 
@@ -170,18 +176,20 @@ def page(lab: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
                                      args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            # Nothing but the local server: no CDNs, fonts, telemetry or news.
-            context.route(lambda url: not url.startswith(lab["base"]),
+            # Nothing but the local server: no CDNs, fonts, telemetry or news. A regex (not a
+            # Python predicate) so that the browser matches it without waiting for Python.
+            context.route(re.compile(f"^(?!{re.escape(lab['base'])}/)"),
                           lambda route: route.abort())
             pg = context.new_page()
             pg.set_default_timeout(TIMEOUT_MS)
             try:
                 pg.goto(f"{lab['base']}/lab/tree/{NOTEBOOK.name}?token={lab['token']}")
                 pg.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
-                _wait_until("an idle kernel", lambda: _kernel_idle(lab), lab["proc"], lab["log"])
-                # Run > Run All Cells, as a user would (Lumino menus carry data-command).
-                pg.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-                pg.locator('.lm-Menu-item[data-command="notebook:run-all-cells"]').click()
+                _wait_until("an idle kernel", lambda: _kernel_idle(lab), lab["proc"], lab["log"],
+                            sleep=lambda s: pg.wait_for_timeout(1000 * s))
+                # Run > Run All Cells, as a user would (Lumino menus carry ARIA roles).
+                pg.get_by_role("menuitem", name="Run", exact=True).click()
+                pg.get_by_role("menuitem", name="Run All Cells", exact=True).click()
                 pg.wait_for_function(
                     "() => [...document.querySelectorAll('img.fetalhead-viewer-figure, "
                     "img.fetalhead-augment-figure')].filter(i => i.complete && i.naturalWidth > 0)"

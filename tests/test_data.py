@@ -89,18 +89,23 @@ def gray() -> np.ndarray:
     return rng.integers(0, 256, (37, 53), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16", "I"])
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16", "I", "I8"])
 def test_load_image_every_mode_of_a_gray_image(tmp_path, gray, mode):
-    """A gray picture saved in any PNG mode reads back as the same 8-bit gray array."""
+    """A gray picture saved in any mode reads back as the same 8-bit gray array."""
+    suffix = ".png"
     if mode in ("I;16", "I"):
         img = Image.fromarray(gray.astype(np.uint16) * 257)  # 16-bit: v -> v * 257 is full range
-        img = img.convert("I") if mode == "I" else img
+        if mode == "I":  # Pillow writes 32-bit "I" only as TIFF (it reads 16-bit PNGs as I;16)
+            img, suffix = img.convert("I"), ".tif"
+    elif mode == "I8":  # 32-bit integers holding 8-bit values
+        img, suffix = Image.fromarray(gray.astype(np.int32), "I"), ".tif"
     elif mode == "P":
         img = Image.fromarray(gray).convert("P")  # a gray palette keeps every level exactly
     else:
         img = Image.fromarray(gray).convert(mode)
-    path = tmp_path / f"x_{mode.replace(';', '')}.png"
+    path = tmp_path / f"x_{mode.replace(';', '')}{suffix}"
     img.save(path)
+    assert Image.open(path).mode == ("I" if mode == "I8" else mode)
     out = load_image(path)
     assert out.dtype == np.uint8 and out.shape == gray.shape and out.flags.c_contiguous
     np.testing.assert_array_equal(out, gray)
@@ -138,7 +143,7 @@ def random_ellipses(n: int, size=(120, 160), seed=0):
     rng = np.random.default_rng(seed)
     h, w = size
     for _ in range(n):
-        a, b = rng.uniform(8, 0.4 * h), rng.uniform(8, 0.4 * h)
+        a, b = rng.uniform(12, 0.4 * h), rng.uniform(12, 0.4 * h)
         c = (rng.uniform(0.45, 0.55) * w, rng.uniform(0.45, 0.55) * h)
         yield (c, (2 * a, 2 * b), float(rng.uniform(0, 180)))
 
@@ -274,14 +279,17 @@ def test_incomplete_data_folder(synthetic_hc18, victim):
 
 
 def test_missing_listed_file(synthetic_hc18):
+    (synthetic_hc18 / "test_set" / "001_HC.png").unlink()
+    with pytest.raises(FetalheadError, match="missing file .*test_set/001_HC.png") as exc:
+        check_data_dir(synthetic_hc18)
+    assert TEST_CSV in one_line(exc)
+    check_data_dir(synthetic_hc18, test_set=False)  # the training part alone is still complete
     (synthetic_hc18 / "training_set" / "002_HC_Annotation.png").unlink()
     with pytest.raises(FetalheadError, match="missing file .*002_HC_Annotation.png") as exc:
-        check_data_dir(synthetic_hc18)
-    one_line(exc)
-    (synthetic_hc18 / "test_set" / "001_HC.png").unlink()
-    check_data_dir(synthetic_hc18, test_set=False)  # the training part alone is still complete
-    with pytest.raises(FetalheadError, match="missing file"):
-        load_image(synthetic_hc18 / "test_set" / "001_HC.png")
+        check_data_dir(synthetic_hc18, test_set=False)
+    assert TRAIN_CSV in one_line(exc)
+    with pytest.raises(FetalheadError, match="missing file .*002_HC_Annotation.png"):
+        load_mask(synthetic_hc18 / "training_set" / "002_HC_Annotation.png")
 
 
 def test_empty_listed_file(synthetic_hc18):

@@ -146,9 +146,11 @@ def test_resume_continues_exactly(tmp_path):
     fit(cfg, train, val, tmp_path / "part", progress=False, callback=lambda e, h: e == 1)
     _, _, meta1 = load_checkpoint(tmp_path / "part" / "last.pt")
     assert meta1["epoch"] == 1
-    resumed = fit(cfg, train, val, tmp_path / "part", resume=tmp_path / "part" / "last.pt", progress=False)
+    # resumed into another folder: it must get the best weights so far and the new last.pt
+    resumed = fit(cfg, train, val, tmp_path / "resumed", resume=tmp_path / "part" / "last.pt", progress=False)
+    assert (tmp_path / "resumed" / "best.pt").is_file()
     a, _, meta_a = load_checkpoint(tmp_path / "full" / "last.pt")
-    b, _, meta_b = load_checkpoint(tmp_path / "part" / "last.pt")
+    b, _, meta_b = load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert same_weights(weights(a), weights(b))
     assert same_weights(weights(full.model), weights(resumed.model))
     cols = ["epoch", "train_loss", "val_loss", "val_dice", "lr"]
@@ -247,10 +249,40 @@ def test_quick_mode_config_trains(tmp_path, monkeypatch):
     monkeypatch.setenv(QUICK_ENV, "1")
     cfg = get_config("default")
     assert cfg.image_size[0] <= 128 and cfg.image_size[1] <= 192 and cfg.base_channels <= 8
-    assert cfg.epochs <= 2 and cfg.max_train_images <= 48
-    # more arrays than the quick caps: fit must cut them down
-    train = synthetic_set(cfg.max_train_images + 8, size=cfg.image_size)
-    val = synthetic_set(cfg.max_val_images + 4, size=cfg.image_size, seed=1)
+    assert cfg.epochs <= 2 and cfg.max_train_images <= 48 and cfg.max_val_images <= 16
+    # fewer images than the quick caps, to stay fast on two cores
+    train = synthetic_set(cfg.batch_size, size=cfg.image_size)
+    val = synthetic_set(4, size=cfg.image_size, seed=1)
     res = fit(cfg, train, val, tmp_path, progress=False)
     assert len(res.history) == cfg.epochs and (tmp_path / "best.pt").is_file()
     assert Path(res.checkpoint_path) == tmp_path / "best.pt"
+
+
+def test_image_caps_are_applied(tmp_path):
+    cfg = tiny_cfg(epochs=1, batch_size=2, max_train_images=4, max_val_images=2)
+    fit(cfg, synthetic_set(12), synthetic_set(6, seed=1), tmp_path, progress=False)
+    _, _, meta = load_checkpoint(tmp_path / "last.pt")
+    assert meta["scheduler"]["total_steps"] == 2  # 4 images / batch 2, not 12 / 2
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def test_plot_history_and_save(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from fetalhead import viz
+
+    hist = pd.DataFrame(dict(epoch=[1, 2, 3], train_loss=[1.2, 0.8, 0.6], val_loss=[1.1, 0.9, 0.7],
+                             val_dice=[0.5, 0.8, 0.75], lr=[1e-3] * 3, seconds=[1.0, 2.0, 3.0]))
+    fig = viz.plot_history(hist)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    loss_ax, dice_ax = fig.axes
+    assert list(loss_ax.get_lines()[0].get_ydata()) == [1.2, 0.8, 0.6]
+    assert any(list(ln.get_xdata()) == [2, 2] for ln in dice_ax.get_lines())  # best epoch marked
+    one = Figure()
+    ax = one.add_subplot()
+    assert viz.plot_history(hist, ax=ax) is one and len(one.axes) == 2  # twin Dice axis
+    monkeypatch.setattr(viz, "figures_dir", lambda: tmp_path)
+    path = viz.save_figure(fig, "training_history")
+    assert path == tmp_path / "training_history.png" and path.stat().st_size > 1000

@@ -192,3 +192,19 @@ def test_bad_shapes_raise():
         apply_pair(np.zeros((4, 5), np.uint8), np.zeros((5, 4), np.uint8), AugmentDraw())
     with pytest.raises(ValueError):
         augment_batch(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8), AugmentParams(), torch.Generator())
+
+
+def test_show_pair_overlays_the_mask():
+    from matplotlib.figure import Figure
+
+    from fetalhead.viz import show_pair
+
+    mask = asymmetric_mask()
+    image, m = augment_pair(pair_from_mask(mask), mask, AugmentParams(), np.random.default_rng(0))
+    fig = show_pair(image, m, title="augmented")
+    assert isinstance(fig, Figure) and fig.axes[0].get_title() == "augmented"
+    assert len(fig.axes[0].get_images()) == 2  # the image and the tinted mask
+    ax = Figure().add_subplot()
+    assert show_pair(image, None, ax=ax) is ax.get_figure() and len(ax.get_images()) == 1
+    with pytest.raises(ValueError):
+        show_pair(image, m[:10])

@@ -1,0 +1,409 @@
+"""Benchmarks: training throughput, model FLOP utilisation, time to a target Dice, latency.
+
+    python -m fetalhead.bench [--cache FILE] [--steps N] [--out FILE.json] [--quick]
+
+1. Throughput (images/s) of the reference and default recipes (`fetalhead.config.PRESETS`) on
+   the same device at the same image sizes (572x572 and 256x384), and their ratio. A step is
+   exactly `fit`'s: index a batch from the uint8 arrays on the device, convert, augment,
+   forward, loss, backward, optimizer and schedule step. Warm-up steps are not timed; CUDA is
+   synchronised before the clock is read.
+2. Model FLOP utilisation (MFU, as in Chowdhery et al. 2022, PaLM, appendix B): forward FLOPs
+   counted from the conv layers (2 Cin Cout k^2 Hout Wout per conv, Hin Win for transposed
+   convs), a training step taken as 3 forwards (the backward pass costs two), divided by the
+   GPU's dense bf16 peak. Unknown devices get FLOP/s only.
+3. Time to validation Dice 0.97 (training resolution) with the default recipe: `fit` with a
+   callback that stops at the target or at a time cap.
+4. Inference latency per 800x540 image: the network alone and `Predictor.predict` (resize,
+   network, resize back, ellipse, HC), on the CPU with all cores and on the GPU if present.
+
+Data come from a compact cache file (`fetalhead prepare-cache`), so the benchmark runs on a
+machine that cannot see the HC18 folder; see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fetalhead.config import TrainConfig, get_config
+from fetalhead.errors import FetalheadError
+from fetalhead.losses import BCEDiceLoss
+from fetalhead.model import build_model
+from fetalhead.train import (
+    autocast_settings,
+    build_optimizer,
+    build_scheduler,
+    fit,
+    resolve_device,
+)
+from fetalhead.transforms import AugmentParams, augment_batch, to_float
+
+__all__ = [
+    "PEAK_BF16_FLOPS",
+    "device_name",
+    "forward_flops",
+    "main",
+    "measure_latency",
+    "measure_throughput",
+    "peak_flops",
+    "run_benchmark",
+    "time_to_dice",
+]
+
+#: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "A100": 312e12}
+SIZES = [(572, 572), (256, 384)]  # the reference recipe's size and ours (HC18's 540x800 aspect)
+HC18_SHAPE = (540, 800)  # (H, W) of an HC18 image, pixels
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of `device` (the GPU model, or the CPU model)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()}"
+
+
+def peak_flops(name: str) -> float | None:
+    """Dense bf16 peak FLOP/s for a CUDA device name, None when unknown."""
+    n = name.upper()
+    if "H200" in n:
+        return PEAK_BF16_FLOPS["H200"]
+    if "H100" in n:
+        # "NVIDIA H100 80GB HBM3" is the SXM card, "NVIDIA H100 PCIe" the PCIe one
+        return PEAK_BF16_FLOPS["H100 PCIe"] if "PCIE" in n else PEAK_BF16_FLOPS["H100 SXM"]
+    if "A100" in n:
+        return PEAK_BF16_FLOPS["A100"]
+    return None
+
+
+def forward_flops(cfg: TrainConfig, size: tuple[int, int]) -> float:
+    """FLOPs of one forward pass of `cfg`'s U-Net on one (1, H, W) image: multiply-adds x 2 of
+    every Conv2d (2 Cin/groups Cout kh kw Hout Wout) and ConvTranspose2d (2 Cin Cout/groups
+    kh kw Hin Win). Runs on the meta device: no memory, no arithmetic."""
+    total = 0
+
+    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = m.kernel_size
+        if isinstance(m, nn.ConvTranspose2d):
+            _, cin, h, w = inp[0].shape
+            total += 2 * cin * (m.out_channels // m.groups) * kh * kw * h * w
+        else:
+            _, cout, h, w = out.shape
+            total += 2 * (m.in_channels // m.groups) * cout * kh * kw * h * w
+
+    with torch.device("meta"):
+        model = build_model(cfg)
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.register_forward_hook(hook)
+        model(torch.empty(1, 1, *size))
+    return float(total)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _resize_u8(x: torch.Tensor, size: tuple[int, int], mask: bool) -> torch.Tensor:
+    """uint8 (N,1,h,w) -> uint8 (N,1,H,W): bilinear for images, nearest for masks."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mask:
+        return F.interpolate(x.float(), size=size, mode="nearest").to(torch.uint8)
+    y = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tensor, steps: int = 20,
+                       warmup: int = 5, device: torch.device | None = None) -> dict[str, Any]:
+    """Training images/s of recipe `cfg` on uint8 images/masks (N,1,H,W) already on `device`.
+
+    The step mirrors `fetalhead.train.fit` (steps 6-8 there). Returns a dict with the recipe
+    settings, images_per_s, step_ms, train FLOPs per image and achieved FLOP/s.
+    """
+    dev = device or images.device
+    size = tuple(images.shape[-2:])
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(dev)
+    channels_last = bool(cfg.channels_last and dev.type == "cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    step_model = torch.compile(model) if (cfg.compile and dev.type == "cuda") else model
+    loss_fn = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, cfg.dice_smooth)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, steps + warmup)
+    amp_dtype, use_scaler = autocast_settings(cfg.precision, dev)
+    scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
+    aug = AugmentParams.from_config(cfg)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    n, batch = images.shape[0], cfg.batch_size
+    model.train()
+    t0 = time.perf_counter()
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(dev)
+            t0 = time.perf_counter()
+        idx = torch.randint(n, (batch,), generator=gen, device=dev)
+        x, y = augment_batch(to_float(images[idx]), masks[idx].float(), aug, gen)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+            logits = step_model(x)
+        loss = loss_fn(logits.float(), y[..., : logits.shape[-2], : logits.shape[-1]]
+                       if logits.shape != y.shape else y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+    _sync(dev)
+    seconds = time.perf_counter() - t0
+    ips = steps * batch / seconds
+    flops_img = 3 * forward_flops(cfg, size)  # backward = 2 forwards (input and weight grads)
+    del model, step_model, optimizer
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    return dict(recipe=cfg.name, size=list(size), batch=batch, base_channels=cfg.base_channels,
+                precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype],
+                channels_last=channels_last, compile=bool(cfg.compile and dev.type == "cuda"),
+                steps=steps, images_per_s=ips, step_ms=1000 * seconds / steps,
+                train_flops_per_image=flops_img, achieved_flops=flops_img * ips,
+                final_loss=float(loss.detach()))
+
+
+def time_to_dice(cfg: TrainConfig, train: Any, val: Any, target: float = 0.97, cap_s: float = 600.0,
+                 device: torch.device | None = None) -> dict[str, Any]:
+    """Train `cfg` with `fit` until validation Dice (training resolution) reaches `target` or
+    `cap_s` seconds pass. Returns seconds to the target (None if not reached) and the curve."""
+    def stop(epoch: int, history) -> bool:
+        last = history.iloc[-1]
+        return bool(last["val_dice"] >= target or last["seconds"] >= cap_s)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        res = fit(cfg, train, val, tmp, device=device, progress=False, callback=stop)
+    h = res.history
+    hit = h[h["val_dice"] >= target]
+    return dict(target=target, cap_s=cap_s, reached=not hit.empty,
+                seconds=float(hit["seconds"].iloc[0]) if not hit.empty else None,
+                epoch=int(hit["epoch"].iloc[0]) if not hit.empty else None,
+                epochs_run=len(h), best_val_dice=res.best_val_dice, recipe=cfg.name,
+                image_size=list(cfg.image_size), n_train=min(len(train.images), cfg.max_train_images or 10**9),
+                val_dice=[round(float(v), 5) for v in h["val_dice"]],
+                seconds_per_epoch=float(h["seconds"].iloc[-1]) / len(h))
+
+
+def measure_latency(cfg: TrainConfig, device: torch.device, repeats: int = 10, warmup: int = 2) -> dict[str, Any]:
+    """Median milliseconds per 800x540 image (batch 1) on `device`: the network alone at the
+    training size, and `Predictor.predict` end to end (resize, network, resize back, ellipse)."""
+    from fetalhead.predict import Predictor
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).eval()
+    pred = Predictor(model, cfg.image_size, device=device)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60, HC18_SHAPE, dtype=np.uint8)
+    yy, xx = np.mgrid[: HC18_SHAPE[0], : HC18_SHAPE[1]]
+    image[((yy - 270) / 180.0) ** 2 + ((xx - 400) / 250.0) ** 2 <= 1] += 120  # a bright "head"
+    x = torch.rand(1, 1, *cfg.image_size, device=device)
+
+    def timed(fn) -> float:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(1000 * (time.perf_counter() - t))
+        return statistics.median(times)
+
+    with torch.inference_mode():
+        net_ms = timed(lambda: pred.model(x))
+    predict_ms = timed(lambda: pred.predict(image, 0.15))
+    return dict(device=device_name(device), network_ms=net_ms, predict_ms=predict_ms,
+                image_size=list(cfg.image_size), input_shape=list(HC18_SHAPE), repeats=repeats,
+                threads=torch.get_num_threads() if device.type == "cpu" else None, precision="fp32")
+
+
+def _synthetic_sets(size: tuple[int, int], n_train: int, n_val: int, seed: int = 0):
+    """Random bright ellipses on speckle: for --quick without a cache (ArraySets)."""
+    import cv2
+    import pandas as pd
+
+    from fetalhead.cache import ArraySet
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+
+    def make(n: int) -> ArraySet:
+        masks = np.zeros((n, h, w), np.uint8)
+        for i in range(n):
+            c = (int(rng.integers(w // 3, 2 * w // 3)), int(rng.integers(h // 3, 2 * h // 3)))
+            axes = (int(rng.integers(w // 8, w // 4)), int(rng.integers(h // 8, h // 4)))
+            cv2.ellipse(masks[i], c, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        images = np.clip(rng.normal(40, 15, (n, h, w)) + masks * 90, 0, 255).astype(np.uint8)
+        return ArraySet(images, masks, pd.DataFrame({"filename": [f"{i:03d}_HC.png" for i in range(n)]}))
+
+    return make(n_train), make(n_val)
+
+
+def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmup: int = 5,
+                  quick: bool = False, target: float = 0.97, cap_s: float = 600.0,
+                  compile: bool = False, device: str | torch.device | None = None,
+                  skip_time_to_dice: bool = False) -> dict[str, Any]:
+    """Run all four benchmarks; returns the JSON-ready results dict (see the module docstring).
+
+    `quick`: tiny models and images on whatever device (seconds on a CPU; for tests).
+    """
+    dev = resolve_device(device)
+    name = device_name(dev)
+    peak = peak_flops(name) if dev.type == "cuda" else None
+    # the recipes as they are (quick mode only narrows the nets and the images)
+    ref = get_config("reference", quick=False)
+    default = get_config("default", quick=False, compile=compile)
+    sizes = SIZES
+    if quick:
+        ref, default = replace(ref, base_channels=4), replace(default, base_channels=4)
+        steps, warmup, sizes = min(steps, 2), min(warmup, 1), [(64, 64), (64, 96)]
+
+    # the data: the compact cache's train/val parts, or synthetic ellipses in quick mode
+    if cache is not None:
+        from fetalhead.cache import load_compact_cache
+
+        parts = load_compact_cache(cache)
+        if "train" not in parts or "val" not in parts:
+            raise FetalheadError(f"{cache}: the compact cache needs the train and val parts")
+        train, val = parts["train"], parts["val"]
+    elif quick:
+        train, val = _synthetic_sets((64, 96), 24, 8)
+    else:
+        from fetalhead.cache import load_arrays
+
+        train = load_arrays("train", default.image_size)
+        val = load_arrays("val", default.image_size)
+    data_size = tuple(train.images.shape[1:])
+
+    out: dict[str, Any] = dict(
+        device=name, device_type=dev.type, torch=torch.__version__, cuda=torch.version.cuda,
+        cpu_count=os.cpu_count(), quick=quick, peak_bf16_flops=peak,
+        data=dict(cache=str(cache) if cache else None, n_train=len(train.images), n_val=len(val.images),
+                  size=list(data_size)),
+    )
+
+    # 1-2. throughput and MFU: both recipes at each size, same device, same data
+    pool = torch.from_numpy(train.images[:64])[:, None].to(dev)
+    pool_m = torch.from_numpy(train.masks[:64])[:, None].to(dev)
+    rows = []
+    for size in sizes:
+        imgs, msks = _resize_u8(pool, size, mask=False), _resize_u8(pool_m, size, mask=True)
+        for cfg in (ref, default):
+            r = measure_throughput(replace(cfg, image_size=size), imgs, msks, steps, warmup, dev)
+            r["mfu"] = r["achieved_flops"] / peak if peak else None
+            rows.append(r)
+    out["throughput"] = rows
+    out["speedup"] = {
+        f"{h}x{w}": next(r["images_per_s"] for r in rows if r["recipe"] == default.name and r["size"] == [h, w])
+        / next(r["images_per_s"] for r in rows if r["recipe"] == ref.name and r["size"] == [h, w])
+        for h, w in sizes
+    }
+
+    # 3. time to the target Dice, default recipe at the cache's size
+    if not skip_time_to_dice:
+        cfg = get_config("default", quick=True, compile=compile) if quick else default
+        cfg = replace(cfg, image_size=data_size)
+        out["time_to_dice"] = time_to_dice(cfg, train, val, target, cap_s, dev)
+
+    # 4. latency: CPU with every core, and the GPU if there is one
+    lat_cfg = get_config("default", quick=quick)  # the shipped model's architecture
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        lat = {"cpu": measure_latency(lat_cfg, torch.device("cpu"), repeats=3 if quick else 10,
+                                      warmup=1 if quick else 2)}
+    finally:
+        torch.set_num_threads(threads)
+    if dev.type == "cuda":
+        lat["cuda"] = measure_latency(lat_cfg, dev, repeats=5 if quick else 50, warmup=2 if quick else 10)
+    out["latency"] = lat
+    return out
+
+
+def format_table(res: dict[str, Any]) -> str:
+    """Plain-text summary of `run_benchmark`'s results."""
+    lines = [f"device: {res['device']}  (torch {res['torch']}, peak bf16 "
+             f"{res['peak_bf16_flops'] / 1e12:.0f} TFLOP/s)" if res["peak_bf16_flops"]
+             else f"device: {res['device']}  (torch {res['torch']}, peak unknown)", ""]
+    lines.append(f"{'size':>9} {'recipe':>10} {'batch':>5} {'base':>4} {'precision':>9} {'NHWC':>4} "
+                 f"{'img/s':>9} {'ms/step':>8} {'TFLOP/s':>8} {'MFU':>6}")
+    for r in res["throughput"]:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        lines.append(f"{r['size'][0]}x{r['size'][1]:<5} {r['recipe']:>10} {r['batch']:>5} "
+                     f"{r['base_channels']:>4} {r['precision']:>9} {'yes' if r['channels_last'] else 'no':>4} "
+                     f"{r['images_per_s']:>9.1f} {r['step_ms']:>8.1f} {r['achieved_flops'] / 1e12:>8.3f} {mfu:>6}")
+    lines.append("speedup default/reference: " + ", ".join(f"{k}: {v:.2f}x" for k, v in res["speedup"].items()))
+    t = res.get("time_to_dice")
+    if t:
+        when = f"{t['seconds']:.1f} s (epoch {t['epoch']})" if t["reached"] else f"not reached in {t['epochs_run']} epochs"
+        lines.append(f"time to val Dice {t['target']} ({t['image_size'][0]}x{t['image_size'][1]}, "
+                     f"{t['n_train']} images): {when}; best {t['best_val_dice']:.4f}")
+    for k, v in res["latency"].items():
+        lines.append(f"latency {k} ({v['device']}): network {v['network_ms']:.1f} ms, "
+                     f"predict {v['predict_ms']:.1f} ms per {HC18_SHAPE[1]}x{HC18_SHAPE[0]} image")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run the benchmark, print a table, write JSON."""
+    p = argparse.ArgumentParser(prog="python -m fetalhead.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--cache", type=Path, help="compact cache file (fetalhead prepare-cache --out FILE)")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per recipe and size")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps before (cuDNN autotuning)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results.json"), help="JSON to write")
+    p.add_argument("--target", type=float, default=0.97, help="validation Dice to reach")
+    p.add_argument("--cap", type=float, default=600.0, help="time cap for the Dice run, seconds")
+    p.add_argument("--compile", action="store_true", help="torch.compile the default recipe")
+    p.add_argument("--no-train", action="store_true", help="skip the time-to-Dice run")
+    p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--quick", action="store_true", help="tiny models and images: a smoke test")
+    args = p.parse_args(argv)
+    try:
+        res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
+                            args.compile, args.device, args.no_train)
+    except FetalheadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(res))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

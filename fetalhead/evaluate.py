@@ -1,0 +1,260 @@
+"""Held-out evaluation at original resolution, bootstrap confidence intervals, the report,
+and the HC18 challenge submission.
+
+Every score is computed on the image's own pixel grid (HC18: 540 x 800) against the filled
+annotation (`fetalhead.data.load_mask`), with the CSV pixel size for the millimetre metrics.
+HC is compared with the CSV column (the challenge's ground truth), not with a value derived
+from the mask.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fetalhead.data import (
+    annotation_path,
+    image_path,
+    load_image,
+    load_pair,
+    read_test_csv,
+    read_training_csv,
+)
+from fetalhead.ellipse import SUBMISSION_COLUMNS, Ellipse, challenge_row
+from fetalhead.errors import FetalheadError
+from fetalhead.metrics import METRICS, score_pair, summarize
+from fetalhead.paths import data_dir
+from fetalhead.predict import STATUS_OK, Predictor
+from fetalhead.split import load_split
+
+__all__ = [
+    "EVAL_COLUMNS",
+    "FALLBACK_THRESHOLDS",
+    "REPORT_FILES",
+    "SUMMARY_METRICS",
+    "bootstrap_ci",
+    "check_submission",
+    "evaluate_split",
+    "predict_challenge",
+    "report_files",
+    "summary_table",
+    "write_report",
+]
+
+#: Columns of `evaluate_split`'s table, one row per image.
+EVAL_COLUMNS = ["filename", "pixel_size_mm", *METRICS, "hc_pred_mm", "hc_true_mm", "hc_error_mm",
+                "hc_abs_error_mm", "status"]
+#: Rows of `summary_table`: the mask metrics, then HC |pred - CSV| and pred - CSV (mm).
+SUMMARY_METRICS = [*METRICS, "hc_abs_error_mm", "hc_error_mm"]
+#: Files `write_report` writes, relative to its folder (figure names are stable).
+REPORT_FILES = ("metrics_per_image.csv", "summary.csv", "summary.json",
+                "figures/eval_examples.png", "figures/eval_bland_altman.png",
+                "figures/eval_dice.png")
+#: Lower thresholds tried for a challenge image where 0.5 finds no head (see predict_challenge).
+FALLBACK_THRESHOLDS = (0.3, 0.1)
+
+
+def report_files() -> tuple[str, ...]:
+    """Relative paths `write_report` creates (for overwrite checks)."""
+    return REPORT_FILES
+
+
+def _chunks(n: int, size: int):
+    return range(0, n, max(int(size), 1))
+
+
+def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.PathLike | None = None,
+                   limit: int | None = None, progress: bool = True, batch_size: int = 8) -> pd.DataFrame:
+    """Segment and score the labelled images of one part of the committed split.
+
+    Args:
+        predictor: a loaded `Predictor`.
+        part: "test" (held out), "val" or "train".
+        root: HC18 folder (default `fetalhead.paths.data_dir()`).
+        limit: score only the first `limit` images (by file name).
+    Returns:
+        DataFrame with `EVAL_COLUMNS`: Dice, IoU, pixel accuracy at original resolution,
+        Hausdorff and ASSD in mm, predicted and CSV HC (mm), their signed and absolute
+        difference (pred - CSV, mm) and the prediction status ("ok" / "no head found").
+    """
+    if part not in ("train", "val", "test"):
+        raise FetalheadError(f"unknown part {part!r}; choose train, val or test")
+    root = data_dir(root)
+    split = load_split(root=root)
+    table = read_training_csv(root).set_index("filename")
+    names = sorted(n for n in split.loc[split["split"] == part, "filename"] if n in table.index)
+    if limit is not None:
+        names = names[:limit]
+    if not names:
+        raise FetalheadError(f"no images of split part {part!r} in {root}")
+    rows = []
+    bar = tqdm(total=len(names), desc=f"evaluate {part}", unit="image", disable=not progress,
+               dynamic_ncols=True)
+    for start in _chunks(len(names), batch_size):
+        chunk = names[start:start + batch_size]
+        pairs = [load_pair(image_path(n, root=root), annotation_path(n, root)) for n in chunk]
+        sizes = [float(table.at[n, "pixel_size_mm"]) for n in chunk]
+        preds = predictor.predict_batch([im for im, _ in pairs], sizes, batch_size=batch_size)
+        for name, (_, gt), px, pred in zip(chunk, pairs, sizes, preds, strict=True):
+            true_hc = float(table.at[name, "hc_mm"])
+            err = pred.hc_mm - true_hc
+            rows.append({"filename": name, "pixel_size_mm": px, **score_pair(pred.mask, gt, px),
+                         "hc_pred_mm": pred.hc_mm, "hc_true_mm": true_hc, "hc_error_mm": err,
+                         "hc_abs_error_mm": abs(err), "status": pred.status})
+        bar.update(len(chunk))
+    bar.close()
+    return pd.DataFrame(rows, columns=EVAL_COLUMNS)
+
+
+def bootstrap_ci(values, n: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the MEAN of `values` (NaNs dropped).
+
+    Resamples the values with replacement `n` times (numpy Generator seeded with `seed`) and
+    returns the alpha/2 and 1 - alpha/2 quantiles of the resampled means (Efron & Tibshirani
+    1993, "An Introduction to the Bootstrap", ch. 13). (nan, nan) when no value is finite.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if not 0 < alpha < 1 or n < 1:
+        raise FetalheadError(f"bootstrap_ci needs 0 < alpha < 1 and n >= 1, got alpha={alpha}, n={n}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n)
+    step = max(1, 2_000_000 // v.size)  # bounded memory: about 2M indices at a time
+    for i in range(0, n, step):
+        k = min(step, n - i)
+        means[i:i + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def summary_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
+    """Mean, std, median, bootstrap CI of the mean and n (finite values) per metric.
+
+    Rows: `SUMMARY_METRICS` present in `df`: hc_abs_error_mm is the mean absolute difference
+    of HC against the CSV, hc_error_mm the mean signed difference (pred - CSV, bias), both mm.
+    """
+    columns = [c for c in SUMMARY_METRICS if c in df.columns]
+    table = summarize(df, columns)
+    cis = [bootstrap_ci(df[c], n=n_boot, seed=seed, alpha=alpha) for c in columns]
+    table.insert(3, "ci_low", [lo for lo, _ in cis])
+    table.insert(4, "ci_high", [hi for _, hi in cis])
+    return table
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(float(x)) else None
+
+
+def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predictor | None = None,
+                 root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write `REPORT_FILES` into `out_dir`: the per-image table, the summary (CSV and JSON)
+    and the figures (examples only when `predictor` is given: it re-predicts 3 images).
+    Returns {relative name: path}."""
+    from fetalhead import report
+
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    def keep(name: str) -> Path:
+        written[name] = out / name
+        return out / name
+
+    df.to_csv(keep("metrics_per_image.csv"), index=False)
+    table = summary_table(df)
+    table.to_csv(keep("summary.csv"), index_label="metric")
+    summary = {
+        "n_images": int(len(df)),
+        "n_no_head": int((df["status"] != STATUS_OK).sum()),
+        "alpha": 0.05,
+        "checkpoint": str(predictor.checkpoint) if predictor is not None and predictor.checkpoint else None,
+        "tta": bool(predictor.tta) if predictor is not None else None,
+        "metrics": {m: {k: _finite_or_none(v) for k, v in row.items()} for m, row in table.iterrows()},
+    }
+    keep("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    figures = {
+        "figures/eval_bland_altman.png": report.bland_altman(df["hc_pred_mm"], df["hc_true_mm"]),
+        "figures/eval_dice.png": report.dice_histogram(df["dice"]),
+    }
+    if predictor is not None:
+        figures["figures/eval_examples.png"] = report.prediction_examples(df, predictor, root=root)
+    for name, fig in figures.items():
+        report.save_figure(fig, Path(name).name, out_dir=out / "figures")
+        written[name] = out / name
+    return written
+
+
+def _fallback_ellipse(shape: tuple[int, int]) -> Ellipse:
+    """A centred ellipse with semi-axes W/4 and H/4 pixels: for HC18's 800 x 540 images about
+    150 mm of perimeter at the median pixel size, near the median HC."""
+    h, w = shape
+    return Ellipse((w - 1) / 2, (h - 1) / 2, max(w, h) / 4, min(w, h) / 4, 0.0 if w >= h else math.pi / 2)
+
+
+def predict_challenge(predictor: Predictor, root: str | os.PathLike | None = None,
+                      limit: int | None = None, progress: bool = True,
+                      batch_size: int = 8) -> pd.DataFrame:
+    """The HC18 challenge submission for the official test images (335 rows).
+
+    Columns `SUBMISSION_COLUMNS`: centre (mm, x = column, y = row from the top-left pixel
+    centre), semi-axes a >= b (mm, bias-corrected), angle (radians in [0, pi)). The challenge
+    needs a row per image, so where no head is found at threshold 0.5 the lower
+    `FALLBACK_THRESHOLDS` are tried, and failing those a centred prior ellipse
+    (`_fallback_ellipse`) is used. `df.attrs["status"]` lists "ok", "low threshold" or
+    "prior" per row and `df.attrs["n_fallback"]` counts the rows that are not "ok".
+    """
+    root = data_dir(root)
+    table = read_test_csv(root)
+    if limit is not None:
+        table = table.head(limit)
+    rows, status = [], []
+    bar = tqdm(total=len(table), desc="challenge", unit="image", disable=not progress, dynamic_ncols=True)
+    for start in _chunks(len(table), batch_size):
+        chunk = table.iloc[start:start + batch_size]
+        images = [load_image(image_path(n, test_set=True, root=root)) for n in chunk["filename"]]
+        probs = predictor.probabilities(images)
+        for name, px, image, prob in zip(chunk["filename"], chunk["pixel_size_mm"], images, probs, strict=True):
+            pred, how = predictor.measure(prob, px), "ok"
+            for t in FALLBACK_THRESHOLDS:
+                if pred.status == STATUS_OK:
+                    break
+                pred, how = predictor.measure(prob, px, threshold=t), "low threshold"
+            ellipse = pred.head_ellipse if pred.status == STATUS_OK else None
+            if ellipse is None:
+                ellipse, how = _fallback_ellipse(image.shape), "prior"
+            rows.append(challenge_row(name, ellipse, px))
+            status.append(how)
+        bar.update(len(chunk))
+    bar.close()
+    df = pd.DataFrame(rows, columns=list(SUBMISSION_COLUMNS))
+    df.attrs["status"] = status
+    df.attrs["n_fallback"] = sum(s != "ok" for s in status)
+    return df
+
+
+def check_submission(df: pd.DataFrame, root: str | os.PathLike | None = None) -> None:
+    """Raise FetalheadError unless `df` is a complete, well-formed challenge submission: the
+    exact columns, one row per image of the test CSV in its order, finite values, semi-axes
+    a >= b > 0 and angles in [0, pi)."""
+    if list(df.columns) != list(SUBMISSION_COLUMNS):
+        raise FetalheadError(f"submission columns {list(df.columns)} != {list(SUBMISSION_COLUMNS)}")
+    expected = list(read_test_csv(root)["filename"])
+    if list(df["filename"]) != expected:
+        raise FetalheadError(f"submission has {len(df)} rows; expected the {len(expected)} test "
+                             "images in the order of test_set_pixel_size.csv")
+    values = df[list(SUBMISSION_COLUMNS[1:])].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise FetalheadError("submission has non-finite values")
+    a, b, angle = values[:, 2], values[:, 3], values[:, 4]
+    if not ((b > 0) & (a >= b)).all():
+        raise FetalheadError("submission semi-axes must satisfy a >= b > 0")
+    if not ((angle >= 0) & (angle < math.pi)).all():
+        raise FetalheadError("submission angles must lie in [0, pi)")

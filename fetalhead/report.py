@@ -1,0 +1,177 @@
+"""Evaluation figures and prediction overlays.
+
+Plot functions take an optional `ax`, return the Figure (matplotlib's object API, no pyplot
+state) and never call plt.show(). `save_figure` writes them under stable names, by default
+into `fetalhead.paths.figures_dir()`. `draw_overlay` makes the RGB image the `predict`
+command saves next to each mask.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse as EllipsePatch
+from matplotlib.ticker import MaxNLocator
+
+from fetalhead.predict import Prediction, Predictor
+from fetalhead.viz import new_axes
+from fetalhead.viz import save_figure as _save_to_figures_dir
+
+__all__ = [
+    "bland_altman",
+    "dice_histogram",
+    "draw_overlay",
+    "limits_of_agreement",
+    "pick_examples",
+    "plot_prediction",
+    "prediction_examples",
+    "save_figure",
+]
+
+ELLIPSE_RGB = (255, 140, 0)  # orange: the predicted head ellipse
+GT_COLOR = "#00e5ff"  # cyan: the annotation's outline
+ELLIPSE_COLOR = "#ff8c00"
+
+
+def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, dpi: int = 120) -> Path:
+    """Save `fig` as <out_dir>/<name> (PNG unless `name` has a suffix); `out_dir=None` means
+    `fetalhead.paths.figures_dir()`. Returns the path."""
+    if out_dir is None:
+        return _save_to_figures_dir(fig, name, dpi=dpi)
+    path = Path(out_dir) / name
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
+    """RGB uint8 (H, W, 3): the grayscale image (H, W) with the predicted head ellipse (the
+    bias-corrected outline, orange) and its HC, or "no head found" in red."""
+    rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    h, w = image.shape
+    scale = max(min(h, w) / 540.0, 0.35)  # line and text size relative to an HC18 image
+    thick = max(2, round(2 * scale))
+    e = pred.head_ellipse
+    if e is not None:
+        f = 1 << 4  # cv2.ellipse takes integers: 4 fractional bits give 1/16-pixel placement
+        cv2.ellipse(rgb, (round(e.cx * f), round(e.cy * f)), (round(e.a * f), round(e.b * f)),
+                    math.degrees(e.angle_rad), 0, 360, ELLIPSE_RGB, thick, cv2.LINE_AA, 4)
+        text, color = f"HC {pred.hc_mm:.1f} mm", ELLIPSE_RGB
+    else:
+        text, color = pred.status, (255, 60, 60)
+    cv2.putText(rgb, text, (max(2, round(8 * scale)), max(12, round(28 * scale))),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, color, thick, cv2.LINE_AA)
+    return rgb
+
+
+def plot_prediction(image: np.ndarray, pred: Prediction, gt_mask: np.ndarray | None = None,
+                    ax: Axes | None = None, title: str | None = None) -> Figure:
+    """Image uint8 (H, W) in grey, the annotation outline (cyan, when `gt_mask` {0,1} (H, W)
+    is given) and the predicted head ellipse (orange), all in the image's pixels."""
+    h, w = image.shape[:2]
+    fig, ax = new_axes(ax, figsize=(5.0, 5.0 * h / w + 0.4))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    if gt_mask is not None and np.any(gt_mask) and not np.all(gt_mask):
+        ax.contour(np.asarray(gt_mask, np.float32), levels=[0.5], colors=[GT_COLOR], linewidths=1.0)
+    e = pred.head_ellipse
+    if e is not None:
+        # imshow puts y downwards, so a positive patch angle turns from +x towards +y, the
+        # convention of fetalhead.ellipse.
+        ax.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=math.degrees(e.angle_rad),
+                                  fill=False, edgecolor=ELLIPSE_COLOR, linewidth=1.5))
+    else:
+        ax.text(0.02, 0.97, pred.status, transform=ax.transAxes, color="red", va="top", fontsize=9)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def pick_examples(df: pd.DataFrame, column: str = "dice") -> dict[str, int]:
+    """Row positions of the best, median and worst image by `column` (higher is better)."""
+    values = df[column].to_numpy(dtype=np.float64)
+    order = np.argsort(np.where(np.isfinite(values), values, -np.inf), kind="stable")
+    return {"best": int(order[-1]), "median": int(order[len(order) // 2]), "worst": int(order[0])}
+
+
+def prediction_examples(df: pd.DataFrame, predictor: Predictor,
+                        root: str | os.PathLike | None = None) -> Figure:
+    """Best, median and worst image of an `evaluate_split` table by Dice: each re-predicted
+    with `predictor`, shown with the annotation (cyan) and the predicted ellipse (orange)."""
+    from fetalhead.data import annotation_path, image_path, load_pair
+
+    picks = pick_examples(df)
+    fig = Figure(figsize=(12.0, 3.3), layout="constrained")
+    axes = fig.subplots(1, len(picks))
+    for ax, (label, i) in zip(np.atleast_1d(axes), picks.items(), strict=True):
+        row = df.iloc[i]
+        image, gt = load_pair(image_path(row["filename"], root=root), annotation_path(row["filename"], root))
+        pred = predictor.predict(image, float(row["pixel_size_mm"]))
+        title = (f"{label}: {row['filename']}  Dice {row['dice']:.3f}\n"
+                 f"HC {row['hc_pred_mm']:.1f} mm (CSV {row['hc_true_mm']:.1f} mm)")
+        plot_prediction(image, pred, gt, ax=ax, title=title)
+    return fig
+
+
+def limits_of_agreement(pred, true) -> tuple[float, float, float]:
+    """(mean difference, lower, upper limit of agreement) of pred - true, mm: mean -/+ 1.96 SD
+    (Bland & Altman 1986, Lancet 327:307-310). Pairs with a NaN are left out."""
+    d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    return mean, mean - 1.96 * sd, mean + 1.96 * sd
+
+
+def bland_altman(hc_pred, hc_true, ax: Axes | None = None) -> Figure:
+    """Bland-Altman plot of predicted vs CSV head circumference (mm): the difference
+    pred - CSV against the mean of the two, with the bias and the 95 % limits of agreement."""
+    pred, true = np.asarray(hc_pred, np.float64), np.asarray(hc_true, np.float64)
+    ok = np.isfinite(pred) & np.isfinite(true)
+    fig, ax = new_axes(ax, figsize=(5.5, 4.0))
+    ax.scatter((pred[ok] + true[ok]) / 2, pred[ok] - true[ok], s=10, alpha=0.6, color="C0")
+    mean, lo, hi = limits_of_agreement(pred, true)
+    if math.isfinite(mean):
+        for y, style, label in ((mean, "-", f"bias {mean:+.2f} mm"),
+                                (lo, "--", f"-1.96 SD {lo:+.2f} mm"),
+                                (hi, "--", f"+1.96 SD {hi:+.2f} mm")):
+            ax.axhline(y, color="C3", ls=style, lw=1, label=label)
+        ax.legend(fontsize=8, loc="best")
+    ax.axhline(0, color="0.6", lw=0.8)
+    missing = int((~ok).sum())
+    ax.set_xlabel("mean of predicted and CSV HC (mm)")
+    ax.set_ylabel("predicted - CSV HC (mm)")
+    ax.set_title(f"Bland-Altman, n = {int(ok.sum())}" + (f" ({missing} without a head)" if missing else ""),
+                 fontsize=10)
+    return fig
+
+
+def dice_histogram(dice, ax: Axes | None = None, bins: int = 30) -> Figure:
+    """Histogram of per-image Dice (original resolution) with its median marked."""
+    d = np.asarray(dice, np.float64)
+    d = d[np.isfinite(d)]
+    fig, ax = new_axes(ax, figsize=(5.0, 3.5))
+    ax.hist(d, bins=bins, range=(min(0.5, float(d.min())) if d.size else 0.0, 1.0), color="C2",
+            edgecolor="white")
+    if d.size:
+        med = float(np.median(d))
+        ax.axvline(med, color="k", ls="--", lw=1, label=f"median {med:.3f}")
+        ax.legend(fontsize=8, loc="upper left")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("Dice (original resolution)")
+    ax.set_ylabel("images")
+    ax.set_title(f"Dice distribution, n = {d.size}", fontsize=10)
+    return fig

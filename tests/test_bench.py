@@ -1,0 +1,75 @@
+"""Benchmark: FLOP counting against torch's counter, the peak table, and a CPU smoke run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from fetalhead.bench import forward_flops, main, peak_flops
+from fetalhead.config import get_config
+from fetalhead.model import build_model
+
+
+@pytest.mark.parametrize("size,padding", [((64, 96), "same"), ((50, 70), "same"), ((188, 188), "valid")])
+def test_forward_flops_match_torch_flop_counter(size, padding):
+    cfg = get_config("default", quick=False, base_channels=4, padding=padding)
+    model = build_model(cfg).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 1, *size))
+    assert forward_flops(cfg, size) == counter.get_total_flops() > 0
+
+
+def test_forward_flops_closed_form_for_the_first_layer_pair():
+    """Full-width level of a base-c U-Net at H x W: 2*9*(1*c + c*c)*H*W for the two input
+    convs; the whole net is more, and FLOPs scale with c^2 and with H*W."""
+    c, (h, w) = 4, (64, 96)
+    first = 2 * 9 * (1 * c + c * c) * h * w
+    total = forward_flops(get_config("default", quick=False, base_channels=c), (h, w))
+    assert total > first
+    doubled = forward_flops(get_config("default", quick=False, base_channels=2 * c), (h, w))
+    assert 3.5 < doubled / total < 4.0  # c^2 dominates; the 1-channel in/out convs are linear in c
+    assert forward_flops(get_config("default", quick=False, base_channels=c), (2 * h, 2 * w)) == 4 * total
+
+
+def test_peak_table():
+    assert peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_flops("NVIDIA H200") == 989e12
+    assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops("NVIDIA GeForce GTX 1080") is None
+
+
+def test_quick_benchmark_on_a_compact_cache(synthetic_hc18, cache_tmp, tmp_path, capsys):
+    from fetalhead.cache import build_compact_cache
+
+    cache = build_compact_cache(tmp_path / "compact.npz", size=(64, 96), root=synthetic_hc18,
+                                progress=False)
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--device", "cpu", "--cache", str(cache), "--cap", "20",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["device"] and res["device_type"] == "cpu" and res["peak_bf16_flops"] is None
+    rows = res["throughput"]
+    assert {(r["recipe"], tuple(r["size"])) for r in rows} == {
+        (rec, s) for rec in ("reference", "default") for s in ((64, 64), (64, 96))}
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["step_ms"] > 0 and r["mfu"] is None
+        assert r["achieved_flops"] == pytest.approx(r["train_flops_per_image"] * r["images_per_s"])
+        assert r["batch"] == {"reference": 2, "default": 16}[r["recipe"]]
+    assert set(res["speedup"]) == {"64x64", "64x96"} and all(v > 0 for v in res["speedup"].values())
+    t = res["time_to_dice"]
+    assert t["target"] == 0.97 and t["epochs_run"] >= 1 and 0 <= t["best_val_dice"] <= 1
+    assert t["image_size"] == [64, 96]
+    lat = res["latency"]["cpu"]
+    assert lat["network_ms"] > 0 and lat["predict_ms"] > 0 and lat["input_shape"] == [540, 800]
+    assert "img/s" in capsys.readouterr().out
+
+
+def test_missing_cache_is_an_error(tmp_path, capsys):
+    assert main(["--quick", "--device", "cpu", "--cache", str(tmp_path / "nope.npz"),
+                 "--out", str(tmp_path / "b.json")]) == 1
+    assert "error:" in capsys.readouterr().err

@@ -1,0 +1,227 @@
+"""Held-out evaluation, bootstrap intervals, the report files and the challenge submission.
+
+A "perfect" predictor that returns the annotation itself is the oracle for the evaluation
+wiring: every overlap score must be exactly 1 and HC must match the CSV to the annotation
+bias's accuracy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_predict import Constant, build_tiny_checkpoint
+
+from fetalhead.ellipse import SUBMISSION_COLUMNS, annotation_bias_mm, hc_from_mask
+from fetalhead.errors import FetalheadError
+from fetalhead.evaluate import (
+    EVAL_COLUMNS,
+    REPORT_FILES,
+    SUMMARY_METRICS,
+    bootstrap_ci,
+    check_submission,
+    evaluate_split,
+    predict_challenge,
+    summary_table,
+    write_report,
+)
+from fetalhead.predict import Predictor
+
+HC18 = os.environ.get("HC18_DIR")
+needs_data = pytest.mark.skipif(not HC18, reason="HC18_DIR not set")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    if not HC18:
+        pytest.skip("HC18_DIR not set")
+    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
+
+
+class MapPredictor(Predictor):
+    """Returns a given probability map per image (looked up by the image's bytes)."""
+
+    def __init__(self, maps: dict[bytes, np.ndarray]) -> None:
+        super().__init__(Constant(-10.0), (64, 96), device="cpu")
+        self.maps = maps
+
+    def probabilities(self, images):
+        return [self.maps[hashlib.sha1(im.tobytes()).digest()].astype(np.float32) for im in images]
+
+
+def _test_part(n: int) -> list[str]:
+    from fetalhead.data import read_training_csv
+    from fetalhead.split import load_split
+
+    split = load_split()
+    names = set(read_training_csv()["filename"])
+    return sorted(f for f in split.loc[split["split"] == "test", "filename"] if f in names)[:n]
+
+
+@pytest.fixture(scope="module")
+def truth():
+    """(perfect predictor, names, {name: (image, mask)}) for the first 6 test-split images."""
+    if not HC18:
+        pytest.skip("HC18_DIR not set")
+    from fetalhead.data import annotation_path, image_path, load_pair
+
+    names = _test_part(6)
+    pairs = {n: load_pair(image_path(n), annotation_path(n)) for n in names}
+    maps = {hashlib.sha1(im.tobytes()).digest(): m for im, m in pairs.values()}
+    return MapPredictor(maps), names, pairs
+
+
+# ----------------------------------------------------------------------------- bootstrap, summary
+
+
+def test_bootstrap_ci_matches_the_normal_approximation():
+    v = np.random.default_rng(1).normal(10.0, 2.0, size=400)
+    lo, hi = bootstrap_ci(v, n=4000, seed=0)
+    half = 1.96 * v.std(ddof=1) / math.sqrt(v.size)  # CLT: the mean's 95 % interval
+    assert lo < v.mean() < hi
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
+    assert (lo + hi) / 2 == pytest.approx(v.mean(), abs=0.1 * half)
+
+
+def test_bootstrap_ci_is_seeded_and_drops_nans():
+    v = np.random.default_rng(2).random(50)
+    assert bootstrap_ci(v, seed=3) == bootstrap_ci(v, seed=3)
+    assert bootstrap_ci(v, seed=3) != bootstrap_ci(v, seed=4)
+    assert bootstrap_ci(np.r_[v, np.nan, np.inf], seed=3) == bootstrap_ci(v, seed=3)
+    lo90, hi90 = bootstrap_ci(v, alpha=0.10)
+    lo95, hi95 = bootstrap_ci(v, alpha=0.05)
+    assert lo95 <= lo90 < hi90 <= hi95
+    assert bootstrap_ci([4.0, 4.0, 4.0]) == (4.0, 4.0)
+    assert all(math.isnan(x) for x in bootstrap_ci([np.nan]))
+    with pytest.raises(FetalheadError):
+        bootstrap_ci(v, alpha=1.5)
+
+
+def test_summary_table_columns_and_values():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({m: rng.random(30) for m in ("dice", "iou", "hausdorff_mm")})
+    df["hc_error_mm"] = rng.normal(1.0, 2.0, 30)
+    df["hc_abs_error_mm"] = df["hc_error_mm"].abs()
+    df.loc[3, "hausdorff_mm"] = np.nan
+    t = summary_table(df)
+    assert list(t.index) == [m for m in SUMMARY_METRICS if m in df.columns]
+    assert list(t.columns) == ["mean", "std", "median", "ci_low", "ci_high", "n"]
+    for m in t.index:
+        v = df[m].dropna()
+        assert t.loc[m, "mean"] == pytest.approx(v.mean())
+        assert t.loc[m, "std"] == pytest.approx(v.std())
+        assert t.loc[m, "median"] == pytest.approx(v.median())
+        assert t.loc[m, "n"] == len(v)
+        assert t.loc[m, "ci_low"] < t.loc[m, "mean"] < t.loc[m, "ci_high"]
+
+
+# ----------------------------------------------------------------------------- evaluate_split
+
+
+@needs_data
+def test_a_perfect_predictor_scores_perfectly(truth):
+    from fetalhead.data import read_training_csv
+
+    predictor, names, pairs = truth
+    df = evaluate_split(predictor, "test", limit=len(names), progress=False, batch_size=4)
+    assert list(df.columns) == EVAL_COLUMNS and list(df["filename"]) == names
+    assert (df[["dice", "iou", "pixel_accuracy"]] == 1.0).all().all()
+    assert (df[["hausdorff_mm", "assd_mm"]] == 0.0).all().all()
+    csv = read_training_csv().set_index("filename")
+    for _, row in df.iterrows():
+        px = csv.at[row["filename"], "pixel_size_mm"]
+        assert row["pixel_size_mm"] == px and row["hc_true_mm"] == csv.at[row["filename"], "hc_mm"]
+        mask = pairs[row["filename"]][1]
+        assert row["hc_pred_mm"] == pytest.approx(hc_from_mask(mask, px, annotation_bias_mm(px)), abs=1e-9)
+        assert row["hc_error_mm"] == pytest.approx(row["hc_pred_mm"] - row["hc_true_mm"])
+    # With the annotation bias removed a filled mask reproduces the CSV to a fraction of a mm.
+    assert df["hc_abs_error_mm"].max() < 2.5 and df["hc_abs_error_mm"].mean() < 0.5
+    assert (df["status"] == "ok").all()
+
+
+@needs_data
+def test_evaluate_split_with_the_tiny_model(tiny_checkpoint):
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    df = evaluate_split(predictor, "val", limit=3, progress=False)
+    assert len(df) == 3 and df["dice"].between(0, 1).all()
+    with pytest.raises(FetalheadError, match="unknown part"):
+        evaluate_split(predictor, "challenge")
+
+
+@needs_data
+def test_write_report_writes_every_file(truth, tmp_path):
+    predictor, names, _ = truth
+    df = evaluate_split(predictor, "test", limit=len(names), progress=False)
+    written = write_report(df, tmp_path, predictor=predictor)
+    assert sorted(written) == sorted(REPORT_FILES)
+    for name in REPORT_FILES:
+        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
+    back = pd.read_csv(tmp_path / "metrics_per_image.csv")
+    assert list(back["filename"]) == names
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_images"] == len(names) and summary["n_no_head"] == 0
+    assert summary["metrics"]["dice"]["mean"] == 1.0
+    table = pd.read_csv(tmp_path / "summary.csv", index_col="metric")
+    assert table.loc["dice", "mean"] == 1.0
+
+
+# ----------------------------------------------------------------------------- challenge
+
+
+@needs_data
+def test_predict_challenge_falls_back_but_stays_complete():
+    from fetalhead.data import image_path, load_image, read_test_csv
+
+    df = predict_challenge(Predictor(Constant(-10.0), (64, 96), device="cpu"), limit=4,
+                           progress=False, batch_size=3)
+    assert tuple(df.columns) == SUBMISSION_COLUMNS and len(df) == 4
+    assert df.attrs["n_fallback"] == 4 and df.attrs["status"] == ["prior"] * 4
+    assert np.isfinite(df[list(SUBMISSION_COLUMNS[1:])].to_numpy()).all()
+    assert (df["semi_axes_a_mm"] >= df["semi_axes_b_mm"]).all()
+    first = read_test_csv().iloc[0]
+    h, w = load_image(image_path(first["filename"], test_set=True)).shape
+    row = df.iloc[0]
+    assert row["center_x_mm"] == pytest.approx((w - 1) / 2 * first["pixel_size_mm"])
+    assert row["semi_axes_a_mm"] == pytest.approx(w / 4 * first["pixel_size_mm"])
+
+
+@needs_data
+def test_predict_challenge_lowers_the_threshold_for_weak_heads():
+    from fetalhead.data import image_path, load_image, read_test_csv
+
+    table = read_test_csv().head(2)
+    maps = {}
+    for name in table["filename"]:
+        image = load_image(image_path(name, test_set=True))
+        prob = np.zeros(image.shape, np.float32)
+        h, w = image.shape
+        prob[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 0.4  # below 0.5, above 0.3
+        maps[hashlib.sha1(image.tobytes()).digest()] = prob
+    df = predict_challenge(MapPredictor(maps), limit=2, progress=False)
+    assert df.attrs["status"] == ["low threshold"] * 2 and df.attrs["n_fallback"] == 2
+    assert np.isfinite(df[list(SUBMISSION_COLUMNS[1:])].to_numpy()).all()
+
+
+@needs_data
+def test_check_submission_rejects_malformed_tables():
+    from fetalhead.data import read_test_csv
+
+    names = read_test_csv()["filename"]
+    good = pd.DataFrame({"filename": names, "center_x_mm": 40.0, "center_y_mm": 30.0,
+                         "semi_axes_a_mm": 30.0, "semi_axes_b_mm": 20.0, "angle_rad": 0.5})
+    check_submission(good)
+    bad = {
+        "columns": good.rename(columns={"angle_rad": "angle"}),
+        "rows": good.iloc[:-1],
+        "nan": good.assign(center_x_mm=[np.nan] + [1.0] * (len(good) - 1)),
+        "a < b": good.assign(semi_axes_b_mm=31.0),
+        "angle": good.assign(angle_rad=math.pi),
+    }
+    for what, df in bad.items():
+        with pytest.raises(FetalheadError):
+            check_submission(df)
+            pytest.fail(what)

@@ -1,0 +1,105 @@
+"""fetalhead.folder: a user's own images, masks found by pattern, pixel sizes from a CSV."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from fetalhead.cache import META_COLUMNS, resize_image, resize_mask
+from fetalhead.data import load_image, load_mask, read_training_csv
+from fetalhead.errors import FetalheadError
+from fetalhead.folder import FolderDataset
+
+
+def test_hc18_layout(synthetic_hc18):
+    folder = synthetic_hc18 / "training_set"
+    ds = FolderDataset(folder, pixel_csv=synthetic_hc18 / "training_set_pixel_size_and_HC.csv")
+    table = read_training_csv(synthetic_hc18)
+    assert len(ds) == len(table)  # annotations are not counted as images
+    assert [p.name for p in ds.image_paths] == sorted(table["filename"])
+    px = dict(zip(table["filename"], table["pixel_size_mm"], strict=True))
+    for i in range(len(ds)):
+        item = ds[i]
+        name = item["filename"]
+        np.testing.assert_array_equal(item["image"], load_image(folder / name))
+        np.testing.assert_array_equal(item["mask"], load_mask(folder / name.replace(".png", "_Annotation.png")))
+        assert item["mask"].dtype == np.uint8 and item["image"].shape == (64, 96)
+        assert item["pixel_size_mm"] == pytest.approx(px[name])
+    assert ds[-1]["filename"] == ds.image_paths[-1].name
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_own_layout_with_missing_masks_and_pixel_sizes(tmp_path):
+    images, masks = tmp_path / "scans", tmp_path / "labels"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg", "c.png"):
+        cv2.imwrite(str(images / name), rng.integers(0, 255, (30, 40), dtype=np.uint8))
+    ring = np.zeros((30, 40), np.uint8)
+    cv2.ellipse(ring, ((20.0, 15.0), (24.0, 16.0), 0.0), 255, 1)  # an outline: gets filled
+    cv2.imwrite(str(masks / "a_mask.png"), ring)
+    (images / "notes.txt").write_text("not an image")
+    (tmp_path / "px.csv").write_text("filename,pixel size(mm)\na.png,0.12\n")
+    ds = FolderDataset(images, masks, mask_pattern="{stem}_mask.png", pixel_csv=tmp_path / "px.csv")
+    assert [p.name for p in ds.image_paths] == ["a.png", "b.jpg", "c.png"]
+    a, b = ds[0], ds[1]
+    filled = np.zeros((30, 40), np.uint8)
+    cv2.ellipse(filled, ((20.0, 15.0), (24.0, 16.0), 0.0), 1, -1)
+    assert (a["mask"] == filled).mean() > 0.98 and a["mask"].sum() > 0.9 * filled.sum()
+    assert a["pixel_size_mm"] == 0.12
+    assert b["mask"] is None and math.isnan(b["pixel_size_mm"])
+    assert ds.mask_path(1) is None and ds.mask_path(0) == masks / "a_mask.png"
+
+    arrays = ds.to_arrays((15, 20))
+    assert arrays.images.shape == (3, 15, 20) and arrays.masks.shape == (3, 15, 20)
+    assert list(arrays.meta.columns) == [*META_COLUMNS, "has_mask"]
+    assert list(arrays.meta["has_mask"]) == [True, False, False]
+    assert arrays.masks[1:].sum() == 0
+    np.testing.assert_array_equal(arrays.images[0], resize_image(a["image"], (15, 20)))
+    np.testing.assert_array_equal(arrays.masks[0], resize_mask(a["mask"], (15, 20)))
+    assert list(arrays.meta["exam"]) == [-1, -1, -1] and (arrays.meta["split"] == "folder").all()
+    assert (arrays.meta[["orig_h", "orig_w"]].to_numpy() == [30, 40]).all()
+
+
+def test_no_masks_at_all(synthetic_hc18):
+    ds = FolderDataset(synthetic_hc18 / "test_set")
+    assert len(ds) == 3 and ds[0]["mask"] is None
+    arrays = ds.to_arrays((32, 48))
+    assert arrays.masks is None and list(arrays.meta["exam"]) == [0, 1, 2]
+
+
+def test_name_pattern_fields(synthetic_hc18, tmp_path):
+    folder = synthetic_hc18 / "training_set"
+    ds = FolderDataset(folder, mask_pattern="{stem}_Annotation{suffix}")
+    assert len(ds) == 8 and ds.mask_path(0) == folder / "000_HC_Annotation.png"
+    # Masks with the image's own name, in another folder (a common layout).
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "000_HC.png").write_bytes((folder / "000_HC_Annotation.png").read_bytes())
+    ds = FolderDataset(folder, tmp_path / "masks", mask_pattern="{name}")
+    assert len(ds) == 16  # the annotations are images too now: they are nobody's mask here
+    assert ds.mask_path(0) == tmp_path / "masks" / "000_HC.png" and ds.mask_path(1) is None
+    with pytest.raises(FetalheadError, match="bad mask_pattern"):
+        FolderDataset(synthetic_hc18 / "test_set", mask_pattern="{base}_m.png")
+
+
+def test_errors(tmp_path, synthetic_hc18):
+    with pytest.raises(FetalheadError, match="image folder not found"):
+        FolderDataset(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FetalheadError, match="no images"):
+        FolderDataset(tmp_path / "empty")
+    with pytest.raises(FetalheadError, match="missing pixel-size CSV"):
+        FolderDataset(synthetic_hc18 / "test_set", pixel_csv=tmp_path / "none.csv")
+    (tmp_path / "bad.csv").write_text("name,size\na.png,1\n")
+    with pytest.raises(FetalheadError, match="needs columns"):
+        FolderDataset(synthetic_hc18 / "test_set", pixel_csv=tmp_path / "bad.csv")
+    ann = synthetic_hc18 / "training_set" / "000_HC_Annotation.png"
+    cv2.imwrite(str(ann), np.zeros((8, 8), np.uint8))
+    ds = FolderDataset(synthetic_hc18 / "training_set")
+    with pytest.raises(FetalheadError, match="size mismatch: mask .*000_HC_Annotation.png"):
+        ds[0]

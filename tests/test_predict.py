@@ -1,0 +1,345 @@
+"""Predictor: preprocessing, original-resolution masks, ellipse/HC, TTA, bad input.
+
+Most tests use hand-made "models" whose output is known in closed form (a smooth ellipse of
+logits), so the expected mask, ellipse and HC are exact. `build_tiny_checkpoint` trains the
+tiny real model the CLI, evaluation and report tests share (a test stand-in, never shipped).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+from torch import nn
+
+from fetalhead.ellipse import ANNOTATION_BIAS_PX, Ellipse, ellipse_circumference, gestational_age_weeks
+from fetalhead.errors import FetalheadError
+from fetalhead.predict import (
+    MAX_SIDE,
+    STATUS_NO_HEAD,
+    STATUS_OK,
+    Predictor,
+    check_image_file,
+    keep_largest_component,
+    load_input_image,
+    validate_image,
+    validate_pixel_size,
+)
+
+HC18 = os.environ.get("HC18_DIR")
+TINY_SIZE = (64, 96)
+
+
+def build_tiny_checkpoint(out_dir: Path) -> Path:
+    """Train (once per folder) a U-Net with base_channels=4 at 64x96 for 18 steps on 48 real
+    training images; return its best.pt. A TEST STAND-IN: fast, poor, never shipped."""
+    from fetalhead.cache import load_arrays
+    from fetalhead.config import get_config
+    from fetalhead.train import fit
+
+    ckpt = out_dir / "best.pt"
+    if ckpt.is_file():
+        return ckpt
+    cfg = get_config("cpu", quick=False, image_size=TINY_SIZE, base_channels=4, batch_size=8,
+                     epochs=3, patience=10, lr=1e-2, rotate_deg=0.0, scale=0.0, intensity=0.0)
+    train = load_arrays("train", size=TINY_SIZE, limit=48, cache=False, progress=False)
+    val = load_arrays("val", size=TINY_SIZE, limit=8, cache=False, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a net this small gains nothing from threads; a busy CPU loses a lot
+    try:
+        fit(cfg, train, val, out_dir, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return ckpt
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    if not HC18:
+        pytest.skip("HC18_DIR not set")
+    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
+
+
+class EllipseLogits(nn.Module):
+    """A fake network: logits k (1 - r) of a fixed ellipse, r its normalised radius, whatever
+    the input. The ellipse is given in the pixels of an ORIGINAL image `orig` (H, W); the
+    network maps its own grid onto that image as cv2.resize does (pixel centres aligned)."""
+
+    padding = "same"
+
+    def __init__(self, ellipse: Ellipse, orig: tuple[int, int], k: float = 8.0, sign: float = 1.0) -> None:
+        super().__init__()
+        self.e, self.orig, self.k, self.sign = ellipse, orig, k, sign
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        ys = (torch.arange(h, dtype=torch.float64) + 0.5) * self.orig[0] / h - 0.5
+        xs = (torch.arange(w, dtype=torch.float64) + 0.5) * self.orig[1] / w - 0.5
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        c, s = math.cos(self.e.angle_rad), math.sin(self.e.angle_rad)
+        dx, dy = xx - self.e.cx, yy - self.e.cy
+        u, v = (dx * c + dy * s) / self.e.a, (-dx * s + dy * c) / self.e.b
+        logits = self.sign * self.k * (1.0 - torch.sqrt(u**2 + v**2))
+        return logits.float().expand(b, 1, h, w).clone() + 0 * self.dummy
+
+
+class Constant(nn.Module):
+    """A fake network whose logits are `value` everywhere."""
+
+    padding = "same"
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, self.value)
+
+
+ORIG = (512, 768)  # (H, W) of the synthetic "original" image; the net runs 8x smaller
+TRUE = Ellipse(cx=400.3, cy=250.7, a=180.0, b=120.0, angle_rad=0.6)
+
+
+def _inside(e: Ellipse, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels whose centre lies inside ellipse `e` (closed form), bool (H, W)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(np.float64)
+    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+    u = ((xx - e.cx) * c + (yy - e.cy) * s) / e.a
+    v = (-(xx - e.cx) * s + (yy - e.cy) * c) / e.b
+    return u**2 + v**2 < 1
+
+
+def _image(shape=ORIG, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+# ----------------------------------------------------------------------------- pixel size, images
+
+
+@pytest.mark.parametrize("value", [0.0691, 0.01, 1.0, "0.2", np.float32(0.1)])
+def test_plausible_pixel_sizes_pass(value):
+    assert validate_pixel_size(value) == pytest.approx(float(value))
+
+
+@pytest.mark.parametrize("value, words", [
+    (0, "positive"), (-0.1, "positive"), (float("nan"), "finite"), (float("inf"), "finite"),
+    ("abc", "not a number"), (None, "not a number"), (5.0, "implausible"), (0.001, "implausible"),
+])
+def test_bad_pixel_sizes_raise_one_line(value, words):
+    with pytest.raises(FetalheadError, match=words) as err:
+        validate_pixel_size(value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.zeros((64, 64), np.float32), "uint8"),
+    (np.zeros((64, 64, 3), np.uint8), "uint8 \\(H, W\\)"),
+    (np.zeros((31, 64), np.uint8), "too small"),
+    (np.zeros((40, MAX_SIDE + 1), np.uint8), "too large"),
+])
+def test_validate_image_rejects(array, words):
+    with pytest.raises(FetalheadError, match=words):
+        validate_image(array)
+
+
+def test_keep_largest_component_matches_scipy():
+    rng = np.random.default_rng(3)
+    mask = (ndimage.gaussian_filter(rng.random((90, 120)), 3) > 0.52).astype(np.uint8)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    assert n >= 3  # the case is worth testing
+    sizes = ndimage.sum(mask, labels, range(1, n + 1))
+    expected = (labels == 1 + int(np.argmax(sizes))).astype(np.uint8)
+    np.testing.assert_array_equal(keep_largest_component(mask), expected)
+    assert keep_largest_component(np.zeros((5, 5), np.uint8)).sum() == 0
+
+
+# ----------------------------------------------------------------------------- image files
+
+
+def _png(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path
+
+
+def test_unusual_image_modes_are_converted(tmp_path):
+    gray = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (40, 1))  # 40 x 64
+    files = {
+        "gray8.png": _png(tmp_path / "gray8.png", gray),
+        "gray16.png": _png(tmp_path / "gray16.png", gray.astype(np.uint16) * 257),
+        "rgb.png": _png(tmp_path / "rgb.png", np.stack([gray] * 3, -1)),
+        "rgba.png": _png(tmp_path / "rgba.png", np.dstack([gray] * 3 + [np.full_like(gray, 128)])),
+        "bmp.bmp": _png(tmp_path / "bmp.bmp", gray),
+        "tif.tif": _png(tmp_path / "tif.tif", gray),
+    }
+    Image.fromarray(gray).convert("P").save(tmp_path / "pal.png")
+    files["pal.png"] = tmp_path / "pal.png"
+    for name, path in files.items():
+        assert check_image_file(path) == (40, 64), name
+        img = load_input_image(path)
+        assert img.dtype == np.uint8 and img.shape == (40, 64), name
+        np.testing.assert_allclose(img.astype(int), gray.astype(int), atol=1, err_msg=name)
+
+
+def test_bad_image_files_raise_one_line(tmp_path):
+    src = Path(__file__).with_name("test_predict.py")
+    good = _png(tmp_path / "good.png", _image((64, 96)))
+    data = good.read_bytes()
+    cases = {
+        "missing": (tmp_path / "nope.png", "no such file"),
+        "empty": (tmp_path / "empty.png", "empty file"),
+        "truncated": (tmp_path / "trunc.png", "truncated"),
+        "text": (tmp_path / "text.png", "not an image"),
+        "tiny": (_png(tmp_path / "tiny.png", _image((20, 20))), "too small"),
+        "huge": (_png(tmp_path / "huge.png", np.zeros((40, MAX_SIDE + 8), np.uint8)), "too large"),
+    }
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.png").write_bytes(src.read_bytes()[:500])
+    for name, (path, words) in cases.items():
+        with pytest.raises(FetalheadError, match=words) as err:
+            check_image_file(path)
+        assert "\n" not in str(err.value), name
+        assert str(path.name) in str(err.value), name
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+def test_mask_ellipse_and_hc_at_original_resolution():
+    pred = Predictor(EllipseLogits(TRUE, ORIG), (64, 96), device="cpu", keep_prob=True)
+    px = 0.12
+    p = pred.predict(_image(), px)
+    assert p.status == STATUS_OK
+    assert p.mask.shape == ORIG and p.mask.dtype == np.uint8 and set(np.unique(p.mask)) <= {0, 1}
+    assert p.prob is not None and p.prob.shape == ORIG and p.prob.dtype == np.float32
+    # Thresholded at 8x the network's resolution: the boundary is smooth, not 8-pixel blocks.
+    truth = _inside(TRUE, ORIG)
+    inter = np.logical_and(p.mask, truth).sum()
+    assert 2 * inter / (p.mask.sum() + truth.sum()) > 0.998
+    e = p.ellipse
+    assert abs(e.cx - TRUE.cx) < 0.5 and abs(e.cy - TRUE.cy) < 0.5
+    assert abs(e.a - TRUE.a) < 1.0 and abs(e.b - TRUE.b) < 1.0
+    assert abs(e.angle_rad - TRUE.angle_rad) < 0.01
+    # HC: the fitted perimeter minus the per-pixel annotation bias; head ellipse shrunk to match.
+    assert p.hc_raw_mm == pytest.approx(e.circumference * px, rel=1e-12)
+    assert p.bias_mm == pytest.approx(ANNOTATION_BIAS_PX * px)
+    assert p.hc_mm == pytest.approx(p.hc_raw_mm - ANNOTATION_BIAS_PX * px, rel=1e-12)
+    assert p.hc_raw_mm == pytest.approx(ellipse_circumference(TRUE.a, TRUE.b) * px, rel=0.01)
+    t = ANNOTATION_BIAS_PX / (2 * math.pi)
+    assert p.head_ellipse.a == pytest.approx(e.a - t) and p.head_ellipse.b == pytest.approx(e.b - t)
+    assert p.head_ellipse.circumference * px == pytest.approx(p.hc_mm, abs=0.02)
+    assert p.ellipse_mm.a == pytest.approx(p.head_ellipse.a * px)
+    assert p.ellipse_mm.cx == pytest.approx(p.head_ellipse.cx * px)
+    assert (p.ga_weeks, p.ga_in_range) == gestational_age_weeks(p.hc_mm)
+    row = p.to_row()
+    assert row["hc_mm"] == p.hc_mm and row["semi_axis_a_mm"] == p.ellipse_mm.a
+
+
+def test_bias_correction_can_be_switched_off():
+    p = Predictor(EllipseLogits(TRUE, ORIG), (64, 96), device="cpu", bias_correction=False).predict(_image(), 0.1)
+    assert p.hc_mm == p.hc_raw_mm and p.bias_mm == 0.0 and p.head_ellipse == p.ellipse
+
+
+def test_no_head_gives_a_status_not_an_error():
+    p = Predictor(Constant(-10.0), (64, 96), device="cpu").predict(_image(), 0.1)
+    assert p.status == STATUS_NO_HEAD and p.mask.sum() == 0 and p.mask.shape == ORIG
+    assert math.isnan(p.hc_mm) and math.isnan(p.ga_weeks) and p.ellipse is None and not p.ga_in_range
+    row = p.to_row()
+    assert row["status"] == STATUS_NO_HEAD and math.isnan(row["center_x_mm"])
+
+
+def test_tta_averages_the_mirrored_prediction():
+    off_centre = Ellipse(cx=250.0, cy=250.0, a=150.0, b=100.0, angle_rad=0.3)
+    model = EllipseLogits(off_centre, ORIG)
+    plain = Predictor(model, (64, 96), device="cpu").probabilities([_image()])[0]
+    tta = Predictor(model, (64, 96), device="cpu", tta=True).probabilities([_image()])[0]
+    np.testing.assert_allclose(tta, 0.5 * (plain + plain[:, ::-1]), atol=1e-5)
+    assert np.abs(tta - plain).max() > 0.4  # the mirror image really is different
+
+
+def test_predict_batch_handles_mixed_sizes_like_predict():
+    predictor = Predictor(EllipseLogits(TRUE, ORIG), (64, 96), device="cpu")
+    images = [_image(ORIG, 1), _image((300, 420), 2), _image(ORIG, 3)]
+    sizes = [0.1, 0.2, 0.15]
+    batch = predictor.predict_batch(images, sizes, batch_size=2)
+    for img, px, got in zip(images, sizes, batch, strict=True):
+        one = predictor.predict(img, px)
+        assert got.mask.shape == img.shape
+        np.testing.assert_array_equal(got.mask, one.mask)
+        assert got.hc_mm == pytest.approx(one.hc_mm)
+    with pytest.raises(FetalheadError, match="pixel sizes"):
+        predictor.predict_batch(images, sizes[:2])
+    with pytest.raises(FetalheadError, match="positive"):
+        predictor.predict_batch(images[:1], [0.0])
+
+
+def test_valid_padding_network_sees_the_whole_image():
+    class CropNet(nn.Module):
+        """Like the paper's unpadded U-Net: output = input minus 92 pixels per side."""
+
+        padding = "valid"
+
+        def forward(self, x):
+            from fetalhead.model import valid_output_size
+
+            valid_output_size(x.shape[-2]), valid_output_size(x.shape[-1])  # sizes it accepts
+            return 10.0 * (x[..., 92:-92, 92:-92] - 0.5)
+
+    image = _image((256, 384), 5)
+    prob = Predictor(CropNet(), (128, 192), device="cpu").probabilities([image])[0]
+    import cv2
+
+    small = cv2.resize(image, (192, 128), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    expected = cv2.resize(1 / (1 + np.exp(-10 * (small - 0.5))), (384, 256), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(prob, expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_missing_shipped_weights_say_how_to_get_a_model(tmp_path, monkeypatch):
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda: tmp_path / "none.pt")
+    with pytest.raises(FetalheadError, match="no shipped weights.*--checkpoint"):
+        Predictor.from_checkpoint()
+
+
+def test_bad_checkpoints_raise_one_line(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    for path, words in [(tmp_path / "missing.pt", "no such file"), (tmp_path, "not a file"),
+                        (tmp_path / "junk.pt", "not a fetalhead checkpoint")]:
+        with pytest.raises(FetalheadError, match=words) as err:
+            Predictor.from_checkpoint(path)
+        assert "\n" not in str(err.value)
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_config(tmp_path):
+    from fetalhead.config import get_config
+    from fetalhead.model import build_model
+    from fetalhead.train import save_checkpoint
+
+    cfg = get_config("cpu", quick=False, base_channels=4)
+    path = save_checkpoint(tmp_path / "c.pt", build_model(cfg), cfg, epoch=1)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["base_channels"] = 8  # the weights are for 4
+    torch.save(ckpt, path)
+    with pytest.raises(FetalheadError, match="do not match"):
+        Predictor.from_checkpoint(path)
+
+
+def test_tiny_checkpoint_predicts_real_images(tiny_checkpoint):
+    from fetalhead.data import image_path, read_test_csv
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    assert predictor.image_size == TINY_SIZE and predictor.checkpoint == tiny_checkpoint
+    table = read_test_csv().head(4)
+    images = [load_input_image(image_path(f, test_set=True)) for f in table["filename"]]
+    preds = predictor.predict_batch(images, list(table["pixel_size_mm"]))
+    assert [p.mask.shape for p in preds] == [im.shape for im in images]
+    assert all(p.status in (STATUS_OK, STATUS_NO_HEAD) for p in preds)

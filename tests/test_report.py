@@ -1,0 +1,148 @@
+"""Evaluation figures and overlays: the drawn geometry and plotted numbers are checked
+against the inputs (closed forms, NumPy), not just that a figure comes back."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse as EllipsePatch
+from test_predict import Constant, _inside, build_tiny_checkpoint
+
+from fetalhead.ellipse import Ellipse
+from fetalhead.predict import Predictor
+from fetalhead.report import (
+    bland_altman,
+    dice_histogram,
+    draw_overlay,
+    limits_of_agreement,
+    pick_examples,
+    plot_prediction,
+    prediction_examples,
+    save_figure,
+)
+
+HC18 = os.environ.get("HC18_DIR")
+SHAPE = (270, 400)
+HEAD = Ellipse(cx=210.0, cy=130.0, a=100.0, b=70.0, angle_rad=0.4)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    if not HC18:
+        pytest.skip("HC18_DIR not set")
+    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
+
+
+def _prediction(head: bool = True):
+    """A Prediction measured from a hand-made probability map (the ellipse HEAD, or nothing)."""
+    prob = _inside(HEAD, SHAPE).astype(np.float32) if head else np.zeros(SHAPE, np.float32)
+    return Predictor(Constant(0.0), (64, 96), device="cpu").measure(prob, 0.1)
+
+
+def _no_pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    return plt.get_fignums() == []
+
+
+def test_overlay_draws_the_head_ellipse_on_the_image():
+    image = np.full(SHAPE, 100, np.uint8)
+    pred = _prediction()
+    rgb = draw_overlay(image, pred)
+    assert rgb.shape == (*SHAPE, 3) and rgb.dtype == np.uint8
+    e = pred.head_ellipse
+    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+    for t in np.linspace(0, 2 * math.pi, 24, endpoint=False):
+        x = e.cx + e.a * math.cos(t) * c - e.b * math.sin(t) * s
+        y = e.cy + e.a * math.cos(t) * s + e.b * math.sin(t) * c
+        patch = rgb[round(y) - 1:round(y) + 2, round(x) - 1:round(x) + 2].reshape(-1, 3).astype(int)
+        r, g, b = patch[np.argmax(patch[:, 0])]
+        assert r > 200 and r > g + 50 > b + 100, (t, (r, g, b))  # orange on the curve
+    assert (rgb[130, 210] == 100).all() and (rgb[260, 20] == 100).all()  # grey elsewhere
+    assert (rgb[:40, :150] != 100).any()  # the "HC ... mm" label
+
+
+def test_overlay_without_a_head_says_so_in_red():
+    pred = _prediction(head=False)
+    rgb = draw_overlay(np.full(SHAPE, 100, np.uint8), pred)
+    red = (rgb[..., 0] > 180) & (rgb[..., 1] < 120)
+    assert red[:40].any() and not red[40:].any()
+
+
+def test_plot_prediction_places_the_ellipse_patch():
+    pred = _prediction()
+    gt = _inside(HEAD, SHAPE).astype(np.uint8)
+    fig = plot_prediction(np.full(SHAPE, 90, np.uint8), pred, gt, title="x")
+    assert isinstance(fig, Figure) and _no_pyplot_figures()
+    ax = fig.axes[0]
+    patches = [p for p in ax.patches if isinstance(p, EllipsePatch)]
+    assert len(patches) == 1
+    e, p = pred.head_ellipse, patches[0]
+    assert p.center == pytest.approx((e.cx, e.cy))
+    assert (p.width, p.height) == pytest.approx((2 * e.a, 2 * e.b))
+    assert p.angle == pytest.approx(math.degrees(e.angle_rad))
+    assert ax.get_ylim() == (SHAPE[0] - 0.5, -0.5)  # image orientation: y down
+    other = Figure()
+    ax2 = other.add_subplot()
+    assert plot_prediction(np.full(SHAPE, 90, np.uint8), pred, ax=ax2) is other
+
+
+def test_pick_examples_best_median_worst():
+    df = pd.DataFrame({"dice": [0.5, 0.95, 0.7, 0.1, 0.8]})
+    assert pick_examples(df) == {"best": 1, "median": 2, "worst": 3}
+
+
+def test_limits_of_agreement_and_bland_altman_plot():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(60, 340, 50)
+    pred = true + rng.normal(1.0, 3.0, 50)
+    pred[4] = np.nan
+    d = (pred - true)[np.isfinite(pred)]
+    mean, lo, hi = limits_of_agreement(pred, true)
+    assert mean == pytest.approx(d.mean())
+    assert (hi - lo) / 2 == pytest.approx(1.96 * d.std(ddof=1))
+    fig = bland_altman(pred, true)
+    ax = fig.axes[0]
+    offsets = ax.collections[0].get_offsets()
+    assert len(offsets) == 49
+    np.testing.assert_allclose(np.asarray(offsets)[:, 1], d)
+    levels = sorted(line.get_ydata()[0] for line in ax.lines)
+    assert levels == pytest.approx(sorted([mean, lo, hi, 0.0]))
+    assert _no_pyplot_figures()
+
+
+def test_dice_histogram_counts_every_image():
+    dice = np.r_[np.random.default_rng(1).uniform(0.6, 1.0, 40), np.nan]
+    fig = dice_histogram(dice)
+    ax = fig.axes[0]
+    assert sum(p.get_height() for p in ax.patches) == 40
+    median_line = [line for line in ax.lines if line.get_linestyle() == "--"][0]
+    assert median_line.get_xdata()[0] == pytest.approx(np.nanmedian(dice))
+
+
+def test_save_figure_to_a_folder_and_to_figures_dir(tmp_path, monkeypatch):
+    fig = dice_histogram([0.9, 0.95])
+    path = save_figure(fig, "hist", out_dir=tmp_path / "sub")
+    assert path == tmp_path / "sub" / "hist.png" and path.read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setattr("fetalhead.viz.figures_dir", lambda: tmp_path)
+    assert save_figure(fig, "eval_dice.png") == tmp_path / "eval_dice.png"
+    assert (tmp_path / "eval_dice.png").is_file()
+
+
+def test_prediction_examples_on_real_images(tiny_checkpoint):
+    from fetalhead.evaluate import evaluate_split
+
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    df = evaluate_split(predictor, "test", limit=3, progress=False)
+    fig = prediction_examples(df, predictor)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3
+    best = df.loc[df["dice"].idxmax(), "filename"]
+    assert titles[0].startswith(f"best: {best}")
+    assert titles[1].startswith("median") and titles[2].startswith("worst")
+    assert _no_pyplot_figures()

@@ -1,0 +1,304 @@
+"""Headless tests of fetalhead.widgets: set control values as a browser would, check what is shown.
+
+Synthetic cases only (cv2-drawn ellipses), so no model or data is needed; the oracles are
+independent: NumPy Dice, pixel counts, closed-form ellipse perimeters, np.flipud, and the
+colours decoded from the rendered PNG.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import cv2
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_rgb
+from PIL import Image
+from torch import nn
+
+from fetalhead.errors import FetalheadError
+from fetalhead.transforms import AugmentParams, apply_pair, draw_pair
+from fetalhead.widgets import (
+    PRED_COLOR,
+    AugmentationExplorer,
+    PredictionViewer,
+    demo_viewer,
+    synthetic_cases,
+)
+
+ORANGE = np.round(255 * np.array(to_rgb(PRED_COLOR)))  # the prediction fill, 0-255
+
+
+def np_dice(pred: np.ndarray, target: np.ndarray) -> float:
+    p, t = pred > 0, target > 0
+    return 2.0 * np.logical_and(p, t).sum() / (p.sum() + t.sum())
+
+
+def ramanujan(a: float, b: float) -> float:
+    h = ((a - b) / (a + b)) ** 2
+    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
+
+
+def decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def blurred_case(scale: float, shape=(160, 200), a=60.0, b=45.0, angle=30.0, sigma=4.0):
+    """GT: filled ellipse (a, b) at the centre; prob: the ellipse scaled by `scale`, blurred."""
+    h, w = shape
+    centre = (w / 2, h / 2)
+    gt = np.zeros(shape, np.uint8)
+    cv2.ellipse(gt, (centre, (2 * a, 2 * b), angle), 1, -1)
+    big = np.zeros(shape, np.float32)
+    cv2.ellipse(big, (centre, (2 * a * scale, 2 * b * scale), angle), 1.0, -1)
+    prob = np.clip(cv2.GaussianBlur(big, (0, 0), sigma), 0.0, 1.0)
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(60, 15, shape) + 60 * gt, 0, 255).astype(np.uint8)
+    return image, gt, prob
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return synthetic_cases(6, seed=0)
+
+
+@pytest.fixture
+def viewer(cases) -> PredictionViewer:
+    return PredictionViewer(cases.images, cases.probs, cases.pixel_sizes_mm, cases.filenames,
+                            cases.masks, cases.hc_true_mm)
+
+
+# ---------------------------------------------------------------------- PredictionViewer
+def test_initial_state_and_label(viewer, cases):
+    assert viewer.current_position == 1 and viewer.current_index == 0
+    assert viewer.current_filename == "synthetic_000_HC.png"
+    assert viewer.render_count == 1
+    assert viewer.image.value == viewer.last_png and viewer.last_png.startswith(b"\x89PNG")
+    # Dice against NumPy on prob >= 0.5; true HC passed through; the label shows both.
+    d = np_dice(cases.probs[0] >= 0.5, cases.masks[0])
+    assert viewer.current_dice == pytest.approx(d, abs=1e-12)
+    assert viewer.current_hc_true_mm == pytest.approx(cases.hc_true_mm[0])
+    m = re.fullmatch(r"case 1/6: synthetic_000_HC\.png — Dice (\S+) — HC pred (\S+) mm vs "
+                     r"true (\S+) mm", viewer.label_text)
+    assert m, viewer.label_text
+    assert float(m[1]) == pytest.approx(d, abs=5e-4)
+    assert float(m[2]) == pytest.approx(viewer.current_hc_mm, abs=0.05)
+    assert float(m[3]) == pytest.approx(cases.hc_true_mm[0], abs=0.05)
+    assert "synthetic_000_HC.png" in viewer.label.value and "case 1/6" in viewer.label.value
+
+
+def test_predicted_hc_matches_the_closed_form(viewer, cases):
+    # soft_probability is >= 0.5 exactly inside the rasterised "prediction" ellipse, so HC at
+    # 0.5 is that ellipse's perimeter (Ramanujan) x pixel size, up to the fit to pixel edges.
+    for i in range(len(viewer)):
+        e = cases.pred_ellipses[i]
+        expected = ramanujan(e.a, e.b) * cases.pixel_sizes_mm[i]
+        assert viewer.stats(i).hc_pred_mm == pytest.approx(expected, rel=0.01)
+
+
+def test_case_slider_changes_what_is_shown(viewer, cases):
+    label0, png0, count0 = viewer.label.value, viewer.last_png, viewer.render_count
+    viewer.case_slider.value = 2
+    assert viewer.current_index == 1
+    assert viewer.current_filename == cases.filenames[1]
+    assert viewer.label_text.startswith("case 2/6: synthetic_001_HC.png — Dice ")
+    assert viewer.label.value != label0
+    assert viewer.image.value == viewer.last_png != png0
+    assert viewer.render_count == count0 + 1  # one change, one render
+    assert viewer.current_dice == pytest.approx(
+        np_dice(cases.probs[1] >= 0.5, cases.masks[1]), abs=1e-12)
+
+
+@pytest.mark.parametrize("scale, dice_rises", [(1.2, True), (0.8, False)])
+def test_threshold_moves_area_dice_and_hc_in_the_expected_direction(scale, dice_rises):
+    image, gt, prob = blurred_case(scale)
+    v = PredictionViewer([image], [prob], [0.2], ["blurred"], [gt], [100.0])
+    areas, dices, hcs = [], [], []
+    for t in (0.1, 0.3, 0.5, 0.7, 0.9):
+        v.threshold_slider.value = t
+        assert v.current_stats.area_px == int((prob >= t).sum())  # independent pixel count
+        assert v.current_dice == pytest.approx(np_dice(prob >= t, gt), abs=1e-12)
+        assert f"Dice {np_dice(prob >= t, gt):.3f}" in v.label_text
+        areas.append(v.current_stats.area_px)
+        dices.append(v.current_dice)
+        hcs.append(v.current_hc_mm)
+    assert all(np.diff(areas) < 0)  # a higher threshold keeps fewer pixels
+    assert all(np.diff(hcs) < 0)
+    # Over-segmentation (scale > 1) shrinks towards the truth: Dice rises; under-segmentation
+    # shrinks away from it: Dice falls.
+    assert all(np.diff(dices) > 0) if dice_rises else all(np.diff(dices) < 0)
+    # At 0.5 the blurred edge sits on the scaled ellipse: HC close to its perimeter.
+    v.threshold_slider.value = 0.5
+    assert v.current_hc_mm == pytest.approx(ramanujan(60 * scale, 45 * scale) * 0.2, rel=0.02)
+
+
+def test_threshold_changes_the_rendered_overlay(viewer):
+    png0 = viewer.last_png
+    viewer.threshold_slider.value = 0.9
+    assert viewer.last_png != png0 and viewer.current_index == 0
+    assert "p ≥ 0.90" not in viewer.label_text  # the label keeps its documented format
+
+
+def test_sort_by_dice_filename_and_hc_error(viewer, cases):
+    dices = [np_dice(p >= 0.5, m) for p, m in zip(cases.probs, cases.masks, strict=True)]
+    viewer.case_slider.value = 4
+    viewer.sort_dropdown.value = "dice_asc"
+    assert viewer.order == list(np.argsort(dices, kind="stable"))
+    assert viewer.current_position == 1 and viewer.current_index == int(np.argmin(dices))
+    assert viewer.label_text.startswith(f"case 1/6: {cases.filenames[int(np.argmin(dices))]}")
+    viewer.sort_dropdown.value = "dice_desc"
+    assert viewer.order == list(np.argsort(-np.asarray(dices), kind="stable"))
+    assert viewer.current_filename == cases.filenames[int(np.argmax(dices))]
+    viewer.sort_dropdown.value = "hc_error_desc"
+    errors = viewer.table()["hc_error_mm"].abs().to_numpy()
+    assert all(np.diff(errors) <= 0)
+    viewer.sort_dropdown.value = "filename"
+    assert list(viewer.table()["filename"]) == sorted(cases.filenames)
+
+
+def test_sort_puts_cases_without_ground_truth_last(cases):
+    masks = list(cases.masks)
+    masks[1] = None
+    v = PredictionViewer(cases.images, cases.probs, cases.pixel_sizes_mm, cases.filenames, masks)
+    assert math.isnan(v.stats(1).dice) and "true n/a" in v.label_text
+    for sort in ("dice_asc", "dice_desc"):
+        v.sort_dropdown.value = sort
+        assert v.order[-1] == 1
+
+
+def test_threshold_resorts_but_keeps_the_shown_case(viewer):
+    viewer.sort_dropdown.value = "dice_asc"
+    viewer.case_slider.value = 3
+    shown, count = viewer.current_index, viewer.render_count
+    viewer.threshold_slider.value = 0.85
+    assert viewer.current_index == shown
+    assert viewer.render_count == count + 1
+    dices = [viewer.stats(i, 0.85).dice for i in range(len(viewer))]
+    assert viewer.order == list(np.argsort(dices, kind="stable"))
+
+
+def test_opacity_changes_the_rendered_pixels(cases):
+    v = PredictionViewer(cases.images[:1], cases.probs[:1], cases.pixel_sizes_mm[:1],
+                         cases.filenames[:1], cases.masks[:1], opacity=0.0)
+    h, w = cases.images[0].shape
+    e = cases.pred_ellipses[0]
+    scale = 640 / w  # the figure is 640 px wide and its axes fill it
+    r, c = int(round((e.cy + 0.5) * scale)), int(round((e.cx + 0.5) * scale))
+    patch = (slice(r - 3, r + 4), slice(c - 3, c + 4))  # deep inside the predicted head
+
+    def centre_rgb() -> np.ndarray:
+        rgb = decode(v.last_png)
+        assert rgb.shape[:2] == (round(640 * h / w), 640)
+        return rgb[patch].reshape(-1, 3)
+
+    grey = centre_rgb()
+    assert np.abs(grey - grey[:, :1]).max() <= 1  # no overlay: R = G = B
+    v.opacity_slider.value = 1.0
+    assert np.abs(centre_rgb() - ORANGE).max() <= 2  # opaque overlay: the overlay colour
+    v.opacity_slider.value = 0.5
+    assert np.abs(centre_rgb() - (grey + ORANGE) / 2).max() <= 3  # alpha blending
+
+
+def test_widget_tree_and_display(viewer):
+    box = viewer.widget
+    assert viewer.image in box.children and viewer.label in box.children
+    assert "fetalhead-viewer" in box._dom_classes
+    bundle = viewer._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
+
+
+def test_no_pyplot_figure_leaks(cases):
+    before = plt.get_fignums()
+    v = demo_viewer(3)
+    v.case_slider.value = 2
+    v.threshold_slider.value = 0.3
+    v.figure()
+    ex = AugmentationExplorer(cases.images[:2], cases.masks[:2])
+    ex.seed_slider.value = 5
+    assert plt.get_fignums() == before
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(probs=[np.zeros((4, 4), np.float32)]), "prob (4, 4)"),
+    (dict(probs=[np.full((216, 320), 1.5, np.float32)]), "outside [0, 1]"),
+    (dict(sort="best"), "unknown sort"),
+    (dict(pixel_sizes_mm=[0.1, 0.2]), "pixel_sizes_mm has 2 entries"),
+])
+def test_bad_inputs_raise_one_line(cases, kwargs, words):
+    args = dict(images=cases.images[:1], probs=cases.probs[:1], pixel_sizes_mm=[0.1],
+                filenames=["x.png"], masks=cases.masks[:1])
+    args.update(kwargs)
+    with pytest.raises(FetalheadError, match=re.escape(words)) as info:
+        PredictionViewer(**args)
+    assert "\n" not in str(info.value)
+
+
+class IntensityLogits(nn.Module):
+    """A fake network for the synthetic HC18 folder: bright (head) pixels are positive."""
+
+    padding = "same"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 40.0 * (x - 0.3)
+
+
+def test_from_evaluation_shows_what_evaluate_reports(synthetic_hc18):
+    from fetalhead.evaluate import evaluate_split
+    from fetalhead.predict import Predictor
+
+    predictor = Predictor(IntensityLogits(), (64, 96), device="cpu")
+    results = evaluate_split(predictor, "test", root=synthetic_hc18, progress=False)
+    v = PredictionViewer.from_evaluation(predictor, results, root=synthetic_hc18, n_cases=None)
+    assert len(v) == len(results) and v.sort_dropdown.value == "dice_asc"
+    by_name = results.set_index("filename")
+    for i in range(len(v)):
+        name = v._filenames[i]
+        s = v.stats(i)
+        assert s.dice == pytest.approx(by_name.at[name, "dice"], abs=1e-12)
+        assert s.hc_pred_mm == pytest.approx(by_name.at[name, "hc_pred_mm"], nan_ok=True)
+        assert s.hc_true_mm == pytest.approx(by_name.at[name, "hc_true_mm"])
+    assert v.current_dice == pytest.approx(results["dice"].min())
+
+
+# ---------------------------------------------------------------------- AugmentationExplorer
+def test_explorer_identity_when_everything_is_off(cases):
+    off = AugmentParams(rotate_deg=0, hflip=False, vflip=False, scale=0, intensity=0)
+    ex = AugmentationExplorer(cases.images[:1], cases.masks[:1], params=off)
+    image, mask = ex.current_augmented
+    assert np.array_equal(image, cases.images[0]) and np.array_equal(mask, cases.masks[0])
+    assert "rotate +0.0°" in ex.label.value
+
+
+def test_explorer_vflip_checkbox_flips_up_down(cases):
+    off = AugmentParams(rotate_deg=0, hflip=False, vflip=False, scale=0, intensity=0)
+    ex = AugmentationExplorer(cases.images[:1], cases.masks[:1], params=off)
+    count, png = ex.render_count, ex.last_png
+    ex.vflip_box.value = True
+    assert ex.params.vflip and ex.render_count == count + 1
+    flipped = [s for s in range(20) if draw_pair(ex.params, np.random.default_rng(s)).vflip]
+    assert 0 < len(flipped) < 20  # a coin flip per seed
+    ex.seed_slider.value = flipped[0]
+    image, mask = ex.current_augmented
+    assert np.array_equal(image, np.flipud(cases.images[0]))  # oracle: NumPy's flip
+    assert np.array_equal(mask, np.flipud(cases.masks[0]))
+    assert "v-flip yes" in ex.label.value and ex.last_png != png
+
+
+def test_explorer_seed_and_sliders_change_the_draw(cases):
+    ex = AugmentationExplorer(cases.images[:2], cases.masks[:2], seed=3)
+    label, png = ex.label.value, ex.last_png
+    draw = ex.current_draw
+    image, mask = ex.current_augmented
+    ref_image, ref_mask = apply_pair(cases.images[0], cases.masks[0], draw)
+    assert np.array_equal(image, ref_image) and np.array_equal(mask, ref_mask)
+    assert f"rotate {draw.angle_deg:+.1f}°" in label
+    ex.seed_slider.value = 4
+    assert ex.label.value != label and ex.last_png != png and ex.image.value == ex.last_png
+    ex.rotate_slider.value = 40
+    assert abs(ex.current_draw.angle_deg) <= 40 and ex.params.rotate_deg == 40
+    ex.image_slider.value = 1
+    assert ex.current_augmented[0].shape == cases.images[1].shape
