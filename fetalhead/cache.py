@@ -161,6 +161,11 @@ def _key(rows: pd.DataFrame, root: Path, size: tuple[int, int], challenge: bool)
     return h.hexdigest()
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
 def _meta_to_array(meta: pd.DataFrame) -> np.ndarray:
     return np.array(meta.to_csv(index=False))  # 0-d unicode array: loads without pickle
 
@@ -279,9 +284,17 @@ def load_arrays(
     root = check_data_dir(root, test_set=challenge)
     rows = _rows(parts, root, split, limit)
     desc = f"decoding {'+'.join(parts)} at {size[0]}x{size[1]}"
+    if cache and cache_dir is not None and _inside(Path(cache_dir).expanduser(), root):
+        warnings.warn(f"not caching inside the data folder {root}", stacklevel=2)
+        cache = False
+    if cache:
+        try:
+            folder = default_cache_dir(cache_dir)  # creates it
+        except OSError as exc:
+            warnings.warn(f"cache disabled, cannot create its folder: {exc}", stacklevel=2)
+            cache = False
     if not cache:
         return _decode(rows, root, size, challenge, progress, desc)
-    folder = default_cache_dir(cache_dir)
     path = folder / f"hc18_{size[0]}x{size[1]}_{_key(rows, root, size, challenge)[:24]}.npz"
     if path.is_file():
         try:
@@ -292,7 +305,7 @@ def load_arrays(
         except (OSError, ValueError, KeyError, EOFError):
             pass  # unreadable cache file: decode again and overwrite it
     arrays = _decode(rows, root, size, challenge, progress, desc)
-    if root.resolve() in path.resolve().parents:
+    if _inside(path, root):  # e.g. $FETALHEAD_CACHE set inside a read-only ../shared
         warnings.warn(f"not caching inside the data folder {root}", stacklevel=2)
         return arrays
     try:
@@ -315,8 +328,8 @@ def build_compact_cache(
 
     Per part: images uint8 (N, H, W), each stored as a lossless PNG (`codec="png"`) or as
     one deflated array (`codec="raw"`); masks bit-packed (np.packbits); meta as CSV text.
-    The 999 labelled images take 39 MiB at 256x384 with "png" (51 MiB with "raw"), under
-    the 64 MiB a GPU machine takes; at 572x572 they do not fit (104 MiB, 147 MiB raw).
+    The 999 labelled images take 37 MiB at 256x384 with "png" (51 MiB with "raw"), under
+    the 64 MiB a GPU machine takes; at 572x572 they do not fit (101 MiB, 147 MiB raw).
     """
     if codec not in ("png", "raw"):
         raise ValueError(f"codec must be 'png' or 'raw', got {codec!r}")

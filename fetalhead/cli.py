@@ -601,7 +601,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
 
 def _os_error_message(e: OSError) -> str:
     what = e.strerror or _one_line(e)
-    return f"{what.lower()}: {e.filename}" if e.filename else what
+    return f"{what}: {e.filename}" if e.filename else what
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -177,11 +177,16 @@ def test_corrupt_cache_entry_is_rebuilt(synthetic_hc18, cache_tmp):
         assert "images" in z
 
 
-def test_never_writes_into_the_data_folder(synthetic_hc18):
+def test_never_writes_into_the_data_folder(synthetic_hc18, monkeypatch):
+    monkeypatch.setenv("FETALHEAD_CACHE", str(synthetic_hc18 / "e"))  # via the variable
+    with pytest.warns(UserWarning, match="not caching inside the data folder"):
+        load_arrays("train", (16, 24), root=synthetic_hc18, progress=False)
+    assert not list((synthetic_hc18 / "e").glob("*.npz"))
+    # and via the argument: the folder is not even created
     with pytest.warns(UserWarning, match="not caching inside the data folder"):
         load_arrays("train", (16, 24), root=synthetic_hc18, cache_dir=synthetic_hc18 / "c",
                     progress=False)
-    assert not list((synthetic_hc18 / "c").glob("*.npz"))
+    assert not (synthetic_hc18 / "c").exists()
 
 
 # ---------------------------------------------------------------- compact file

@@ -208,6 +208,14 @@ def test_filled_mask_is_kept_as_it_is(layout):
     np.testing.assert_array_equal(annotation_to_mask(arr), filled)
 
 
+def test_one_bit_mask_file(tmp_path):
+    filled = np.zeros((40, 60), bool)
+    cv2.ellipse(filled.view(np.uint8), ((30.0, 20.0), (40.0, 24.0), 10.0), 1, -1)
+    Image.fromarray(filled).save(tmp_path / "m.png")
+    assert Image.open(tmp_path / "m.png").mode == "1"
+    np.testing.assert_array_equal(load_mask(tmp_path / "m.png"), filled)
+
+
 def test_empty_annotation_gives_empty_mask():
     np.testing.assert_array_equal(annotation_to_mask(np.zeros((5, 7, 3), np.uint8)), np.zeros((5, 7)))
 

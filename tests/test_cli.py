@@ -1,0 +1,567 @@
+"""The command line, end to end: every subcommand in-process (`cli.main([...])`, fast) and the
+important ones in a subprocess (`python -m fetalhead ...`, the real thing, C-level stderr
+included).
+
+Bad input must give exit code 1 (2 for a malformed command line), exactly ONE stderr line
+`fetalhead: error: ...`, no traceback, and leave every file as it was: each bad-input test
+snapshots the whole temporary folder (paths, bytes, modification times) before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from test_predict import build_tiny_checkpoint
+
+from fetalhead import cli
+from fetalhead.ellipse import SUBMISSION_COLUMNS
+
+HC18 = os.environ.get("HC18_DIR")
+needs_data = pytest.mark.skipif(not HC18, reason="HC18_DIR not set")
+REPO = Path(__file__).resolve().parents[1]
+PRED_COLUMNS = ["filename", "status", "pixel_size_mm", "hc_mm", "hc_raw_mm", "center_x_px",
+                "center_y_px", "semi_axis_a_px", "semi_axis_b_px", "angle_rad", "center_x_mm",
+                "center_y_mm", "semi_axis_a_mm", "semi_axis_b_mm", "ga_weeks", "ga_in_range"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    if not HC18:
+        pytest.skip("HC18_DIR not set")
+    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
+
+
+def _save_untrained(path: Path, bias: float | None = None) -> Path:
+    """An untrained base-4 checkpoint (no data needed); with `bias`, the output layer is
+    zeroed and its bias set, so every logit equals `bias`."""
+    from fetalhead.config import get_config
+    from fetalhead.model import build_model
+    from fetalhead.train import save_checkpoint
+
+    cfg = get_config("cpu", quick=False, image_size=(64, 96), base_channels=4)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    if bias is not None:
+        with torch.no_grad():
+            model.outc.conv.weight.zero_()
+            model.outc.conv.bias.fill_(bias)
+    return save_checkpoint(path, model, cfg, epoch=1)
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(tmp_path_factory) -> Path:
+    return _save_untrained(tmp_path_factory.mktemp("untrained") / "model.pt")
+
+
+def run(argv, capfd) -> tuple[int, str, str]:
+    """cli.main in this process; stdout and stderr captured at the file-descriptor level."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def run_subprocess(argv, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "fetalhead", *map(str, argv)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under `root` with its bytes (files) and modification time."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(root))] = (p.read_bytes() if p.is_file() else None, st.st_mtime_ns)
+    return out
+
+
+def assert_one_line_error(code: int, err: str, expected: int, words: str) -> None:
+    assert code == expected, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("fetalhead: error: ") and words in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def _png(path: Path, shape=(64, 96), seed=0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
+    return path
+
+
+def _real_images(folder: Path, n: int) -> list[Path]:
+    from fetalhead.data import image_path, read_test_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(read_test_csv()["filename"][:n])
+    return [Path(shutil.copy(image_path(f, test_set=True), folder / f)) for f in names]
+
+
+# ----------------------------------------------------------------------------- help, parsing
+
+
+def test_help_for_every_subcommand(capfd):
+    for sub in ("download", "prepare-cache", "train", "evaluate", "predict", "submit", "main"):
+        code, out, err = run([sub, "--help"], capfd)
+        assert code == 0 and out.startswith(f"usage: fetalhead {sub}") and err == "", sub
+    code, out, _ = run(["--version"], capfd)
+    assert code == 0 and out.startswith("fetalhead ")
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(capfd):
+    for argv, words in [([], "required"), (["frobnicate"], "invalid choice"),
+                        (["train", "--preset", "huge"], "invalid choice"),
+                        (["prepare-cache", "--size", "abc", "--out", "x"], "HEIGHTxWIDTH"),
+                        (["evaluate", "--limit", "0"], "at least 1")]:
+        code, _, err = run(argv, capfd)
+        assert_one_line_error(code, err, 2, words)
+
+
+def test_subprocess_help_and_one_line_usage_error(tmp_path):
+    res = run_subprocess(["--help"], tmp_path)
+    assert res.returncode == 0 and "predict" in res.stdout and res.stderr == ""
+    res = run_subprocess(["predict", str(tmp_path), "--out", tmp_path / "o", "--pixel-size", "-1"], tmp_path)
+    assert_one_line_error(res.returncode, res.stderr, 2, "positive")
+    assert not (tmp_path / "o").exists()
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("fetalhead")
+    if not script.exists():
+        pytest.skip("package not installed with pip (no console script)")
+    res = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("fetalhead ")
+
+
+# ----------------------------------------------------------------------------- predict: bad input
+
+
+def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
+    """(argv, exit code, words of the message) of one bad-input case built under `tmp`.
+    Every case also names good images first: a lazy check would have written their outputs."""
+    good = [_png(tmp / "in" / "a.png", seed=1), _png(tmp / "in" / "b.png", seed=2)]
+    out = tmp / "out"
+    base = ["--out", out, "--checkpoint", ckpt, "--quiet"]
+    px = ["--pixel-size", "0.1"]
+    csv = tmp / "px.csv"
+    if name == "missing path":
+        return ["predict", *good, tmp / "nope.png", *px, *base], 1, "no such file"
+    if name == "folder without images":
+        (tmp / "empty").mkdir()
+        (tmp / "empty" / "notes.txt").write_text("x")
+        return ["predict", *good, tmp / "empty", *px, *base], 1, "no images"
+    if name == "empty file":
+        (tmp / "e.png").write_bytes(b"")
+        return ["predict", *good, tmp / "e.png", *px, *base], 1, "empty file"
+    if name == "truncated file":
+        data = good[0].read_bytes()
+        (tmp / "t.png").write_bytes(data[: len(data) // 2])
+        return ["predict", *good, tmp / "t.png", *px, *base], 1, "truncated"
+    if name == "not an image":
+        (tmp / "n.png").write_text("hello, this is text\n" * 20)
+        return ["predict", *good, tmp / "n.png", *px, *base], 1, "not an image"
+    if name == "tiny image":
+        return ["predict", *good, _png(tmp / "tiny.png", (20, 20)), *px, *base], 1, "too small"
+    if name == "huge image":
+        big = tmp / "huge.png"
+        Image.fromarray(np.zeros((40, 8200), np.uint8)).save(big)
+        return ["predict", *good, big, *px, *base], 1, "too large"
+    if name == "duplicate stems":
+        return ["predict", *good, _png(tmp / "other" / "a.png"), *px, *base], 1, "same name stem"
+    if name == "pixel size zero":
+        return ["predict", *good, "--pixel-size", "0", *base], 2, "positive"
+    if name == "pixel size negative":
+        return ["predict", *good, "--pixel-size", "-0.2", *base], 2, "positive"
+    if name == "pixel size not a number":
+        return ["predict", *good, "--pixel-size", "abc", *base], 2, "not a number"
+    if name == "pixel size nan":
+        return ["predict", *good, "--pixel-size", "nan", *base], 2, "finite"
+    if name == "pixel size implausible":
+        return ["predict", *good, "--pixel-size", "12", *base], 2, "implausible"
+    if name == "pixel size missing":
+        return ["predict", *good, *base], 2, "--pixel-size --pixel-csv is required"
+    if name == "image not in pixel csv":
+        csv.write_text("filename,pixel size(mm)\na.png,0.1\n")
+        return ["predict", *good, "--pixel-csv", csv, *base], 1, "b.png: no pixel size"
+    if name == "pixel csv missing":
+        return ["predict", *good, "--pixel-csv", tmp / "none.csv", *base], 1, "no such file"
+    if name == "pixel csv bad value":
+        csv.write_text("filename,pixel size(mm)\na.png,0.1\nb.png,-3\n")
+        return ["predict", *good, "--pixel-csv", csv, *base], 1, "line 3"
+    if name == "pixel csv without a pixel column":
+        csv.write_text("filename,hc\na.png,0.1\nb.png,0.2\n")
+        return ["predict", *good, "--pixel-csv", csv, *base], 1, "no pixel size column"
+    if name == "checkpoint missing":
+        return ["predict", *good, *px, "--out", out, "--checkpoint", tmp / "no.pt"], 1, "no such file"
+    if name == "checkpoint not a checkpoint":
+        (tmp / "junk.pt").write_bytes(os.urandom(2000))
+        return ["predict", *good, *px, "--out", out, "--checkpoint", tmp / "junk.pt"], 1, "not a fetalhead checkpoint"
+    if name == "checkpoint of another architecture":
+        ck = torch.load(ckpt, weights_only=True)
+        ck["config"]["base_channels"] = 16
+        torch.save(ck, tmp / "other.pt")
+        return ["predict", *good, *px, "--out", out, "--checkpoint", tmp / "other.pt"], 1, "do not match"
+    if name == "out under a file":
+        (tmp / "file").write_text("x")
+        return ["predict", *good, *px, "--out", tmp / "file" / "sub", "--checkpoint", ckpt], 1, "is a file"
+    if name == "out is a file":
+        (tmp / "file").write_text("x")
+        return ["predict", *good, *px, "--out", tmp / "file", "--checkpoint", ckpt], 1, "not a folder"
+    if name == "existing outputs":
+        out.mkdir()
+        (out / "b_mask.png").write_bytes(b"precious")
+        return ["predict", *good, *px, *base], 1, "use --overwrite"
+    if name == "batch size zero":
+        return ["predict", *good, *px, *base, "--batch-size", "0"], 2, "at least 1"
+    raise AssertionError(name)
+
+
+BAD_INPUTS = [
+    "missing path", "folder without images", "empty file", "truncated file", "not an image",
+    "tiny image", "huge image", "duplicate stems", "pixel size zero", "pixel size negative",
+    "pixel size not a number", "pixel size nan", "pixel size implausible", "pixel size missing",
+    "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
+    "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
+    "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
+    "batch size zero",
+]
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_predict_bad_input(name, tmp_path, capfd, untrained_checkpoint):
+    argv, expected, words = _case(tmp_path, name, untrained_checkpoint)
+    before = snapshot(tmp_path)
+    code, out, err = run(argv, capfd)
+    assert_one_line_error(code, err, expected, words)
+    assert snapshot(tmp_path) == before  # nothing written, nothing left behind
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_predict_read_only_output_folder(tmp_path, capfd, untrained_checkpoint):
+    image = _png(tmp_path / "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        before = snapshot(tmp_path)
+        code, _, err = run(["predict", image, "--pixel-size", "0.1", "--out", locked / "out",
+                            "--checkpoint", untrained_checkpoint], capfd)
+        assert_one_line_error(code, err, 1, "permission")
+        assert snapshot(tmp_path) == before
+    finally:
+        locked.chmod(stat.S_IRWXU)
+
+
+def test_subprocess_truncated_png_gives_one_clean_line(tmp_path, untrained_checkpoint):
+    # In a subprocess so that anything a C library prints to the real stderr is seen.
+    good = _png(tmp_path / "a.png")
+    data = good.read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    before = snapshot(tmp_path)
+    res = run_subprocess(["predict", good, tmp_path / "t.png", "--pixel-size", "0.1", "--out",
+                          tmp_path / "out", "--checkpoint", untrained_checkpoint], tmp_path)
+    assert_one_line_error(res.returncode, res.stderr, 1, "truncated")
+    assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- predict: success
+
+
+def _unusual_modes(src: Path, folder: Path) -> list[Path]:
+    """The same image as 16-bit gray, RGB, RGBA, palette PNG and as JPEG."""
+    gray = np.asarray(Image.open(src).convert("L"))
+    files = {
+        "g16.png": Image.fromarray(gray.astype(np.uint16) * 257),
+        "rgb.png": Image.fromarray(np.stack([gray] * 3, -1)),
+        "rgba.png": Image.fromarray(np.dstack([gray] * 3 + [np.full_like(gray, 255)])),
+        "pal.png": Image.fromarray(gray).convert("P"),
+        "jpeg.jpg": Image.fromarray(gray),
+    }
+    for name, im in files.items():
+        im.save(folder / name)
+    return [folder / n for n in files]
+
+
+@needs_data
+def test_predict_real_images_and_unusual_modes(tmp_path, capfd, tiny_checkpoint):
+    images = _real_images(tmp_path / "in", 3)
+    extra = _unusual_modes(images[0], tmp_path / "in")
+    out = tmp_path / "out"
+    code, stdout, err = run(["predict", tmp_path / "in", "--pixel-size", "0.12", "--out", out,
+                             "--checkpoint", tiny_checkpoint, "--quiet", "--batch-size", "3"], capfd)
+    assert code == 0, err
+    assert err == "" and "for 8 images" in stdout
+    df = pd.read_csv(out / "predictions.csv")
+    assert list(df.columns) == PRED_COLUMNS
+    assert sorted(df["filename"]) == sorted(p.name for p in images + extra)
+    assert (df["pixel_size_mm"] == 0.12).all()
+    assert set(df["status"]) <= {"ok", "no head found"}
+    for p in images + extra:
+        mask = np.asarray(Image.open(out / f"{p.stem}_mask.png"))
+        overlay = np.asarray(Image.open(out / f"{p.stem}_overlay.png"))
+        assert mask.shape == (540, 800) and set(np.unique(mask)) <= {0, 255}
+        assert overlay.shape == (540, 800, 3)
+    ok = df[df["status"] == "ok"]
+    assert len(ok) > 0 and np.isfinite(ok["hc_mm"]).all()
+    assert np.allclose(ok["semi_axis_a_mm"], ok["semi_axis_a_px"] * 0.12, rtol=1e-5)
+    # The mode conversions give the same prediction as the original PNG (JPEG is lossy).
+    by = df.set_index("filename")
+    for name in ("g16.png", "rgb.png", "rgba.png", "pal.png"):
+        assert by.loc[name, "hc_mm"] == pytest.approx(by.loc[images[0].name, "hc_mm"], rel=1e-3, nan_ok=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["predictions.csv"] + [f"{p.stem}_{k}.png" for p in images + extra for k in ("mask", "overlay")])
+
+
+@needs_data
+def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, tiny_checkpoint):
+    from fetalhead.data import read_test_csv
+
+    images = _real_images(tmp_path / "in", 2)
+    csv = Path(HC18) / "test_set_pixel_size.csv"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("not ours")
+    argv = ["predict", *images, "--pixel-csv", csv, "--out", out, "--checkpoint", tiny_checkpoint, "--quiet"]
+    code, _, err = run(argv, capfd)
+    assert code == 0, err
+    df = pd.read_csv(out / "predictions.csv")
+    want = read_test_csv().set_index("filename")["pixel_size_mm"]
+    assert list(df["pixel_size_mm"]) == pytest.approx([want[p.name] for p in images])
+    before = snapshot(tmp_path)
+    code, _, err = run(argv, capfd)
+    assert_one_line_error(code, err, 1, "use --overwrite")
+    assert snapshot(tmp_path) == before
+    (out / "predictions.csv").write_text("old")
+    code, _, err = run([*argv, "--overwrite"], capfd)
+    assert code == 0, err
+    assert (out / "predictions.csv").read_text().startswith("filename,status")
+    assert (out / "keep.txt").read_text() == "not ours"
+    assert not [p for p in tmp_path.rglob(".fetalhead-*")]
+
+
+def test_no_head_found_is_a_row_not_a_crash(tmp_path, capfd):
+    ckpt = _save_untrained(tmp_path / "never.pt", bias=-20.0)
+    image = _png(tmp_path / "in" / "x.png", (80, 120))
+    code, stdout, err = run(["predict", image, "--pixel-size", "0.1", "--out", tmp_path / "out",
+                             "--checkpoint", ckpt, "--quiet"], capfd)
+    assert code == 0, err
+    assert "1 without a head found" in stdout
+    row = pd.read_csv(tmp_path / "out" / "predictions.csv").iloc[0]
+    assert row["status"] == "no head found" and np.isnan(row["hc_mm"])
+    assert np.asarray(Image.open(tmp_path / "out" / "x_mask.png")).max() == 0
+    assert (tmp_path / "out" / "x_overlay.png").is_file()
+
+
+@pytest.mark.parametrize("failure, code, line", [
+    (KeyboardInterrupt, 130, "fetalhead: interrupted"),
+    (OSError(28, "No space left on device"), 1, "fetalhead: error: No space left on device"),
+])
+def test_failure_mid_way_leaves_nothing_partial(failure, code, line, tmp_path, capfd, monkeypatch,
+                                                untrained_checkpoint):
+    images = [_png(tmp_path / "in" / f"{i}.png", seed=i) for i in range(4)]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "1_mask.png").write_bytes(b"earlier result")
+    calls = []
+
+    def flaky(image, pred):
+        calls.append(1)
+        if len(calls) == 3:
+            raise failure
+        return np.zeros((*image.shape, 3), np.uint8)
+
+    monkeypatch.setattr("fetalhead.report.draw_overlay", flaky)
+    before = snapshot(tmp_path)
+    got, _, err = run(["predict", *images, "--pixel-size", "0.1", "--out", out, "--checkpoint",
+                       untrained_checkpoint, "--quiet", "--overwrite", "--batch-size", "2"], capfd)
+    assert got == code and err.strip() == line
+    assert "Traceback" not in err and len(calls) == 3
+    assert snapshot(tmp_path) == before
+    # and into a folder that does not exist yet: it must not exist afterwards either
+    calls.clear()
+    got, _, _ = run(["predict", *images, "--pixel-size", "0.1", "--out", tmp_path / "new" / "deep",
+                     "--checkpoint", untrained_checkpoint, "--quiet", "--batch-size", "2"], capfd)
+    assert got == code and not (tmp_path / "new").exists()
+
+
+@needs_data
+def test_subprocess_predict_end_to_end(tmp_path, tiny_checkpoint):
+    images = _real_images(tmp_path / "in", 2)
+    res = run_subprocess(["predict", *images, "--pixel-size", "0.1", "--out", tmp_path / "out",
+                          "--checkpoint", tiny_checkpoint], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "predictions.csv" in res.stdout
+    assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 2
+
+
+# ----------------------------------------------------------------------------- submit
+
+
+def check_submission_file(path: Path, root: Path) -> pd.DataFrame:
+    """The HC18 challenge format, checked independently of fetalhead.evaluate."""
+    import math
+
+    text = path.read_text()
+    assert text.splitlines()[0] == "filename,center_x_mm,center_y_mm,semi_axes_a_mm,semi_axes_b_mm,angle_rad"
+    df = pd.read_csv(path)
+    test = pd.read_csv(root / "test_set_pixel_size.csv")
+    assert list(df["filename"]) == list(test["filename"])
+    values = df[list(SUBMISSION_COLUMNS[1:])].to_numpy(float)
+    assert np.isfinite(values).all()
+    for (_, row), px in zip(df.iterrows(), test["pixel size(mm)"], strict=True):
+        w, h = Image.open(root / "test_set" / row["filename"]).size
+        assert -0.5 * px <= row["center_x_mm"] <= (w - 0.5) * px
+        assert -0.5 * px <= row["center_y_mm"] <= (h - 0.5) * px
+        assert row["semi_axes_a_mm"] >= row["semi_axes_b_mm"] > 0
+        assert row["semi_axes_a_mm"] < max(w, h) * px  # no head is larger than the image
+        assert 0 <= row["angle_rad"] < math.pi
+    return df
+
+
+@needs_data
+def test_submit_all_335_and_refuse_overwrite(tmp_path, capfd, tiny_checkpoint):
+    out = tmp_path / "sub.csv"
+    code, stdout, err = run(["submit", "--out", out, "--checkpoint", tiny_checkpoint, "--quiet",
+                             "--batch-size", "32"], capfd)
+    assert code == 0, err
+    assert "submission" in stdout
+    df = check_submission_file(out, Path(HC18))
+    assert len(df) == 335
+    before = snapshot(tmp_path)
+    code, _, err = run(["submit", "--out", out, "--checkpoint", tiny_checkpoint], capfd)
+    assert_one_line_error(code, err, 1, "use --overwrite")
+    (tmp_path / "d").mkdir()
+    code, _, err = run(["submit", "--out", tmp_path / "d", "--checkpoint", tiny_checkpoint], capfd)
+    assert_one_line_error(code, err, 1, "is a folder")
+    (tmp_path / "d").rmdir()
+    code, _, err = run(["submit", "--out", out / "x.csv", "--checkpoint", tiny_checkpoint], capfd)
+    assert_one_line_error(code, err, 1, "is a file")
+    assert snapshot(tmp_path) == before
+
+
+def test_submit_without_data_or_weights(tmp_path, capfd, monkeypatch, synthetic_hc18):
+    code, _, err = run(["submit", "--out", tmp_path / "s.csv", "--data", tmp_path / "nowhere"], capfd)
+    assert_one_line_error(code, err, 1, "HC18 data not found")
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda: tmp_path / "missing.pt")
+    code, _, err = run(["submit", "--out", tmp_path / "s.csv", "--data", synthetic_hc18], capfd)
+    assert_one_line_error(code, err, 1, "no shipped weights")
+    assert not (tmp_path / "s.csv").exists()
+
+
+# ----------------------------------------------------------------------------- evaluate, main
+
+
+def test_evaluate_writes_a_report_and_refuses_to_overwrite(tmp_path, capfd, synthetic_hc18,
+                                                           untrained_checkpoint):
+    from fetalhead.evaluate import REPORT_FILES
+
+    out = tmp_path / "report"
+    argv = ["evaluate", "--data", synthetic_hc18, "--checkpoint", untrained_checkpoint, "--out", out,
+            "--quiet", "--part", "val"]
+    code, stdout, err = run(argv, capfd)
+    assert code == 0, err
+    assert "dice" in stdout and "hc_abs_error_mm" in stdout
+    assert all((out / f).is_file() for f in REPORT_FILES)
+    assert len(pd.read_csv(out / "metrics_per_image.csv")) >= 1
+    before = snapshot(tmp_path)
+    code, _, err = run(argv, capfd)
+    assert_one_line_error(code, err, 1, "use --overwrite")
+    assert snapshot(tmp_path) == before
+    code, _, err = run([*argv, "--overwrite"], capfd)
+    assert code == 0, err
+
+
+def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monkeypatch,
+                                                          synthetic_hc18, cache_tmp):
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setenv("FETALHEAD_QUICK", "1")
+    out = tmp_path / "outputs"
+    code, stdout, err = run(["main", "--data", synthetic_hc18, "--out", out, "--epochs", "1",
+                             "--quiet", "--no-download"], capfd)
+    assert code == 0, err
+    assert "CPU STAND-IN" in stdout and "NOT the shipped model" in stdout
+    assert (out / "train-cpu" / "best.pt").is_file()
+    for name in ("metrics_per_image.csv", "summary.csv", "summary.json", "submission.csv",
+                 "figures/eval_examples.png"):
+        assert (out / name).is_file(), name
+    check_submission_file(out / "submission.csv", synthetic_hc18)
+    assert "hc_error_mm" in stdout  # the summary table
+
+
+def test_main_with_a_checkpoint_and_missing_data(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
+    out = tmp_path / "o"
+    code, stdout, err = run(["main", "--data", synthetic_hc18, "--out", out, "--checkpoint",
+                             untrained_checkpoint, "--quiet", "--limit", "1"], capfd)
+    assert code == 0, err
+    assert "using checkpoint" in stdout and len(pd.read_csv(out / "metrics_per_image.csv")) == 1
+    code, _, err = run(["main", "--data", tmp_path / "nowhere", "--no-download", "--out", tmp_path / "x"], capfd)
+    assert_one_line_error(code, err, 1, "HC18 data not found")
+    assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- train, cache, download
+
+
+def test_train_prepare_cache_and_their_errors(tmp_path, capfd, monkeypatch, synthetic_hc18, cache_tmp):
+    from fetalhead.cache import load_compact_cache
+    from fetalhead.predict import Predictor
+
+    monkeypatch.setenv("FETALHEAD_QUICK", "1")
+    cache_file = tmp_path / "compact.npz"
+    code, stdout, err = run(["prepare-cache", "--data", synthetic_hc18, "--size", "32x48",
+                             "--out", cache_file, "--quiet"], capfd)
+    assert code == 0, err
+    parts = load_compact_cache(cache_file)
+    assert set(parts) == {"train", "val", "test"} and parts["train"].images.shape[1:] == (32, 48)
+    before = snapshot(tmp_path)
+    code, _, err = run(["prepare-cache", "--data", synthetic_hc18, "--out", cache_file], capfd)
+    assert_one_line_error(code, err, 1, "use --overwrite")
+    assert snapshot(tmp_path) == before
+
+    run_dir = tmp_path / "run"
+    code, stdout, err = run(["train", "--preset", "cpu", "--epochs", "1", "--data", synthetic_hc18,
+                             "--out", run_dir, "--quiet"], capfd)
+    assert code == 0, err
+    assert f"best checkpoint: {run_dir / 'best.pt'}" in stdout
+    assert Predictor.from_checkpoint(run_dir / "best.pt").image_size == (128, 192)  # quick cpu preset
+    for argv, words in [
+        (["--resume", tmp_path / "none.pt"], "no such file"),
+        (["--cache", cache_file], "needs 128x192"),
+        (["--cache", tmp_path / "none.npz"], "no such file"),
+    ]:
+        code, _, err = run(["train", "--preset", "cpu", "--data", synthetic_hc18, "--out",
+                            tmp_path / "r2", *argv], capfd)
+        assert_one_line_error(code, err, 1, words)
+    assert not (tmp_path / "r2").exists()
+
+
+def test_download_wraps_download_hc18(tmp_path, capfd, monkeypatch):
+    from fetalhead.errors import FetalheadError
+
+    seen = []
+
+    def fake(root=None, progress=True, **kw):
+        seen.append((root, progress))
+        return Path(root)
+
+    monkeypatch.setattr("fetalhead.download.download_hc18", fake)
+    code, stdout, _ = run(["download", "--data", tmp_path / "hc", "--quiet"], capfd)
+    assert code == 0 and seen == [(tmp_path / "hc", False)] and str(tmp_path / "hc") in stdout
+
+    def offline(root=None, progress=True, **kw):
+        raise FetalheadError("cannot reach zenodo.org (network unreachable)")
+
+    monkeypatch.setattr("fetalhead.download.download_hc18", offline)
+    code, _, err = run(["download", "--data", tmp_path / "hc"], capfd)
+    assert_one_line_error(code, err, 1, "cannot reach zenodo.org")
