@@ -48,6 +48,7 @@ from fetalhead.train import (
     autocast_settings,
     build_optimizer,
     build_scheduler,
+    center_crop_like,
     fit,
     resolve_device,
 )
@@ -174,8 +175,7 @@ def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tens
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else nullcontext():
             logits = step_model(x)
-        loss = loss_fn(logits.float(), y[..., : logits.shape[-2], : logits.shape[-1]]
-                       if logits.shape != y.shape else y)
+        loss = loss_fn(logits.float(), center_crop_like(y, logits))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read arrays from a compact cache file (see prepare-cache)")
     p.add_argument("--quick", action="store_true",
                    help="quick mode: few images, few epochs (as FETALHEAD_QUICK=1)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints and history of an earlier run in --out")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on the held-out split",
@@ -243,20 +245,36 @@ def _umask() -> int:
     return mask
 
 
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing parent folders of `path`; return them, outermost first."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    created = []
+    for d in reversed(missing):
+        d.mkdir()
+        created.append(d)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 @contextmanager
 def staged_dir(out: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside (or inside) `out`; on success move its files into
     `out`, on any error delete it and any parent folders created for it."""
-    created: list[Path] = []
-    missing = []
-    parent = out.parent
-    while not parent.exists():
-        missing.append(parent)
-        parent = parent.parent
-    for d in reversed(missing):
-        d.mkdir()
-        created.append(d)
-    base = out if out.is_dir() else out.parent
+    created = _make_parents(out)
+    # Beside the target, so the final move is a rename on one file system and the target is
+    # untouched until then; inside it only when its parent is not writable.
+    base = out.parent if os.access(out.parent, os.W_OK | os.X_OK) or not out.is_dir() else out
     stage = Path(tempfile.mkdtemp(prefix=".fetalhead-", dir=base))
     try:
         yield stage
@@ -273,26 +291,27 @@ def staged_dir(out: Path) -> Iterator[Path]:
             os.chmod(out, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-        for d in reversed(created):
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+        _remove_empty(created)
         raise
 
 
 @contextmanager
 def staged_file(out: Path) -> Iterator[Path]:
     """Yield a temporary path beside `out`; on success rename it to `out` (atomic)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+    created = _make_parents(out)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        _remove_empty(created)
         raise
 
 
@@ -408,10 +427,14 @@ def _cmd_prepare_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a run folder
+
+
 def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None = None,
            resume: Path | None = None, cache: Path | None = None, quick: bool | None = None,
-           quiet: bool = False) -> Path:
-    """Train preset `preset` into `out_dir`; return the best checkpoint's path."""
+           quiet: bool = False, overwrite: bool = False) -> Path:
+    """Train preset `preset` into `out_dir`; return the best checkpoint's path. An earlier
+    run's files there are replaced only with `overwrite` or when resuming."""
     from fetalhead.cache import load_arrays, load_compact_cache
     from fetalhead.config import get_config
     from fetalhead.train import fit
@@ -433,6 +456,7 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         train = load_arrays("train", size=cfg.image_size, root=root, progress=not quiet)
         val = load_arrays("val", size=cfg.image_size, root=root, progress=not quiet)
     _check_output_dir(out_dir)
+    _refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or resume is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet)
     return Path(result.checkpoint_path)
@@ -444,7 +468,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else _default_out("runs") / args.preset
     root = None if args.cache is not None else data_dir(args.data)
     ckpt = _train(args.preset, out, root=root, epochs=args.epochs, resume=args.resume,
-                  cache=args.cache, quick=args.quick, quiet=args.quiet)
+                  cache=args.cache, quick=args.quick, quiet=args.quiet, overwrite=args.overwrite)
     _say(f"best checkpoint: {ckpt}")
     return 0
 
@@ -573,7 +597,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
                  "(narrow U-Net, low resolution). It is NOT the shipped model and its scores "
                  "are lower.")
         ckpt = _train(preset, out / f"train-{preset}", root=root, epochs=args.epochs,
-                      quiet=args.quiet)
+                      quiet=args.quiet, overwrite=True)
         _say(f"      trained checkpoint: {ckpt}")
     predictor = Predictor.from_checkpoint(ckpt, tta=args.tta)
 

@@ -1,7 +1,9 @@
-"""Small helpers for the notebooks: data-set tables, U-Net layer tables, receptive field.
+"""Small helpers for the notebooks: data-set tables and plots, U-Net layer tables, the
+receptive field, and the bookkeeping of the notebooks' own training runs (which recipe a CPU can
+afford, where the checkpoint goes, which model notebooks 05 and 06 evaluate).
 
-Everything here returns plain pandas tables or numbers, so a notebook cell stays one call long
-and the same numbers can be checked by tests.
+Everything returns plain tables, numbers, figures or sentences, so a notebook cell stays a call
+or two long and tests can check the same numbers.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.axes import Axes
-from PIL import Image
 from matplotlib.figure import Figure
+from PIL import Image
 from torch import nn
 
+from fetalhead.cache import ArraySet
 from fetalhead.config import TrainConfig, get_config
 from fetalhead.ellipse import HADLOCK_HC_RANGE_MM, gestational_age_weeks
 from fetalhead.paths import repo_root, shipped_checkpoint
 from fetalhead.viz import new_axes, plot_history
 
 __all__ = [
+    "CPU_DEMO",
     "LiveHistoryPlot",
     "compare_configs",
     "describe_checkpoint",
@@ -33,7 +37,9 @@ __all__ = [
     "image_size_counts",
     "images_per_exam",
     "layer_table",
+    "load_training_arrays",
     "notebook_checkpoint",
+    "notebook_config",
     "notebook_run_dir",
     "plot_distributions",
     "plot_hc_vs_ga",
@@ -263,6 +269,40 @@ def compare_configs(names: Sequence[str] = ("reference", "default", "cpu")) -> p
     return table[table.nunique(axis=1) > 1]
 
 
+#: Caps that turn preset "cpu" into a demonstration of a few minutes on 2 CPU cores: one full
+#: epoch of the "cpu" preset (693 images at 160x240) took about 10 minutes there.
+CPU_DEMO = dict(max_train_images=128, max_val_images=32, epochs=4, patience=2)
+
+
+def notebook_config(device: torch.device | str, quick: bool) -> TrainConfig:
+    """The recipe notebook 04 trains: preset "default" on a CUDA device (shrunk in `quick`
+    mode); on a CPU, preset "cpu" capped by `CPU_DEMO`, or in `quick` mode quick's own caps."""
+    if torch.device(device).type == "cuda":
+        return get_config("default", quick=quick)
+    return get_config("cpu", quick=True) if quick else get_config("cpu", quick=False, **CPU_DEMO)
+
+
+def load_training_arrays(cfg: TrainConfig, root: str | os.PathLike | None = None) -> tuple[ArraySet, ArraySet]:
+    """(train, val) ArraySets at `cfg.image_size` for `fit`, capped at `cfg.max_train_images`
+    and `cfg.max_val_images` by a random sample (seed `cfg.seed`) of each part.
+
+    `fit` keeps the FIRST images when capping, and HC18 file names grow with gestational age,
+    so the first files are all small heads; a random sample covers every head size. Only the
+    sampled images are decoded.
+    """
+    from fetalhead.cache import load_arrays
+    from fetalhead.split import load_split
+
+    split = load_split(root=root)
+    rng = np.random.default_rng(cfg.seed)
+    chosen = []
+    for part, cap in (("train", cfg.max_train_images), ("val", cfg.max_val_images)):
+        rows = split[split["split"] == part]
+        chosen.append(rows if cap is None or cap >= len(rows) else rows.iloc[np.sort(rng.choice(len(rows), cap, replace=False))])
+    data = load_arrays(["train", "val"], cfg.image_size, root=root, split=pd.concat(chosen), progress=False)
+    return data.part("train"), data.part("val")
+
+
 def training_banner(cfg: TrainConfig, device: torch.device | str, quick: bool) -> str:
     """One plain sentence saying what a notebook training run is: device, preset, quick mode,
     and whether it can stand for the GPU model (preset "default" on CUDA, not quick)."""
@@ -314,7 +354,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
 
     _, cfg, meta = load_checkpoint(path)
     dice = meta.get("metrics", {}).get("val_dice", float("nan"))
-    images = "all" if cfg.max_train_images is None else f"{cfg.max_train_images} (quick mode)"
+    images = "all" if cfg.max_train_images is None else f"at most {cfg.max_train_images}"
     return (f"preset '{cfg.name}', {cfg.image_size[0]}x{cfg.image_size[1]} px, width "
             f"{cfg.base_channels}, best epoch {meta.get('epoch')}, training images: {images}, "
             f"validation Dice {dice:.3f} (training resolution)")
@@ -325,7 +365,7 @@ def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> t
 
     In order: the shipped weights (trained on a GPU); else `best.pt` written by notebook 04
     (`notebook_run_dir()`), a short CPU run unless 04 ran on a GPU; else a stand-in trained here
-    and now on the CPU with preset "cpu" (shrunk further in `quick` mode) into runs/cpu_standin.
+    and now on the CPU with `notebook_config("cpu", quick)` (a few minutes) into runs/cpu_standin.
     """
     shipped = shipped_checkpoint()
     if shipped.is_file():
@@ -334,13 +374,10 @@ def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> t
     if ours.is_file():
         return ours, (f"NOT the shipped GPU model (none is installed) but the checkpoint notebook 04 "
                       f"wrote, {ours.relative_to(ours.parents[2])}: {describe_checkpoint(ours)}")
-    from fetalhead.cache import load_arrays
     from fetalhead.train import fit
 
-    cfg = get_config("cpu", quick=quick)
-    data = load_arrays(["train", "val"], cfg.image_size, root=root, limit=cfg.max_train_images, progress=False)
-    torch.manual_seed(cfg.seed)
-    out = fit(cfg, data.part("train"), data.part("val"), notebook_run_dir("cpu_standin"),
-              device="cpu", progress=False).checkpoint_path
+    cfg = notebook_config("cpu", quick)
+    train, val = load_training_arrays(cfg, root)
+    out = fit(cfg, train, val, notebook_run_dir("cpu_standin"), device="cpu", progress=False).checkpoint_path
     return out, (f"NOT the shipped GPU model (none is installed, and notebook 04 has not run) but a "
                  f"stand-in just trained on the CPU: {describe_checkpoint(out)}")

@@ -114,8 +114,10 @@ def check_image_file(path: str | os.PathLike) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FetalheadError(f"{path}: no such file")
+    if not path.is_file():
+        raise FetalheadError(f"{path}: not a regular file")
     if path.stat().st_size == 0:
         raise FetalheadError(f"{path}: empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -129,6 +131,8 @@ def check_image_file(path: str | os.PathLike) -> tuple[int, int]:
                 im.load()
         except UnidentifiedImageError:
             pass  # not a format Pillow knows: OpenCV below decides and names the problem
+        except PermissionError:
+            raise FetalheadError(f"{path}: permission denied") from None
         except Image.DecompressionBombError:
             raise FetalheadError(f"{path}: image too large (each side must be <= {MAX_SIDE})") from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -146,12 +150,21 @@ def load_input_image(path: str | os.PathLike) -> np.ndarray:
 
 def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected foreground component of `mask` (H, W), uint8 {0,1}."""
+    return _largest_component(mask)[0]
+
+
+def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """(largest 8-connected component uint8 {0,1} (H, W), its bounding box grown by one pixel
+    as (row slice, column slice))."""
     binary = (np.asarray(mask) > 0).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if n <= 2:
-        return binary
+    h, w = binary.shape
+    if n <= 1:
+        return binary, (slice(0, h), slice(0, w))
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return (labels == largest).astype(np.uint8)
+    x, y, bw, bh = (int(v) for v in stats[largest, :4])
+    box = (slice(max(y - 1, 0), min(y + bh + 1, h)), slice(max(x - 1, 0), min(x + bw + 1, w)))
+    return (binary if n == 2 else (labels == largest).astype(np.uint8)), box
 
 
 @dataclass(frozen=True)
@@ -305,8 +318,10 @@ class Predictor:
         """Threshold a probability map float32 (H, W) (at `threshold`, default the predictor's),
         keep the largest component, fit the ellipse and compute HC (mm) for `pixel_size_mm`."""
         px = validate_pixel_size(pixel_size_mm)
-        mask = keep_largest_component(prob > (self.threshold if threshold is None else threshold))
-        ellipse = fit_ellipse(mask) if mask.any() else None
+        mask, box = _largest_component(prob > (self.threshold if threshold is None else threshold))
+        ellipse = fit_ellipse(mask[box]) if mask.any() else None
+        if ellipse is not None:  # fitted on the component's bounding box: the same contour, shifted
+            ellipse = replace(ellipse, cx=ellipse.cx + box[1].start, cy=ellipse.cy + box[0].start)
         nan = float("nan")
         if ellipse is None:
             return Prediction(mask, prob if self.keep_prob else None, px, None, None, None,

@@ -40,6 +40,7 @@ __all__ = [
     "FitResult",
     "HISTORY_COLUMNS",
     "autocast_settings",
+    "center_crop_like",
     "build_optimizer",
     "build_scheduler",
     "evaluate_arrays",
@@ -253,8 +254,9 @@ def load_checkpoint(path: str | os.PathLike,
 # ----------------------------------------------------------------------------- the loop
 
 
-def _crop_like(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Centre-crop target (B,1,H,W) to logits' size: with padding="valid" the output is smaller."""
+def center_crop_like(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Centre-crop target (B,1,H,W) to the size of logits (B,1,h,w); with padding="valid" the
+    U-Net's output is smaller than its input (572 -> 388 pixels in the paper)."""
     h, w = logits.shape[-2:]
     th, tw = target.shape[-2:]
     if (h, w) == (th, tw):
@@ -284,7 +286,7 @@ def evaluate_arrays(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         with autocast:
             logits = model(x)
         logits = logits.float()
-        y = _crop_like(y, logits)
+        y = center_crop_like(y, logits)
         loss_sum += loss_fn(logits, y) * x.shape[0]
         dice_sum += dice_batch(logits, y).sum()
     return float(loss_sum) / n, float(dice_sum) / n
@@ -412,7 +414,7 @@ def fit(
             # 7. forward in mixed precision; the loss in fp32 for a stable log/sigmoid
             with autocast():
                 logits = train_model(x)
-            loss = loss_fn(logits.float(), _crop_like(y, logits))
+            loss = loss_fn(logits.float(), center_crop_like(y, logits))
             # 8. backward (scaled for fp16), step, schedule
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

@@ -12,6 +12,7 @@ makes that a failure. FETALHEAD_UPDATE_SCREENSHOT=1 rewrites figures/viewer_jupy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -187,6 +188,8 @@ def page(lab: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
                 pg.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
                 _wait_until("an idle kernel", lambda: _kernel_idle(lab), lab["proc"], lab["log"],
                             sleep=lambda s: pg.wait_for_timeout(1000 * s))
+                # ...and the page connected to it (status bar "Python 3 (ipykernel) | Idle").
+                pg.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle$")).first.wait_for()
                 # Run > Run All Cells, as a user would (Lumino menus carry ARIA roles).
                 pg.get_by_role("menuitem", name="Run", exact=True).click()
                 pg.get_by_role("menuitem", name="Run All Cells", exact=True).click()
@@ -209,18 +212,15 @@ def _img_src(page, selector: str) -> str:
     return page.locator(selector).get_attribute("src") or ""
 
 
-def _screenshot_on_failure(page, path: Path):
-    class _Guard:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, exc_type, exc, tb):
-            if exc_type is not None:
-                page.screenshot(path=str(path), full_page=True)
-                print(f"browser screenshot: {path}")
-            return False
-
-    return _Guard()
+@contextlib.contextmanager
+def _screenshot_on_failure(page, path: Path) -> Iterator[None]:
+    """Save the page's screenshot to `path` (and print it) when the block raises."""
+    try:
+        yield
+    except BaseException:
+        page.screenshot(path=str(path), full_page=True)
+        print(f"browser screenshot: {path}")
+        raise
 
 
 def test_viewer_case_slider_in_jupyterlab(page, tmp_path: Path) -> None:

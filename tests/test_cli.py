@@ -535,6 +535,11 @@ def test_train_prepare_cache_and_their_errors(tmp_path, capfd, monkeypatch, synt
     assert code == 0, err
     assert f"best checkpoint: {run_dir / 'best.pt'}" in stdout
     assert Predictor.from_checkpoint(run_dir / "best.pt").image_size == (128, 192)  # quick cpu preset
+    before = snapshot(tmp_path)
+    code, _, err = run(["train", "--preset", "cpu", "--epochs", "1", "--data", synthetic_hc18,
+                        "--out", run_dir], capfd)
+    assert_one_line_error(code, err, 1, "use --overwrite")  # an earlier run is never clobbered
+    assert snapshot(tmp_path) == before
     for argv, words in [
         (["--resume", tmp_path / "none.pt"], "no such file"),
         (["--cache", cache_file], "needs 128x192"),

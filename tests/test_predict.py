@@ -18,7 +18,13 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from fetalhead.ellipse import ANNOTATION_BIAS_PX, Ellipse, ellipse_circumference, gestational_age_weeks
+from fetalhead.ellipse import (
+    ANNOTATION_BIAS_PX,
+    Ellipse,
+    ellipse_circumference,
+    fit_ellipse,
+    gestational_age_weeks,
+)
 from fetalhead.errors import FetalheadError
 from fetalhead.predict import (
     MAX_SIDE,
@@ -224,6 +230,8 @@ def test_mask_ellipse_and_hc_at_original_resolution():
     inter = np.logical_and(p.mask, truth).sum()
     assert 2 * inter / (p.mask.sum() + truth.sum()) > 0.998
     e = p.ellipse
+    ref = fit_ellipse(p.mask)  # the predictor fits on a crop; the result must be the same
+    assert (e.cx, e.cy, e.a, e.b, e.angle_rad) == pytest.approx((ref.cx, ref.cy, ref.a, ref.b, ref.angle_rad))
     assert abs(e.cx - TRUE.cx) < 0.5 and abs(e.cy - TRUE.cy) < 0.5
     assert abs(e.a - TRUE.a) < 1.0 and abs(e.b - TRUE.b) < 1.0
     assert abs(e.angle_rad - TRUE.angle_rad) < 0.01

@@ -24,6 +24,7 @@ from fetalhead.train import (
     autocast_settings,
     build_optimizer,
     build_scheduler,
+    center_crop_like,
     export_weights,
     fit,
     load_checkpoint,
@@ -209,6 +210,17 @@ def test_bad_files_raise_one_line_errors(tmp_path):
             load_checkpoint(path)
         msg = str(info.value)
         assert words in msg and path.name in msg and "\n" not in msg
+
+
+def test_valid_padding_trains_on_centre_cropped_masks(tmp_path):
+    t = torch.arange(2 * 1 * 6 * 8).reshape(2, 1, 6, 8)
+    torch.testing.assert_close(center_crop_like(t, torch.zeros(2, 1, 2, 4)), t[..., 2:4, 2:6])
+    assert center_crop_like(t, t) is t
+    # the paper's unpadded U-Net: 188x188 in -> 4x4 out; the loss sees the central 4x4 of the mask
+    cfg = tiny_cfg(image_size=(188, 188), padding="valid", epochs=1, batch_size=2)
+    res = fit(cfg, synthetic_set(4, size=(188, 188)), synthetic_set(2, size=(188, 188), seed=1),
+              tmp_path, progress=False)
+    assert np.isfinite(res.history[["train_loss", "val_loss", "val_dice"]].to_numpy()).all()
 
 
 def test_wrong_array_size_is_a_clear_error(tmp_path):
