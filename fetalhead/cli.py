@@ -53,13 +53,15 @@ def _pixel_size(text: str) -> float:
     from fetalhead.predict import validate_pixel_size
 
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"pixel size {text!r} is not a number") from None
-    try:
-        return validate_pixel_size(value)
+        return validate_pixel_size(text)
     except FetalheadError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -75,10 +77,10 @@ def _image_size(text: str) -> tuple[int, int]:
 
 def _add_common(p: argparse.ArgumentParser, *, data: bool = True, checkpoint: bool = False) -> None:
     if data:
-        p.add_argument("--data", metavar="DIR", type=Path, default=None,
+        p.add_argument("--data", metavar="DIR", type=_path, default=None,
                        help="HC18 folder (default: $HC18_DIR, else data/hc18 in the checkout)")
     if checkpoint:
-        p.add_argument("--checkpoint", metavar="FILE", type=Path, default=None,
+        p.add_argument("--checkpoint", metavar="FILE", type=_path, default=None,
                        help="model checkpoint (default: the shipped weights)")
         p.add_argument("--tta", action="store_true",
                        help="test-time augmentation: average the image and its mirror image")
@@ -107,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--size", type=_image_size, default=(256, 384), metavar="HxW",
                    help="array size in pixels, height x width (default 256x384)")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="cache file to write")
+    p.add_argument("--out", type=_path, required=True, metavar="FILE", help="cache file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_prepare_cache)
 
@@ -117,13 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--preset", choices=("reference", "default", "cpu"), default="default",
                    help="training recipe (fetalhead.config.PRESETS; default: default)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+    p.add_argument("--out", type=_path, default=None, metavar="DIR",
                    help="run folder (default: runs/<preset>)")
-    p.add_argument("--resume", type=Path, default=None, metavar="FILE",
+    p.add_argument("--resume", type=_path, default=None, metavar="FILE",
                    help="continue from this checkpoint")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                    help="override the preset's number of epochs")
-    p.add_argument("--cache", type=Path, default=None, metavar="FILE",
+    p.add_argument("--cache", type=_path, default=None, metavar="FILE",
                    help="read arrays from a compact cache file (see prepare-cache)")
     p.add_argument("--quick", action="store_true",
                    help="quick mode: few images, few epochs (as FETALHEAD_QUICK=1)")
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, checkpoint=True)
     p.add_argument("--part", choices=("test", "val"), default="test",
                    help="which held-out part of the split (default: test)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+    p.add_argument("--out", type=_path, default=None, metavar="DIR",
                    help="report folder (default: outputs/)")
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="score only the first N images")
@@ -148,12 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Segment images (or folders of .png/.jpg/.jpeg/.bmp/.tif "
                        "images; *_Annotation.*, *_mask.png and *_overlay.png are skipped) and "
                        "write <stem>_mask.png, <stem>_overlay.png and predictions.csv to --out.")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("paths", nargs="+", type=_path, metavar="PATH", help="image files or folders")
+    p.add_argument("--out", type=_path, required=True, metavar="DIR", help="output folder")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--pixel-size", type=_pixel_size, metavar="MM",
                       help="pixel size in millimetres, the same for every image")
-    size.add_argument("--pixel-csv", type=Path, metavar="FILE",
+    size.add_argument("--pixel-csv", type=_path, metavar="FILE",
                       help="CSV with a filename column and a pixel size (mm) column")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     _add_common(p, data=False, checkpoint=True)
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="write the HC18 challenge CSV for the 335 test images",
                        description="Predict the official test set and write the challenge "
                        "submission (filename, centre, semi-axes in mm, angle in radians).")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="CSV file to write")
+    p.add_argument("--out", type=_path, required=True, metavar="FILE", help="CSV file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     _add_common(p, checkpoint=True)
     p.set_defaults(func=_cmd_submit)
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "and predict the 335 official test images. Results go to --out, "
                        "replacing the previous results of this command there.")
     _add_common(p, checkpoint=True)
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+    p.add_argument("--out", type=_path, default=None, metavar="DIR",
                    help="results folder (default: outputs/)")
     p.add_argument("--retrain", action="store_true", help="train even if shipped weights exist")
     p.add_argument("--no-download", action="store_true",
@@ -275,7 +277,11 @@ def staged_dir(out: Path) -> Iterator[Path]:
     # Beside the target, so the final move is a rename on one file system and the target is
     # untouched until then; inside it only when its parent is not writable.
     base = out.parent if os.access(out.parent, os.W_OK | os.X_OK) or not out.is_dir() else out
-    stage = Path(tempfile.mkdtemp(prefix=".fetalhead-", dir=base))
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=".fetalhead-", dir=base))
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield stage
         if out.is_dir():
@@ -366,11 +372,7 @@ def read_pixel_csv(path: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for i, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
         try:
-            value = float(text)
-        except ValueError:
-            raise FetalheadError(f"--pixel-csv {path} line {i}: pixel size {text!r} is not a number") from None
-        try:
-            out[str(name).strip()] = validate_pixel_size(value)
+            out[str(name).strip()] = validate_pixel_size(text)
         except FetalheadError as e:
             raise FetalheadError(f"--pixel-csv {path} line {i}: {e}") from None
     return out
@@ -443,6 +445,8 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     cfg = get_config(preset, quick=quick or None, **overrides)
     if resume is not None and not resume.is_file():
         raise FetalheadError(f"--resume {resume}: no such file")
+    _check_output_dir(out_dir)
+    _refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or resume is not None)
     if cache is not None:
         if not cache.is_file():
             raise FetalheadError(f"--cache {cache}: no such file")
@@ -455,8 +459,6 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     else:
         train = load_arrays("train", size=cfg.image_size, root=root, progress=not quiet)
         val = load_arrays("val", size=cfg.image_size, root=root, progress=not quiet)
-    _check_output_dir(out_dir)
-    _refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or resume is not None)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet)
     return Path(result.checkpoint_path)
