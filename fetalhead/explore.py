@@ -23,10 +23,10 @@ from PIL import Image
 from torch import nn
 
 from fetalhead.cache import ArraySet
-from fetalhead.config import TrainConfig, get_config
+from fetalhead.config import TrainConfig, get_config, quick_mode
 from fetalhead.ellipse import HADLOCK_HC_RANGE_MM, gestational_age_weeks
-from fetalhead.paths import repo_root, shipped_checkpoint
-from fetalhead.viz import new_axes, plot_history
+from fetalhead.paths import cache_dir, repo_root, shipped_checkpoint
+from fetalhead.viz import new_axes, plot_history, save_figure
 
 __all__ = [
     "CPU_DEMO",
@@ -44,6 +44,7 @@ __all__ = [
     "plot_distributions",
     "plot_hc_vs_ga",
     "receptive_field",
+    "save_notebook_figure",
     "split_sizes",
     "spread_rows",
     "summary_table",
@@ -101,6 +102,20 @@ def split_sizes(split: pd.DataFrame) -> pd.DataFrame:
     table["fraction"] = (table["images"] / labelled).round(3).where(table.index != "challenge")
     table.index.name = "split"
     return table
+
+
+def save_notebook_figure(fig: Figure, name: str, dpi: int = 80) -> Path:
+    """Save a notebook's figure as figures/<name> (modest dpi keeps the files small).
+
+    In quick mode (tests, CI) it goes to <cache>/figures/<name> instead, so a test run never
+    overwrites the committed figures of a full run with those of a quick one.
+    """
+    if not quick_mode():
+        return save_figure(fig, name, dpi=dpi)
+    path = cache_dir() / "figures" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 def gestational_ages(hc_mm: Sequence[float] | np.ndarray) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from fetalhead.paths import figures_dir
 
@@ -55,6 +56,8 @@ def plot_history(history: pd.DataFrame, ax: Axes | None = None) -> Figure:
     ax_loss.plot(ep, history["val_loss"], "s-", ms=3, label="val loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("BCE + Dice loss")
+    for a in (ax_loss, ax_dice):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     dice_color = "C2"
     ax_dice.plot(ep, history["val_dice"], "^-", ms=3, color=dice_color, label="val Dice")
     ax_dice.set_ylabel("validation Dice (training resolution)")
