@@ -97,10 +97,10 @@ PRESETS: dict[str, TrainConfig] = {
     # `fetalhead main` when no GPU and no shipped weights exist; never shipped as the model.
     "cpu": TrainConfig(
         name="cpu",
-        image_size=(160, 240),
+        image_size=(128, 192),  # measured on 2 cores: ~15-25 img/s at base 8 (vs <1 img/s for default)
         base_channels=8,
         batch_size=8,
-        epochs=12,
+        epochs=10,
         precision="fp32",
         channels_last=False,
         patience=4,

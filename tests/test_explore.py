@@ -2,22 +2,46 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
+from fetalhead import explore
+from fetalhead.config import get_config
 from fetalhead.explore import (
+    CPU_DEMO,
+    LiveHistoryPlot,
+    compare_configs,
+    describe_checkpoint,
+    gestational_ages,
+    image_size_counts,
     images_per_exam,
     layer_table,
+    load_training_arrays,
+    notebook_checkpoint,
+    notebook_config,
+    plot_distributions,
+    plot_hc_vs_ga,
     receptive_field,
+    save_notebook_figure,
     split_sizes,
     spread_rows,
     summary_table,
+    training_banner,
+    trimester_counts,
     unet_receptive_field,
 )
-from fetalhead.model import UNet, count_parameters
+from fetalhead.model import UNet, build_model, count_parameters
+from fetalhead.train import save_checkpoint
+
+HAVE_DATA = bool(os.environ.get("HC18_DIR")) and Path(os.environ["HC18_DIR"], "training_set").is_dir()
 
 
 def test_images_per_exam_hand_made():
@@ -118,3 +142,112 @@ def test_spread_rows_ends_and_median():
     assert spread_rows(df, 3)["hc_mm"].tolist() == [10.0, 40.0, 70.0]
     assert spread_rows(df, 7)["hc_mm"].tolist() == sorted(df["hc_mm"])
     assert spread_rows(df, 5)["hc_mm"].iloc[2] == spread_rows(df, 3)["hc_mm"].iloc[1] == 40.0
+
+
+def test_image_size_counts_reads_headers(tmp_path):
+    for i, (h, w) in enumerate([(20, 30), (20, 30), (10, 40)]):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((h, w), np.uint8))
+    table = image_size_counts(sorted(tmp_path.glob("*.png")))
+    assert table.to_dict("records") == [{"width": 30, "height": 20, "images": 2},
+                                        {"width": 40, "height": 10, "images": 1}]
+
+
+def test_gestational_ages_and_trimesters():
+    # Hadlock 1984 by hand: HC 10 cm -> 8.96 + 5.40 + 0.30 = 14.66 weeks
+    ga = gestational_ages([100.0, 50.0, 300.0])
+    assert ga["ga_weeks"].iloc[0] == pytest.approx(14.66)
+    assert ga["trimester"].tolist() == ["second", "first", "third"]
+    assert ga["in_range"].tolist() == [True, False, True]
+    table = trimester_counts([100.0, 50.0, 300.0, 310.0])
+    assert table["images"].to_dict() == {"first": 1, "second": 1, "third": 2}
+    assert table.loc["third", "hc_min_mm"] == 300.0
+
+
+def test_plots_return_figures():
+    df = pd.DataFrame({"pixel_size_mm": [0.1, 0.2, 0.15], "hc_mm": [60.0, 180.0, 300.0]})
+    assert isinstance(plot_distributions(df), Figure) and len(plot_distributions(df).axes) == 2
+    fig = plot_hc_vs_ga(df)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes[0].get_legend().get_texts()) == 5  # range, curve, three trimesters
+
+
+def test_save_notebook_figure_quick_mode_goes_to_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FETALHEAD_QUICK", "1")
+    monkeypatch.setenv("FETALHEAD_CACHE", str(tmp_path))
+    path = save_notebook_figure(plot_distributions(pd.DataFrame({"pixel_size_mm": [0.1], "hc_mm": [90.0]})),
+                                "test_fig.png")
+    assert path == tmp_path / "figures" / "test_fig.png" and path.stat().st_size > 0
+
+
+def test_compare_configs_lists_only_differences():
+    table = compare_configs(["reference", "default"])
+    assert list(table.columns) == ["reference", "default"]
+    assert table.loc["image_size"].tolist() == ["(572, 572)", "(256, 384)"]
+    assert "hflip" not in table.index and "name" not in table.index  # equal in both / not a setting
+    assert (table.nunique(axis=1) == 2).all()
+
+
+def test_notebook_config_per_device_and_mode():
+    assert notebook_config("cuda", False) == get_config("default", quick=False)
+    assert notebook_config("cuda", True) == get_config("default", quick=True)
+    assert notebook_config("cpu", True) == get_config("cpu", quick=True)
+    demo = notebook_config("cpu", False)
+    assert demo.name == "cpu" and demo.epochs == CPU_DEMO["epochs"]
+    assert demo.max_train_images == CPU_DEMO["max_train_images"]
+
+
+def test_training_banner_says_plainly_what_a_run_is():
+    cfg = notebook_config("cpu", True)
+    text = training_banner(cfg, "cpu", True)
+    assert "device: cpu" in text and "quick mode: on" in text and "NOT the GPU model" in text
+    full = training_banner(get_config("default", quick=False), "cuda", False)
+    assert "NOT" not in full and "the full recipe" in full
+
+
+def test_live_history_plot_outside_ipython(capsys):
+    live = LiveHistoryPlot()
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [0.9, 0.6],
+                            "val_dice": [0.5, 0.7]})
+    assert live(1, history.head(1)) is False
+    assert live(2, history) is False
+    assert live.calls == 2 and isinstance(live.figure, Figure)
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    cfg = get_config("cpu", quick=True)
+    return save_checkpoint(path, build_model(cfg), cfg, epoch=3, metrics={"val_dice": 0.625})
+
+
+def test_describe_checkpoint(tmp_path):
+    text = describe_checkpoint(_tiny_checkpoint(tmp_path / "best.pt"))
+    assert "preset 'cpu'" in text and "128x192 px" in text and "best epoch 3" in text
+    assert "validation Dice 0.625" in text and "at most 48" in text
+
+
+def test_notebook_checkpoint_prefers_shipped_then_notebook_04(tmp_path, monkeypatch):
+    shipped = tmp_path / "weights" / "fetalhead_default.pt"
+    monkeypatch.setattr(explore, "shipped_checkpoint", lambda: shipped)
+    monkeypatch.setattr(explore, "notebook_run_dir", lambda name="04_training": tmp_path / "runs" / name)
+    ours = _tiny_checkpoint(tmp_path / "runs" / "04_training" / "best.pt")
+    path, text = notebook_checkpoint(quick=True)
+    assert path == ours and text.startswith("NOT the shipped GPU model")
+    assert "runs/04_training/best.pt" in text
+    _tiny_checkpoint(shipped)
+    path, text = notebook_checkpoint(quick=True)
+    assert path == shipped and text.startswith("the shipped model") and "NOT" not in text
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="needs HC18_DIR")
+def test_load_training_arrays_samples_across_the_split():
+    cfg = get_config("cpu", quick=True, image_size=(32, 48), max_train_images=12, max_val_images=5)
+    train, val = load_training_arrays(cfg)
+    assert train.images.shape == (12, 32, 48) and val.images.shape == (5, 32, 48)
+    assert set(train.meta["split"]) == {"train"} and set(val.meta["split"]) == {"val"}
+    # a random sample, not the first files by name (which are all small, early heads)
+    from fetalhead.split import load_split
+
+    split = load_split()
+    first = sorted(split.loc[split["split"] == "train", "filename"])[:12]
+    assert sorted(train.meta["filename"]) != first
+    again, _ = load_training_arrays(cfg)
+    assert list(again.meta["filename"]) == list(train.meta["filename"])  # seeded
