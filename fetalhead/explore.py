@@ -22,10 +22,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from fetalhead.cache import ArraySet
+from fetalhead.cache import ArraySet, load_arrays
 from fetalhead.config import TrainConfig, get_config, quick_mode
 from fetalhead.ellipse import HADLOCK_HC_RANGE_MM, gestational_age_weeks
 from fetalhead.paths import cache_dir, repo_root, shipped_checkpoint
+from fetalhead.split import load_split
+from fetalhead.train import fit, load_checkpoint
 from fetalhead.viz import new_axes, plot_history, save_figure
 
 __all__ = [
@@ -121,13 +123,14 @@ def save_notebook_figure(fig: Figure, name: str, dpi: int = 80) -> Path:
 def gestational_ages(hc_mm: Sequence[float] | np.ndarray) -> pd.DataFrame:
     """Hadlock gestational age of each HC (mm): columns hc_mm, ga_weeks, in_range, trimester.
 
-    Trimesters by estimated age: first < 14 weeks, second 14 to < 28, third >= 28. Ages below
-    14 weeks are extrapolations of Hadlock's formula (see `ellipse.gestational_age_weeks`).
+    Trimesters by estimated age: first < 14 weeks, second 14 to < 28, third >= 28 ("unknown"
+    for a nan HC). Ages below 14 weeks are extrapolations of Hadlock's formula (see
+    `ellipse.gestational_age_weeks`).
     """
     hc = np.asarray(hc_mm, dtype=np.float64)
     ga = [gestational_age_weeks(h) for h in hc]
     weeks = np.array([w for w, _ in ga])
-    trimester = np.select([weeks < 14, weeks < 28], ["first", "second"], "third")
+    trimester = np.select([np.isnan(weeks), weeks < 14, weeks < 28], ["unknown", "first", "second"], "third")
     return pd.DataFrame({"hc_mm": hc, "ga_weeks": weeks, "in_range": [r for _, r in ga],
                          "trimester": trimester})
 
@@ -252,9 +255,9 @@ def _positive_copy(model: nn.Module) -> nn.Module:
 def receptive_field(model: nn.Module, size: int = 256, phases: int = 1) -> int:
     """Measured receptive field (pixels, one side) of a 2D network, by back-propagation.
 
-    Runs a positive-weight copy of `model` (see `_positive_copy`) on a (1, C, size, size) input of
-    ones and differentiates output pixels near the centre with respect to the input: the field is
-    the width of the rows whose gradient is non-zero. With `phases` > 1, pixels at `phases`
+    Runs a positive-weight copy of `model` (see `_positive_copy`) on a (phases, C, size, size)
+    input of ones and differentiates output pixels near the centre with respect to the input:
+    the field is the width of the columns whose gradient is non-zero. With `phases` > 1, pixels at `phases`
     consecutive column offsets are tried and the widest field is returned (a U-Net with 4
     poolings repeats every 16 pixels). `size` must exceed the field, or the border clips it.
     """
@@ -305,15 +308,14 @@ def load_training_arrays(cfg: TrainConfig, root: str | os.PathLike | None = None
     so the first files are all small heads; a random sample covers every head size. Only the
     sampled images are decoded.
     """
-    from fetalhead.cache import load_arrays
-    from fetalhead.split import load_split
-
     split = load_split(root=root)
     rng = np.random.default_rng(cfg.seed)
     chosen = []
     for part, cap in (("train", cfg.max_train_images), ("val", cfg.max_val_images)):
         rows = split[split["split"] == part]
-        chosen.append(rows if cap is None or cap >= len(rows) else rows.iloc[np.sort(rng.choice(len(rows), cap, replace=False))])
+        if cap is not None and cap < len(rows):
+            rows = rows.iloc[np.sort(rng.choice(len(rows), cap, replace=False))]
+        chosen.append(rows)
     data = load_arrays(["train", "val"], cfg.image_size, root=root, split=pd.concat(chosen), progress=False)
     return data.part("train"), data.part("val")
 
@@ -365,8 +367,6 @@ def notebook_run_dir(name: str = "04_training") -> Path:
 
 def describe_checkpoint(path: str | os.PathLike) -> str:
     """One line about a checkpoint: preset, input size, width, epochs, images, validation Dice."""
-    from fetalhead.train import load_checkpoint
-
     _, cfg, meta = load_checkpoint(path)
     dice = meta.get("metrics", {}).get("val_dice", float("nan"))
     images = "all" if cfg.max_train_images is None else f"at most {cfg.max_train_images}"
@@ -380,7 +380,8 @@ def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> t
 
     In order: the shipped weights (trained on a GPU); else `best.pt` written by notebook 04
     (`notebook_run_dir()`), a short CPU run unless 04 ran on a GPU; else a stand-in trained here
-    and now on the CPU with `notebook_config("cpu", quick)` (a few minutes) into runs/cpu_standin.
+    and now on the CPU with `notebook_config("cpu", quick)` (a few minutes) into runs/cpu_standin,
+    or the stand-in a previous call trained there.
     """
     shipped = shipped_checkpoint()
     if shipped.is_file():
@@ -389,10 +390,10 @@ def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> t
     if ours.is_file():
         return ours, (f"NOT the shipped GPU model (none is installed) but the checkpoint notebook 04 "
                       f"wrote, {ours.relative_to(ours.parents[2])}: {describe_checkpoint(ours)}")
-    from fetalhead.train import fit
-
-    cfg = notebook_config("cpu", quick)
-    train, val = load_training_arrays(cfg, root)
-    out = fit(cfg, train, val, notebook_run_dir("cpu_standin"), device="cpu", progress=False).checkpoint_path
+    out = notebook_run_dir("cpu_standin") / "best.pt"
+    if not out.is_file():
+        cfg = notebook_config("cpu", quick)
+        torch.manual_seed(cfg.seed)
+        fit(cfg, *load_training_arrays(cfg, root), out.parent, device="cpu", progress=False)
     return out, (f"NOT the shipped GPU model (none is installed, and notebook 04 has not run) but a "
                  f"stand-in just trained on the CPU: {describe_checkpoint(out)}")

@@ -303,10 +303,13 @@ def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
 
 
 def _to_device_arrays(arrays: Any, limit: int | None, size: tuple[int, int], device: torch.device,
-                      what: str) -> tuple[torch.Tensor, torch.Tensor]:
+                      what: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     images, masks = np.asarray(arrays.images), np.asarray(arrays.masks)
-    if limit is not None:
-        images, masks = images[:limit], masks[:limit]
+    if limit is not None and limit < len(images):
+        # a seeded random sample, not the first `limit`: HC18 file names follow gestational age,
+        # so the first images are all small early heads
+        keep = np.sort(np.random.default_rng(seed).choice(len(images), size=limit, replace=False))
+        images, masks = images[keep], masks[keep]
     if images.ndim != 3 or images.shape != masks.shape or len(images) == 0:
         raise FetalheadError(f"{what} arrays must be non-empty (N,H,W) images and masks, got {images.shape} and {masks.shape}")
     if tuple(images.shape[1:]) != tuple(size):
@@ -348,8 +351,8 @@ def fit(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
     # 2. the data, once, on the device as uint8 (1 byte per pixel: the whole set fits easily)
-    train_x, train_y = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training")
-    val_x, val_y = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation")
+    train_x, train_y = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training", cfg.seed)
+    val_x, val_y = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation", cfg.seed)
     n_train = train_x.shape[0]
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = n_train // batch  # drop the last partial batch: BatchNorm dislikes tiny ones

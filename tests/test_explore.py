@@ -154,10 +154,10 @@ def test_image_size_counts_reads_headers(tmp_path):
 
 def test_gestational_ages_and_trimesters():
     # Hadlock 1984 by hand: HC 10 cm -> 8.96 + 5.40 + 0.30 = 14.66 weeks
-    ga = gestational_ages([100.0, 50.0, 300.0])
+    ga = gestational_ages([100.0, 50.0, 300.0, float("nan")])
     assert ga["ga_weeks"].iloc[0] == pytest.approx(14.66)
-    assert ga["trimester"].tolist() == ["second", "first", "third"]
-    assert ga["in_range"].tolist() == [True, False, True]
+    assert ga["trimester"].tolist() == ["second", "first", "third", "unknown"]
+    assert ga["in_range"].tolist() == [True, False, True, False]
     table = trimester_counts([100.0, 50.0, 300.0, 310.0])
     assert table["images"].to_dict() == {"first": 1, "second": 1, "third": 2}
     assert table.loc["third", "hc_min_mm"] == 300.0
@@ -251,3 +251,21 @@ def test_load_training_arrays_samples_across_the_split():
     assert sorted(train.meta["filename"]) != first
     again, _ = load_training_arrays(cfg)
     assert list(again.meta["filename"]) == list(train.meta["filename"])  # seeded
+
+
+def test_notebook_checkpoint_trains_a_cpu_standin_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(explore, "shipped_checkpoint", lambda: tmp_path / "none.pt")
+    monkeypatch.setattr(explore, "notebook_run_dir", lambda name="04_training": tmp_path / "runs" / name)
+    monkeypatch.setattr(explore, "load_training_arrays", lambda cfg, root=None: ("train", "val"))
+    calls = []
+
+    def fake_fit(cfg, train, val, out_dir, device=None, progress=True):
+        calls.append((cfg.name, train, val, device))
+        _tiny_checkpoint(Path(out_dir) / "best.pt")
+
+    monkeypatch.setattr(explore, "fit", fake_fit)
+    path, text = notebook_checkpoint(quick=True)
+    assert path == tmp_path / "runs" / "cpu_standin" / "best.pt" and path.is_file()
+    assert calls == [("cpu", "train", "val", "cpu")] and "stand-in just trained on the CPU" in text
+    notebook_checkpoint(quick=True)
+    assert len(calls) == 1  # the second call reuses the stand-in

@@ -23,9 +23,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.slow
 def test_shipped_model_meets_the_required_scores_on_the_held_out_test_split(hc18_dir):
     from fetalhead.evaluate import evaluate_split, summary_table
-    from fetalhead.split import load_split
-
     from fetalhead.predict import Predictor
+    from fetalhead.split import load_split
 
     predictor = Predictor.from_checkpoint(None, device="cpu")
     df = evaluate_split(predictor, part="test", root=hc18_dir, progress=False)
