@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -48,9 +47,9 @@ from fetalhead.train import (
     autocast_settings,
     build_optimizer,
     build_scheduler,
-    center_crop_like,
     fit,
     resolve_device,
+    train_step,
 )
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
@@ -171,16 +170,7 @@ def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tens
             t0 = time.perf_counter()
         idx = torch.randint(n, (batch,), generator=gen, device=dev)
         x, y = augment_batch(to_float(images[idx]), masks[idx].float(), aug, gen)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-            logits = step_model(x)
-        loss = loss_fn(logits.float(), center_crop_like(y, logits))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        loss = train_step(step_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype, channels_last)
     _sync(dev)
     seconds = time.perf_counter() - t0
     ips = steps * batch / seconds
@@ -193,7 +183,7 @@ def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tens
                 channels_last=channels_last, compile=bool(cfg.compile and dev.type == "cuda"),
                 steps=steps, images_per_s=ips, step_ms=1000 * seconds / steps,
                 train_flops_per_image=flops_img, achieved_flops=flops_img * ips,
-                final_loss=float(loss.detach()))
+                final_loss=float(loss))
 
 
 def time_to_dice(cfg: TrainConfig, train: Any, val: Any, target: float = 0.97, cap_s: float = 600.0,

@@ -43,6 +43,7 @@ __all__ = [
     "center_crop_like",
     "build_optimizer",
     "build_scheduler",
+    "train_step",
     "evaluate_arrays",
     "export_weights",
     "fit",
@@ -144,6 +145,29 @@ def autocast_settings(precision: str, device: torch.device) -> tuple[torch.dtype
             raise FetalheadError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
         return torch.float16, True
     raise FetalheadError(f"unknown precision {precision!r}; choose auto, bf16, fp16 or fp32")
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+               amp_dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
+    """One optimisation step on an augmented batch; returns the detached loss (0-d tensor).
+
+    x: float images (B, 1, H, W) in [0, 1]; y: float masks {0, 1} (B, 1, H, W). `fit` and the
+    benchmark both call this, so the benchmark times exactly what training runs.
+    """
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    # forward in mixed precision; the loss in fp32 for a stable log/sigmoid
+    with torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
+        logits = model(x)
+    loss = loss_fn(logits.float(), center_crop_like(y, logits))
+    # backward (scaled for fp16), step, schedule
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss.detach()
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -363,7 +387,6 @@ def fit(
     scheduler = build_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
     amp_dtype, use_scaler = autocast_settings(cfg.precision, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
-    autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     aug = AugmentParams.from_config(cfg)
     stopper = EarlyStopping(cfg.patience, cfg.min_delta)
     rows: list[dict[str, float]] = []
@@ -412,19 +435,10 @@ def fit(
             # 6. a batch: index, uint8 -> float in [0, 1], augment image and mask together
             idx = perm[step * batch:(step + 1) * batch]
             x, y = augment_batch(to_float(train_x[idx]), train_y[idx].float(), aug, gen)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            # 7. forward in mixed precision; the loss in fp32 for a stable log/sigmoid
-            with autocast():
-                logits = train_model(x)
-            loss = loss_fn(logits.float(), center_crop_like(y, logits))
-            # 8. backward (scaled for fp16), step, schedule
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_sum += loss.detach()
+            # 7. forward (mixed precision), loss, backward, optimizer and schedule step
+            loss = train_step(train_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype,
+                              channels_last)
+            loss_sum += loss
             bar.update(1)
         train_loss = float(loss_sum) / max(steps_per_epoch, 1)
         lr = optimizer.param_groups[0]["lr"]
