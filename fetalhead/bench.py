@@ -368,6 +368,23 @@ def format_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def latency_only(presets: tuple[str, ...] = ("default", "cpu"), device: str | None = None) -> dict[str, Any]:
+    """Benchmark 4 alone: per-image latency of each preset's architecture on the CPU (all
+    cores) and on the GPU if present. Latency depends on the architecture, not the weights."""
+    dev = resolve_device(device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        lat = {p: {"cpu": measure_latency(get_config(p, quick=False), torch.device("cpu"))} for p in presets}
+    finally:
+        torch.set_num_threads(threads)
+    if dev.type == "cuda":
+        for p in presets:
+            lat[p]["cuda"] = measure_latency(get_config(p, quick=False), dev, repeats=50, warmup=10)
+    return dict(device=device_name(dev), cpu=device_name(torch.device("cpu")), cpu_count=os.cpu_count(),
+                torch=torch.__version__, latency=lat)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: run the benchmark, print a table, write JSON."""
     p = argparse.ArgumentParser(prog="python -m fetalhead.bench", description=__doc__.split("\n")[0])
@@ -381,7 +398,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-train", action="store_true", help="skip the time-to-Dice run")
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--quick", action="store_true", help="tiny models and images: a smoke test")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the per-image latency of the default and cpu architectures")
     args = p.parse_args(argv)
+    if args.latency_only:
+        res = latency_only(device=args.device)
+        for preset, per_dev in res["latency"].items():
+            for d, r in per_dev.items():
+                print(f"{preset:8s} {d:5s} {r['image_size'][0]}x{r['image_size'][1]}: network "
+                      f"{r['network_ms']:.1f} ms, predict {r['predict_ms']:.1f} ms per 800x540 image")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        return 0
     try:
         res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
                             args.compile, args.device, args.no_train)

@@ -73,3 +73,14 @@ def test_missing_cache_is_an_error(tmp_path, capsys):
     assert main(["--quick", "--device", "cpu", "--cache", str(tmp_path / "nope.npz"),
                  "--out", str(tmp_path / "b.json")]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_latency_only_reports_both_architectures_on_the_cpu(tmp_path):
+    out = tmp_path / "lat.json"
+    assert main(["--latency-only", "--device", "cpu", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    lat = res["latency"]
+    assert set(lat) == {"default", "cpu"}
+    # the default architecture (width 32 at 256x384) costs far more than the cpu one (8 at 128x192)
+    assert lat["default"]["cpu"]["network_ms"] > 5 * lat["cpu"]["cpu"]["network_ms"] > 0
+    assert lat["default"]["cpu"]["image_size"] == [256, 384]
