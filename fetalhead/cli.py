@@ -350,32 +350,13 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
 
 
 def read_pixel_csv(path: Path) -> dict[str, float]:
-    """{file name: pixel size in mm} from a CSV with a filename column (`filename`, else the
-    first column) and a pixel size column (the first whose name contains 'pixel')."""
-    import pandas as pd
+    """`fetalhead.data.read_pixel_csv`, its errors prefixed with the option's name."""
+    from fetalhead.data import read_pixel_csv as read
 
-    from fetalhead.predict import validate_pixel_size
-
-    if not path.is_file():
-        raise FetalheadError(f"--pixel-csv {path}: no such file")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-        raise FetalheadError(f"--pixel-csv {path}: not a readable CSV ({_one_line(e)})") from None
-    cols = [c.strip() for c in df.columns]
-    df.columns = cols
-    name_col = "filename" if "filename" in cols else cols[0]
-    size_cols = [c for c in cols if "pixel" in c.lower() and c != name_col]
-    if not size_cols:
-        raise FetalheadError(f"--pixel-csv {path}: no pixel size column (a header containing "
-                             "'pixel', e.g. 'pixel size(mm)')")
-    out: dict[str, float] = {}
-    for i, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
-        try:
-            out[str(name).strip()] = validate_pixel_size(text)
-        except FetalheadError as e:
-            raise FetalheadError(f"--pixel-csv {path} line {i}: {e}") from None
-    return out
+        return read(path)
+    except FetalheadError as e:
+        raise FetalheadError(f"--pixel-csv: {e}") from None
 
 
 def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Path | None) -> list[float]:

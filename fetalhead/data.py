@@ -17,6 +17,7 @@ both and always returns the filled region.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ from fetalhead.errors import FetalheadError
 from fetalhead.paths import DATA_ENV, data_dir
 
 __all__ = [
+    "PIXEL_SIZE_RANGE_MM",
     "TEST_CSV",
     "TEST_DIR",
     "TRAIN_CSV",
@@ -41,15 +43,19 @@ __all__ = [
     "load_mask",
     "load_pair",
     "parse_filename",
+    "read_pixel_csv",
     "read_test_csv",
     "read_training_csv",
     "training_pairs",
+    "validate_pixel_size",
 ]
 
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
 TRAIN_CSV = "training_set_pixel_size_and_HC.csv"
 TEST_CSV = "test_set_pixel_size.csv"
+#: Plausible ultrasound pixel sizes, mm per pixel (HC18 spans 0.05 to 0.39).
+PIXEL_SIZE_RANGE_MM: tuple[float, float] = (0.01, 1.0)
 
 # "010_HC.png" is frame 1 of exam 10, "010_2HC.png" frame 2; annotations add "_Annotation".
 _NAME_RE = re.compile(r"^(\d+)_(\d*)HC(?:_Annotation)?\.png$", re.IGNORECASE)
@@ -304,3 +310,48 @@ def check_data_dir(root: str | os.PathLike | None = None, test_set: bool = True)
         test = read_test_csv(root)
         _check_files([image_path(f, True, root) for f in test["filename"]], root / TEST_DIR, TEST_CSV)
     return root
+
+
+def validate_pixel_size(value: object) -> float:
+    """`value` as a float pixel size (mm per pixel) or a one-line FetalheadError: it must be a
+    finite number > 0 within `PIXEL_SIZE_RANGE_MM`."""
+    try:
+        px = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise FetalheadError(f"pixel size {value!r} is not a number") from None
+    if not math.isfinite(px):
+        raise FetalheadError(f"pixel size {value!r} is not a finite number")
+    if px <= 0:
+        raise FetalheadError(f"pixel size {px:g} mm must be positive")
+    lo, hi = PIXEL_SIZE_RANGE_MM
+    if not lo <= px <= hi:
+        raise FetalheadError(f"pixel size {px:g} mm is implausible for ultrasound "
+                             f"(expected {lo:g} to {hi:g} mm per pixel)")
+    return px
+
+
+def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
+    """{file name: pixel size in mm} from a CSV laid out like HC18's: a `filename` column (else
+    the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
+    `pixel size(mm)`). Every value is checked by `validate_pixel_size`; errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing pixel-size CSV {path}: no such file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    cols = [str(c).strip() for c in df.columns]
+    df.columns = cols
+    name_col = "filename" if "filename" in cols else cols[0]
+    size_cols = [c for c in cols if "pixel" in c.lower() and c != name_col]
+    if not size_cols:
+        raise FetalheadError(f"{path} needs columns 'filename' and 'pixel size(mm)': no pixel size "
+                             f"column (a header containing 'pixel') among {cols}")
+    out: dict[str, float] = {}
+    for line, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
+        try:
+            out[str(name).strip()] = validate_pixel_size(text)
+        except FetalheadError as exc:
+            raise FetalheadError(f"{path} line {line}: {exc}") from None
+    return out

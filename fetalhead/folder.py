@@ -16,30 +16,12 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.cache import META_COLUMNS, ArraySet, resize_image, resize_mask
-from fetalhead.data import load_image, load_mask, parse_filename
+from fetalhead.data import load_image, load_mask, parse_filename, read_pixel_csv
 from fetalhead.errors import FetalheadError
 
 __all__ = ["IMAGE_SUFFIXES", "FolderDataset"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _read_pixel_csv(path: Path) -> dict[str, float]:
-    if not path.is_file():
-        raise FetalheadError(f"missing pixel-size CSV {path}")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
-    cols = {str(c).strip().lower(): c for c in df.columns}
-    name_col = cols.get("filename")
-    px_col = cols.get("pixel size(mm)") or cols.get("pixel_size_mm")
-    if name_col is None or px_col is None:
-        raise FetalheadError(
-            f"{path} needs columns 'filename' and 'pixel size(mm)'; found {list(df.columns)}"
-        )
-    px = pd.to_numeric(df[px_col], errors="coerce")
-    return dict(zip(df[name_col].astype(str).str.strip(), px.astype(float), strict=True))
 
 
 class FolderDataset:
@@ -51,7 +33,8 @@ class FolderDataset:
         mask_pattern: mask file name from the image's `{stem}` (name without suffix),
             `{name}` (full name) or `{suffix}` (".png"). Files that are some image's mask are
             not listed as images.
-        pixel_csv: CSV with columns `filename, pixel size(mm)` (mm per pixel); images not in
+        pixel_csv: CSV with columns `filename, pixel size(mm)` (mm per pixel, each checked by
+            `fetalhead.data.validate_pixel_size`); images not in
             it get nan.
     Item i is a dict: image uint8 (H, W), mask uint8 {0,1} (H, W) or None, pixel_size_mm
     float (nan when unknown), filename str.
@@ -80,7 +63,7 @@ class FolderDataset:
         self.image_paths = [p for p in candidates if not (same and p.name in mask_names)]
         if not self.image_paths:
             raise FetalheadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.image_dir}")
-        self.pixel_sizes = _read_pixel_csv(Path(pixel_csv)) if pixel_csv is not None else {}
+        self.pixel_sizes = read_pixel_csv(pixel_csv) if pixel_csv is not None else {}
 
     def _mask_name(self, image: Path) -> str:
         try:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fetalhead.cache import resize_image
+from fetalhead.data import PIXEL_SIZE_RANGE_MM, validate_pixel_size
 from fetalhead.ellipse import (
     ANNOTATION_BIAS_PX,
     Ellipse,
@@ -59,8 +60,6 @@ __all__ = [
     "validate_pixel_size",
 ]
 
-#: Plausible ultrasound pixel sizes, mm per pixel (HC18 spans 0.05 to 0.39).
-PIXEL_SIZE_RANGE_MM: tuple[float, float] = (0.01, 1.0)
 MIN_SIDE = 32  #: smallest accepted image side, pixels
 MAX_SIDE = 8192  #: largest accepted image side, pixels
 STATUS_OK = "ok"
@@ -70,24 +69,6 @@ STATUS_NO_HEAD = "no head found"
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def validate_pixel_size(value: object) -> float:
-    """`value` as a float pixel size (mm per pixel) or a one-line FetalheadError: it must be a
-    finite number > 0 within `PIXEL_SIZE_RANGE_MM`."""
-    try:
-        px = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise FetalheadError(f"pixel size {value!r} is not a number") from None
-    if not math.isfinite(px):
-        raise FetalheadError(f"pixel size {value!r} is not a finite number")
-    if px <= 0:
-        raise FetalheadError(f"pixel size {px:g} mm must be positive")
-    lo, hi = PIXEL_SIZE_RANGE_MM
-    if not lo <= px <= hi:
-        raise FetalheadError(f"pixel size {px:g} mm is implausible for ultrasound "
-                             f"(expected {lo:g} to {hi:g} mm per pixel)")
-    return px
 
 
 def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
