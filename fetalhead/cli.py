@@ -50,7 +50,7 @@ def _positive_int(text: str) -> int:
 
 
 def _pixel_size(text: str) -> float:
-    from fetalhead.predict import validate_pixel_size
+    from fetalhead.data import validate_pixel_size
 
     try:
         return validate_pixel_size(text)
