@@ -17,6 +17,8 @@ the image counting as background. Distances between pixel centres are exact Eucl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -108,29 +110,30 @@ def _surface_distances(
     return _distances_to(bt, bp), _distances_to(bp, bt)
 
 
-def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float) -> float:
-    """Symmetric Hausdorff distance (mm) between the mask boundaries: the largest distance from
-    a boundary pixel of one mask to the other's boundary. 0 if both empty, nan if one is."""
+def _surface_stat(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float,
+                  reduce: Callable[[np.ndarray, np.ndarray], float]) -> float:
+    """`reduce(d(P->T), d(T->P))` in mm; 0 if both masks are empty, nan if only one is."""
     p, t = _pair(pred, target)
     if not p.any() and not t.any():
         return 0.0
     d = _surface_distances(p, t)
     if d is None:
         return float("nan")
-    return float(max(d[0].max(), d[1].max())) * float(pixel_size_mm)
+    return float(reduce(*d)) * float(pixel_size_mm)
+
+
+def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float) -> float:
+    """Symmetric Hausdorff distance (mm) between the mask boundaries: the largest distance from
+    a boundary pixel of one mask to the other's boundary. 0 if both empty, nan if one is."""
+    return _surface_stat(pred, target, pixel_size_mm, lambda pt, tp: max(pt.max(), tp.max()))
 
 
 def assd_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float) -> float:
     """Average symmetric surface distance (mm): mean of all boundary-to-boundary distances in
     both directions, (sum d(P->T) + sum d(T->P)) / (|dP| + |dT|). 0 if both empty, nan if one
     is."""
-    p, t = _pair(pred, target)
-    if not p.any() and not t.any():
-        return 0.0
-    d = _surface_distances(p, t)
-    if d is None:
-        return float("nan")
-    return float((d[0].sum() + d[1].sum()) / (d[0].size + d[1].size)) * float(pixel_size_mm)
+    return _surface_stat(pred, target, pixel_size_mm,
+                         lambda pt, tp: (pt.sum() + tp.sum()) / (pt.size + tp.size))
 
 
 def score_pair(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float) -> dict[str, float]:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from oracles import iou
 
 import fetalhead.cache as cache_mod
 from fetalhead.cache import (
@@ -22,12 +23,6 @@ from fetalhead.cache import (
 from fetalhead.data import load_image, load_mask
 from fetalhead.errors import FetalheadError
 from fetalhead.split import load_split
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    return float((a & b).sum() / (a | b).sum())
-
 
 # ---------------------------------------------------------------- resizing
 

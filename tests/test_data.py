@@ -7,6 +7,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from oracles import iou
 from PIL import Image
 from scipy import ndimage
 
@@ -26,12 +27,6 @@ from fetalhead.data import (
     training_pairs,
 )
 from fetalhead.errors import FetalheadError
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    return float((a & b).sum() / (a | b).sum())
-
 
 # ---------------------------------------------------------------- file names and CSVs
 

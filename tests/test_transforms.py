@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from oracles import iou
 
 from fetalhead.config import get_config
 from fetalhead.transforms import (
@@ -40,10 +41,6 @@ def pair_from_mask(mask: np.ndarray) -> np.ndarray:
 def to_batch(arrs: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrs)[:, None]).float()
 
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 def boundary_pixels(mask: np.ndarray) -> int:
