@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ __all__ = [
 
 #: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets.
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "A100": 312e12}
-SIZES = [(572, 572), (256, 384)]  # the reference recipe's size and ours (HC18's 540x800 aspect)
+# the reference recipe's size and ours (the default preset's, HC18's 540x800 aspect)
+SIZES = [(572, 572), get_config("default", quick=False).image_size]
 HC18_SHAPE = (540, 800)  # (H, W) of an HC18 image, pixels
 
 
@@ -266,11 +268,15 @@ def _synthetic_sets(size: tuple[int, int], n_train: int, n_val: int, seed: int =
 def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmup: int = 5,
                   quick: bool = False, target: float = 0.97, cap_s: float = 600.0,
                   compile: bool = False, device: str | torch.device | None = None,
-                  skip_time_to_dice: bool = False) -> dict[str, Any]:
+                  skip_time_to_dice: bool = False,
+                  on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run all four benchmarks; returns the JSON-ready results dict (see the module docstring).
 
     `quick`: tiny models and images on whatever device (seconds on a CPU; for tests).
+    `on_update(results so far)` runs after every measurement (the command line writes its
+    JSON there, so a run cut short keeps what it measured).
     """
+    update = on_update or (lambda res: None)
     dev = resolve_device(device)
     name = device_name(dev)
     peak = peak_flops(name) if dev.type == "cuda" else None
@@ -316,18 +322,21 @@ def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmu
             r = measure_throughput(replace(cfg, image_size=size), imgs, msks, steps, warmup, dev)
             r["mfu"] = r["achieved_flops"] / peak if peak else None
             rows.append(r)
-    out["throughput"] = rows
-    out["speedup"] = {
-        f"{h}x{w}": next(r["images_per_s"] for r in rows if r["recipe"] == default.name and r["size"] == [h, w])
-        / next(r["images_per_s"] for r in rows if r["recipe"] == ref.name and r["size"] == [h, w])
-        for h, w in sizes
-    }
+            out["throughput"] = rows
+            update(out)
+        out["speedup"] = {
+            f"{h}x{w}": next(r["images_per_s"] for r in rows if r["recipe"] == default.name and r["size"] == [h, w])
+            / next(r["images_per_s"] for r in rows if r["recipe"] == ref.name and r["size"] == [h, w])
+            for h, w in sizes if sum(r["size"] == [h, w] for r in rows) == 2
+        }
+        update(out)
 
     # 3. time to the target Dice, default recipe at the cache's size
     if not skip_time_to_dice:
         cfg = get_config("default", quick=True, compile=compile) if quick else default
         cfg = replace(cfg, image_size=data_size)
         out["time_to_dice"] = time_to_dice(cfg, train, val, target, cap_s, dev)
+        update(out)
 
     # 4. latency: CPU with every core, and the GPU if there is one
     lat_cfg = get_config("default", quick=quick)  # the shipped model's architecture
@@ -341,6 +350,7 @@ def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmu
     if dev.type == "cuda":
         lat["cuda"] = measure_latency(lat_cfg, dev, repeats=5 if quick else 50, warmup=2 if quick else 10)
     out["latency"] = lat
+    update(out)
     return out
 
 
@@ -368,7 +378,7 @@ def format_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def latency_only(presets: tuple[str, ...] = ("default", "cpu"), device: str | None = None) -> dict[str, Any]:
+def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device: str | None = None) -> dict[str, Any]:
     """Benchmark 4 alone: per-image latency of each preset's architecture on the CPU (all
     cores) and on the GPU if present. Latency depends on the architecture, not the weights."""
     dev = resolve_device(device)
@@ -410,15 +420,21 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=2) + "\n")
         return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(res: dict[str, Any]) -> None:  # after every measurement, atomically
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(json.dumps(res, indent=2) + "\n")
+        os.replace(tmp, args.out)
+        print(f"[bench] {len(res.get('throughput', []))} throughput rows -> {args.out}", flush=True)
+
     try:
         res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
-                            args.compile, args.device, args.no_train)
+                            args.compile, args.device, args.no_train, on_update=write)
     except FetalheadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(format_table(res))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -45,6 +45,7 @@ __all__ = [
     "load_compact_cache",
     "resize_image",
     "resize_mask",
+    "shrink_arrays",
 ]
 
 META_COLUMNS = ["filename", "pixel_size_mm", "hc_mm", "exam", "frame", "split", "orig_h", "orig_w"]
@@ -116,6 +117,18 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     resized = cv2.resize(mask.astype(np.float32), (w, h),
                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     return (resized >= 0.5).astype(np.uint8)
+
+
+def shrink_arrays(s: ArraySet, size: tuple[int, int]) -> ArraySet:
+    """`s` resized to the smaller `size` = (H, W) pixels, image by image (`resize_image`,
+    `resize_mask`): a large carry file serves smaller training sizes too. Meta is kept
+    (orig_h, orig_w and pixel sizes refer to the original images)."""
+    n = len(s)
+    images = np.stack([resize_image(s.images[i], size) for i in range(n)]) if n else s.images[:, :size[0], :size[1]]
+    masks = None
+    if s.masks is not None:
+        masks = np.stack([resize_mask(s.masks[i], size) for i in range(n)]) if n else s.masks[:, :size[0], :size[1]]
+    return ArraySet(images, masks, s.meta.copy())
 
 
 def _parts(part: str | Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from fetalhead.config import PRESETS
 from fetalhead.errors import FetalheadError
 
 __all__ = ["build_parser", "main"]
@@ -47,6 +48,26 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    from fetalhead.split import PARTS as known
+
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in parts if p not in known]
+    if not parts or bad:
+        raise argparse.ArgumentTypeError(f"parts {text!r}: choose from {', '.join(known)}, comma-separated")
+    return tuple(dict.fromkeys(parts))
 
 
 def _pixel_size(text: str) -> float:
@@ -110,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_image_size, default=(256, 384), metavar="HxW",
                    help="array size in pixels, height x width (default 256x384)")
     p.add_argument("--out", type=_path, required=True, metavar="FILE", help="cache file to write")
+    p.add_argument("--parts", type=_parts, default=("train", "val", "test"), metavar="P,P",
+                   help="split parts to pack, comma-separated (default train,val,test; "
+                   "train,val is enough for training and fits 320x480 in 45 MiB)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_cmd_prepare_cache)
 
@@ -117,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on the exam-grouped training split, early-stop on "
                        "validation Dice, write checkpoints and a history CSV to --out.")
     _add_common(p)
-    p.add_argument("--preset", choices=("reference", "default", "cpu"), default="default",
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="training recipe (fetalhead.config.PRESETS; default: default)")
     p.add_argument("--out", type=_path, default=None, metavar="DIR",
                    help="run folder (default: runs/<preset>)")
@@ -125,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from this checkpoint")
     p.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
                    help="override the preset's number of epochs")
+    p.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
+                   help="train for this many wall-clock seconds, validation included; the "
+                   "learning rate anneals fully inside it and the best epoch is kept")
     p.add_argument("--cache", type=_path, default=None, metavar="FILE",
                    help="read arrays from a compact cache file (see prepare-cache)")
     p.add_argument("--quick", action="store_true",
@@ -132,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints and history of an earlier run in --out")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="write a checkpoint's weights as a small fp16 file",
+                       description="Write the weights of a checkpoint (best.pt, last.pt) in "
+                       "half precision with its config and metrics: the file that is shipped.")
+    _add_common(p, data=False)
+    p.add_argument("--checkpoint", type=_path, required=True, metavar="FILE", help="checkpoint to read")
+    p.add_argument("--out", type=_path, required=True, metavar="FILE", help="file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on the held-out split",
                        description="Segment the held-out images, score them at original "
@@ -404,7 +440,7 @@ def _cmd_prepare_cache(args: argparse.Namespace) -> int:
     root = check_data_dir(data_dir(args.data))
     _check_output_file(args.out, args.overwrite)
     with staged_file(args.out) as tmp:
-        build_compact_cache(tmp, args.size, root=root)
+        build_compact_cache(tmp, args.size, parts=args.parts, root=root)
     size_mb = args.out.stat().st_size / 2**20
     _say(f"wrote {args.out} ({size_mb:.1f} MiB, {args.size[0]}x{args.size[1]} pixels)")
     return 0
@@ -415,14 +451,16 @@ RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a r
 
 def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None = None,
            resume: Path | None = None, cache: Path | None = None, quick: bool | None = None,
-           quiet: bool = False, overwrite: bool = False) -> Path:
+           quiet: bool = False, overwrite: bool = False, time_budget: float | None = None) -> Path:
     """Train preset `preset` into `out_dir`; return the best checkpoint's path. An earlier
     run's files there are replaced only with `overwrite` or when resuming."""
-    from fetalhead.cache import load_arrays, load_compact_cache
+    from fetalhead.cache import load_arrays, load_compact_cache, shrink_arrays
     from fetalhead.config import get_config
     from fetalhead.train import fit
 
-    overrides = {"epochs": epochs} if epochs is not None else {}
+    overrides: dict = {"epochs": epochs} if epochs is not None else {}
+    if time_budget is not None:
+        overrides["time_budget_s"] = time_budget
     cfg = get_config(preset, quick=quick or None, **overrides)
     if resume is not None and not resume.is_file():
         raise FetalheadError(f"--resume {resume}: no such file")
@@ -432,11 +470,17 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         if not cache.is_file():
             raise FetalheadError(f"--cache {cache}: no such file")
         arrays = load_compact_cache(cache)
+        if "train" not in arrays or "val" not in arrays:
+            raise FetalheadError(f"--cache {cache} lacks the train or val part")
         train, val = arrays["train"], arrays["val"]
-        if tuple(train.images.shape[1:]) != tuple(cfg.image_size):
-            raise FetalheadError(f"--cache {cache} holds {train.images.shape[1]}x"
-                                 f"{train.images.shape[2]} arrays, preset {preset!r} needs "
-                                 f"{cfg.image_size[0]}x{cfg.image_size[1]}")
+        (h, w), (th, tw) = train.images.shape[1:], cfg.image_size
+        if (h, w) != (th, tw):
+            if th > h or tw > w:
+                raise FetalheadError(f"--cache {cache} holds {h}x{w} arrays, preset {preset!r} needs "
+                                     f"{th}x{tw}: build a cache of at least that size")
+            if not quiet:
+                _say(f"resizing the cache's {h}x{w} arrays to {th}x{tw}")
+            train, val = shrink_arrays(train, cfg.image_size), shrink_arrays(val, cfg.image_size)
     else:
         train = load_arrays("train", size=cfg.image_size, root=root, progress=not quiet)
         val = load_arrays("val", size=cfg.image_size, root=root, progress=not quiet)
@@ -451,8 +495,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else _default_out("runs") / args.preset
     root = None if args.cache is not None else data_dir(args.data)
     ckpt = _train(args.preset, out, root=root, epochs=args.epochs, resume=args.resume,
-                  cache=args.cache, quick=args.quick, quiet=args.quiet, overwrite=args.overwrite)
+                  cache=args.cache, quick=args.quick, quiet=args.quiet, overwrite=args.overwrite,
+                  time_budget=args.time_budget)
     _say(f"best checkpoint: {ckpt}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fetalhead.train import export_weights, load_checkpoint
+
+    model, cfg, meta = load_checkpoint(args.checkpoint)
+    _check_output_file(args.out, args.overwrite)
+    with staged_file(args.out) as tmp:
+        export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"))
+    load_checkpoint(args.out)  # reads back: the shipped file is usable
+    _say(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, preset {cfg.name!r}, "
+         f"epoch {meta.get('epoch')}, val Dice {meta.get('metrics', {}).get('val_dice', float('nan')):.4f})")
     return 0
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "evaluate_arrays",
     "export_weights",
     "fit",
+    "lr_factor",
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",
@@ -179,9 +180,41 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     raise FetalheadError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
-                    total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step learning-rate schedule over `total_steps` optimizer steps."""
+ONECYCLE_WARMUP = 0.3  # fraction of the run spent warming up (OneCycleLR's default pct_start)
+ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 25.0, 1e4  # start at lr/25, end at lr/25/1e4 (OneCycleLR's defaults)
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """Learning rate / peak learning rate at `progress` in [0, 1] of the run (time-budget mode).
+
+    "onecycle": cosine warm-up from 1/25 to 1 over the first 30 %, then cosine down to 1/25e4,
+    the shape of torch's OneCycleLR; "cosine": cosine from 1 to 0; "constant": 1.
+    """
+    p = min(max(float(progress), 0.0), 1.0)
+    if schedule == "onecycle":
+        lo, end = 1.0 / ONECYCLE_DIV, 1.0 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+        if p < ONECYCLE_WARMUP:
+            q = p / ONECYCLE_WARMUP
+            return lo + (1.0 - lo) * (1 - math.cos(math.pi * q)) / 2
+        q = (p - ONECYCLE_WARMUP) / (1 - ONECYCLE_WARMUP)
+        return end + (1.0 - end) * (1 + math.cos(math.pi * q)) / 2
+    if schedule == "cosine":
+        return (1 + math.cos(math.pi * p)) / 2
+    if schedule == "constant":
+        return 1.0
+    raise FetalheadError(f"unknown schedule {schedule!r}; choose onecycle, cosine or constant")
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                    progress: Callable[[], float] | None = None) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step learning-rate schedule over `total_steps` optimizer steps.
+
+    With `progress` (a function returning the elapsed fraction of a time budget, 0..1) the
+    rate follows `lr_factor(cfg.schedule, progress())` instead, whatever the step count.
+    """
+    if progress is not None:
+        lr_factor(cfg.schedule, 0.0)  # unknown schedule names fail here, not mid-run
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg.schedule, progress()))
     total_steps = max(int(total_steps), 1)
     if cfg.schedule == "onecycle":
         # Smith & Topin 2017, one-cycle: warm up over 30% of the steps, then cosine down.
@@ -228,15 +261,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: TrainConfig,
 
 
 def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float] | None,
-                   path: str | os.PathLike, epoch: int | None = None) -> Path:
-    """Write a small weights-only file for shipping: float tensors in fp16, config, metrics.
+                   path: str | os.PathLike, epoch: int | None = None, half: bool = True) -> Path:
+    """Write a small weights-only file: float tensors in fp16 (`half`, for shipping) or fp32
+    (best.pt during training), config, metrics, epoch.
 
-    About half the size of the fp32 weights; `load_checkpoint` reads it back as fp32.
+    fp16 is about half the size of fp32; `load_checkpoint` reads both back as fp32.
     """
-    weights = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+    cast = (lambda v: v.half()) if half else (lambda v: v.float())  # noqa: E731
+    weights = {k: (cast(v.detach().cpu()) if v.is_floating_point() else v.detach().cpu())
                for k, v in _raw(model).state_dict().items()}
-    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16", "model": weights,
-            "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch}
+    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16" if half else "float32",
+            "model": weights, "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch}
     return _atomic_save(ckpt, Path(path))
 
 
@@ -352,18 +387,27 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     callback: Callable[[int, pd.DataFrame], bool | None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> FitResult:
     """Train a U-Net on `train` (an ArraySet: images uint8 (N,H,W), masks uint8 {0,1} (N,H,W),
     H x W = cfg.image_size), select on `val`, write best.pt, last.pt and history.csv to `out_dir`.
 
-    `resume`: a last.pt (or best.pt) to continue from, exactly as if never interrupted.
+    Without `cfg.time_budget_s`: `cfg.epochs` epochs, early stopping after `cfg.patience`.
+    With it: train until that many seconds (validation included) have passed; the learning
+    rate follows the elapsed fraction of the budget, so the schedule is sized by the speed
+    measured as the run goes and anneals fully inside the budget; the best epoch by
+    validation Dice is kept. The last epoch may be cut short.
+    `resume`: a last.pt to continue from, exactly as if never interrupted (epoch mode).
     `callback(epoch, history)` runs after every epoch; returning True stops training there.
-    Returns a FitResult with the best weights restored.
+    `clock`: seconds (tests pass a fake one). Returns a FitResult with the best weights restored.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
+    budget = float(cfg.time_budget_s) if cfg.time_budget_s else None
+    if budget is not None and budget <= 0:
+        raise FetalheadError(f"time budget must be positive seconds, got {cfg.time_budget_s}")
 
     # 1. seed, model, and its memory layout
     torch.manual_seed(cfg.seed)
@@ -381,22 +425,26 @@ def fit(
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = n_train // batch  # drop the last partial batch: BatchNorm dislikes tiny ones
 
-    # 3. loss, optimizer, schedule, mixed precision
+    # 3. loss, optimizer, schedule (by step, or by the elapsed fraction of the budget), precision
+    seconds_before = 0.0
+    t_run = clock()
+    elapsed = lambda: seconds_before + clock() - t_run  # noqa: E731  (wall seconds of the whole run)
     loss_fn = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, cfg.dice_smooth)
     optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch)
+    scheduler = build_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch,
+                                progress=(lambda: elapsed() / budget) if budget else None)
     amp_dtype, use_scaler = autocast_settings(cfg.precision, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
     aug = AugmentParams.from_config(cfg)
     stopper = EarlyStopping(cfg.patience, cfg.min_delta)
     rows: list[dict[str, float]] = []
-    start_epoch, seconds_before = 1, 0.0
+    start_epoch = 1
 
     # 4. resume: weights, optimizer, schedule, scaler, early-stopping counters and history
     if resume is not None:
         ckpt = _read_checkpoint(resume)
         if ckpt.get("weights_only"):
-            raise FetalheadError(f"{resume}: a weights-only export cannot be resumed; use last.pt")
+            raise FetalheadError(f"{resume}: a weights-only file cannot be resumed; use last.pt")
         if TrainConfig.from_dict(ckpt["config"]) != cfg:
             raise FetalheadError(f"{resume}: its config differs from the one given to fit()")
         _raw(model).load_state_dict(ckpt["model"])
@@ -408,22 +456,34 @@ def fit(
         rows = list(ckpt.get("history", []))
         start_epoch = int(ckpt["epoch"]) + 1
         seconds_before = float(rows[-1]["seconds"]) if rows else 0.0
-        # the best weights so far: this file itself, or best.pt beside it
-        best_path = Path(resume) if ckpt["epoch"] == stopper.best_epoch else Path(resume).parent / "best.pt"
-        best_src = ckpt if best_path == Path(resume) else _read_checkpoint(best_path)
+        # the best weights so far: best.pt beside last.pt (weights only)
+        best_path = Path(resume).parent / "best.pt"
+        best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else _read_checkpoint(best_path)
         if int(best_src["epoch"]) != stopper.best_epoch:
             raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
-        stopper.best_state = {k: v.cpu() for k, v in best_src["model"].items()}
-        if best_path.resolve() != (out_dir / "best.pt").resolve():
+        stopper.best_state = {k: v.float().cpu() if v.is_floating_point() else v.cpu()
+                              for k, v in best_src["model"].items()}
+        if best_src is ckpt:
+            export_weights(_raw(model), cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, half=False)
+        elif best_path.resolve() != (out_dir / "best.pt").resolve():
             shutil.copyfile(best_path, out_dir / "best.pt")  # out_dir must hold the best so far
+        t_run = clock()
+
+    def done() -> bool:  # the budget is spent (keeping back one validation's time)
+        return budget is not None and elapsed() + val_seconds >= budget
 
     train_model = torch.compile(model) if (cfg.compile and cuda) else model
-    bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,
-               desc="fit", unit="step", dynamic_ncols=True)
-    t_run = time.perf_counter()
-    stopped_by_callback = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if stopper.should_stop or stopped_by_callback:
+    if budget is not None:
+        bar = tqdm(total=round(budget), disable=not progress, desc="fit", unit="s", dynamic_ncols=True,
+                   initial=min(round(seconds_before), round(budget)))
+    else:
+        bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,
+                   desc="fit", unit="step", dynamic_ncols=True)
+    val_seconds, last_saved = 0.0, elapsed()
+    stopped = False
+    epoch = start_epoch
+    while not stopped and (budget is not None or epoch <= cfg.epochs):
+        if budget is None and stopper.should_stop:
             break
         # 5. this epoch's batches: a permutation and an augmentation stream derived from (seed, epoch)
         seed_perm, seed_aug = _epoch_seeds(cfg.seed, epoch)
@@ -431,6 +491,7 @@ def fit(
         gen = torch.Generator(device=dev).manual_seed(seed_aug)
         model.train()
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no sync per step
+        steps = 0
         for step in range(steps_per_epoch):
             # 6. a batch: index, uint8 -> float in [0, 1], augment image and mask together
             idx = perm[step * batch:(step + 1) * batch]
@@ -439,30 +500,48 @@ def fit(
             loss = train_step(train_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype,
                               channels_last)
             loss_sum += loss
-            bar.update(1)
-        train_loss = float(loss_sum) / max(steps_per_epoch, 1)
+            steps += 1
+            # 8. the budget: stop mid-epoch when it is spent (checked every 8 steps: a sync)
+            if budget is not None:
+                if step % 8 == 7 or step == steps_per_epoch - 1:
+                    if cuda:
+                        torch.cuda.synchronize()
+                    bar.update(max(min(round(elapsed()), round(budget)) - bar.n, 0))
+                    if done():
+                        stopped = True
+                        break
+            else:
+                bar.update(1)
+        train_loss = float(loss_sum) / max(steps, 1)
         lr = optimizer.param_groups[0]["lr"]
 
         # 9. validate at the training resolution (eval mode: BatchNorm running statistics)
+        t_val = clock()
         val_loss, val_dice = evaluate_arrays(train_model, val_x, val_y, loss_fn, batch, amp_dtype, channels_last)
-        seconds = seconds_before + time.perf_counter() - t_run
+        val_seconds = clock() - t_val
+        seconds = elapsed()
         rows.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
                          lr=lr, seconds=seconds))
         history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
         history.to_csv(out_dir / "history.csv", index=False)
         bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
 
-        # 10. early stopping bookkeeping; best.pt on improvement, last.pt every epoch
+        # 10. best.pt (weights only) on improvement; last.pt (full state) every
+        #     cfg.last_every_s seconds (0: every epoch) and at the end
         metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
-        state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                     scaler=scaler.state_dict(), rng={"torch": torch.get_rng_state()}, history=rows)
         if stopper.step(val_dice, epoch, _raw(model)):
-            save_checkpoint(out_dir / "best.pt", model, cfg, epoch=epoch, metrics=metrics,
-                            early_stopping=stopper.state_dict(), **state)
-        save_checkpoint(out_dir / "last.pt", model, cfg, epoch=epoch, metrics=metrics,
-                        early_stopping=stopper.state_dict(), **state)
+            export_weights(model, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False)
         if callback is not None and callback(epoch, history):
-            stopped_by_callback = True
+            stopped = True
+        stopped = stopped or done()
+        final = stopped or (budget is None and (epoch == cfg.epochs or stopper.should_stop))
+        if final or cfg.last_every_s <= 0 or seconds - last_saved >= cfg.last_every_s:
+            state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                         scaler=scaler.state_dict(), rng={"torch": torch.get_rng_state()}, history=rows)
+            save_checkpoint(out_dir / "last.pt", model, cfg, epoch=epoch, metrics=metrics,
+                            early_stopping=stopper.state_dict(), **state)
+            last_saved = seconds
+        epoch += 1
     bar.close()
 
     # 11. put the best weights back

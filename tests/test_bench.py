@@ -69,6 +69,26 @@ def test_quick_benchmark_on_a_compact_cache(synthetic_hc18, cache_tmp, tmp_path,
     assert "img/s" in capsys.readouterr().out
 
 
+def test_results_are_written_after_every_measurement(synthetic_hc18, cache_tmp, tmp_path, monkeypatch):
+    """A run cut short (here: the latency step fails) keeps the throughput rows it measured."""
+    import fetalhead.bench as bench
+    from fetalhead.cache import build_compact_cache
+
+    cache = build_compact_cache(tmp_path / "compact.npz", size=(64, 96), root=synthetic_hc18,
+                                progress=False)
+
+    def broken(*a, **k):
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(bench, "measure_latency", broken)
+    out = tmp_path / "bench.json"
+    with pytest.raises(RuntimeError):
+        main(["--quick", "--device", "cpu", "--cache", str(cache), "--no-train", "--out", str(out)])
+    res = json.loads(out.read_text())
+    assert len(res["throughput"]) == 4 and set(res["speedup"]) == {"64x64", "64x96"}
+    assert "latency" not in res
+
+
 def test_missing_cache_is_an_error(tmp_path, capsys):
     assert main(["--quick", "--device", "cpu", "--cache", str(tmp_path / "nope.npz"),
                  "--out", str(tmp_path / "b.json")]) == 1
@@ -80,7 +100,8 @@ def test_latency_only_reports_both_architectures_on_the_cpu(tmp_path):
     assert main(["--latency-only", "--device", "cpu", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     lat = res["latency"]
-    assert set(lat) == {"default", "cpu"}
-    # the default architecture (width 32 at 256x384) costs far more than the cpu one (8 at 128x192)
+    assert set(lat) == {"default", "small", "cpu"}
+    # the default architecture (width 32 at 320x480) costs far more than the cpu one (8 at 128x192)
     assert lat["default"]["cpu"]["network_ms"] > 5 * lat["cpu"]["cpu"]["network_ms"] > 0
-    assert lat["default"]["cpu"]["image_size"] == [256, 384]
+    for preset in lat:
+        assert lat[preset]["cpu"]["image_size"] == list(get_config(preset, quick=False).image_size)

@@ -298,3 +298,75 @@ def test_plot_history_and_save(tmp_path, monkeypatch):
     monkeypatch.setattr(viz, "figures_dir", lambda: tmp_path)
     path = viz.save_figure(fig, "training_history")
     assert path == tmp_path / "training_history.png" and path.stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- time budget
+
+
+class FakeClock:
+    """A clock that advances `dt` seconds each time it is read: runs are deterministic."""
+
+    def __init__(self, dt: float) -> None:
+        self.t, self.dt = 0.0, dt
+
+    def __call__(self) -> float:
+        self.t += self.dt
+        return self.t
+
+
+def test_lr_factor_has_the_shape_of_torch_onecycle():
+    from fetalhead.train import lr_factor
+
+    total = 1000
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=total, cycle_momentum=False)
+    for step in range(total - 1):
+        want = opt.param_groups[0]["lr"]
+        got = lr_factor("onecycle", step / (total - 1))
+        assert got == pytest.approx(want, rel=0.02, abs=2e-3), step
+        opt.step()
+        sched.step()
+    assert lr_factor("onecycle", 1.0) < 1e-5 and lr_factor("cosine", 1.0) == pytest.approx(0.0)
+    assert lr_factor("constant", 0.7) == 1.0
+    with pytest.raises(FetalheadError, match="unknown schedule"):
+        lr_factor("linear", 0.5)
+
+
+def test_time_budget_ends_the_run_with_the_rate_annealed(tmp_path):
+    # each clock read is 0.05 s: the budget of 6 s ends the run after a few epochs, mid-epoch
+    cfg = tiny_cfg(epochs=2, patience=1, min_delta=1.0, time_budget_s=6.0, last_every_s=1e9)
+    res = fit(cfg, synthetic_set(16), synthetic_set(4, seed=1), tmp_path, progress=False,
+              clock=FakeClock(0.05))
+    h = res.history
+    # neither `epochs` (2) nor early stopping (patience 1, no epoch ever "improves") ended it
+    assert len(h) > 2
+    assert h["seconds"].iloc[-1] <= 6.0 + 0.5 and h["seconds"].iloc[-1] >= 6.0 - 1.0
+    lr = h["lr"].to_numpy()
+    assert lr.argmax() not in (0, len(lr) - 1)  # warm-up, then down
+    assert lr[-1] < 0.05 * cfg.lr  # annealed inside the budget
+    # best.pt: weights only (small), the best epoch's; last.pt written once, at the end
+    best, _, best_meta = load_checkpoint(tmp_path / "best.pt")
+    _, _, last_meta = load_checkpoint(tmp_path / "last.pt")
+    assert best_meta["weights_only"] and best_meta["epoch"] == res.best_epoch
+    assert last_meta["epoch"] == len(h) and "optimizer" in last_meta
+    assert same_weights(weights(best), weights(res.model))
+
+
+def test_time_budget_follows_the_clock_not_the_step_count(tmp_path):
+    # twice as slow a clock (per read) -> about half as many epochs in the same budget
+    cfg = tiny_cfg(time_budget_s=4.0)
+    fast = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "a", progress=False,
+               clock=FakeClock(0.02))
+    slow = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "b", progress=False,
+               clock=FakeClock(0.04))
+    assert len(slow.history) < 0.7 * len(fast.history)
+    for h in (fast.history, slow.history):
+        assert h["lr"].iloc[-1] < 0.05 * cfg.lr
+
+
+def test_a_weights_only_file_cannot_be_resumed(tmp_path):
+    cfg = tiny_cfg(epochs=1)
+    fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
+    with pytest.raises(FetalheadError, match="weights-only"):
+        fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path / "again",
+            resume=tmp_path / "best.pt", progress=False)

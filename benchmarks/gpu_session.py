@@ -1,0 +1,170 @@
+"""All the GPU work in one command: train and export the shipped models, then benchmark.
+
+Made for a GPU machine lent for minutes, which takes a small working tree and gives back a
+few files. Run from the repository root:
+
+    python3 benchmarks/gpu_session.py --cache .cache/carry_320x480.npz --out "$OUT"
+
+Stages, each run as its own process (a failure is logged with its exit code and the next
+stage still runs), each writing its results as soon as it has them:
+
+1. env    -- torch, CUDA and the GPU's name;
+2. smoke  -- within the first 30 s: imports, the carry file, a few training steps, best.pt,
+             the fp16 export and reading it back (a broken setup shows here, not at minute 5);
+3. train  -- the `default` preset (--budget-default seconds) and the `small` preset
+             (--budget-small seconds) side by side, then their fp16 exports;
+4. bench  -- training throughput of the reference and default recipes at equal sizes,
+             model FLOP utilisation, latency (`python -m fetalhead.bench --no-train`).
+
+Files in --out (at most 8): session.log, stages.json, fetalhead_default.pt, history_default.csv,
+fetalhead_small.pt, history_small.csv, bench.json.
+
+`--dry-run` runs the same stages on the CPU with quick-mode presets and seconds-long budgets
+(a CI test does this), so the plumbing is proven before a GPU sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = ("default", "small")  # the two models trained and shipped
+
+
+class Session:
+    """Runs commands, tees their output into session.log, records each stage in stages.json."""
+
+    def __init__(self, out: Path, work: Path) -> None:
+        self.out, self.work = out, work
+        self.log = open(out / "session.log", "a", buffering=1)
+        self.stages: list[dict] = []
+        self.t0 = time.monotonic()
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+    def say(self, msg: str) -> None:
+        line = f"[{time.monotonic() - self.t0:6.1f}s] {msg}"
+        print(line, flush=True)
+        self.log.write(line + "\n")
+
+    def spawn(self, name: str, cmd: list[str]) -> tuple[subprocess.Popen, Path]:
+        """Start `cmd` with its output in work/<name>.out; returns the process and that file."""
+        path = self.work / f"{name}.out"
+        self.say(f"$ {' '.join(cmd)}")
+        f = open(path, "w")
+        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT), path
+
+    def finish(self, name: str, proc: subprocess.Popen, path: Path, deadline: float) -> int:
+        """Wait for `proc` until `deadline` (monotonic seconds), kill it past that; log its output."""
+        try:
+            rc = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc = 124
+            self.say(f"{name}: killed at its time limit")
+        text = path.read_text(errors="replace")
+        tail = "\n".join(text.splitlines()[-25:])
+        self.log.write(f"--- {name} (exit {rc}) ---\n{text}\n")
+        print(f"--- {name} (exit {rc}), last lines ---\n{tail}", flush=True)
+        return rc
+
+    def run(self, name: str, cmd: list[str], limit_s: float) -> int:
+        proc, path = self.spawn(name, cmd)
+        return self.finish(name, proc, path, time.monotonic() + limit_s)
+
+    def stage(self, name: str, fn) -> None:
+        """Run stage `fn` (returns an exit code); any exception counts as a failure, not a stop."""
+        t = time.monotonic()
+        self.say(f"== stage {name}")
+        try:
+            rc = int(fn())
+        except Exception as e:  # noqa: BLE001  (a stage's failure must not stop the next)
+            self.say(f"{name}: {type(e).__name__}: {e}")
+            rc = 1
+        self.stages.append(dict(stage=name, exit_code=rc, seconds=round(time.monotonic() - t, 1)))
+        self.say(f"== stage {name}: exit {rc} in {time.monotonic() - t:.1f} s")
+        tmp = self.out / "stages.json.tmp"
+        tmp.write_text(json.dumps(self.stages, indent=2) + "\n")
+        os.replace(tmp, self.out / "stages.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cache", type=Path, required=True, help="carry file (fetalhead prepare-cache)")
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_out")), help="result folder")
+    p.add_argument("--budget-default", type=float, default=240.0, help="seconds of training, default preset")
+    p.add_argument("--budget-small", type=float, default=120.0, help="seconds of training, small preset")
+    p.add_argument("--python", default=sys.executable, help="the Python that has a CUDA torch")
+    p.add_argument("--dry-run", action="store_true", help="CPU, quick presets, seconds-long budgets")
+    args = p.parse_args(argv)
+    if not args.cache.is_file():
+        print(f"gpu_session: error: no carry file {args.cache}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="gpu_session_"))
+    s = Session(args.out, work)
+    py, cache = args.python, str(args.cache.resolve())
+    quick = ["--quick"] if args.dry_run else []
+    budgets = {"default": 4.0, "small": 3.0} if args.dry_run else {
+        "default": args.budget_default, "small": args.budget_small}
+    fh = [py, "-m", "fetalhead"]
+    s.say(f"out={args.out} work={work} dry_run={args.dry_run} budgets={budgets}")
+
+    def env() -> int:
+        code = ("import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, "
+                "'cuda', torch.version.cuda); print('device', torch.cuda.get_device_name() "
+                "if torch.cuda.is_available() else 'cpu (no CUDA)')")
+        rc = s.run("env", [py, "-c", code], 60)
+        if shutil.which("nvidia-smi"):
+            s.run("nvidia-smi", ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"], 30)
+        return rc
+
+    def smoke() -> int:
+        run = work / "smoke"
+        rc = s.run("smoke-train", fh + ["train", "--preset", "default", "--cache", cache, "--out", str(run),
+                                        "--time-budget", "3" if args.dry_run else "6", "--quiet", *quick], 120)
+        return rc or s.run("smoke-export", fh + ["export", "--checkpoint", str(run / "best.pt"),
+                                                 "--out", str(run / "export.pt")], 60)
+
+    def train() -> int:
+        procs = {}
+        for preset in PRESETS:  # side by side: the small net leaves most of the GPU to the default one
+            run = work / preset
+            procs[preset] = s.spawn(f"train-{preset}", fh + [
+                "train", "--preset", preset, "--cache", cache, "--out", str(run),
+                "--time-budget", str(budgets.get(preset, budgets["small"])), "--quiet", *quick])
+        deadline = time.monotonic() + max(budgets.values()) + 120
+        rcs = {preset: s.finish(f"train-{preset}", *procs[preset], deadline) for preset in PRESETS}
+        for preset in PRESETS:
+            run = work / preset
+            if (run / "history.csv").is_file():
+                shutil.copyfile(run / "history.csv", args.out / f"history_{preset}.csv")
+            if (run / "best.pt").is_file():  # a run killed at its limit still has its best epoch
+                rcs[preset] = s.run(f"export-{preset}", fh + [
+                    "export", "--checkpoint", str(run / "best.pt"),
+                    "--out", str(args.out / f"fetalhead_{preset}.pt"), "--overwrite"], 60) or rcs[preset]
+        return max(rcs.values())
+
+    def bench() -> int:
+        extra = ["--quick", "--device", "cpu", "--steps", "2"] if args.dry_run else ["--steps", "20"]
+        return s.run("bench", [py, "-m", "fetalhead.bench", "--cache", cache, "--no-train",
+                               "--out", str(args.out / "bench.json"), *extra], 240)
+
+    for name, fn in (("env", env), ("smoke", smoke), ("train", train), ("bench", bench)):
+        s.stage(name, fn)
+    s.say("files: " + ", ".join(f"{f.name} ({f.stat().st_size / 2**20:.2f} MiB)" for f in sorted(args.out.iterdir())))
+    shutil.rmtree(work, ignore_errors=True)
+    return max(st["exit_code"] for st in s.stages)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
