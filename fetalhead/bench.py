@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from fetalhead.train import (
     autocast_settings,
     build_optimizer,
     build_scheduler,
+    device_name,
     fit,
     resolve_device,
     train_step,
@@ -71,19 +71,6 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "A10
 # the reference recipe's size and ours (the default preset's, HC18's 540x800 aspect)
 SIZES = [(572, 572), get_config("default", quick=False).image_size]
 HC18_SHAPE = (540, 800)  # (H, W) of an HC18 image, pixels
-
-
-def device_name(device: torch.device) -> str:
-    """Human-readable name of `device` (the GPU model, or the CPU model)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU: {line.split(':', 1)[1].strip()}"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()}"
 
 
 def peak_flops(name: str) -> float | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fetalhead.config import PRESETS
 from fetalhead.errors import FetalheadError
+from fetalhead.paths import SHIPPED_MODELS
 
 __all__ = ["build_parser", "main"]
 
@@ -101,10 +102,16 @@ def _add_common(p: argparse.ArgumentParser, *, data: bool = True, checkpoint: bo
         p.add_argument("--data", metavar="DIR", type=_path, default=None,
                        help="HC18 folder (default: $HC18_DIR, else data/hc18 in the checkout)")
     if checkpoint:
-        p.add_argument("--checkpoint", metavar="FILE", type=_path, default=None,
-                       help="model checkpoint (default: the shipped weights)")
-        p.add_argument("--tta", action="store_true",
-                       help="test-time augmentation: average the image and its mirror image")
+        which = p.add_mutually_exclusive_group()
+        which.add_argument("--model", choices=SHIPPED_MODELS, default=None,
+                           help="a shipped model: default (trained on a GPU, the best) or small "
+                           "(fast on a CPU); default: the best shipped model present")
+        which.add_argument("--checkpoint", metavar="FILE", type=_path, default=None,
+                           help="a checkpoint of your own (best.pt, or a file from `fetalhead export`)")
+        p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                       help="test-time flips: average the image's and its mirror image's "
+                       "probabilities (default: as the model's file says; the shipped models "
+                       "use them where they helped on the validation part)")
         p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                        help="images per forward pass (default 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -179,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report folder (default: outputs/)")
     p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
                    help="score only the first N images")
+    p.add_argument("--results", type=_path, default=None, metavar="FILE",
+                   help="also write the summary with its provenance (command, machine, date, "
+                   "commit) to this JSON file, e.g. results/default_test.json")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -416,9 +426,26 @@ def _tqdm(iterable, quiet: bool, **kw):
 
 
 def _load_predictor(args: argparse.Namespace):
+    """The Predictor for --checkpoint, else --model, else the best shipped model; says which."""
     from fetalhead.predict import Predictor
 
-    return Predictor.from_checkpoint(args.checkpoint, tta=args.tta)
+    predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, tta=args.tta)
+    _say(f"model: {describe_model(predictor)}")
+    return predictor
+
+
+def describe_model(predictor) -> str:
+    """One line naming the model a Predictor runs: shipped name or file, preset, size, where trained."""
+    from fetalhead.paths import PACKAGE_DIR
+
+    path = Path(predictor.checkpoint) if predictor.checkpoint else None
+    cfg = predictor.config
+    shipped = path is not None and path.resolve().parent == (PACKAGE_DIR / "weights").resolve()
+    name = f"shipped model '{path.stem.removeprefix('fetalhead_')}'" if shipped else f"checkpoint {path}"
+    trained = predictor.meta.get("trained_on") if predictor.meta else None
+    extra = f", trained on {trained}" if trained else ""
+    arch = f"preset '{cfg.name}', width {cfg.base_channels}, {cfg.image_size[0]}x{cfg.image_size[1]} px" if cfg else ""
+    return f"{name} ({arch}{extra}){', test-time flips' if predictor.tta else ''}"
 
 
 # ---------------------------------------------------------------- commands
@@ -506,8 +533,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     model, cfg, meta = load_checkpoint(args.checkpoint)
     _check_output_file(args.out, args.overwrite)
+    info = {k: meta[k] for k in ("trained_on", "seconds") if k in meta}
     with staged_file(args.out) as tmp:
-        export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"))
+        export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), **info)
     load_checkpoint(args.out)  # reads back: the shipped file is usable
     _say(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, preset {cfg.name!r}, "
          f"epoch {meta.get('epoch')}, val Dice {meta.get('metrics', {}).get('val_dice', float('nan')):.4f})")
@@ -523,13 +551,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else _default_out("outputs")
     _check_output_dir(out)
     _refuse_overwrite([out / f for f in report_files()], args.overwrite)
+    if args.results is not None:
+        _check_output_file(args.results, args.overwrite, "--results")
     predictor = _load_predictor(args)
     df = evaluate_split(predictor, part=args.part, root=root, limit=args.limit,
                         progress=not args.quiet, batch_size=args.batch_size)
     with staged_dir(out) as stage:
         write_report(df, stage, predictor=predictor, root=root)
-    _say(summary_table(df).to_string(float_format=lambda v: f"{v:.3f}"))
+    table = summary_table(df)
+    _say(table.to_string(float_format=lambda v: f"{v:.4f}"))
     _say(f"report written to {out}")
+    if args.results is not None:
+        from fetalhead.results import results_record, write_results
+        from fetalhead.train import device_name
+
+        ckpt = Path(predictor.checkpoint)
+        model = args.model or (ckpt.stem.removeprefix("fetalhead_") if args.checkpoint is None else str(ckpt))
+        command = "fetalhead " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("fetalhead", "__main__.py")) else None
+        record = results_record(df, table, model=model, part=args.part, tta=predictor.tta,
+                                command=command or f"fetalhead evaluate --part {args.part}",
+                                trained_on=predictor.meta.get("trained_on"),
+                                device=device_name(predictor.device))
+        _say(f"results written to {write_results(record, args.results)}")
     return 0
 
 
@@ -623,12 +666,10 @@ def _cmd_main(args: argparse.Namespace) -> int:
     # 2. model: given, shipped, or trained here
     if args.checkpoint is not None:
         ckpt = args.checkpoint
-        _say(f"[2/4] using checkpoint {ckpt}")
-    elif not args.retrain and shipped_checkpoint().is_file():
-        ckpt = shipped_checkpoint()
-        _say(f"[2/4] using the shipped weights {ckpt}")
+    elif not args.retrain and shipped_checkpoint(args.model).is_file():
+        ckpt = shipped_checkpoint(args.model)
     else:
-        why = "--retrain given" if args.retrain else f"no shipped weights at {shipped_checkpoint()}"
+        why = "--retrain given" if args.retrain else f"no shipped weights at {shipped_checkpoint(args.model)}"
         if torch.cuda.is_available():
             preset = "default"
             _say(f"[2/4] {why}: training preset 'default' on {torch.cuda.get_device_name()}")
@@ -641,6 +682,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
                       quiet=args.quiet, overwrite=True)
         _say(f"      trained checkpoint: {ckpt}")
     predictor = Predictor.from_checkpoint(ckpt, tta=args.tta)
+    _say(f"[2/4] model: {describe_model(predictor)}")
 
     # 3. held-out test split: metrics and figures
     _say("[3/4] evaluating on the held-out test split" + (f" (first {args.limit})" if args.limit else ""))

@@ -23,10 +23,19 @@ from fetalhead.data import (
     image_path,
     load_image,
     load_pair,
+    parse_filename,
     read_test_csv,
     read_training_csv,
 )
-from fetalhead.ellipse import SUBMISSION_COLUMNS, Ellipse, challenge_row
+from fetalhead.ellipse import (
+    SUBMISSION_COLUMNS,
+    Ellipse,
+    challenge_row,
+    ellipse_dice,
+    ellipse_hausdorff_px,
+    fit_ellipse,
+    head_ellipse,
+)
 from fetalhead.errors import FetalheadError
 from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
@@ -34,12 +43,14 @@ from fetalhead.predict import STATUS_OK, Predictor
 from fetalhead.split import load_split
 
 __all__ = [
+    "ELLIPSE_METRICS",
     "EVAL_COLUMNS",
     "FALLBACK_THRESHOLDS",
     "REPORT_FILES",
     "SUMMARY_METRICS",
     "bootstrap_ci",
     "check_submission",
+    "ellipse_scores",
     "evaluate_split",
     "predict_challenge",
     "report_files",
@@ -47,11 +58,13 @@ __all__ = [
     "write_report",
 ]
 
+#: The ellipse metrics: predicted head ellipse vs the annotation's, as HC18 scores a submission.
+ELLIPSE_METRICS = ("ellipse_dice", "ellipse_hausdorff_mm")
 #: Columns of `evaluate_split`'s table, one row per image.
-EVAL_COLUMNS = ["filename", "pixel_size_mm", *METRICS, "hc_pred_mm", "hc_true_mm", "hc_error_mm",
-                "hc_abs_error_mm", "status"]
-#: Rows of `summary_table`: the mask metrics, then HC |pred - CSV| and pred - CSV (mm).
-SUMMARY_METRICS = [*METRICS, "hc_abs_error_mm", "hc_error_mm"]
+EVAL_COLUMNS = ["filename", "exam", "pixel_size_mm", *ELLIPSE_METRICS, *METRICS, "hc_pred_mm",
+                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", "status"]
+#: Rows of `summary_table`: ellipse metrics, mask metrics, HC |pred - CSV| and pred - CSV (mm).
+SUMMARY_METRICS = [*ELLIPSE_METRICS, *METRICS, "hc_abs_error_mm", "hc_error_mm"]
 #: Files `write_report` writes, relative to its folder (figure names are stable).
 REPORT_FILES = ("metrics_per_image.csv", "summary.csv", "summary.json",
                 "figures/eval_examples.png", "figures/eval_bland_altman.png",
@@ -79,9 +92,16 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         root: HC18 folder (default `fetalhead.paths.data_dir()`).
         limit: score only the first `limit` images (by file name).
     Returns:
-        DataFrame with `EVAL_COLUMNS`: Dice, IoU, pixel accuracy at original resolution,
-        Hausdorff and ASSD in mm, predicted and CSV HC (mm), their signed and absolute
-        difference (pred - CSV, mm) and the prediction status ("ok" / "no head found").
+        DataFrame with `EVAL_COLUMNS`, one row per image of the part (all of them, or the
+        first `limit`): the exam number; the ellipse metrics, which compare the predicted head
+        ellipse with the ellipse fitted to the annotation, both shrunk to the drawn line's
+        centre (`fetalhead.ellipse.head_ellipse`), as Dice of the two filled ellipses and
+        Hausdorff distance between the two curves in mm (how HC18 scores a submission); the
+        mask metrics (largest predicted component vs the filled annotation): Dice, IoU,
+        pixel accuracy, Hausdorff and ASSD in mm; predicted and CSV HC (mm), their signed and
+        absolute difference (pred - CSV, mm) and the status ("ok" / "no head found"). An
+        image with no head found scores Dice 0 and ellipse Dice 0; its distances and HC are
+        NaN (left out of their means, and counted by `summary_table`'s n).
     """
     if part not in ("train", "val", "test"):
         raise FetalheadError(f"unknown part {part!r}; choose train, val or test")
@@ -104,7 +124,8 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         for name, (_, gt), px, pred in zip(chunk, pairs, sizes, preds, strict=True):
             true_hc = float(table.at[name, "hc_mm"])
             err = pred.hc_mm - true_hc
-            rows.append({"filename": name, "pixel_size_mm": px, **score_pair(pred.mask, gt, px),
+            rows.append({"filename": name, "exam": parse_filename(name)[0], "pixel_size_mm": px,
+                         **ellipse_scores(pred.head_ellipse, gt, px), **score_pair(pred.mask, gt, px),
                          "hc_pred_mm": pred.hc_mm, "hc_true_mm": true_hc, "hc_error_mm": err,
                          "hc_abs_error_mm": abs(err), "status": pred.status})
         bar.update(len(chunk))
@@ -112,40 +133,73 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
     return pd.DataFrame(rows, columns=EVAL_COLUMNS)
 
 
-def bootstrap_ci(values, n: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+def ellipse_scores(pred: Ellipse | None, gt_mask: np.ndarray, pixel_size_mm: float) -> dict[str, float]:
+    """`ELLIPSE_METRICS` of a predicted head ellipse (pixels, None when no head) against the
+    filled annotation `gt_mask` (H, W): its fitted ellipse shrunk by `head_ellipse`."""
+    ref = fit_ellipse(gt_mask)
+    if ref is None:
+        raise FetalheadError("the annotation has no ellipse to compare with")
+    ref = head_ellipse(ref)
+    if pred is None:
+        return {"ellipse_dice": 0.0, "ellipse_hausdorff_mm": float("nan")}
+    return {"ellipse_dice": ellipse_dice(pred, ref, gt_mask.shape),
+            "ellipse_hausdorff_mm": ellipse_hausdorff_px(pred, ref) * float(pixel_size_mm)}
+
+
+def bootstrap_ci(values, n: int = 2000, seed: int = 0, alpha: float = 0.05,
+                 groups=None) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the MEAN of `values` (NaNs dropped).
 
-    Resamples the values with replacement `n` times (numpy Generator seeded with `seed`) and
-    returns the alpha/2 and 1 - alpha/2 quantiles of the resampled means (Efron & Tibshirani
-    1993, "An Introduction to the Bootstrap", ch. 13). (nan, nan) when no value is finite.
+    Resamples with replacement `n` times (numpy Generator seeded with `seed`) and returns the
+    alpha/2 and 1 - alpha/2 quantiles of the resampled means (Efron & Tibshirani 1993, "An
+    Introduction to the Bootstrap", ch. 13). With `groups` (one label per value, e.g. the
+    exam), whole groups are resampled and each resample's mean is over all its values: frames
+    of one examination are not independent, so this interval is the honest, wider one.
+    (nan, nan) when no value is finite.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
+    keep = np.isfinite(v)
+    if not keep.any():
         return float("nan"), float("nan")
     if not 0 < alpha < 1 or n < 1:
         raise FetalheadError(f"bootstrap_ci needs 0 < alpha < 1 and n >= 1, got alpha={alpha}, n={n}")
+    if groups is None:
+        sums, counts = v[keep], np.ones(int(keep.sum()))
+    else:
+        g = np.asarray(groups).ravel()
+        if g.shape != v.shape:
+            raise FetalheadError(f"bootstrap_ci: {g.size} group labels for {v.size} values")
+        _, inverse = np.unique(g[keep], return_inverse=True)
+        sums, counts = np.bincount(inverse, weights=v[keep]), np.bincount(inverse).astype(np.float64)
     rng = np.random.default_rng(seed)
+    m = sums.size
     means = np.empty(n)
-    step = max(1, 2_000_000 // v.size)  # bounded memory: about 2M indices at a time
+    step = max(1, 2_000_000 // m)  # bounded memory: about 2M indices at a time
     for i in range(0, n, step):
         k = min(step, n - i)
-        means[i:i + k] = v[rng.integers(0, v.size, size=(k, v.size))].mean(axis=1)
+        idx = rng.integers(0, m, size=(k, m))
+        means[i:i + k] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
 
 def summary_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Mean, std, median, bootstrap CI of the mean and n (finite values) per metric.
+    """Mean, std, median, bootstrap CI of the mean, n images and n exams (finite values) per metric.
 
     Rows: `SUMMARY_METRICS` present in `df`: hc_abs_error_mm is the mean absolute difference
     of HC against the CSV, hc_error_mm the mean signed difference (pred - CSV, bias), both mm.
+    With an "exam" column the interval resamples examinations (`bootstrap_ci`'s groups).
+    NaN values (no head found: distances and HC) are left out; n says how many remain.
     """
     columns = [c for c in SUMMARY_METRICS if c in df.columns]
     table = summarize(df, columns)
-    cis = [bootstrap_ci(df[c], n=n_boot, seed=seed, alpha=alpha) for c in columns]
+    groups = df["exam"].to_numpy() if "exam" in df.columns else None
+    cis = [bootstrap_ci(df[c], n=n_boot, seed=seed, alpha=alpha, groups=groups) for c in columns]
     table.insert(3, "ci_low", [lo for lo, _ in cis])
     table.insert(4, "ci_high", [hi for _, hi in cis])
+    if groups is not None:
+        finite = df[columns].astype(float).notna()
+        table["n_exams"] = [int(df.loc[finite[c], "exam"].nunique()) for c in columns]
     return table
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "CACHE_ENV",
     "DATA_ENV",
     "PACKAGE_DIR",
+    "SHIPPED_MODELS",
     "cache_dir",
     "data_dir",
     "figures_dir",
@@ -66,6 +67,17 @@ def figures_dir() -> Path:
     return out
 
 
-def shipped_checkpoint() -> Path:
-    """Path of the shipped model weights (half precision, inside the package)."""
-    return PACKAGE_DIR / "weights" / "fetalhead_default.pt"
+#: the shipped models, best first: "default" (trained on a GPU), "small" (fast on a CPU)
+SHIPPED_MODELS = ("default", "small")
+
+
+def shipped_checkpoint(model: str | None = None) -> Path:
+    """Path of a shipped model's weights (fp16, in the package's weights/ folder, each with a
+    model card beside it): `model` ("default" or "small"), else the best one present (the
+    first of SHIPPED_MODELS whose file exists; the first's path when none does)."""
+    if model is not None and model not in SHIPPED_MODELS:
+        raise ValueError(f"unknown shipped model {model!r}; choose one of {', '.join(SHIPPED_MODELS)}")
+    paths = [PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt" for m in SHIPPED_MODELS]
+    if model is not None:
+        return paths[SHIPPED_MODELS.index(model)]
+    return next((p for p in paths if p.is_file()), paths[0])

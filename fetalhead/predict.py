@@ -20,7 +20,6 @@ with the CSV. `bias_correction=False` turns it off.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -36,11 +35,11 @@ from torch import nn
 from fetalhead.cache import resize_image
 from fetalhead.data import PIXEL_SIZE_RANGE_MM, validate_pixel_size
 from fetalhead.ellipse import (
-    ANNOTATION_BIAS_PX,
     Ellipse,
     annotation_bias_mm,
     fit_ellipse,
     gestational_age_weeks,
+    head_ellipse,
 )
 from fetalhead.errors import FetalheadError
 
@@ -234,17 +233,22 @@ class Predictor:
         self.checkpoint = checkpoint
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | None = None, **kwargs) -> Predictor:
-        """Load `path` (default: the shipped weights) with `fetalhead.train.load_checkpoint`.
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, model: str | None = None,
+                        **kwargs) -> Predictor:
+        """Load `path`, else the shipped model `model` ("default" or "small"), else the best
+        shipped model present, with `fetalhead.train.load_checkpoint`.
 
         Raises FetalheadError when the file is missing, is not a checkpoint, or does not match
-        the architecture. `kwargs` go to `Predictor` (device, tta, threshold, ...).
+        the architecture. `kwargs` go to `Predictor` (device, tta, threshold, ...); without
+        `tta` (or with None) the file's own "tta" entry decides (off when it has none).
         """
-        from fetalhead.paths import shipped_checkpoint
+        from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
         from fetalhead.train import load_checkpoint
 
         if path is None:
-            path = shipped_checkpoint()
+            if model is not None and model not in SHIPPED_MODELS:
+                raise FetalheadError(f"unknown model {model!r}; choose one of {', '.join(SHIPPED_MODELS)}")
+            path = shipped_checkpoint(model)
             if not path.is_file():
                 raise FetalheadError(
                     f"no shipped weights at {path}; train a model (`fetalhead train` or "
@@ -255,6 +259,8 @@ class Predictor:
         if not path.is_file():
             raise FetalheadError(f"checkpoint {path} is not a file")
         model, cfg, meta = load_checkpoint(path, map_location="cpu")
+        if kwargs.get("tta") is None:  # the file's recommendation (chosen on validation), else off
+            kwargs["tta"] = bool(meta.get("tta", False))
         return cls(model, tuple(cfg.image_size), config=cfg, meta=meta, checkpoint=path, **kwargs)
 
     # ------------------------------------------------------------ network part
@@ -308,11 +314,7 @@ class Predictor:
             return Prediction(mask, prob if self.keep_prob else None, px, None, None, None,
                               nan, nan, 0.0, nan, False, STATUS_NO_HEAD)
         bias_mm = float(annotation_bias_mm(px)) if self.bias_correction else 0.0
-        head = ellipse
-        if self.bias_correction:
-            # A parallel curve t px inside an ellipse is 2*pi*t shorter: shrink both semi-axes by t.
-            t = ANNOTATION_BIAS_PX / (2.0 * math.pi)
-            head = replace(ellipse, a=max(ellipse.a - t, 0.0), b=max(ellipse.b - t, 0.0))
+        head = head_ellipse(ellipse) if self.bias_correction else ellipse
         hc_raw = ellipse.circumference * px
         hc = hc_raw - bias_mm
         weeks, in_range = gestational_age_weeks(hc)

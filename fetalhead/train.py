@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ __all__ = [
     "HISTORY_COLUMNS",
     "autocast_settings",
     "center_crop_like",
+    "device_name",
     "build_optimizer",
     "build_scheduler",
     "train_step",
@@ -124,6 +126,19 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of `device`: the GPU model, or "CPU: <model>"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()}"
 
 
 def autocast_settings(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -261,9 +276,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: TrainConfig,
 
 
 def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float] | None,
-                   path: str | os.PathLike, epoch: int | None = None, half: bool = True) -> Path:
+                   path: str | os.PathLike, epoch: int | None = None, half: bool = True,
+                   **info: str | float | int | None) -> Path:
     """Write a small weights-only file: float tensors in fp16 (`half`, for shipping) or fp32
-    (best.pt during training), config, metrics, epoch.
+    (best.pt during training), config, metrics, epoch, and `info` (e.g. trained_on="NVIDIA H200").
 
     fp16 is about half the size of fp32; `load_checkpoint` reads both back as fp32.
     """
@@ -271,7 +287,7 @@ def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float]
     weights = {k: (cast(v.detach().cpu()) if v.is_floating_point() else v.detach().cpu())
                for k, v in _raw(model).state_dict().items()}
     ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16" if half else "float32",
-            "model": weights, "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch}
+            "model": weights, "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch, **info}
     return _atomic_save(ckpt, Path(path))
 
 
@@ -480,6 +496,7 @@ def fit(
         bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,
                    desc="fit", unit="step", dynamic_ncols=True)
     val_seconds, last_saved = 0.0, elapsed()
+    trained_on = device_name(dev) + ("" if cuda else f", {torch.get_num_threads()} threads")
     stopped = False
     epoch = start_epoch
     while not stopped and (budget is not None or epoch <= cfg.epochs):
@@ -530,7 +547,8 @@ def fit(
         #     cfg.last_every_s seconds (0: every epoch) and at the end
         metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
         if stopper.step(val_dice, epoch, _raw(model)):
-            export_weights(model, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False)
+            export_weights(model, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False,
+                           trained_on=trained_on, seconds=seconds)
         if callback is not None and callback(epoch, history):
             stopped = True
         stopped = stopped or done()

@@ -452,7 +452,7 @@ def test_submit_all_335_and_refuse_overwrite(tmp_path, capfd, tiny_checkpoint):
 def test_submit_without_data_or_weights(tmp_path, capfd, monkeypatch, synthetic_hc18):
     code, _, err = run(["submit", "--out", tmp_path / "s.csv", "--data", tmp_path / "nowhere"], capfd)
     assert_one_line_error(code, err, 1, "HC18 data not found")
-    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda model=None: tmp_path / "missing.pt")
     code, _, err = run(["submit", "--out", tmp_path / "s.csv", "--data", synthetic_hc18], capfd)
     assert_one_line_error(code, err, 1, "no shipped weights")
     assert not (tmp_path / "s.csv").exists()
@@ -483,7 +483,7 @@ def test_evaluate_writes_a_report_and_refuses_to_overwrite(tmp_path, capfd, synt
 
 def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monkeypatch,
                                                           synthetic_hc18, cache_tmp):
-    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda: tmp_path / "missing.pt")
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda model=None: tmp_path / "missing.pt")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setenv("FETALHEAD_QUICK", "1")
     out = tmp_path / "outputs"

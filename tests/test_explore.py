@@ -226,7 +226,7 @@ def test_describe_checkpoint(tmp_path):
 
 def test_notebook_checkpoint_prefers_shipped_then_notebook_04(tmp_path, monkeypatch):
     shipped = tmp_path / "weights" / "fetalhead_default.pt"
-    monkeypatch.setattr(explore, "shipped_checkpoint", lambda: shipped)
+    monkeypatch.setattr(explore, "shipped_checkpoint", lambda model=None: shipped)
     monkeypatch.setattr(explore, "notebook_run_dir", lambda name="04_training": tmp_path / "runs" / name)
     ours = _tiny_checkpoint(tmp_path / "runs" / "04_training" / "best.pt")
     path, text = notebook_checkpoint(quick=True)
@@ -254,7 +254,7 @@ def test_load_training_arrays_samples_across_the_split():
 
 
 def test_notebook_checkpoint_trains_a_cpu_standin_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(explore, "shipped_checkpoint", lambda: tmp_path / "none.pt")
+    monkeypatch.setattr(explore, "shipped_checkpoint", lambda model=None: tmp_path / "none.pt")
     monkeypatch.setattr(explore, "notebook_run_dir", lambda name="04_training": tmp_path / "runs" / name)
     monkeypatch.setattr(explore, "load_training_arrays", lambda cfg, root=None: ("train", "val"))
     calls = []

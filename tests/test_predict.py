@@ -313,7 +313,7 @@ def test_valid_padding_network_sees_the_whole_image():
 
 
 def test_missing_shipped_weights_say_how_to_get_a_model(tmp_path, monkeypatch):
-    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda: tmp_path / "none.pt")
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda model=None: tmp_path / "none.pt")
     with pytest.raises(FetalheadError, match="no shipped weights.*--checkpoint"):
         Predictor.from_checkpoint()
 

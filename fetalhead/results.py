@@ -1,0 +1,135 @@
+"""Stored results: one JSON file per model and split part, saying where each figure came from.
+
+`fetalhead evaluate --results results/default_test.json` writes one (the summary of
+`fetalhead.evaluate.summary_table` plus the command, machine, date and commit); the README's
+results table is `results_table(load_results())`, and a test checks that they agree, so no
+figure there is typed by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fetalhead.paths import repo_root
+
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "results_record", "results_table", "training_run",
+           "write_results"]
+
+#: where the stored results live in a checkout
+RESULTS_DIR = (repo_root() or Path.cwd()) / "results"
+#: README table: (header, metric, scale, decimals); scale 100 shows a fraction in %
+TABLE_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+    ("ellipse Dice %", "ellipse_dice", 100.0, 2),
+    ("ellipse Hausdorff mm", "ellipse_hausdorff_mm", 1.0, 2),
+    ("mask Dice %", "dice", 100.0, 2),
+    ("pixel accuracy %", "pixel_accuracy", 100.0, 2),
+    ("HC mean abs. diff. mm", "hc_abs_error_mm", 1.0, 2),
+    ("HC mean diff. mm", "hc_error_mm", 1.0, 2),
+    ("mask Hausdorff mm", "hausdorff_mm", 1.0, 2),
+)
+
+
+def _commit() -> str | None:
+    """The checkout's commit (with "-dirty" when files differ from it), or None outside git."""
+    root = repo_root()
+    if root is None:
+        return None
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def _num(x: Any) -> float | int | None:
+    if isinstance(x, int):
+        return x
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: str, tta: bool,
+                   command: str, trained_on: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """A JSON-ready record of one evaluation: per-metric mean, 95 % exam-bootstrap interval,
+    median, n images, n exams (from `summary_table`), failures, and provenance."""
+    import torch
+
+    from fetalhead.predict import STATUS_OK
+
+    metrics = {m: {k: _num(row[k]) for k in ("mean", "ci_low", "ci_high", "median", "std")}
+               | {"n": int(row["n"]), "n_exams": int(row.get("n_exams", 0) or 0)}
+               for m, row in table.iterrows()}
+    return {
+        "model": model,
+        "part": part,
+        "tta": bool(tta),
+        "trained_on": trained_on,
+        "n_images": int(len(df)),
+        "n_exams": int(df["exam"].nunique()) if "exam" in df.columns else None,
+        "n_no_head": int((df["status"] != STATUS_OK).sum()),
+        "failures": "an image with no head found counts as Dice 0 and ellipse Dice 0; it has no "
+                    "distance or HC, so the Hausdorff and HC figures are over the other images (their n)",
+        "interval": "95 % percentile bootstrap of the mean, resampling examinations (2000 resamples)",
+        "metrics": metrics,
+        "command": command,
+        "machine": f"{device or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                   f"{platform.system()} {platform.machine()}, torch {torch.__version__}",
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+    }
+
+
+def write_results(record: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `record` as indented JSON (atomically); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every results/*.json record, sorted by file name."""
+    folder = Path(folder) if folder is not None else RESULTS_DIR
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def training_run(run: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(record, history) of a stored training run: its entry in results/training/runs.json
+    (command, machine, date, notes) and its history CSV (`fetalhead.train.HISTORY_COLUMNS`)."""
+    runs = json.loads((RESULTS_DIR / "training" / "runs.json").read_text())
+    return runs[run], pd.read_csv(RESULTS_DIR / "training" / f"{run}.csv")
+
+
+def _cell(metric: dict[str, Any] | None, scale: float, decimals: int) -> str:
+    if not metric or metric.get("mean") is None:
+        return "-"
+    f = lambda v: f"{v * scale:.{decimals}f}"  # noqa: E731
+    return f"{f(metric['mean'])} [{f(metric['ci_low'])}, {f(metric['ci_high'])}]"
+
+
+def results_table(records: list[dict[str, Any]], part: str = "test") -> str:
+    """Markdown table of the records of `part`: mean [95 % interval] per `TABLE_COLUMNS`."""
+    head = ["model", "trained on", "images / exams", *(c[0] for c in TABLE_COLUMNS), "no head found"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        if r["part"] != part:
+            continue
+        name = r["model"] + (" + flips" if r["tta"] else "")
+        cells = [name, r.get("trained_on") or "-", f"{r['n_images']} / {r['n_exams']}",
+                 *(_cell(r["metrics"].get(m), s, d) for _, m, s, d in TABLE_COLUMNS), str(r["n_no_head"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""Stored results: the records, the README's results table and the model cards are generated
+from results/*.json, and the committed ones must be up to date."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fetalhead.cards import README_MARKERS, model_card, readme_with_table
+from fetalhead.evaluate import summary_table
+from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
+from fetalhead.results import load_results, results_record, results_table, write_results
+
+ROOT = repo_root()
+
+
+def _df(n: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "filename": [f"{i:03d}_HC.png" for i in range(n)], "exam": np.arange(n) // 2,
+        "ellipse_dice": rng.uniform(0.95, 0.99, n), "dice": rng.uniform(0.9, 0.99, n),
+        "hc_abs_error_mm": rng.uniform(0, 3, n), "hc_error_mm": rng.normal(0, 2, n),
+        "status": ["ok"] * (n - 1) + ["no head found"]})
+    df.loc[n - 1, ["hc_abs_error_mm", "hc_error_mm"]] = np.nan
+    return df
+
+
+def test_a_record_round_trips_and_fills_the_table(tmp_path):
+    df = _df()
+    table = summary_table(df, n_boot=200)
+    rec = results_record(df, table, model="m", part="test", tta=True, command="fetalhead evaluate",
+                         trained_on="GPU X")
+    write_results(rec, tmp_path / "m_test.json")
+    (back,) = load_results(tmp_path)
+    assert back == json.loads(json.dumps(rec))
+    assert back["n_images"] == 12 and back["n_exams"] == 6 and back["n_no_head"] == 1
+    assert back["metrics"]["hc_abs_error_mm"]["n"] == 11
+    assert back["metrics"]["dice"]["mean"] == pytest.approx(df["dice"].mean())
+    md = results_table([back])
+    row = md.splitlines()[2]
+    assert row.startswith("| m + flips | GPU X | 12 / 6 |")
+    assert f"{100 * df['dice'].mean():.2f} [" in row and f"{df['hc_abs_error_mm'].mean():.2f} [" in row
+    assert results_table([back], part="val").count("\n") == 1  # header only
+
+
+@pytest.mark.skipif(ROOT is None, reason="not a checkout")
+def test_the_readme_table_is_generated_from_the_stored_results():
+    readme = (ROOT / "README.md").read_text()
+    assert all(m in readme for m in README_MARKERS)
+    assert readme_with_table(readme) == readme, "run `python -m fetalhead.cards`"
+    for rec in load_results():
+        if rec["part"] == "test":
+            assert f"{100 * rec['metrics']['dice']['mean']:.2f} [" in readme
+
+
+@pytest.mark.skipif(ROOT is None, reason="not a checkout")
+@pytest.mark.parametrize("model", SHIPPED_MODELS)
+def test_model_cards_are_up_to_date(model):
+    weights = PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt"
+    if not weights.is_file():
+        pytest.skip(f"{weights.name} is not shipped")
+    card = weights.with_suffix(".md").read_text()
+    assert card == model_card(model), "run `python -m fetalhead.cards`"
+    assert "not a medical device" in card.lower() and "held-out test part" in card
