@@ -610,9 +610,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 Image.fromarray(draw_overlay(image, pred)).save(stage / f"{path.stem}_overlay.png")
                 rows.append({"filename": path.name, **pred.to_row()})
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
-    n_bad = sum(r["status"] != "ok" for r in rows)
+    from fetalhead.predict import STATUS_NO_HEAD, STATUS_REVIEW
+
+    n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
+    n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
+    notes = [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
     _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} images to {out}"
-         + (f" ({n_bad} without a head found)" if n_bad else ""))
+         + (f" ({', '.join(notes)})" if notes else ""))
     return 0
 
 

@@ -39,7 +39,8 @@ from fetalhead.ellipse import (
 from fetalhead.errors import FetalheadError
 from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
-from fetalhead.predict import STATUS_OK, Predictor
+from fetalhead.predict import STATUS_NO_HEAD, Predictor
+from fetalhead.quality import SIGNALS
 from fetalhead.split import load_split
 
 __all__ = [
@@ -62,7 +63,8 @@ __all__ = [
 ELLIPSE_METRICS = ("ellipse_dice", "ellipse_hausdorff_mm")
 #: Columns of `evaluate_split`'s table, one row per image.
 EVAL_COLUMNS = ["filename", "exam", "pixel_size_mm", *ELLIPSE_METRICS, *METRICS, "hc_pred_mm",
-                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", "status"]
+                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", "status", "quality",
+                *(f"q_{s}" for s in SIGNALS)]
 #: Rows of `summary_table`: ellipse metrics, mask metrics, HC |pred - CSV| and pred - CSV (mm).
 SUMMARY_METRICS = [*ELLIPSE_METRICS, *METRICS, "hc_abs_error_mm", "hc_error_mm"]
 #: Files `write_report` writes, relative to its folder (figure names are stable).
@@ -127,7 +129,8 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
             rows.append({"filename": name, "exam": parse_filename(name)[0], "pixel_size_mm": px,
                          **ellipse_scores(pred.head_ellipse, gt, px), **score_pair(pred.mask, gt, px),
                          "hc_pred_mm": pred.hc_mm, "hc_true_mm": true_hc, "hc_error_mm": err,
-                         "hc_abs_error_mm": abs(err), "status": pred.status})
+                         "hc_abs_error_mm": abs(err), "status": pred.status,
+                         **(pred.quality.to_row() if pred.quality else {"quality": float("nan")})})
         bar.update(len(chunk))
     bar.close()
     return pd.DataFrame(rows, columns=EVAL_COLUMNS)
@@ -227,7 +230,7 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
     table.to_csv(keep("summary.csv"), index_label="metric")
     summary = {
         "n_images": int(len(df)),
-        "n_no_head": int((df["status"] != STATUS_OK).sum()),
+        "n_no_head": int((df["status"] == STATUS_NO_HEAD).sum()),
         "alpha": 0.05,
         "checkpoint": str(predictor.checkpoint) if predictor is not None and predictor.checkpoint else None,
         "tta": bool(predictor.tta) if predictor is not None else None,
@@ -278,10 +281,10 @@ def predict_challenge(predictor: Predictor, root: str | os.PathLike | None = Non
         for name, px, image, prob in zip(chunk["filename"], chunk["pixel_size_mm"], images, probs, strict=True):
             pred, how = predictor.measure(prob, px), "ok"
             for t in FALLBACK_THRESHOLDS:
-                if pred.status == STATUS_OK:
+                if pred.status != STATUS_NO_HEAD:
                     break
                 pred, how = predictor.measure(prob, px, threshold=t), "low threshold"
-            ellipse = pred.head_ellipse if pred.status == STATUS_OK else None
+            ellipse = pred.head_ellipse
             if ellipse is None:
                 ellipse, how = _fallback_ellipse(image.shape), "prior"
             rows.append(challenge_row(name, ellipse, px))

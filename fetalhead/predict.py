@@ -42,13 +42,16 @@ from fetalhead.ellipse import (
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
+from fetalhead.quality import Quality, mask_dice, quality
 
 __all__ = [
     "MAX_SIDE",
     "MIN_SIDE",
     "PIXEL_SIZE_RANGE_MM",
+    "REVIEW_BELOW",
     "STATUS_NO_HEAD",
     "STATUS_OK",
+    "STATUS_REVIEW",
     "Prediction",
     "Predictor",
     "check_image_file",
@@ -62,7 +65,11 @@ __all__ = [
 MIN_SIDE = 32  #: smallest accepted image side, pixels
 MAX_SIDE = 8192  #: largest accepted image side, pixels
 STATUS_OK = "ok"
+STATUS_REVIEW = "review"  #: a head was measured, but its quality score is below the threshold
 STATUS_NO_HEAD = "no head found"
+#: quality score below which a measurement is flagged for review (chosen on the validation
+#: part; a weights file may carry its own "review_below")
+REVIEW_BELOW = 0.9
 
 
 def default_device() -> torch.device:
@@ -164,7 +171,8 @@ class Prediction:
         bias_mm: the correction subtracted (mm); 0 when switched off.
         ga_weeks, ga_in_range: Hadlock gestational age (weeks) and whether HC lies in the
             formula's range (see `fetalhead.ellipse.gestational_age_weeks`).
-        status: "ok" or "no head found".
+        status: "ok", "review" (measured, but the quality score is low) or "no head found".
+        quality: the quality signals and score (`fetalhead.quality`), None when no head.
     """
 
     mask: np.ndarray
@@ -179,13 +187,17 @@ class Prediction:
     ga_weeks: float
     ga_in_range: bool
     status: str
+    quality: Quality | None = None
 
     def to_row(self) -> dict:
-        """Flat dict for a CSV row: status, HC, head ellipse in pixels and mm, GA."""
+        """Flat dict for a CSV row: status, quality score and signals, HC, head ellipse in
+        pixels and mm, GA."""
         e, m = self.head_ellipse, self.ellipse_mm
         nan = float("nan")
+        q = self.quality.to_row() if self.quality else {"quality": nan}
         return {
             "status": self.status,
+            "quality": q["quality"],
             "pixel_size_mm": self.pixel_size_mm,
             "hc_mm": self.hc_mm,
             "hc_raw_mm": self.hc_raw_mm,
@@ -200,6 +212,7 @@ class Prediction:
             "semi_axis_b_mm": m.b if m else nan,
             "ga_weeks": self.ga_weeks,
             "ga_in_range": self.ga_in_range,
+            **{k: v for k, v in q.items() if k != "quality"},
         }
 
 
@@ -214,13 +227,15 @@ class Predictor:
         threshold: probability above which a pixel is head (applied at original size).
         bias_correction: subtract the annotation bias (see the module docstring).
         keep_prob: keep the float32 probability map in each `Prediction`.
+        review_below: quality score below which a measurement gets status "review"
+            (default: the file's "review_below", else `REVIEW_BELOW`).
     """
 
     def __init__(self, model: nn.Module, image_size: tuple[int, int], *,
                  device: str | torch.device | None = None, tta: bool = False,
                  threshold: float = 0.5, bias_correction: bool = True,
                  keep_prob: bool = False, config=None, meta: dict | None = None,
-                 checkpoint: Path | None = None) -> None:
+                 checkpoint: Path | None = None, review_below: float | None = None) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.float().to(self.device).eval()
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -231,6 +246,8 @@ class Predictor:
         self.config = config
         self.meta = meta or {}
         self.checkpoint = checkpoint
+        self.review_below = float(review_below if review_below is not None
+                                  else self.meta.get("review_below", REVIEW_BELOW))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, model: str | None = None,
@@ -265,21 +282,29 @@ class Predictor:
 
     # ------------------------------------------------------------ network part
 
-    @torch.inference_mode()
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Head probability maps float32 (H_i, W_i) in [0, 1] at each image's original size,
         for uint8 (H_i, W_i) images, in ONE forward pass (chunk large lists yourself)."""
+        return self._probabilities(images)[0]
+
+    @torch.inference_mode()
+    def _probabilities(self, images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
+        """(`probabilities`, per image the Dice of the plain and mirrored passes' masks at the
+        network's size: NaN without test-time flips)."""
         h, w = self.image_size
         small = np.stack([resize_image(validate_image(im), (h, w)) for im in images])
         x = torch.from_numpy(small).to(self.device).unsqueeze(1).float().div_(255.0)
         prob = torch.sigmoid(self._logits(x))
+        agree = [float("nan")] * len(images)
         if self.tta:
-            prob = 0.5 * (prob + torch.sigmoid(self._logits(x.flip(-1))).flip(-1))
+            flipped = torch.sigmoid(self._logits(x.flip(-1))).flip(-1)
+            a, b = (prob[:, 0] > 0.5).cpu().numpy(), (flipped[:, 0] > 0.5).cpu().numpy()
+            agree = [mask_dice(ai, bi) for ai, bi in zip(a, b, strict=True)]
+            prob = 0.5 * (prob + flipped)
         prob_np = prob[:, 0].float().cpu().numpy()
-        return [
-            cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
-            for p, im in zip(prob_np, images, strict=True)
-        ]
+        maps = [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
+                for p, im in zip(prob_np, images, strict=True)]
+        return maps, agree
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, 1, h, w) for x (B, 1, h, w). A "valid" U-Net, whose output is the input
@@ -301,11 +326,14 @@ class Predictor:
 
     # ------------------------------------------------------------ measurement part
 
-    def measure(self, prob: np.ndarray, pixel_size_mm: float, threshold: float | None = None) -> Prediction:
+    def measure(self, prob: np.ndarray, pixel_size_mm: float, threshold: float | None = None,
+                flip_agreement: float = float("nan")) -> Prediction:
         """Threshold a probability map float32 (H, W) (at `threshold`, default the predictor's),
-        keep the largest component, fit the ellipse and compute HC (mm) for `pixel_size_mm`."""
+        keep the largest component, fit the ellipse, compute HC (mm) for `pixel_size_mm`, and
+        the quality (`fetalhead.quality`; `flip_agreement` from the mirrored pass if any)."""
         px = validate_pixel_size(pixel_size_mm)
-        mask, box = _largest_component(prob > (self.threshold if threshold is None else threshold))
+        foreground = prob > (self.threshold if threshold is None else threshold)
+        mask, box = _largest_component(foreground)
         ellipse = fit_ellipse(mask[box]) if mask.any() else None
         if ellipse is not None:  # fitted on the component's bounding box: the same contour, shifted
             ellipse = replace(ellipse, cx=ellipse.cx + box[1].start, cy=ellipse.cy + box[0].start)
@@ -318,8 +346,10 @@ class Predictor:
         hc_raw = ellipse.circumference * px
         hc = hc_raw - bias_mm
         weeks, in_range = gestational_age_weeks(hc)
+        q = quality(prob, mask, foreground, ellipse, hc, flip_agreement)
+        status = STATUS_OK if q.score >= self.review_below else STATUS_REVIEW
         return Prediction(mask, prob if self.keep_prob else None, px, ellipse, head,
-                          head.to_mm(px), hc, hc_raw, bias_mm, weeks, in_range, STATUS_OK)
+                          head.to_mm(px), hc, hc_raw, bias_mm, weeks, in_range, status, q)
 
     def predict(self, image: np.ndarray, pixel_size_mm: float) -> Prediction:
         """Segment one uint8 (H, W) image and measure the head; mm from `pixel_size_mm`."""
@@ -336,7 +366,8 @@ class Predictor:
         out: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            probs = self.probabilities(chunk)
-            out.extend(self.measure(p, s) for p, s in zip(probs, sizes[start:start + batch_size], strict=True))
+            probs, agree = self._probabilities(chunk)
+            out.extend(self.measure(p, s, flip_agreement=f)
+                       for p, s, f in zip(probs, sizes[start:start + batch_size], agree, strict=True))
         return out
 

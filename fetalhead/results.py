@@ -66,7 +66,7 @@ def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: s
     median, n images, n exams (from `summary_table`), failures, and provenance."""
     import torch
 
-    from fetalhead.predict import STATUS_OK
+    from fetalhead.predict import STATUS_NO_HEAD
 
     metrics = {m: {k: _num(row[k]) for k in ("mean", "ci_low", "ci_high", "median", "std")}
                | {"n": int(row["n"]), "n_exams": int(row.get("n_exams", 0) or 0)}
@@ -78,7 +78,7 @@ def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: s
         "trained_on": trained_on,
         "n_images": int(len(df)),
         "n_exams": int(df["exam"].nunique()) if "exam" in df.columns else None,
-        "n_no_head": int((df["status"] != STATUS_OK).sum()),
+        "n_no_head": int((df["status"] == STATUS_NO_HEAD).sum()),
         "failures": "an image with no head found counts as Dice 0 and ellipse Dice 0; it has no "
                     "distance or HC, so the Hausdorff and HC figures are over the other images (their n)",
         "interval": "95 % percentile bootstrap of the mean, resampling examinations (2000 resamples)",

@@ -504,7 +504,7 @@ def test_main_with_a_checkpoint_and_missing_data(tmp_path, capfd, synthetic_hc18
     code, stdout, err = run(["main", "--data", synthetic_hc18, "--out", out, "--checkpoint",
                              untrained_checkpoint, "--quiet", "--limit", "1"], capfd)
     assert code == 0, err
-    assert "using checkpoint" in stdout and len(pd.read_csv(out / "metrics_per_image.csv")) == 1
+    assert f"model: checkpoint {untrained_checkpoint}" in stdout and len(pd.read_csv(out / "metrics_per_image.csv")) == 1
     code, _, err = run(["main", "--data", tmp_path / "nowhere", "--no-download", "--out", tmp_path / "x"], capfd)
     assert_one_line_error(code, err, 1, "HC18 data not found")
     assert not (tmp_path / "x").exists()

@@ -49,8 +49,9 @@ class MapPredictor(Predictor):
         super().__init__(Constant(-10.0), (64, 96), device="cpu")
         self.maps = maps
 
-    def probabilities(self, images):
-        return [self.maps[hashlib.sha1(im.tobytes()).digest()].astype(np.float32) for im in images]
+    def _probabilities(self, images):
+        maps = [self.maps[hashlib.sha1(im.tobytes()).digest()].astype(np.float32) for im in images]
+        return maps, [float("nan")] * len(maps)
 
 
 def _test_part(n: int) -> list[str]:

@@ -182,7 +182,7 @@ def test_save_notebook_figure_quick_mode_goes_to_the_cache(tmp_path, monkeypatch
 def test_compare_configs_lists_only_differences():
     table = compare_configs(["reference", "default"])
     assert list(table.columns) == ["reference", "default"]
-    assert table.loc["image_size"].tolist() == ["(572, 572)", "(256, 384)"]
+    assert table.loc["image_size"].tolist() == ["(572, 572)", "(320, 480)"]
     assert "hflip" not in table.index and "name" not in table.index  # equal in both / not a setting
     assert (table.nunique(axis=1) == 2).all()
 

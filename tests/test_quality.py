@@ -1,0 +1,103 @@
+"""Quality score: its ingredients on constructed cases. A clean ellipse scores well; two blobs,
+a head cut by the image border, a blurred outline, an implausible HC and a mirrored pass that
+disagrees score badly; the Predictor flags low scores for review."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_predict import EllipseLogits
+
+from fetalhead.ellipse import Ellipse, fit_ellipse
+from fetalhead.predict import STATUS_OK, STATUS_REVIEW, Predictor
+from fetalhead.quality import BAND_BAD_PX, HC_PLAUSIBLE_MM, mask_dice, quality
+
+SHAPE = (270, 400)
+HEAD = Ellipse(200.0, 135.0, 90.0, 70.0, 0.4)
+
+
+def _case(mask: np.ndarray, prob: np.ndarray | None = None, hc_mm: float = 150.0, flip: float = math.nan):
+    from fetalhead.predict import keep_largest_component
+
+    prob = mask.astype(np.float32) if prob is None else prob
+    fg = prob > 0.5
+    largest = keep_largest_component(fg)
+    return quality(prob, largest, fg, fit_ellipse(largest), hc_mm, flip)
+
+
+def test_a_clean_ellipse_scores_well():
+    q = _case(HEAD.to_mask(SHAPE))
+    assert q.score > 0.95 and q.ellipse_fit > 0.97
+    assert (q.one_component, q.inside, q.sharpness, q.plausible) == (1.0, 1.0, 1.0, 1.0)
+    assert math.isnan(q.flip_agreement)  # not computed: left out of the score
+
+
+def test_two_blobs_score_badly():
+    mask = HEAD.to_mask(SHAPE) | Ellipse(60.0, 60.0, 40.0, 35.0, 0.0).to_mask(SHAPE)
+    q = _case(mask)
+    assert q.one_component < 0.85 and q.score == q.one_component
+
+
+def test_a_head_cut_by_the_border_scores_badly():
+    cut = Ellipse(330.0, 135.0, 110.0, 90.0, 0.0)  # a third of it lies right of the image
+    q = _case(cut.to_mask(SHAPE))
+    assert q.inside < 0.9 and q.score < 0.9
+
+
+def test_a_ragged_mask_scores_badly():
+    mask = HEAD.to_mask(SHAPE)
+    mask[100:170, 150:250] = 0  # a bite out of the middle: not an ellipse any more
+    q = _case(mask)
+    assert q.ellipse_fit < 0.9 and q.score < 0.9
+
+
+def test_a_blurred_outline_scores_badly():
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    c, s = math.cos(HEAD.angle_rad), math.sin(HEAD.angle_rad)
+    u = ((xx - HEAD.cx) * c + (yy - HEAD.cy) * s) / HEAD.a
+    v = (-(xx - HEAD.cx) * s + (yy - HEAD.cy) * c) / HEAD.b
+    r = np.sqrt(u**2 + v**2)
+    sharp = _case(HEAD.to_mask(SHAPE), (1 / (1 + np.exp(-200 * (1 - r)))).astype(np.float32))
+    blurred = _case(HEAD.to_mask(SHAPE), (1 / (1 + np.exp(-4 * (1 - r)))).astype(np.float32))
+    assert sharp.sharpness == 1.0 and blurred.sharpness == 0.0 and blurred.score == 0.0
+    assert BAND_BAD_PX < 40  # the blurred band is about 40 px wide
+
+
+def test_an_implausible_hc_and_a_disagreeing_mirror_score_badly():
+    mask = HEAD.to_mask(SHAPE)
+    assert _case(mask, hc_mm=HC_PLAUSIBLE_MM[1] + 1).score == 0.0
+    assert _case(mask, hc_mm=HC_PLAUSIBLE_MM[0] - 1).plausible == 0.0
+    assert _case(mask, flip=0.7).score == pytest.approx(0.7)
+
+
+def test_mask_dice():
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    assert mask_dice(a, a) == 1.0 and mask_dice(a, ~a) == 0.0 and mask_dice(a & False, a & False) == 1.0
+
+
+def test_the_predictor_flags_low_scores_for_review():
+    orig = (512, 768)
+    head = Ellipse(cx=400.3, cy=250.7, a=180.0, b=120.0, angle_rad=0.6)
+    image = np.zeros(orig, np.uint8)
+    sharp = Predictor(EllipseLogits(head, orig, k=400.0), (128, 192), device="cpu")
+    soft = Predictor(EllipseLogits(head, orig, k=4.0), (128, 192), device="cpu")
+    p_sharp, p_soft = sharp.predict(image, 0.1), soft.predict(image, 0.1)
+    assert p_sharp.status == STATUS_OK and p_sharp.quality.score >= sharp.review_below
+    assert p_soft.status == STATUS_REVIEW and p_soft.quality.score < soft.review_below
+    assert p_soft.hc_mm == pytest.approx(p_sharp.hc_mm, rel=0.02)  # still measured
+    row = p_soft.to_row()
+    assert row["status"] == "review" and row["quality"] == p_soft.quality.score and "q_sharpness" in row
+    # a mirrored pass that disagrees: a head that is not symmetric under the flip, with tta
+    # (the fake ignores its input, so the mirrored pass sees the head mirrored: 87 px apart)
+    off = Ellipse(cx=340.0, cy=250.0, a=120.0, b=100.0, angle_rad=0.0)
+    tta = Predictor(EllipseLogits(off, orig, k=400.0), (128, 192), device="cpu", tta=True)
+    p = tta.predict(image, 0.1)
+    assert p.quality.flip_agreement < 0.8 and p.status == STATUS_REVIEW
+    same = Predictor(EllipseLogits(head, orig, k=400.0), (128, 192), device="cpu", tta=True)
+    assert same.predict(image, 0.1).quality.flip_agreement < 0.8  # this head is off-centre too
+    centred = Ellipse(cx=383.5, cy=250.0, a=150.0, b=100.0, angle_rad=0.0)  # symmetric under the flip
+    ok = Predictor(EllipseLogits(centred, orig, k=400.0), (128, 192), device="cpu", tta=True)
+    assert ok.predict(image, 0.1).quality.flip_agreement > 0.98
