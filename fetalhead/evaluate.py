@@ -47,14 +47,17 @@ __all__ = [
     "ELLIPSE_METRICS",
     "EVAL_COLUMNS",
     "FALLBACK_THRESHOLDS",
+    "GROSS_ERROR_MM",
     "REPORT_FILES",
     "SUMMARY_METRICS",
     "bootstrap_ci",
     "check_submission",
     "ellipse_scores",
     "evaluate_split",
+    "flag_summary",
     "predict_challenge",
     "report_files",
+    "risk_coverage",
     "summary_table",
     "write_report",
 ]
@@ -204,6 +207,54 @@ def summary_table(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0, alpha: fl
         finite = df[columns].astype(float).notna()
         table["n_exams"] = [int(df.loc[finite[c], "exam"].nunique()) for c in columns]
     return table
+
+
+GROSS_ERROR_MM = 6.0  #: |HC error| above this (about 3x the inter-observer difference) is gross
+
+
+def risk_coverage(df: pd.DataFrame, score: str = "quality") -> pd.DataFrame:
+    """HC error against the share of images kept when the lowest-`score` ones are set aside.
+
+    Returns one row per number kept (most confident first): coverage (fraction kept), the
+    mean |HC error| (mm) of the kept images, and the same when the truly worst are set aside
+    instead (the oracle, the best any score could do). Images with no head are never kept.
+    """
+    d = df[np.isfinite(df["hc_abs_error_mm"].astype(float))]
+    n_all = len(df)
+    by_score = d.sort_values(score, ascending=False, kind="stable")["hc_abs_error_mm"].to_numpy(float)
+    by_error = np.sort(d["hc_abs_error_mm"].to_numpy(float))
+    k = np.arange(1, len(d) + 1)
+    return pd.DataFrame({"coverage": k / n_all, "hc_abs_error_mm": np.cumsum(by_score) / k,
+                         "oracle_hc_abs_error_mm": np.cumsum(by_error) / k})
+
+
+def flag_summary(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict[str, float | int]:
+    """How well the review flag ("review" status) separates bad measurements, for a table of
+    `evaluate_split`: fraction flagged, gross errors (|HC error| > GROSS_ERROR_MM) and the
+    share of them flagged (or with no head found), the mean |HC error| (mm) of the unflagged
+    images with its exam-bootstrap interval, and what setting aside the truly worst images of
+    the same number would leave (the oracle)."""
+    from fetalhead.predict import STATUS_OK, STATUS_REVIEW
+
+    err = df["hc_abs_error_mm"].astype(float)
+    ok = (df["status"] == STATUS_OK).to_numpy()
+    gross = (~np.isfinite(err) | (err > GROSS_ERROR_MM)).to_numpy()
+    kept = err[ok]
+    lo, hi = bootstrap_ci(kept, n=n_boot, seed=seed, groups=df.loc[ok, "exam"] if "exam" in df else None)
+    n_set_aside = int((~ok).sum())
+    oracle = np.sort(err[np.isfinite(err)].to_numpy())[: max(len(df) - n_set_aside, 0)]
+    return {
+        "n_images": int(len(df)),
+        "n_review": int((df["status"] == STATUS_REVIEW).sum()),
+        "fraction_set_aside": n_set_aside / max(len(df), 1),
+        "n_gross": int(gross.sum()),
+        "gross_caught": int((gross & ~ok).sum()),
+        "share_gross_caught": float((gross & ~ok).sum() / gross.sum()) if gross.any() else float("nan"),
+        "hc_abs_error_mm_kept": float(kept.mean()) if len(kept) else float("nan"),
+        "hc_abs_error_mm_kept_ci": (lo, hi),
+        "hc_abs_error_mm_all": float(err.mean()),
+        "hc_abs_error_mm_oracle": float(oracle.mean()) if len(oracle) else float("nan"),
+    }
 
 
 def _finite_or_none(x: float) -> float | None:

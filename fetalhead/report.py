@@ -27,6 +27,7 @@ from fetalhead.viz import save_figure as _save_to_figures_dir
 __all__ = [
     "bland_altman",
     "dice_histogram",
+    "risk_coverage_plot",
     "draw_overlay",
     "limits_of_agreement",
     "pick_examples",
@@ -174,4 +175,23 @@ def dice_histogram(dice, ax: Axes | None = None, bins: int = 30) -> Figure:
     ax.set_xlabel("Dice (original resolution)")
     ax.set_ylabel("images")
     ax.set_title(f"Dice distribution, n = {d.size}", fontsize=10)
+    return fig
+
+
+def risk_coverage_plot(curve: pd.DataFrame, flagged_coverage: float | None = None,
+                       ax: Axes | None = None) -> Figure:
+    """Mean |HC error| (mm) of the kept images against the fraction kept (`evaluate.risk_coverage`),
+    for the quality score and for the oracle that sets aside the truly worst; a dotted line
+    marks the coverage the review flag leaves (`flagged_coverage`)."""
+    fig, ax = new_axes(ax, figsize=(5.0, 3.5))
+    ax.plot(100 * curve["coverage"], curve["hc_abs_error_mm"], color="C0", label="kept by quality score")
+    ax.plot(100 * curve["coverage"], curve["oracle_hc_abs_error_mm"], color="0.5", ls="--",
+            label="kept by true error (oracle)")
+    if flagged_coverage is not None:
+        ax.axvline(100 * flagged_coverage, color="C3", ls=":", lw=1.2, label="review flag")
+    ax.set_xlabel("images kept (%)")
+    ax.set_ylabel("HC mean |difference| of kept (mm)")
+    ax.set_xlim(left=max(0.0, 100 * float(curve["coverage"].min()) - 1), right=101)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"risk-coverage, n = {len(curve)}", fontsize=10)
     return fig

@@ -101,3 +101,40 @@ def test_the_predictor_flags_low_scores_for_review():
     centred = Ellipse(cx=383.5, cy=250.0, a=150.0, b=100.0, angle_rad=0.0)  # symmetric under the flip
     ok = Predictor(EllipseLogits(centred, orig, k=400.0), (128, 192), device="cpu", tta=True)
     assert ok.predict(image, 0.1).quality.flip_agreement > 0.98
+
+
+# ----------------------------------------------------------------------------- the flag, measured
+
+
+def _table():
+    import pandas as pd
+
+    # 10 images: 2 gross errors (one flagged, one not), one flagged fine image, one no head
+    err = [0.5, 1.0, 1.5, 2.0, 0.8, 9.0, 7.0, 1.2, 0.3, float("nan")]
+    status = ["ok", "ok", "review", "ok", "ok", "review", "ok", "ok", "ok", "no head found"]
+    score = [0.99, 0.98, 0.5, 0.97, 0.96, 0.2, 0.95, 0.94, 0.93, float("nan")]
+    return pd.DataFrame({"hc_abs_error_mm": err, "status": status, "quality": score, "exam": range(10)})
+
+
+def test_flag_summary_counts_by_hand():
+    from fetalhead.evaluate import flag_summary
+
+    s = flag_summary(_table(), n_boot=200)
+    assert (s["n_images"], s["n_review"], s["n_gross"], s["gross_caught"]) == (10, 2, 3, 2)
+    assert s["fraction_set_aside"] == pytest.approx(0.3) and s["share_gross_caught"] == pytest.approx(2 / 3)
+    kept = [0.5, 1.0, 2.0, 0.8, 7.0, 1.2, 0.3]
+    assert s["hc_abs_error_mm_kept"] == pytest.approx(np.mean(kept))
+    assert s["hc_abs_error_mm_oracle"] == pytest.approx(np.mean([0.3, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0]))
+    lo, hi = s["hc_abs_error_mm_kept_ci"]
+    assert lo < s["hc_abs_error_mm_kept"] < hi
+
+
+def test_risk_coverage_by_hand():
+    from fetalhead.evaluate import risk_coverage
+
+    curve = risk_coverage(_table())
+    assert len(curve) == 9 and curve["coverage"].iloc[-1] == pytest.approx(0.9)  # no head: never kept
+    # most confident first: 0.5 (0.99), then 1.0 (0.98)
+    assert curve["hc_abs_error_mm"].iloc[1] == pytest.approx(0.75)
+    assert (curve["oracle_hc_abs_error_mm"] <= curve["hc_abs_error_mm"] + 1e-12).all()
+    assert curve["hc_abs_error_mm"].iloc[-1] == pytest.approx(curve["oracle_hc_abs_error_mm"].iloc[-1])
