@@ -20,6 +20,7 @@ with the CSV. `bias_correction=False` turns it off.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -203,13 +204,13 @@ class Prediction:
             "hc_raw_mm": self.hc_raw_mm,
             "center_x_px": e.cx if e else nan,
             "center_y_px": e.cy if e else nan,
-            "semi_axis_a_px": e.a if e else nan,
-            "semi_axis_b_px": e.b if e else nan,
+            "semi_axes_a_px": e.a if e else nan,
+            "semi_axes_b_px": e.b if e else nan,
             "angle_rad": e.angle_rad if e else nan,
             "center_x_mm": m.cx if m else nan,
             "center_y_mm": m.cy if m else nan,
-            "semi_axis_a_mm": m.a if m else nan,
-            "semi_axis_b_mm": m.b if m else nan,
+            "semi_axes_a_mm": m.a if m else nan,
+            "semi_axes_b_mm": m.b if m else nan,
             "ga_weeks": self.ga_weeks,
             "ga_in_range": self.ga_in_range,
             **{k: v for k, v in q.items() if k != "quality"},
@@ -346,7 +347,8 @@ class Predictor:
         hc_raw = ellipse.circumference * px
         hc = hc_raw - bias_mm
         weeks, in_range = gestational_age_weeks(hc)
-        q = quality(prob, mask, foreground, ellipse, hc, flip_agreement)
+        scale = math.sqrt(prob.shape[0] * prob.shape[1] / (self.image_size[0] * self.image_size[1]))
+        q = quality(prob, mask, foreground, ellipse, hc, flip_agreement, scale=scale)
         status = STATUS_OK if q.score >= self.review_below else STATUS_REVIEW
         return Prediction(mask, prob if self.keep_prob else None, px, ellipse, head,
                           head.to_mm(px), hc, hc_raw, bias_mm, weeks, in_range, status, q)

@@ -1,21 +1,23 @@
 """How far to trust one measurement: signals from the model and the geometry, one score, a flag.
 
-Each signal is in [0, 1], 1 meaning "looks like a clean, single, whole head":
+The raw signals of a prediction with a head:
 
-- `ellipse_fit`: IoU of the mask with its own filled fitted ellipse (a head is an ellipse; a
+- `ellipse_iou`: IoU of the mask with its own filled fitted ellipse (a head is an ellipse; a
   ragged or bitten mask is not);
 - `one_component`: the largest component's share of all thresholded pixels (two blobs: low);
-- `inside`: 1 - the length of the mask's contact with the image border / the ellipse's
+- `border_contact`: the length of the mask's contact with the image border / the ellipse's
   perimeter (a head cut by the border gives a guessed HC);
-- `sharpness`: how thin the band of undecided pixels (probability between 0.25 and 0.75) is
-  along the outline: its area / perimeter is the band's mean width in pixels, `BAND_OK_PX` or
-  less scores 1, `BAND_BAD_PX` or more scores 0;
-- `flip_agreement`: Dice of the masks of the plain and the mirrored pass (only when both are
-  computed, i.e. with test-time flips; NaN otherwise and left out);
-- `plausible`: 1 when HC lies in `HC_PLAUSIBLE_MM`, else 0.
+- `band_px`: the mean width of the band of undecided pixels (probability between 0.25 and
+  0.75) along the outline, in the NETWORK's pixels (its area / perimeter, divided by the
+  image-to-network scale): a blurred, hesitant outline is wide;
+- `flip_agreement`: Dice of the masks of the plain and the mirrored pass (only with
+  test-time flips; NaN otherwise and left out);
+- `hc_mm`: an HC outside `HC_PLAUSIBLE_MM` cannot be a fetal head.
 
-`score` is the smallest of them: one bad sign is enough to doubt. A prediction whose score is
-below the threshold is flagged for review.
+Each is mapped to [0, 1] by `SCALES` (1 at or beyond the "good" end, 0 at or beyond the "bad"
+end, linear between) and the score is the smallest: one bad sign is enough to doubt. The ends
+were read off the validation part's distributions (never the test part); a prediction whose
+score is below the predictor's `review_below` is flagged for review.
 """
 
 from __future__ import annotations
@@ -27,39 +29,54 @@ import numpy as np
 
 from fetalhead.ellipse import Ellipse
 
-__all__ = [
-    "BAND_BAD_PX",
-    "BAND_OK_PX",
-    "HC_PLAUSIBLE_MM",
-    "SIGNALS",
-    "Quality",
-    "mask_dice",
-    "quality",
-]
+__all__ = ["HC_PLAUSIBLE_MM", "SCALES", "SIGNALS", "Quality", "mask_dice", "quality", "score_signals"]
 
 #: head circumferences (mm) a fetal head at 10-42 weeks can have, with margin (HC18: 44-346 mm)
 HC_PLAUSIBLE_MM: tuple[float, float] = (35.0, 400.0)
-#: mean width (pixels at the image's size) of the undecided band: sharp at or below OK, bad at BAD
-BAND_OK_PX, BAND_BAD_PX = 2.0, 12.0
-#: the signals, in the order of `Quality`'s fields
-SIGNALS = ("ellipse_fit", "one_component", "inside", "sharpness", "flip_agreement", "plausible")
+#: signal -> (value scored 0, value scored 1); chosen on the validation part, where the median
+#: image has ellipse_iou 0.982, band_px 2.3, flip_agreement 0.99 and no border contact
+SCALES: dict[str, tuple[float, float]] = {
+    "ellipse_iou": (0.90, 0.97),
+    "one_component": (0.90, 0.99),
+    "border_contact": (0.20, 0.02),
+    "band_px": (6.0, 3.0),
+    "flip_agreement": (0.90, 0.98),
+}
+#: the raw signals, in the order of `Quality`'s fields
+SIGNALS = ("ellipse_iou", "one_component", "border_contact", "band_px", "flip_agreement", "hc_mm")
+
+
+def _scaled(value: float, bad: float, good: float) -> float:
+    return float(np.clip((value - bad) / (good - bad), 0.0, 1.0))
+
+
+def score_signals(ellipse_iou: float, one_component: float, border_contact: float, band_px: float,
+                  flip_agreement: float, hc_mm: float) -> float:
+    """The quality score in [0, 1] of raw signals: the smallest of their `SCALES` values, 0 for
+    an implausible HC; a NaN flip_agreement (not computed) is left out."""
+    if not HC_PLAUSIBLE_MM[0] <= hc_mm <= HC_PLAUSIBLE_MM[1]:
+        return 0.0
+    raw = dict(ellipse_iou=ellipse_iou, one_component=one_component, border_contact=border_contact,
+               band_px=band_px, flip_agreement=flip_agreement)
+    return min(_scaled(v, *SCALES[k]) for k, v in raw.items() if not math.isnan(v))
 
 
 @dataclass(frozen=True)
 class Quality:
-    """The signals (each in [0, 1]; flip_agreement NaN when not computed) and their minimum."""
+    """The raw signals (see the module docstring; flip_agreement NaN when not computed) and the score."""
 
-    ellipse_fit: float
+    ellipse_iou: float
     one_component: float
-    inside: float
-    sharpness: float
+    border_contact: float
+    band_px: float
     flip_agreement: float
-    plausible: float
+    hc_mm: float
     score: float
 
     def to_row(self) -> dict[str, float]:
-        """{"quality": score, "q_<signal>": value, ...} for a CSV row."""
+        """{"quality": score, "q_<signal>": value, ...} for a CSV row (HC is left to its own column)."""
         d = asdict(self)
+        d.pop("hc_mm")
         return {"quality": d.pop("score"), **{f"q_{k}": v for k, v in d.items()}}
 
 
@@ -71,26 +88,23 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def quality(prob: np.ndarray, mask: np.ndarray, foreground: np.ndarray, ellipse: Ellipse,
-            hc_mm: float, flip_agreement: float = math.nan) -> Quality:
+            hc_mm: float, flip_agreement: float = math.nan, scale: float = 1.0) -> Quality:
     """The quality of one prediction with a head.
 
     prob: float (H, W) probabilities at the image's size; mask: the largest component (H, W);
     foreground: every pixel above the threshold (H, W); ellipse: fitted to `mask` (pixels);
-    hc_mm: the measured HC; flip_agreement: Dice of the plain and mirrored passes' masks, or NaN.
+    hc_mm: the measured HC (mm); flip_agreement: Dice of the plain and mirrored passes' masks,
+    or NaN; scale: image pixels per network pixel (e.g. 800 / 480).
     """
-    shape = mask.shape
     m = np.asarray(mask, bool)
-    filled = ellipse.to_mask(shape).astype(bool)
+    filled = ellipse.to_mask(m.shape).astype(bool)
     union = int((m | filled).sum())
-    ellipse_fit = int((m & filled).sum()) / union if union else 0.0
+    ellipse_iou = int((m & filled).sum()) / union if union else 0.0
     fg = int(np.count_nonzero(foreground))
     one_component = int(m.sum()) / fg if fg else 0.0
     perimeter = max(ellipse.circumference, 1.0)
     edge = int(m[0].sum()) + int(m[-1].sum()) + int(m[1:-1, 0].sum()) + int(m[1:-1, -1].sum())
-    inside = max(1.0 - edge / perimeter, 0.0)
-    band = int(np.count_nonzero((prob > 0.25) & (prob < 0.75))) / perimeter
-    sharpness = float(np.clip((BAND_BAD_PX - band) / (BAND_BAD_PX - BAND_OK_PX), 0.0, 1.0))
-    plausible = 1.0 if HC_PLAUSIBLE_MM[0] <= hc_mm <= HC_PLAUSIBLE_MM[1] else 0.0
-    values = [ellipse_fit, one_component, inside, sharpness, flip_agreement, plausible]
-    score = min(v for v in values if not math.isnan(v))
-    return Quality(*(float(v) for v in values), score=float(score))
+    border_contact = edge / perimeter
+    band_px = int(np.count_nonzero((prob > 0.25) & (prob < 0.75))) / perimeter / max(float(scale), 1e-6)
+    values = (ellipse_iou, one_component, border_contact, band_px, float(flip_agreement), float(hc_mm))
+    return Quality(*(float(v) for v in values), score=score_signals(*values))

@@ -67,12 +67,14 @@ SORT_OPTIONS: tuple[tuple[str, str], ...] = (
     ("Dice ascending (worst first)", "dice_asc"),
     ("Dice descending (best first)", "dice_desc"),
     ("|HC error| descending (worst first)", "hc_error_desc"),
+    ("quality ascending (least trusted first)", "quality_asc"),
 )
 
 
 #: (prob float32 (H, W), pixel size mm, threshold) -> (mask uint8 {0,1} (H, W), ellipse in
-#: pixels or None, HC mm or nan): how a probability map becomes a measured head.
-Measure = Callable[[np.ndarray, float, float], tuple[np.ndarray, "Ellipse | None", float]]
+#: pixels or None, HC mm or nan), optionally followed by (quality score or nan, status): how a
+#: probability map becomes a measured head.
+Measure = Callable[[np.ndarray, float, float], tuple]
 
 
 def threshold_measure(prob: np.ndarray, pixel_size_mm: float,
@@ -104,7 +106,7 @@ class CaseStats:
 
     dice: Dice of the thresholded prediction vs the ground truth (nan without ground truth);
     area_px: predicted pixels; ellipse: fit in pixels (None = no head); hc_pred_mm, hc_true_mm,
-    hc_error_mm = pred - true (nan when unknown).
+    hc_error_mm = pred - true (nan when unknown); quality and status when the measure gives them.
     """
 
     dice: float
@@ -112,6 +114,8 @@ class CaseStats:
     ellipse: Ellipse | None
     hc_pred_mm: float
     hc_true_mm: float
+    quality: float = float("nan")  # `fetalhead.quality` score, nan when the measure gives none
+    status: str = ""  # "ok", "review", "no head found"; "" when the measure gives none
 
     @property
     def hc_error_mm(self) -> float:
@@ -212,17 +216,19 @@ class PredictionViewer:
         self.opacity_slider = W.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05,
                                             description="opacity", readout_format=".2f",
                                             continuous_update=False)
+        self.review_toggle = W.Checkbox(value=False, description="flagged for review only",
+                                        indent=False)
         self.label = W.HTML()
         # Natural size (no stretching to the output's width), shrunk on narrow screens.
         self.image = W.Image(format="png", layout=W.Layout(width="auto", max_width="100%",
                                                              align_self="flex-start"))
         for w, cls in ((self.case_slider, "case"), (self.sort_dropdown, "sort"),
                        (self.threshold_slider, "threshold"), (self.opacity_slider, "opacity"),
-                       (self.label, "label"), (self.image, "figure")):
+                       (self.review_toggle, "review"), (self.label, "label"), (self.image, "figure")):
             w.add_class(f"fetalhead-viewer-{cls}")  # stable hooks for the browser test and CSS
         self._box = W.VBox([
             W.HBox([self.case_slider, self.sort_dropdown]),
-            W.HBox([self.threshold_slider, self.opacity_slider]),
+            W.HBox([self.threshold_slider, self.opacity_slider, self.review_toggle]),
             self.label,
             self.image,
         ])
@@ -232,6 +238,7 @@ class PredictionViewer:
         self.sort_dropdown.observe(self._on_sort, names="value")
         self.threshold_slider.observe(self._on_threshold, names="value")
         self.opacity_slider.observe(self._on_redraw, names="value")
+        self.review_toggle.observe(self._on_filter, names="value")
         self._order = self._sorted_order(sort)
         self.render()
 
@@ -260,7 +267,7 @@ class PredictionViewer:
 
         def measure(prob: np.ndarray, px: float, t: float):
             p = predictor.measure(prob, px, threshold=t)
-            return p.mask, p.head_ellipse, p.hc_mm
+            return p.mask, p.head_ellipse, p.hc_mm, p.quality.score if p.quality else float("nan"), p.status
 
         kwargs.setdefault("threshold", predictor.threshold)
         kwargs.setdefault("measure", measure)
@@ -319,7 +326,7 @@ class PredictionViewer:
     def pred_mask(self, index: int, threshold: float | None = None) -> np.ndarray:
         """Binary prediction uint8 {0,1} (H, W) of case `index` (input order) at `threshold`."""
         t = self.threshold if threshold is None else float(threshold)
-        mask, _, _ = self._measure(self._probs[index], self._pixel_sizes[index], t)
+        mask = self._measure(self._probs[index], self._pixel_sizes[index], t)[0]
         return (np.asarray(mask) > 0).astype(np.uint8)
 
     def stats(self, index: int, threshold: float | None = None) -> CaseStats:
@@ -327,7 +334,7 @@ class PredictionViewer:
         t = round(self.threshold if threshold is None else float(threshold), 6)
         key = (index, t)
         if key not in self._cache:
-            pred, ell, hc = self._measure(self._probs[index], self._pixel_sizes[index], t)
+            pred, ell, hc, *extra = self._measure(self._probs[index], self._pixel_sizes[index], t)
             gt = self._masks[index]
             self._cache[key] = CaseStats(
                 dice=float("nan") if gt is None else float(dice(pred, gt)),
@@ -335,6 +342,8 @@ class PredictionViewer:
                 ellipse=ell,
                 hc_pred_mm=float(hc),
                 hc_true_mm=self._hc_true[index],
+                quality=float(extra[0]) if extra else float("nan"),
+                status=str(extra[1]) if len(extra) > 1 else "",
             )
         return self._cache[key]
 
@@ -351,6 +360,8 @@ class PredictionViewer:
 
     def _sorted_order(self, sort: str) -> list[int]:
         idx = list(range(len(self)))
+        if self.review_toggle.value:  # flagged cases only (all of them when none is flagged)
+            idx = [i for i in idx if self.stats(i).status not in ("", "ok")] or idx
         if sort == "input":
             return idx
         if sort == "filename":
@@ -358,7 +369,8 @@ class PredictionViewer:
 
         def key(i: int) -> tuple[bool, float]:
             s = self.stats(i)
-            value = {"dice_asc": s.dice, "dice_desc": -s.dice}.get(sort, -abs(s.hc_error_mm))
+            value = {"dice_asc": s.dice, "dice_desc": -s.dice, "quality_asc": s.quality}.get(
+                sort, -abs(s.hc_error_mm))
             # NaN last; ties keep input order (sorted is stable).
             return (True, 0.0) if math.isnan(value) else (False, value)
 
@@ -409,9 +421,10 @@ class PredictionViewer:
     def label_text(self) -> str:
         """The label's text: "case i/N: filename — Dice x — HC pred y mm vs true z mm"."""
         s = self.current_stats
-        return (f"case {self.current_position}/{len(self)}: {self.current_filename} — "
+        flag = f" — quality {_fmt(s.quality, '.2f')} ({s.status})" if s.status else ""
+        return (f"case {self.current_position}/{len(self._order)}: {self.current_filename} — "
                 f"Dice {_fmt(s.dice, '.3f')} — HC pred {_fmt(s.hc_pred_mm, '.1f')} mm vs true "
-                f"{_fmt(s.hc_true_mm, '.1f')} mm")
+                f"{_fmt(s.hc_true_mm, '.1f')} mm{flag}")
 
     @property
     def widget(self) -> W.VBox:
@@ -460,8 +473,8 @@ class PredictionViewer:
     def render(self) -> bytes:
         """Redraw the label and the figure for the current state; returns the PNG bytes."""
         self.label.value = html.escape(self.label_text).replace(
-            f"case {self.current_position}/{len(self)}:",
-            f"<b>case {self.current_position}/{len(self)}</b>:", 1)
+            f"case {self.current_position}/{len(self._order)}:",
+            f"<b>case {self.current_position}/{len(self._order)}</b>:", 1)
         self.last_png = figure_to_png(self.figure())
         self.image.value = self.last_png
         self.render_count += 1
@@ -474,9 +487,17 @@ class PredictionViewer:
 
     def _on_sort(self, change: dict) -> None:
         # A new sort starts at its first case: the point of sorting is to see the worst first.
-        self._order = self._sorted_order(change["new"])
+        self._restart(change["new"])
+
+    def _on_filter(self, change: dict) -> None:
+        self._restart(self.sort_dropdown.value)
+
+    def _restart(self, sort: str) -> None:
+        self._order = self._sorted_order(sort)
         self._busy = True
         try:
+            self.case_slider.max = max(len(self._order), 1)
+            self.case_slider.disabled = len(self._order) == 1
             self.case_slider.value = 1
         finally:
             self._busy = False
@@ -488,7 +509,8 @@ class PredictionViewer:
         self._order = self._sorted_order(self.sort_dropdown.value)
         self._busy = True
         try:
-            self.case_slider.value = self._order.index(index) + 1
+            self.case_slider.max = max(len(self._order), 1)
+            self.case_slider.value = self._order.index(index) + 1 if index in self._order else 1
         finally:
             self._busy = False
         self.render()
@@ -548,6 +570,8 @@ class AugmentationExplorer:
         self.vflip_box = W.Checkbox(value=p.vflip, description="random v-flip", indent=False)
         self.seed_slider = W.IntSlider(value=seed, min=0, max=99, description="seed",
                                        continuous_update=False)
+        self.review_toggle = W.Checkbox(value=False, description="flagged for review only",
+                                        indent=False)
         self.label = W.HTML()
         self.image = W.Image(format="png")
         controls = {"image": self.image_slider, "rotate": self.rotate_slider,

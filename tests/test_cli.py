@@ -29,9 +29,10 @@ from fetalhead.ellipse import SUBMISSION_COLUMNS
 HC18 = os.environ.get("HC18_DIR")
 needs_data = pytest.mark.skipif(not HC18, reason="HC18_DIR not set")
 REPO = Path(__file__).resolve().parents[1]
-PRED_COLUMNS = ["filename", "status", "pixel_size_mm", "hc_mm", "hc_raw_mm", "center_x_px",
-                "center_y_px", "semi_axis_a_px", "semi_axis_b_px", "angle_rad", "center_x_mm",
-                "center_y_mm", "semi_axis_a_mm", "semi_axis_b_mm", "ga_weeks", "ga_in_range"]
+PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_raw_mm", "center_x_px",
+                "center_y_px", "semi_axes_a_px", "semi_axes_b_px", "angle_rad", "center_x_mm",
+                "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "ga_weeks", "ga_in_range",
+                "q_ellipse_iou", "q_one_component", "q_border_contact", "q_band_px", "q_flip_agreement"]
 
 
 @pytest.fixture(scope="session")
@@ -305,15 +306,17 @@ def test_predict_real_images_and_unusual_modes(tmp_path, capfd, tiny_checkpoint)
     assert list(df.columns) == PRED_COLUMNS
     assert sorted(df["filename"]) == sorted(p.name for p in images + extra)
     assert (df["pixel_size_mm"] == 0.12).all()
-    assert set(df["status"]) <= {"ok", "no head found"}
+    assert set(df["status"]) <= {"ok", "review", "no head found"}
+    measured = df["status"] != "no head found"
+    assert df.loc[measured, "quality"].between(0, 1).all() and df.loc[~measured, "quality"].isna().all()
     for p in images + extra:
         mask = np.asarray(Image.open(out / f"{p.stem}_mask.png"))
         overlay = np.asarray(Image.open(out / f"{p.stem}_overlay.png"))
         assert mask.shape == (540, 800) and set(np.unique(mask)) <= {0, 255}
         assert overlay.shape == (540, 800, 3)
-    ok = df[df["status"] == "ok"]
+    ok = df[measured]
     assert len(ok) > 0 and np.isfinite(ok["hc_mm"]).all()
-    assert np.allclose(ok["semi_axis_a_mm"], ok["semi_axis_a_px"] * 0.12, rtol=1e-5)
+    assert np.allclose(ok["semi_axes_a_mm"], ok["semi_axes_a_px"] * 0.12, rtol=1e-5)
     # The mode conversions give the same prediction as the original PNG (JPEG is lossy).
     by = df.set_index("filename")
     for name in ("g16.png", "rgb.png", "rgba.png", "pal.png"):
@@ -570,3 +573,51 @@ def test_download_wraps_download_hc18(tmp_path, capfd, monkeypatch):
     monkeypatch.setattr("fetalhead.download.download_hc18", offline)
     code, _, err = run(["download", "--data", tmp_path / "hc"], capfd)
     assert_one_line_error(code, err, 1, "cannot reach zenodo.org")
+
+
+def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capfd, untrained_checkpoint):
+    from fetalhead.train import load_checkpoint
+
+    out = tmp_path / "w.pt"
+    code, stdout, err = run(["export", "--checkpoint", untrained_checkpoint, "--out", out], capfd)
+    assert code == 0, err
+    _, cfg, meta = load_checkpoint(out)
+    assert meta["weights_only"] and meta["dtype"] == "float16" and "wrote" in stdout
+    assert out.stat().st_size < 0.6 * Path(untrained_checkpoint).stat().st_size
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    before = snapshot(tmp_path)
+    code, _, err = run(["export", "--checkpoint", untrained_checkpoint, "--out", out], capfd)
+    assert_one_line_error(code, err, 1, "exists")
+    code, _, err = run(["export", "--checkpoint", junk, "--out", tmp_path / "x.pt"], capfd)
+    assert_one_line_error(code, err, 1, "not a fetalhead checkpoint")
+    assert snapshot(tmp_path) == before  # nothing written, nothing overwritten
+
+
+def test_model_choice_is_checked_and_said(tmp_path, capfd, untrained_checkpoint, monkeypatch):
+    code, _, err = run(["predict", tmp_path, "--model", "huge", "--pixel-size", "0.1", "--out", tmp_path / "o"], capfd)
+    assert_one_line_error(code, err, 2, "invalid choice")
+    code, _, err = run(["predict", tmp_path, "--model", "small", "--checkpoint", untrained_checkpoint,
+                        "--pixel-size", "0.1", "--out", tmp_path / "o"], capfd)
+    assert_one_line_error(code, err, 2, "not allowed with")
+    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda model=None: tmp_path / f"none_{model}.pt")
+    img = tmp_path / "in" / "a.png"
+    img.parent.mkdir()
+    Image.fromarray(np.zeros((64, 96), np.uint8)).save(img)
+    code, _, err = run(["predict", img, "--model", "small", "--pixel-size", "0.1", "--out", tmp_path / "o"], capfd)
+    assert_one_line_error(code, err, 1, "no shipped weights")
+    code, stdout, err = run(["predict", img, "--checkpoint", untrained_checkpoint, "--pixel-size", "0.1",
+                             "--out", tmp_path / "o"], capfd)
+    assert code == 0, err
+    assert f"model: checkpoint {untrained_checkpoint} (preset 'cpu', width 4, 64x96 px)" in stdout
+
+
+def test_train_with_a_time_budget(tmp_path, capfd, synthetic_hc18, cache_tmp):
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", "--preset", "cpu", "--quick", "--data", synthetic_hc18, "--out", out,
+                             "--time-budget", "2", "--quiet"], capfd)
+    assert code == 0, err
+    hist = pd.read_csv(out / "history.csv")
+    assert len(hist) >= 1 and hist["lr"].iloc[-1] < 1e-3  # annealed by the end of the budget
+    code, _, err = run(["train", "--preset", "cpu", "--time-budget", "0", "--out", out], capfd)
+    assert_one_line_error(code, err, 2, "positive")

@@ -248,7 +248,7 @@ def test_mask_ellipse_and_hc_at_original_resolution():
     assert p.ellipse_mm.cx == pytest.approx(p.head_ellipse.cx * px)
     assert (p.ga_weeks, p.ga_in_range) == gestational_age_weeks(p.hc_mm)
     row = p.to_row()
-    assert row["hc_mm"] == p.hc_mm and row["semi_axis_a_mm"] == p.ellipse_mm.a
+    assert row["hc_mm"] == p.hc_mm and row["semi_axes_a_mm"] == p.ellipse_mm.a
 
 
 def test_bias_correction_can_be_switched_off():

@@ -12,7 +12,7 @@ from test_predict import EllipseLogits
 
 from fetalhead.ellipse import Ellipse, fit_ellipse
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW, Predictor
-from fetalhead.quality import BAND_BAD_PX, HC_PLAUSIBLE_MM, mask_dice, quality
+from fetalhead.quality import HC_PLAUSIBLE_MM, SCALES, mask_dice, quality, score_signals
 
 SHAPE = (270, 400)
 HEAD = Ellipse(200.0, 135.0, 90.0, 70.0, 0.4)
@@ -29,28 +29,28 @@ def _case(mask: np.ndarray, prob: np.ndarray | None = None, hc_mm: float = 150.0
 
 def test_a_clean_ellipse_scores_well():
     q = _case(HEAD.to_mask(SHAPE))
-    assert q.score > 0.95 and q.ellipse_fit > 0.97
-    assert (q.one_component, q.inside, q.sharpness, q.plausible) == (1.0, 1.0, 1.0, 1.0)
+    assert q.score == 1.0 and q.ellipse_iou > 0.97
+    assert (q.one_component, q.border_contact, q.band_px) == (1.0, 0.0, 0.0)
     assert math.isnan(q.flip_agreement)  # not computed: left out of the score
 
 
 def test_two_blobs_score_badly():
     mask = HEAD.to_mask(SHAPE) | Ellipse(60.0, 60.0, 40.0, 35.0, 0.0).to_mask(SHAPE)
     q = _case(mask)
-    assert q.one_component < 0.85 and q.score == q.one_component
+    assert q.one_component < 0.85 and q.score == 0.0
 
 
 def test_a_head_cut_by_the_border_scores_badly():
     cut = Ellipse(330.0, 135.0, 110.0, 90.0, 0.0)  # a third of it lies right of the image
     q = _case(cut.to_mask(SHAPE))
-    assert q.inside < 0.9 and q.score < 0.9
+    assert q.border_contact > 0.2 and q.score == 0.0
 
 
 def test_a_ragged_mask_scores_badly():
     mask = HEAD.to_mask(SHAPE)
     mask[100:170, 150:250] = 0  # a bite out of the middle: not an ellipse any more
     q = _case(mask)
-    assert q.ellipse_fit < 0.9 and q.score < 0.9
+    assert q.ellipse_iou < 0.9 and q.score == 0.0
 
 
 def test_a_blurred_outline_scores_badly():
@@ -61,15 +61,27 @@ def test_a_blurred_outline_scores_badly():
     r = np.sqrt(u**2 + v**2)
     sharp = _case(HEAD.to_mask(SHAPE), (1 / (1 + np.exp(-200 * (1 - r)))).astype(np.float32))
     blurred = _case(HEAD.to_mask(SHAPE), (1 / (1 + np.exp(-4 * (1 - r)))).astype(np.float32))
-    assert sharp.sharpness == 1.0 and blurred.sharpness == 0.0 and blurred.score == 0.0
-    assert BAND_BAD_PX < 40  # the blurred band is about 40 px wide
+    assert sharp.band_px < 2 and sharp.score == 1.0
+    assert blurred.band_px > SCALES["band_px"][0] and blurred.score == 0.0  # about 40 px wide
 
 
 def test_an_implausible_hc_and_a_disagreeing_mirror_score_badly():
     mask = HEAD.to_mask(SHAPE)
     assert _case(mask, hc_mm=HC_PLAUSIBLE_MM[1] + 1).score == 0.0
-    assert _case(mask, hc_mm=HC_PLAUSIBLE_MM[0] - 1).plausible == 0.0
-    assert _case(mask, flip=0.7).score == pytest.approx(0.7)
+    assert _case(mask, hc_mm=HC_PLAUSIBLE_MM[0] - 1).score == 0.0
+    assert _case(mask, flip=0.7).score == 0.0
+    bad, good = SCALES["flip_agreement"]
+    assert _case(mask, flip=(bad + good) / 2).score == pytest.approx(0.5)
+
+
+def test_score_signals_is_the_smallest_scaled_signal():
+    good = dict(ellipse_iou=0.99, one_component=1.0, border_contact=0.0, band_px=1.0,
+                flip_agreement=float("nan"), hc_mm=200.0)
+    assert score_signals(**good) == 1.0
+    for name, (bad, ok) in SCALES.items():
+        half = {**good, name: (bad + ok) / 2}
+        assert score_signals(**half) == pytest.approx(0.5), name
+        assert score_signals(**{**good, name: bad}) == 0.0, name
 
 
 def test_mask_dice():
@@ -89,7 +101,7 @@ def test_the_predictor_flags_low_scores_for_review():
     assert p_soft.status == STATUS_REVIEW and p_soft.quality.score < soft.review_below
     assert p_soft.hc_mm == pytest.approx(p_sharp.hc_mm, rel=0.02)  # still measured
     row = p_soft.to_row()
-    assert row["status"] == "review" and row["quality"] == p_soft.quality.score and "q_sharpness" in row
+    assert row["status"] == "review" and row["quality"] == p_soft.quality.score and row["q_band_px"] == p_soft.quality.band_px
     # a mirrored pass that disagrees: a head that is not symmetric under the flip, with tta
     # (the fake ignores its input, so the mirrored pass sees the head mirrored: 87 px apart)
     off = Ellipse(cx=340.0, cy=250.0, a=120.0, b=100.0, angle_rad=0.0)

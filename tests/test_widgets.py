@@ -302,3 +302,37 @@ def test_explorer_seed_and_sliders_change_the_draw(cases):
     assert abs(ex.current_draw.angle_deg) <= 40 and ex.params.rotate_deg == 40
     ex.image_slider.value = 1
     assert ex.current_augmented[0].shape == cases.images[1].shape
+
+
+def test_viewer_sorts_and_filters_by_quality():
+    """Through a Predictor: a sharp head is "ok", a blurred one "review"; the quality sort shows
+    the blurred first and the review filter keeps only it."""
+    from test_predict import EllipseLogits
+
+    from fetalhead.ellipse import Ellipse
+    from fetalhead.predict import Predictor
+    from fetalhead.widgets import PredictionViewer
+
+    orig = (270, 400)
+    head = Ellipse(200.0, 135.0, 90.0, 70.0, 0.3)
+    sharp = Predictor(EllipseLogits(head, orig, k=400.0), (64, 96), device="cpu")
+    blurred = Predictor(EllipseLogits(head, orig, k=3.0), (64, 96), device="cpu")
+    image = np.zeros(orig, np.uint8)
+    probs = [sharp.probabilities([image])[0], blurred.probabilities([image])[0]]
+
+    def measure(prob, px, t):
+        p = sharp.measure(prob, px, threshold=t)
+        return p.mask, p.head_ellipse, p.hc_mm, p.quality.score, p.status
+
+    v = PredictionViewer([image, image], probs, [0.1, 0.1], ["sharp.png", "blurred.png"], measure=measure)
+    assert [v.stats(i).status for i in range(2)] == ["ok", "review"]
+    v.sort_dropdown.value = "quality_asc"
+    assert v.order == [1, 0] and v.current_filename == "blurred.png"
+    assert "quality 0.00 (review)" in v.label_text
+    v.sort_dropdown.value = "filename"
+    v.review_toggle.value = True
+    assert v.order == [1] and v.case_slider.max == 1 and "case 1/1" in v.label_text
+    v.threshold_slider.value = 0.3  # the shown case stays reachable
+    assert v.current_filename == "blurred.png"
+    v.review_toggle.value = False
+    assert sorted(v.order) == [0, 1]
