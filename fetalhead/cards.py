@@ -63,6 +63,21 @@ def _results_rows(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _flag_rows(records: list[dict[str, Any]]) -> str:
+    head = ["part", "flagged", "gross errors flagged", "HC mean abs. diff. mm: all", "unflagged",
+            "setting aside the truly worst as many"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        f = r.get("review_flag")
+        if not f:
+            continue
+        lo, hi = f["hc_abs_error_mm_kept_ci"]
+        lines.append(f"| {r['part']} | {100 * f['fraction_set_aside']:.1f} % ({f['n_images'] - round((1 - f['fraction_set_aside']) * f['n_images'])} of {f['n_images']}) | "
+                     f"{f['gross_caught']} of {f['n_gross']} | {f['hc_abs_error_mm_all']:.2f} | "
+                     f"{f['hc_abs_error_mm_kept']:.2f} [{lo:.2f}, {hi:.2f}] | {f['hc_abs_error_mm_oracle']:.2f} |")
+    return "\n".join(lines)
+
+
 def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
     from fetalhead.model import build_model
@@ -77,6 +92,7 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     mine = [r for r in (records if records is not None else load_results()) if r["model"] == model]
     mine.sort(key=lambda r: (r["part"] != "val", r["tta"]))
     evaluated = "\n".join(f"- `{r['command']}` on {r['machine']}, {r['date']}, commit {r['commit']}" for r in mine)
+    precision = "bf16 mixed" if cfg.precision == "auto" and "CPU" not in str(meta.get("trained_on")) else cfg.precision
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`
@@ -104,10 +120,10 @@ or `fetalhead predict --model {model}`.
   trained on the train part (693 images), epoch chosen on the validation part (146 images);
   the test part (160 images, 121 exams) was used for the final figures only.
 - Recipe: {cfg.optimizer} (peak learning rate {cfg.lr:g}, weight decay {cfg.weight_decay:g}),
-  {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {cfg.precision} precision, BCE + Dice loss
+  {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {precision} precision, BCE + Dice loss
   (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}); joint augmentation: {aug}.
 - Command: `{run['command']}`
-- Machine: {run['machine']}; trained on {meta.get('trained_on')}, {run['date']}. {run.get('note', '')}.
+- Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
 - Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; best validation Dice
   {best['val_dice']:.4f} (at {cfg.image_size[0]}x{cfg.image_size[1]} px) at epoch {int(best['epoch'])}
   ({best['seconds']:.0f} s), the weights shipped. History: `results/training/{run_name}.csv`.
@@ -125,6 +141,13 @@ metrics compare the predicted mask with the filled annotation (stricter). Hausdo
 means over the images where a head was found. Evaluated with:
 
 {evaluated}
+
+## Review flag
+
+Each measurement gets a quality score (`fetalhead.quality`); below {meta.get('review_below')} (chosen on the
+validation part) its status is "review". Gross errors are |HC difference| > 6 mm:
+
+{_flag_rows(mine)}
 
 ## Limitations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -104,8 +105,9 @@ def _add_common(p: argparse.ArgumentParser, *, data: bool = True, checkpoint: bo
     if checkpoint:
         which = p.add_mutually_exclusive_group()
         which.add_argument("--model", choices=SHIPPED_MODELS, default=None,
-                           help="a shipped model: default (trained on a GPU, the best) or small "
-                           "(fast on a CPU); default: the best shipped model present")
+                           help="a shipped model (see the README's results): small (width 8, "
+                           "fast on a CPU) or default (width 32); default: the best on the "
+                           "validation part that is present")
         which.add_argument("--checkpoint", metavar="FILE", type=_path, default=None,
                            help="a checkpoint of your own (best.pt, or a file from `fetalhead export`)")
         p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
@@ -562,16 +564,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _say(table.to_string(float_format=lambda v: f"{v:.4f}"))
     _say(f"report written to {out}")
     if args.results is not None:
+        from fetalhead.evaluate import flag_summary
         from fetalhead.results import results_record, write_results
         from fetalhead.train import device_name
 
         ckpt = Path(predictor.checkpoint)
         model = args.model or (ckpt.stem.removeprefix("fetalhead_") if args.checkpoint is None else str(ckpt))
-        command = "fetalhead " + " ".join(sys.argv[1:]) if sys.argv[0].endswith(("fetalhead", "__main__.py")) else None
         record = results_record(df, table, model=model, part=args.part, tta=predictor.tta,
-                                command=command or f"fetalhead evaluate --part {args.part}",
+                                command="fetalhead " + shlex.join(args.argv),
                                 trained_on=predictor.meta.get("trained_on"),
                                 device=device_name(predictor.device))
+        record["review_flag"] = {**flag_summary(df), "review_below": predictor.review_below}
         _say(f"results written to {write_results(record, args.results)}")
     return 0
 
@@ -720,6 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # for provenance
     except SystemExit as e:  # --help, --version, usage errors
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     try:

@@ -36,6 +36,7 @@ __all__ = [
     "compare_configs",
     "describe_checkpoint",
     "gestational_ages",
+    "held_out_viewer",
     "image_size_counts",
     "images_per_exam",
     "layer_table",
@@ -397,3 +398,33 @@ def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> t
         fit(cfg, *load_training_arrays(cfg, root), out.parent, device="cpu", progress=False)
     return out, (f"NOT the shipped GPU model (none is installed, and notebook 04 has not run) but a "
                  f"stand-in just trained on the CPU: {describe_checkpoint(out)}")
+
+
+def held_out_viewer(n: int = 6, model: str | None = None, root: str | os.PathLike | None = None,
+                    **kwargs):
+    """The prediction viewer over `n` held-out test images, spread from the smallest head to the
+    largest, with the shipped model `model` (default: the best present); the synthetic demo
+    viewer (`fetalhead.widgets.demo_viewer`) when HC18 or the shipped weights are missing.
+    Other keyword arguments go to `PredictionViewer`."""
+    from fetalhead.data import (
+        annotation_path,
+        check_data_dir,
+        image_path,
+        load_pair,
+        read_training_csv,
+    )
+    from fetalhead.errors import FetalheadError
+    from fetalhead.predict import Predictor
+    from fetalhead.widgets import PredictionViewer, demo_viewer
+
+    try:
+        root = check_data_dir(root)
+        predictor = Predictor.from_checkpoint(model=model, device="cpu")
+    except FetalheadError:
+        return demo_viewer(n=n, **kwargs)
+    rows = read_training_csv(root).merge(load_split(root=root)).query("split == 'test'")
+    rows = spread_rows(rows, n, "hc_mm")
+    pairs = [load_pair(image_path(f, root=root), annotation_path(f, root)) for f in rows["filename"]]
+    return PredictionViewer.from_predictor(
+        predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float), list(rows["filename"]),
+        [m for _, m in pairs], rows["hc_mm"].to_numpy(float), **kwargs)

@@ -621,3 +621,23 @@ def test_train_with_a_time_budget(tmp_path, capfd, synthetic_hc18, cache_tmp):
     assert len(hist) >= 1 and hist["lr"].iloc[-1] < 1e-3  # annealed by the end of the budget
     code, _, err = run(["train", "--preset", "cpu", "--time-budget", "0", "--out", out], capfd)
     assert_one_line_error(code, err, 2, "positive")
+
+
+def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
+    import json
+
+    res = tmp_path / "results" / "m_val.json"
+    argv = ["evaluate", "--data", synthetic_hc18, "--checkpoint", untrained_checkpoint, "--out",
+            tmp_path / "report", "--quiet", "--part", "val", "--results", res]
+    code, stdout, err = run(argv, capfd)
+    assert code == 0, err
+    rec = json.loads(res.read_text())
+    per_image = pd.read_csv(tmp_path / "report" / "metrics_per_image.csv")
+    assert rec["part"] == "val" and rec["n_images"] == len(per_image) and rec["tta"] is False
+    assert rec["metrics"]["dice"]["mean"] == pytest.approx(per_image["dice"].mean())
+    assert rec["command"].startswith("fetalhead evaluate") and rec["date"] and rec["machine"]
+    assert rec["review_flag"]["n_images"] == len(per_image) and "review_below" in rec["review_flag"]
+    before = snapshot(tmp_path)
+    code, _, err = run([*argv[:-2], "--out", tmp_path / "report2", "--results", res], capfd)
+    assert_one_line_error(code, err, 1, "exists")
+    assert snapshot(tmp_path) == before

@@ -269,3 +269,23 @@ def test_notebook_checkpoint_trains_a_cpu_standin_once(tmp_path, monkeypatch):
     assert calls == [("cpu", "train", "val", "cpu")] and "stand-in just trained on the CPU" in text
     notebook_checkpoint(quick=True)
     assert len(calls) == 1  # the second call reuses the stand-in
+
+
+def test_held_out_viewer_falls_back_to_the_demo_without_data(tmp_path):
+    from fetalhead.explore import held_out_viewer
+
+    v = held_out_viewer(n=3, root=tmp_path / "no_hc18")
+    assert len(v) == 3 and v.current_filename.startswith("synthetic_")
+
+
+def test_held_out_viewer_shows_real_test_images(hc18_dir):
+    from fetalhead.explore import held_out_viewer
+    from fetalhead.paths import shipped_checkpoint
+    from fetalhead.split import load_split
+
+    if not shipped_checkpoint().is_file():
+        pytest.skip("no shipped weights")
+    v = held_out_viewer(n=3, root=hc18_dir)
+    test = set(load_split().query("split == 'test'")["filename"])
+    assert len(v) == 3 and set(v.table()["filename"]) <= test
+    assert v.current_stats.status in ("ok", "review") and v.current_stats.dice > 0.8

@@ -65,3 +65,14 @@ def test_model_cards_are_up_to_date(model):
     card = weights.with_suffix(".md").read_text()
     assert card == model_card(model), "run `python -m fetalhead.cards`"
     assert "not a medical device" in card.lower() and "held-out test part" in card
+
+
+@pytest.mark.skipif(ROOT is None, reason="not a checkout")
+def test_shipped_models_are_ordered_by_their_validation_results():
+    """`SHIPPED_MODELS` is best first: the lowest HC mean absolute difference on the
+    validation part (never the test part) among the stored results."""
+    val = {r["model"]: r["metrics"]["hc_abs_error_mm"]["mean"] for r in load_results()
+           if r["part"] == "val" and not r["tta"]}
+    shipped = [m for m in SHIPPED_MODELS if (PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt").is_file()]
+    assert set(shipped) <= set(val), "every shipped model needs results/<model>_val.json"
+    assert shipped == sorted(shipped, key=val.get)
