@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from fetalhead.config import DEFAULT_SIZE
 from fetalhead.data import (
     annotation_path,
     check_data_dir,
@@ -36,6 +37,7 @@ from fetalhead.data import (
 from fetalhead.errors import FetalheadError
 from fetalhead.paths import cache_dir as default_cache_dir
 from fetalhead.split import PARTS, load_split
+from fetalhead.transforms import resize_image, resize_mask
 
 __all__ = [
     "META_COLUMNS",
@@ -94,29 +96,6 @@ class ArraySet:
     def part(self, name: str) -> ArraySet:
         """The rows whose meta `split` is `name`."""
         return self.subset(self.meta["split"].to_numpy() == name)
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 (h, w) -> uint8 (H, W) with `size` = (H, W): area averaging (cv2.INTER_AREA),
-    which does not alias when shrinking."""
-    h, w = size
-    if image.shape == (h, w):
-        return image.copy()
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 {0,1} (h, w) -> uint8 {0,1} (H, W): resample the mask as a float (the covered
-    fraction when shrinking, bilinear when enlarging) and keep pixels >= 0.5, which puts the
-    boundary within half a pixel of where it was; nearest-neighbour would shift it by up to
-    one source pixel."""
-    h, w = size
-    if mask.shape == (h, w):
-        return mask.astype(np.uint8, copy=True)
-    shrink = h <= mask.shape[0] and w <= mask.shape[1]
-    resized = cv2.resize(mask.astype(np.float32), (w, h),
-                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return (resized >= 0.5).astype(np.uint8)
 
 
 def shrink_arrays(s: ArraySet, size: tuple[int, int]) -> ArraySet:
@@ -266,7 +245,7 @@ def _decode(rows: pd.DataFrame, root: Path, size: tuple[int, int], challenge: bo
 
 def load_arrays(
     part: str | Sequence[str],
-    size: tuple[int, int] = (256, 384),
+    size: tuple[int, int] = DEFAULT_SIZE,
     root: str | os.PathLike | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike | None = None,
@@ -279,7 +258,7 @@ def load_arrays(
     Args:
         part: "train", "val", "test" (the committed exam-grouped split), a list of them, or
             "challenge" on its own (the 335 unlabelled test_set images: masks is None).
-        size: (H, W) in pixels, e.g. (256, 384) (HC18's 540x800 aspect) or (572, 572).
+        size: (H, W) in pixels, e.g. (320, 480) (HC18's 540x800 aspect) or (572, 572).
         root: HC18 folder (default `fetalhead.paths.data_dir()`).
         cache: read/write the decoded arrays in `cache_dir` (default
             `fetalhead.paths.cache_dir()`); the key covers size, files and their mtimes.
@@ -330,7 +309,7 @@ def load_arrays(
 
 def build_compact_cache(
     path: str | os.PathLike,
-    size: tuple[int, int] = (256, 384),
+    size: tuple[int, int] = DEFAULT_SIZE,
     parts: Sequence[str] = _LABELLED,
     root: str | os.PathLike | None = None,
     cache: bool = True,

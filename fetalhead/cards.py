@@ -80,8 +80,8 @@ def _flag_rows(records: list[dict[str, Any]]) -> str:
 
 def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
+    from fetalhead.checkpoint import load_checkpoint
     from fetalhead.model import build_model
-    from fetalhead.train import load_checkpoint
 
     path = PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt"
     _, cfg, meta = load_checkpoint(path)
@@ -157,7 +157,7 @@ validation part) its status is "review". Gross errors are |HC difference| > 6 mm
 
 def shipped_runs() -> dict[str, str]:
     """{shipped model: the training run its weights file names (a key of results/training/runs.json)}."""
-    from fetalhead.train import load_checkpoint
+    from fetalhead.checkpoint import load_checkpoint
 
     runs = {}
     for model in SHIPPED_MODELS:

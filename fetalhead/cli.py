@@ -20,14 +20,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from fetalhead.config import PRESETS
+from fetalhead.config import DEFAULT_SIZE, PRESETS
 from fetalhead.errors import FetalheadError
 from fetalhead.paths import SHIPPED_MODELS
 
 __all__ = ["build_parser", "main"]
 
 PROG = "fetalhead"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PREDICTIONS_CSV = "predictions.csv"
 
 
@@ -137,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Resize every HC18 image and mask once and pack them into "
                        "one compact file (small enough to carry to a GPU machine).")
     _add_common(p)
-    p.add_argument("--size", type=_image_size, default=(256, 384), metavar="HxW",
-                   help="array size in pixels, height x width (default 256x384)")
+    p.add_argument("--size", type=_image_size, default=DEFAULT_SIZE, metavar="HxW",
+                   help="array size in pixels, height x width (default: the default preset's, "
+                   f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     p.add_argument("--out", type=_path, required=True, metavar="FILE", help="cache file to write")
     p.add_argument("--parts", type=_parts, default=("train", "val", "test"), metavar="P,P",
                    help="split parts to pack, comma-separated (default train,val,test; "
@@ -373,6 +373,8 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     """Image files named in `paths` (files, or folders read non-recursively), in order.
     Raises FetalheadError for a missing path, a folder without images, or two images
     with the same stem (their outputs would collide)."""
+    from fetalhead.data import IMAGE_SUFFIXES
+
     files: list[Path] = []
     for p in paths:
         if not p.exists():
@@ -531,7 +533,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from fetalhead.train import export_weights, load_checkpoint
+    from fetalhead.checkpoint import export_weights, load_checkpoint
 
     model, cfg, meta = load_checkpoint(args.checkpoint)
     _check_output_file(args.out, args.overwrite)
@@ -564,9 +566,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _say(table.to_string(float_format=lambda v: f"{v:.4f}"))
     _say(f"report written to {out}")
     if args.results is not None:
+        from fetalhead.device import device_name
         from fetalhead.evaluate import flag_summary
         from fetalhead.results import results_record, write_results
-        from fetalhead.train import device_name
 
         ckpt = Path(predictor.checkpoint)
         model = args.model or (ckpt.stem.removeprefix("fetalhead_") if args.checkpoint is None else str(ckpt))

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["PRESETS", "QUICK_ENV", "TrainConfig", "get_config", "quick_mode"]
+__all__ = ["DEFAULT_SIZE", "PRESETS", "QUICK_ENV", "TrainConfig", "get_config", "quick_mode"]
 
 QUICK_ENV = "FETALHEAD_QUICK"  #: set to 1 for a quick run (few images, few epochs): CI, notebooks
 
@@ -26,7 +26,7 @@ class TrainConfig:
 
     name: str = "default"  # preset name, stored in checkpoints
     # --- data
-    image_size: tuple[int, int] = (256, 384)  # (H, W) the images are resized to; HC18 is 540x800
+    image_size: tuple[int, int] = (320, 480)  # (H, W) the images are resized to; HC18 is 540x800
     max_train_images: int | None = None  # cap on training images (quick mode); None = all
     max_val_images: int | None = None  # cap on validation images (quick mode); None = all
     # --- model (Ronneberger et al. 2015; base_channels=64 is the paper's width)
@@ -100,7 +100,7 @@ PRESETS: dict[str, TrainConfig] = {
     # Ours, for a GPU: aspect-preserving 320x480 (HC18 is 540x800), bf16 + channels_last,
     # larger batch, AdamW + one-cycle, richer augmentation; meant to run with a time budget
     # (`fetalhead train --time-budget 240`). Width 32 keeps the fp16 export under 16 MiB.
-    "default": TrainConfig(image_size=(320, 480), last_every_s=60.0),
+    "default": TrainConfig(last_every_s=60.0),
     # What a 2-core CPU can train in minutes: a narrow U-Net at low resolution. Used by
     # `fetalhead main` when no GPU and no shipped weights exist; never shipped as the model.
     "cpu": TrainConfig(
@@ -126,6 +126,9 @@ PRESETS: dict[str, TrainConfig] = {
         last_every_s=120.0,
     ),
 }
+
+#: (H, W) pixels of the default preset: the size arrays are resized to unless told otherwise
+DEFAULT_SIZE: tuple[int, int] = PRESETS["default"].image_size
 
 _QUICK = dict(max_train_images=48, max_val_images=16, epochs=2, batch_size=8, patience=2,
               time_budget_s=None)

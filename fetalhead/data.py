@@ -30,6 +30,7 @@ from fetalhead.errors import FetalheadError
 from fetalhead.paths import DATA_ENV, data_dir
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "PIXEL_SIZE_RANGE_MM",
     "TEST_CSV",
     "TEST_DIR",
@@ -49,6 +50,9 @@ __all__ = [
     "training_pairs",
     "validate_pixel_size",
 ]
+
+#: file suffixes read as images (your own scans, folders of them)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.cache import META_COLUMNS, ArraySet, resize_image, resize_mask
-from fetalhead.data import load_image, load_mask, parse_filename, read_pixel_csv
+from fetalhead.config import DEFAULT_SIZE
+from fetalhead.data import IMAGE_SUFFIXES, load_image, load_mask, parse_filename, read_pixel_csv
 from fetalhead.errors import FetalheadError
 
 __all__ = ["IMAGE_SUFFIXES", "FolderDataset"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 class FolderDataset:
@@ -98,7 +98,7 @@ class FolderDataset:
         px = float(self.pixel_sizes.get(path.name, np.nan))
         return {"image": image, "mask": mask, "pixel_size_mm": px, "filename": path.name}
 
-    def to_arrays(self, size: tuple[int, int] = (256, 384)) -> ArraySet:
+    def to_arrays(self, size: tuple[int, int] = DEFAULT_SIZE) -> ArraySet:
         """All items resized to `size` = (H, W) pixels (see `fetalhead.cache.resize_image`).
 
         masks is None when no image has a mask; otherwise images without one get an all-zero

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fetalhead.cache import resize_image
 from fetalhead.data import PIXEL_SIZE_RANGE_MM, validate_pixel_size
+from fetalhead.device import resolve_device
 from fetalhead.ellipse import (
     Ellipse,
     annotation_bias_mm,
@@ -44,6 +44,7 @@ from fetalhead.ellipse import (
 )
 from fetalhead.errors import FetalheadError
 from fetalhead.quality import Quality, mask_dice, quality
+from fetalhead.transforms import resize_image
 
 __all__ = [
     "MAX_SIDE",
@@ -56,7 +57,6 @@ __all__ = [
     "Prediction",
     "Predictor",
     "check_image_file",
-    "default_device",
     "keep_largest_component",
     "load_input_image",
     "validate_image",
@@ -71,11 +71,6 @@ STATUS_NO_HEAD = "no head found"
 #: quality score below which a measurement is flagged for review (chosen on the validation
 #: part; a weights file may carry its own "review_below")
 REVIEW_BELOW = 0.9
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
@@ -237,7 +232,7 @@ class Predictor:
                  threshold: float = 0.5, bias_correction: bool = True,
                  keep_prob: bool = False, config=None, meta: dict | None = None,
                  checkpoint: Path | None = None, review_below: float | None = None) -> None:
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.float().to(self.device).eval()
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.tta = tta
@@ -254,14 +249,14 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike | None = None, model: str | None = None,
                         **kwargs) -> Predictor:
         """Load `path`, else the shipped model `model` ("default" or "small"), else the best
-        shipped model present, with `fetalhead.train.load_checkpoint`.
+        shipped model present, with `fetalhead.checkpoint.load_checkpoint`.
 
         Raises FetalheadError when the file is missing, is not a checkpoint, or does not match
         the architecture. `kwargs` go to `Predictor` (device, tta, threshold, ...); without
         `tta` (or with None) the file's own "tta" entry decides (off when it has none).
         """
+        from fetalhead.checkpoint import load_checkpoint
         from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
-        from fetalhead.train import load_checkpoint
 
         if path is None:
             if model is not None and model not in SHIPPED_MODELS:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +27,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fetalhead.checkpoint import (
+    CHECKPOINT_FORMAT,
+    export_weights,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    unwrap,
+)
 from fetalhead.config import TrainConfig
+from fetalhead.device import autocast_settings, device_name, resolve_device
 from fetalhead.errors import FetalheadError
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.metrics import dice_batch
@@ -55,7 +63,6 @@ __all__ = [
     "save_checkpoint",
 ]
 
-CHECKPOINT_FORMAT = "fetalhead-checkpoint-v1"  # marks our files; anything else is refused
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
 # learning rate at the epoch's last step, wall seconds since the run began (summed over resumes)
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
@@ -119,48 +126,6 @@ class EarlyStopping:
 
 
 # ----------------------------------------------------------------------------- devices, precision
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def device_name(device: torch.device) -> str:
-    """Human-readable name of `device`: the GPU model, or "CPU: <model>"."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU: {line.split(':', 1)[1].strip()}"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()}"
-
-
-def autocast_settings(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None for fp32, whether a GradScaler is needed) for a precision name.
-
-    "auto": bf16 on CUDA when the GPU supports it (Ampere and later), else fp16 with loss
-    scaling; fp32 on the CPU, where autocast is rarely faster.
-    """
-    cuda = device.type == "cuda"
-    if precision == "auto":
-        if not cuda:
-            return None, False
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp32":
-        return None, False
-    if precision == "bf16":
-        return torch.bfloat16, False  # bf16 has fp32's exponent range: no loss scaling
-    if precision == "fp16":
-        if not cuda:
-            raise FetalheadError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
-        return torch.float16, True
-    raise FetalheadError(f"unknown precision {precision!r}; choose auto, bf16, fp16 or fp32")
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
@@ -244,86 +209,6 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_st
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def _raw(model: nn.Module) -> nn.Module:
-    """The module under a torch.compile wrapper (its state_dict keys have no prefix)."""
-    return getattr(model, "_orig_mod", model)
-
-
-def _atomic_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # an interrupted run never leaves a half-written checkpoint
-    return path
-
-
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: TrainConfig, *, epoch: int,
-                    metrics: dict[str, float] | None = None, **state: Any) -> Path:
-    """Write a full checkpoint: model weights (fp32), config, metrics, epoch and any extra
-    `state` (optimizer, scheduler, scaler, early_stopping, rng, history ...). Returns the path."""
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "weights_only": False,
-        "model": {k: v.detach().cpu() for k, v in _raw(model).state_dict().items()},
-        "config": cfg.to_dict(),
-        "metrics": dict(metrics or {}),
-        "epoch": int(epoch),
-        **state,
-    }
-    return _atomic_save(ckpt, Path(path))
-
-
-def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float] | None,
-                   path: str | os.PathLike, epoch: int | None = None, half: bool = True,
-                   **info: str | float | int | None) -> Path:
-    """Write a small weights-only file: float tensors in fp16 (`half`, for shipping) or fp32
-    (best.pt during training), config, metrics, epoch, and `info` (e.g. trained_on="NVIDIA H200").
-
-    fp16 is about half the size of fp32; `load_checkpoint` reads both back as fp32.
-    """
-    cast = (lambda v: v.half()) if half else (lambda v: v.float())  # noqa: E731
-    weights = {k: (cast(v.detach().cpu()) if v.is_floating_point() else v.detach().cpu())
-               for k, v in _raw(model).state_dict().items()}
-    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16" if half else "float32",
-            "model": weights, "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch, **info}
-    return _atomic_save(ckpt, Path(path))
-
-
-def _read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FetalheadError(f"checkpoint not found: {path}")
-    try:
-        # weights_only: never unpickle arbitrary objects from a file someone handed us
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # zip, pickle and unpickler errors all mean "not ours"
-        raise FetalheadError(f"{path}: not a fetalhead checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise FetalheadError(f"{path}: not a fetalhead checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    return ckpt
-
-
-def load_checkpoint(path: str | os.PathLike,
-                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
-    """Read a checkpoint or an `export_weights` file -> (model fp32 in eval mode, config, meta).
-
-    `meta` holds everything else in the file (metrics, epoch, history, optimizer state ...).
-    A file that is not a fetalhead checkpoint, or whose weights do not fit the U-Net its config
-    describes, raises FetalheadError with a one-line message naming the file.
-    """
-    ckpt = _read_checkpoint(path, map_location)
-    try:
-        cfg = TrainConfig.from_dict(ckpt["config"])
-        model = build_model(cfg)
-        model.load_state_dict(ckpt["model"], strict=True)  # copies fp16 exports into fp32 params
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FetalheadError(f"{path}: weights do not match the model in its config ({first[:160]})") from None
-    model.to(map_location).eval()
-    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config")}
-    return model, cfg, meta
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -458,12 +343,12 @@ def fit(
 
     # 4. resume: weights, optimizer, schedule, scaler, early-stopping counters and history
     if resume is not None:
-        ckpt = _read_checkpoint(resume)
+        ckpt = read_checkpoint(resume)
         if ckpt.get("weights_only"):
             raise FetalheadError(f"{resume}: a weights-only file cannot be resumed; use last.pt")
         if TrainConfig.from_dict(ckpt["config"]) != cfg:
             raise FetalheadError(f"{resume}: its config differs from the one given to fit()")
-        _raw(model).load_state_dict(ckpt["model"])
+        unwrap(model).load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -474,13 +359,13 @@ def fit(
         seconds_before = float(rows[-1]["seconds"]) if rows else 0.0
         # the best weights so far: best.pt beside last.pt (weights only)
         best_path = Path(resume).parent / "best.pt"
-        best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else _read_checkpoint(best_path)
+        best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else read_checkpoint(best_path)
         if int(best_src["epoch"]) != stopper.best_epoch:
             raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
         stopper.best_state = {k: v.float().cpu() if v.is_floating_point() else v.cpu()
                               for k, v in best_src["model"].items()}
         if best_src is ckpt:
-            export_weights(_raw(model), cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, half=False)
+            export_weights(unwrap(model), cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, half=False)
         elif best_path.resolve() != (out_dir / "best.pt").resolve():
             shutil.copyfile(best_path, out_dir / "best.pt")  # out_dir must hold the best so far
         t_run = clock()
@@ -546,7 +431,7 @@ def fit(
         # 10. best.pt (weights only) on improvement; last.pt (full state) every
         #     cfg.last_every_s seconds (0: every epoch) and at the end
         metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
-        if stopper.step(val_dice, epoch, _raw(model)):
+        if stopper.step(val_dice, epoch, unwrap(model)):
             export_weights(model, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False,
                            trained_on=trained_on, seconds=seconds)
         if callback is not None and callback(epoch, history):
@@ -563,7 +448,7 @@ def fit(
     bar.close()
 
     # 11. put the best weights back
-    stopper.restore(_raw(model))
+    stopper.restore(unwrap(model))
     model.eval()
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     if not rows:

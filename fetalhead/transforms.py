@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from fetalhead.config import TrainConfig
 
 __all__ = [
+    "resize_image",
+    "resize_mask",
     "AugmentDraw",
     "AugmentParams",
     "BatchDraw",
@@ -240,3 +242,29 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     Training and prediction must both use this, so the model sees the same intensities.
     """
     return images.float().div_(255.0)
+
+
+# ----------------------------------------------------------------------------- resizing
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (h, w) -> uint8 (H, W) with `size` = (H, W): area averaging (cv2.INTER_AREA),
+    which does not alias when shrinking."""
+    h, w = size
+    if image.shape == (h, w):
+        return image.copy()
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 {0,1} (h, w) -> uint8 {0,1} (H, W): resample the mask as a float (the covered
+    fraction when shrinking, bilinear when enlarging) and keep pixels >= 0.5, which puts the
+    boundary within half a pixel of where it was; nearest-neighbour would shift it by up to
+    one source pixel."""
+    h, w = size
+    if mask.shape == (h, w):
+        return mask.astype(np.uint8, copy=True)
+    shrink = h <= mask.shape[0] and w <= mask.shape[1]
+    resized = cv2.resize(mask.astype(np.float32), (w, h),
+                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return (resized >= 0.5).astype(np.uint8)

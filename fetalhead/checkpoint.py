@@ -1,0 +1,103 @@
+"""Checkpoint files: full checkpoints to resume training, small weights-only files to ship.
+
+Every file carries the marker `CHECKPOINT_FORMAT`, is written atomically (a temporary file,
+then a rename: an interrupted run never leaves half a file) and is read with
+`torch.load(weights_only=True)`, which never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fetalhead.config import TrainConfig
+from fetalhead.errors import FetalheadError
+from fetalhead.model import build_model
+
+__all__ = ["CHECKPOINT_FORMAT", "export_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "unwrap"]
+
+CHECKPOINT_FORMAT = "fetalhead-checkpoint-v1"  # marks our files; anything else is refused
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module under a torch.compile wrapper (its state_dict keys have no prefix)."""
+    return getattr(model, "_orig_mod", model)
+
+
+def _atomic_save(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # an interrupted run never leaves a half-written checkpoint
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: TrainConfig, *, epoch: int,
+                    metrics: dict[str, float] | None = None, **state: Any) -> Path:
+    """Write a full checkpoint: model weights (fp32), config, metrics, epoch and any extra
+    `state` (optimizer, scheduler, scaler, early_stopping, rng, history ...). Returns the path."""
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "weights_only": False,
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "config": cfg.to_dict(),
+        "metrics": dict(metrics or {}),
+        "epoch": int(epoch),
+        **state,
+    }
+    return _atomic_save(ckpt, Path(path))
+
+
+def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float] | None,
+                   path: str | os.PathLike, epoch: int | None = None, half: bool = True,
+                   **info: str | float | int | None) -> Path:
+    """Write a small weights-only file: float tensors in fp16 (`half`, for shipping) or fp32
+    (best.pt during training), config, metrics, epoch, and `info` (e.g. trained_on="NVIDIA H200").
+
+    fp16 is about half the size of fp32; `load_checkpoint` reads both back as fp32.
+    """
+    cast = (lambda v: v.half()) if half else (lambda v: v.float())  # noqa: E731
+    weights = {k: (cast(v.detach().cpu()) if v.is_floating_point() else v.detach().cpu())
+               for k, v in unwrap(model).state_dict().items()}
+    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16" if half else "float32",
+            "model": weights, "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch, **info}
+    return _atomic_save(ckpt, Path(path))
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"checkpoint not found: {path}")
+    try:
+        # weights_only: never unpickle arbitrary objects from a file someone handed us
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # zip, pickle and unpickler errors all mean "not ours"
+        raise FetalheadError(f"{path}: not a fetalhead checkpoint ({type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise FetalheadError(f"{path}: not a fetalhead checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """Read a checkpoint or an `export_weights` file -> (model fp32 in eval mode, config, meta).
+
+    `meta` holds everything else in the file (metrics, epoch, history, optimizer state ...).
+    A file that is not a fetalhead checkpoint, or whose weights do not fit the U-Net its config
+    describes, raises FetalheadError with a one-line message naming the file.
+    """
+    ckpt = read_checkpoint(path, map_location)
+    try:
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        model = build_model(cfg)
+        model.load_state_dict(ckpt["model"], strict=True)  # copies fp16 exports into fp32 params
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FetalheadError(f"{path}: weights do not match the model in its config ({first[:160]})") from None
+    model.to(map_location).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config")}
+    return model, cfg, meta

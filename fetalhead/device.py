@@ -1,0 +1,54 @@
+"""The device and precision a model runs with: one helper for training, inference and benchmarks."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+from fetalhead.errors import FetalheadError
+
+__all__ = ["autocast_settings", "device_name", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable name of `device`: the GPU model, or "CPU: <model>"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()}"
+
+
+def autocast_settings(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for fp32, whether a GradScaler is needed) for a precision name.
+
+    "auto": bf16 on CUDA when the GPU supports it (Ampere and later), else fp16 with loss
+    scaling; fp32 on the CPU, where autocast is rarely faster.
+    """
+    cuda = device.type == "cuda"
+    if precision == "auto":
+        if not cuda:
+            return None, False
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return None, False
+    if precision == "bf16":
+        return torch.bfloat16, False  # bf16 has fp32's exponent range: no loss scaling
+    if precision == "fp16":
+        if not cuda:
+            raise FetalheadError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
+        return torch.float16, True
+    raise FetalheadError(f"unknown precision {precision!r}; choose auto, bf16, fp16 or fp32")
