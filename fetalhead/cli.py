@@ -271,7 +271,7 @@ def _check_output_file(out: Path, overwrite: bool, flag: str = "--out") -> None:
 
 
 def _check_parent_writable(out: Path, flag: str) -> None:
-    existing = out if out.exists() else out.parent
+    existing = out if out.is_dir() else out.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():

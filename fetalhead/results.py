@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from fetalhead.paths import repo_root
+from fetalhead.paths import SHIPPED_MODELS, repo_root
 
 __all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "results_record", "results_table", "training_run",
            "write_results"]
@@ -125,7 +125,8 @@ def results_table(records: list[dict[str, Any]], part: str = "test") -> str:
     """Markdown table of the records of `part`: mean [95 % interval] per `TABLE_COLUMNS`."""
     head = ["model", "trained on", "images / exams", *(c[0] for c in TABLE_COLUMNS), "no head found"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in records:
+    order = {m: i for i, m in enumerate(SHIPPED_MODELS)}  # best first
+    for r in sorted(records, key=lambda r: (order.get(r["model"], len(order)), r["tta"])):
         if r["part"] != part:
             continue
         name = r["model"] + (" + flips" if r["tta"] else "")

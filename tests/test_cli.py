@@ -641,3 +641,6 @@ def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, syntheti
     code, _, err = run([*argv[:-2], "--out", tmp_path / "report2", "--results", res], capfd)
     assert_one_line_error(code, err, 1, "exists")
     assert snapshot(tmp_path) == before
+    code, _, err = run([*argv, "--overwrite"], capfd)  # an existing results file is replaced
+    assert code == 0, err
+    assert json.loads(res.read_text())["date"]
