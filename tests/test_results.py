@@ -64,7 +64,8 @@ def test_model_cards_are_up_to_date(model):
         pytest.skip(f"{weights.name} is not shipped")
     card = weights.with_suffix(".md").read_text()
     assert card == model_card(model), "run `python -m fetalhead.cards`"
-    assert "not a medical device" in card.lower() and "held-out test part" in card
+    flat = " ".join(card.lower().replace("*", "").split())
+    assert "not a medical device" in flat and "held-out test part" in flat
 
 
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")
