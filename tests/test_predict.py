@@ -351,4 +351,29 @@ def test_tiny_checkpoint_predicts_real_images(tiny_checkpoint):
     images = [load_input_image(image_path(f, test_set=True)) for f in table["filename"]]
     preds = predictor.predict_batch(images, list(table["pixel_size_mm"]))
     assert [p.mask.shape for p in preds] == [im.shape for im in images]
-    assert all(p.status in (STATUS_OK, STATUS_NO_HEAD) for p in preds)
+    for p in preds:  # each prediction is self-consistent: a head has its mask, ellipse and HC
+        assert (p.status == STATUS_NO_HEAD) == (p.ellipse is None) == (not np.isfinite(p.hc_mm))
+        if p.ellipse is not None:
+            assert p.mask.any() and p.hc_mm == pytest.approx(p.hc_raw_mm - p.bias_mm)
+
+
+def test_the_shipped_model_measures_real_heads_like_the_sonographer(hc18_dir):
+    """The best shipped model on 5 held-out test images spread from the smallest head to the
+    largest: Dice against the annotation at least 0.95 and HC within 6 mm of the CSV (about
+    three times the inter-observer difference) for each."""
+    from fetalhead.data import annotation_path, image_path, load_pair, read_training_csv
+    from fetalhead.explore import spread_rows
+    from fetalhead.metrics import dice
+    from fetalhead.paths import shipped_checkpoint
+    from fetalhead.split import load_split
+
+    if not shipped_checkpoint().is_file():
+        pytest.skip("no shipped weights")
+    predictor = Predictor.from_checkpoint(device="cpu")
+    rows = spread_rows(read_training_csv(hc18_dir).merge(load_split()).query("split == 'test'"), 5)
+    for row in rows.itertuples():
+        image, gt = load_pair(image_path(row.filename, root=hc18_dir), annotation_path(row.filename, hc18_dir))
+        p = predictor.predict(image, row.pixel_size_mm)
+        assert p.status != STATUS_NO_HEAD, row.filename
+        assert dice(p.mask, gt) >= 0.95, (row.filename, dice(p.mask, gt))
+        assert abs(p.hc_mm - row.hc_mm) <= 6.0, (row.filename, p.hc_mm, row.hc_mm)
