@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
-from fetalhead.results import TABLE_COLUMNS, load_results, results_table, training_run
+from fetalhead.results import (
+    TABLE_COLUMNS,
+    load_results,
+    results_table,
+    training_run,
+    training_summary,
+)
 
-__all__ = ["BENCH_FILES", "BENCH_MARKERS", "LATENCY_MARKERS", "README_MARKERS", "bench_table", "model_card", "shipped_runs",
+__all__ = ["BENCH_FILES", "BENCH_MARKERS", "LATENCY_MARKERS", "README_MARKERS", "bench_table", "latency_table", "model_card", "shipped_runs",
            "readme_with_table", "write_all"]
 
 #: the README's generated results table sits between these two lines
@@ -196,14 +202,7 @@ def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
             lines.append(f"| {res['device']} | {key} | {cell(rows['reference'])} | {cell(rows['default'])} | "
                          f"{ratio:.2f}x | {latency} | [{Path(f).name}]({f}) |")
     lines.append("")
-    for model, run in shipped_runs().items():
-        record, hist = training_run(run)
-        hit = hist[hist["val_dice"] >= 0.97]
-        when = (f"{hit['seconds'].iloc[0]:.0f} s (epoch {int(hit['epoch'].iloc[0])})" if len(hit)
-                else "not reached")
-        lines.append(f"- `{model}` run `{run}` on {record['machine'].split(' (')[0]}: validation Dice 0.97 "
-                     f"(at its training size) after {when}; {len(hist)} epochs in "
-                     f"{hist['seconds'].iloc[-1]:.0f} s.")
+    lines += [f"- `{model}`: {training_summary(run)}." for model, run in shipped_runs().items()]
     return "\n".join(lines)
 
 
@@ -216,8 +215,9 @@ def latency_table(file: str = LATENCY_FILE) -> str:
         r = per_device["cpu"]
         lines.append(f"| `{preset}` preset | {r['image_size'][0]}x{r['image_size'][1]} | "
                      f"{r['network_ms']:.1f} ms | {r['predict_ms']:.1f} ms |")
-    lines.append(f"\n{res['cpu']}, {res['latency'][next(iter(res['latency']))]['cpu']['threads']} threads, "
-                 f"torch {res['torch']} ([{Path(file).name}]({file})).")
+    first = next(iter(res["latency"].values()))["cpu"]
+    lines.append(f"\n{res['cpu']}, {first['threads']} threads, torch {res['torch']} "
+                 f"([{Path(file).name}]({file})).")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "results_record", "results_table", "training_run",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
 #: where the stored results live in a checkout
@@ -112,6 +112,18 @@ def training_run(run: str) -> tuple[dict[str, Any], pd.DataFrame]:
     (command, machine, date, notes) and its history CSV (`fetalhead.train.HISTORY_COLUMNS`)."""
     runs = json.loads((RESULTS_DIR / "training" / "runs.json").read_text())
     return runs[run], pd.read_csv(RESULTS_DIR / "training" / f"{run}.csv")
+
+
+def training_summary(run: str, target: float = 0.97) -> str:
+    """One line about a stored training run: machine, epochs and seconds, best validation Dice
+    (at the training size) and when, and the seconds to validation Dice `target`."""
+    record, hist = training_run(run)
+    best = hist.loc[hist["val_dice"].idxmax()]
+    hit = hist[hist["val_dice"] >= target]
+    when = f"{hit['seconds'].iloc[0]:.0f} s (epoch {int(hit['epoch'].iloc[0])})" if len(hit) else "not reached"
+    return (f"`{run}` on {record['machine'].split(' (')[0]}: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; "
+            f"best validation Dice {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
+            f"validation Dice {target} after {when}")
 
 
 def _cell(metric: dict[str, Any] | None, scale: float, decimals: int) -> str:
