@@ -327,8 +327,8 @@ def training_banner(cfg: TrainConfig, device: torch.device | str, quick: bool) -
     dev = torch.device(device).type
     real = dev == "cuda" and cfg.name == "default" and not quick
     what = ("the full recipe" if real else
-            "a SHORT demonstration run, NOT the GPU model (the shipped weights come from preset "
-            "'default' on a GPU)")
+            "a SHORT demonstration run, NOT a shipped model (those were trained on a GPU: "
+            "section 5)")
     images = "all" if cfg.max_train_images is None else f"at most {cfg.max_train_images}"
     return (f"device: {dev}; quick mode: {'on' if quick else 'off'}; preset '{cfg.name}': "
             f"{cfg.image_size[0]}x{cfg.image_size[1]} px, width {cfg.base_channels}, "

@@ -199,7 +199,7 @@ def test_notebook_config_per_device_and_mode():
 def test_training_banner_says_plainly_what_a_run_is():
     cfg = notebook_config("cpu", True)
     text = training_banner(cfg, "cpu", True)
-    assert "device: cpu" in text and "quick mode: on" in text and "NOT the GPU model" in text
+    assert "device: cpu" in text and "quick mode: on" in text and "NOT a shipped model" in text
     full = training_banner(get_config("default", quick=False), "cuda", False)
     assert "NOT" not in full and "the full recipe" in full
 
