@@ -227,17 +227,10 @@ def ellipse_points(e: Ellipse, n: int) -> np.ndarray:
 
 
 def _to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Distance (n,) from each point (n, 2) to the closed polygon (m, 2) (its segments)."""
-    a, b = polygon, np.roll(polygon, -1, axis=0)
-    ab = b - a
-    ab2 = np.maximum((ab ** 2).sum(axis=1), 1e-12)
-    out = np.empty(len(points))
-    for i in range(0, len(points), 512):  # bounded memory: 512 x m at a time
-        p = points[i:i + 512, None, :]
-        t = np.clip(((p - a) * ab).sum(axis=2) / ab2, 0.0, 1.0)
-        d = p - (a + t[..., None] * ab)
-        out[i:i + 512] = np.sqrt((d ** 2).sum(axis=2).min(axis=1))
-    return out
+    """Distance (n,) from each point (n, 2) to the closed polygon (m, 2) (its segments), with
+    OpenCV's exact point-to-contour distance (cv2.pointPolygonTest)."""
+    contour = polygon.astype(np.float32).reshape(-1, 1, 2)
+    return np.array([abs(cv2.pointPolygonTest(contour, (float(x), float(y)), True)) for x, y in points])
 
 
 def ellipse_hausdorff_px(e1: Ellipse, e2: Ellipse) -> float:
