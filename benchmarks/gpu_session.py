@@ -59,8 +59,8 @@ class Session:
         """Start `cmd` with its output in work/<name>.out; returns the process and that file."""
         path = self.work / f"{name}.out"
         self.say(f"$ {' '.join(cmd)}")
-        f = open(path, "w")
-        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT), path
+        with open(path, "w") as f:  # the child keeps its own copy of the file descriptor
+            return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=f, stderr=subprocess.STDOUT), path
 
     def finish(self, name: str, proc: subprocess.Popen, path: Path, deadline: float) -> int:
         """Wait for `proc` until `deadline` (monotonic seconds), kill it past that; log its output."""
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         s.stage(name, fn)
     s.say("files: " + ", ".join(f"{f.name} ({f.stat().st_size / 2**20:.2f} MiB)" for f in sorted(args.out.iterdir())))
     shutil.rmtree(work, ignore_errors=True)
+    s.log.close()
     return max(st["exit_code"] for st in s.stages)
 
 

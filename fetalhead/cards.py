@@ -17,6 +17,7 @@ from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
 from fetalhead.results import (
     TABLE_COLUMNS,
     load_results,
+    metric_cell,
     results_table,
     training_run,
     training_summary,
@@ -61,10 +62,7 @@ def _results_rows(records: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         cells = [r["part"], "yes" if r["tta"] else "no", f"{r['n_images']} / {r['n_exams']}"]
-        for _, m, scale, dec in TABLE_COLUMNS:
-            v = r["metrics"].get(m)
-            cells.append("-" if not v or v["mean"] is None else
-                         f"{v['mean'] * scale:.{dec}f} [{v['ci_low'] * scale:.{dec}f}, {v['ci_high'] * scale:.{dec}f}]")
+        cells += [metric_cell(r["metrics"].get(m), scale, dec) for _, m, scale, dec in TABLE_COLUMNS]
         cells.append(str(r["n_no_head"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "results_record", "results_table", "training_run", "training_summary",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "metric_cell", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
 #: where the stored results live in a checkout
@@ -126,7 +126,8 @@ def training_summary(run: str, target: float = 0.97) -> str:
             f"validation Dice {target} after {when}")
 
 
-def _cell(metric: dict[str, Any] | None, scale: float, decimals: int) -> str:
+def metric_cell(metric: dict[str, Any] | None, scale: float, decimals: int) -> str:
+    """"mean [ci_low, ci_high]" of one stored metric, times `scale` (100 for %); "-" when absent."""
     if not metric or metric.get("mean") is None:
         return "-"
     f = lambda v: f"{v * scale:.{decimals}f}"  # noqa: E731
@@ -143,6 +144,6 @@ def results_table(records: list[dict[str, Any]], part: str = "test") -> str:
             continue
         name = r["model"] + (" + flips" if r["tta"] else "")
         cells = [name, r.get("trained_on") or "-", f"{r['n_images']} / {r['n_exams']}",
-                 *(_cell(r["metrics"].get(m), s, d) for _, m, s, d in TABLE_COLUMNS), str(r["n_no_head"])]
+                 *(metric_cell(r["metrics"].get(m), s, d) for _, m, s, d in TABLE_COLUMNS), str(r["n_no_head"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
