@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
                    help="train for this many wall-clock seconds, validation included; the "
                    "learning rate anneals fully inside it and the best epoch is kept")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="override the preset's random seed (initial weights, batches, augmentation)")
     p.add_argument("--cache", type=_path, default=None, metavar="FILE",
                    help="read arrays from a compact cache file (see prepare-cache)")
     p.add_argument("--quick", action="store_true",
@@ -482,7 +484,8 @@ RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a r
 
 def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None = None,
            resume: Path | None = None, cache: Path | None = None, quick: bool | None = None,
-           quiet: bool = False, overwrite: bool = False, time_budget: float | None = None) -> Path:
+           quiet: bool = False, overwrite: bool = False, time_budget: float | None = None,
+           seed: int | None = None) -> Path:
     """Train preset `preset` into `out_dir`; return the best checkpoint's path. An earlier
     run's files there are replaced only with `overwrite` or when resuming."""
     from fetalhead.cache import load_arrays, load_compact_cache, shrink_arrays
@@ -492,6 +495,8 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     overrides: dict = {"epochs": epochs} if epochs is not None else {}
     if time_budget is not None:
         overrides["time_budget_s"] = time_budget
+    if seed is not None:
+        overrides["seed"] = seed
     cfg = get_config(preset, quick=quick or None, **overrides)
     if resume is not None and not resume.is_file():
         raise FetalheadError(f"--resume {resume}: no such file")
@@ -527,7 +532,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     root = None if args.cache is not None else data_dir(args.data)
     ckpt = _train(args.preset, out, root=root, epochs=args.epochs, resume=args.resume,
                   cache=args.cache, quick=args.quick, quiet=args.quiet, overwrite=args.overwrite,
-                  time_budget=args.time_budget)
+                  time_budget=args.time_budget, seed=args.seed)
     _say(f"best checkpoint: {ckpt}")
     return 0
 

@@ -40,7 +40,7 @@ from fetalhead.errors import FetalheadError
 from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, Predictor
-from fetalhead.quality import SIGNALS
+from fetalhead.quality import ROW_COLUMNS
 from fetalhead.split import load_split
 
 __all__ = [
@@ -66,8 +66,7 @@ __all__ = [
 ELLIPSE_METRICS = ("ellipse_dice", "ellipse_hausdorff_mm")
 #: Columns of `evaluate_split`'s table, one row per image.
 EVAL_COLUMNS = ["filename", "exam", "pixel_size_mm", *ELLIPSE_METRICS, *METRICS, "hc_pred_mm",
-                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", "status", "quality",
-                *(f"q_{s}" for s in SIGNALS)]
+                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", "status", *ROW_COLUMNS]
 #: Rows of `summary_table`: ellipse metrics, mask metrics, HC |pred - CSV| and pred - CSV (mm).
 SUMMARY_METRICS = [*ELLIPSE_METRICS, *METRICS, "hc_abs_error_mm", "hc_error_mm"]
 #: Files `write_report` writes, relative to its folder (figure names are stable).

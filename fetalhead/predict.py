@@ -343,7 +343,7 @@ class Predictor:
         hc = hc_raw - bias_mm
         weeks, in_range = gestational_age_weeks(hc)
         scale = math.sqrt(prob.shape[0] * prob.shape[1] / (self.image_size[0] * self.image_size[1]))
-        q = quality(prob, mask, foreground, ellipse, hc, flip_agreement, scale=scale)
+        q = quality(prob, mask, foreground, ellipse, hc, px, flip_agreement, scale=scale)
         status = STATUS_OK if q.score >= self.review_below else STATUS_REVIEW
         return Prediction(mask, prob if self.keep_prob else None, px, ellipse, head,
                           head.to_mm(px), hc, hc_raw, bias_mm, weeks, in_range, status, q)

@@ -10,6 +10,10 @@ The raw signals of a prediction with a head:
 - `band_px`: the mean width of the band of undecided pixels (probability between 0.25 and
   0.75) along the outline, in the NETWORK's pixels (its area / perimeter, divided by the
   image-to-network scale): a blurred, hesitant outline is wide;
+- `hc_band_mm`: the same band in millimetres of HC: 2 pi x its width in mm, the range of
+  circumferences whose outline lies inside it. A band one network pixel wide spans more mm
+  on a coarse image (large pixel size: the late-gestation heads), where a small misplacement
+  of the outline already changes HC by several mm;
 - `flip_agreement`: Dice of the masks of the plain and the mirrored pass (only with
   test-time flips; NaN otherwise and left out);
 - `hc_mm`: an HC outside `HC_PLAUSIBLE_MM` cannot be a fetal head.
@@ -29,21 +33,29 @@ import numpy as np
 
 from fetalhead.ellipse import Ellipse
 
-__all__ = ["HC_PLAUSIBLE_MM", "SCALES", "SIGNALS", "Quality", "mask_dice", "quality", "score_signals"]
+__all__ = ["HC_PLAUSIBLE_MM", "ROW_COLUMNS", "SCALES", "SIGNALS", "Quality", "mask_dice", "quality",
+           "score_signals"]
 
 #: head circumferences (mm) a fetal head at 10-42 weeks can have, with margin (HC18: 44-346 mm)
 HC_PLAUSIBLE_MM: tuple[float, float] = (35.0, 400.0)
 #: signal -> (value scored 0, value scored 1); chosen on the validation part, where the median
-#: image has ellipse_iou 0.982, band_px 2.3, flip_agreement 0.99 and no border contact
+#: image has ellipse_iou 0.982, band_px 2.3, flip_agreement 0.99 and no border contact.
+#: hc_band_mm scores 0.5 at 6 mm, the size of a gross HC error (`GROSS_ERROR_MM` of
+#: `fetalhead.evaluate`): flagged when the band spans more than that
 SCALES: dict[str, tuple[float, float]] = {
     "ellipse_iou": (0.90, 0.97),
     "one_component": (0.90, 0.99),
     "border_contact": (0.20, 0.02),
     "band_px": (6.0, 3.0),
+    "hc_band_mm": (7.0, 5.0),
     "flip_agreement": (0.90, 0.98),
 }
 #: the raw signals, in the order of `Quality`'s fields
-SIGNALS = ("ellipse_iou", "one_component", "border_contact", "band_px", "flip_agreement", "hc_mm")
+SIGNALS = ("ellipse_iou", "one_component", "border_contact", "band_px", "hc_band_mm", "flip_agreement",
+           "hc_mm")
+#: the columns `Quality.to_row` gives a table: the score, then each signal but HC (which tables
+#: hold in a column of their own)
+ROW_COLUMNS = ("quality", *(f"q_{s}" for s in SIGNALS if s != "hc_mm"))
 
 
 def _scaled(value: float, bad: float, good: float) -> float:
@@ -51,13 +63,13 @@ def _scaled(value: float, bad: float, good: float) -> float:
 
 
 def score_signals(ellipse_iou: float, one_component: float, border_contact: float, band_px: float,
-                  flip_agreement: float, hc_mm: float) -> float:
+                  hc_band_mm: float, flip_agreement: float, hc_mm: float) -> float:
     """The quality score in [0, 1] of raw signals: the smallest of their `SCALES` values, 0 for
     an implausible HC; a NaN flip_agreement (not computed) is left out."""
     if not HC_PLAUSIBLE_MM[0] <= hc_mm <= HC_PLAUSIBLE_MM[1]:
         return 0.0
     raw = dict(ellipse_iou=ellipse_iou, one_component=one_component, border_contact=border_contact,
-               band_px=band_px, flip_agreement=flip_agreement)
+               band_px=band_px, hc_band_mm=hc_band_mm, flip_agreement=flip_agreement)
     return min(_scaled(v, *SCALES[k]) for k, v in raw.items() if not math.isnan(v))
 
 
@@ -69,15 +81,15 @@ class Quality:
     one_component: float
     border_contact: float
     band_px: float
+    hc_band_mm: float
     flip_agreement: float
     hc_mm: float
     score: float
 
     def to_row(self) -> dict[str, float]:
-        """{"quality": score, "q_<signal>": value, ...} for a CSV row (HC is left to its own column)."""
+        """{"quality": score, "q_<signal>": value, ...}: the `ROW_COLUMNS` of a CSV row."""
         d = asdict(self)
-        d.pop("hc_mm")
-        return {"quality": d.pop("score"), **{f"q_{k}": v for k, v in d.items()}}
+        return {"quality": d["score"], **{c: d[c[2:]] for c in ROW_COLUMNS[1:]}}
 
 
 def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -88,13 +100,15 @@ def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def quality(prob: np.ndarray, mask: np.ndarray, foreground: np.ndarray, ellipse: Ellipse,
-            hc_mm: float, flip_agreement: float = math.nan, scale: float = 1.0) -> Quality:
+            hc_mm: float, pixel_size_mm: float, flip_agreement: float = math.nan,
+            scale: float = 1.0) -> Quality:
     """The quality of one prediction with a head.
 
     prob: float (H, W) probabilities at the image's size; mask: the largest component (H, W);
     foreground: every pixel above the threshold (H, W); ellipse: fitted to `mask` (pixels);
-    hc_mm: the measured HC (mm); flip_agreement: Dice of the plain and mirrored passes' masks,
-    or NaN; scale: image pixels per network pixel (e.g. 800 / 480).
+    hc_mm: the measured HC (mm); pixel_size_mm: mm per image pixel; flip_agreement: Dice of
+    the plain and mirrored passes' masks, or NaN; scale: image pixels per network pixel
+    (e.g. 800 / 480).
     """
     m = np.asarray(mask, bool)
     filled = ellipse.to_mask(m.shape).astype(bool)
@@ -105,6 +119,9 @@ def quality(prob: np.ndarray, mask: np.ndarray, foreground: np.ndarray, ellipse:
     perimeter = max(ellipse.circumference, 1.0)
     edge = int(m[0].sum()) + int(m[-1].sum()) + int(m[1:-1, 0].sum()) + int(m[1:-1, -1].sum())
     border_contact = edge / perimeter
-    band_px = int(np.count_nonzero((prob > 0.25) & (prob < 0.75))) / perimeter / max(float(scale), 1e-6)
-    values = (ellipse_iou, one_component, border_contact, band_px, float(flip_agreement), float(hc_mm))
+    band_image_px = int(np.count_nonzero((prob > 0.25) & (prob < 0.75))) / perimeter
+    band_px = band_image_px / max(float(scale), 1e-6)
+    hc_band_mm = 2.0 * math.pi * band_image_px * float(pixel_size_mm)
+    values = (ellipse_iou, one_component, border_contact, band_px, hc_band_mm, float(flip_agreement),
+              float(hc_mm))
     return Quality(*(float(v) for v in values), score=score_signals(*values))

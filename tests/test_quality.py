@@ -18,19 +18,30 @@ SHAPE = (270, 400)
 HEAD = Ellipse(200.0, 135.0, 90.0, 70.0, 0.4)
 
 
-def _case(mask: np.ndarray, prob: np.ndarray | None = None, hc_mm: float = 150.0, flip: float = math.nan):
+def _case(mask: np.ndarray, prob: np.ndarray | None = None, hc_mm: float = 150.0, flip: float = math.nan,
+          pixel_size_mm: float = 0.1):
     from fetalhead.predict import keep_largest_component
 
     prob = mask.astype(np.float32) if prob is None else prob
     fg = prob > 0.5
     largest = keep_largest_component(fg)
-    return quality(prob, largest, fg, fit_ellipse(largest), hc_mm, flip)
+    return quality(prob, largest, fg, fit_ellipse(largest), hc_mm, pixel_size_mm, flip)
+
+
+def _soft_head(steepness: float) -> np.ndarray:
+    """float32 (H, W) probabilities of HEAD with a sigmoid edge (steep: sharp outline)."""
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    c, s = math.cos(HEAD.angle_rad), math.sin(HEAD.angle_rad)
+    u = ((xx - HEAD.cx) * c + (yy - HEAD.cy) * s) / HEAD.a
+    v = (-(xx - HEAD.cx) * s + (yy - HEAD.cy) * c) / HEAD.b
+    r = np.sqrt(u**2 + v**2)
+    return (1 / (1 + np.exp(-steepness * (1 - r)))).astype(np.float32)
 
 
 def test_a_clean_ellipse_scores_well():
     q = _case(HEAD.to_mask(SHAPE))
     assert q.score == 1.0 and q.ellipse_iou > 0.97
-    assert (q.one_component, q.border_contact, q.band_px) == (1.0, 0.0, 0.0)
+    assert (q.one_component, q.border_contact, q.band_px, q.hc_band_mm) == (1.0, 0.0, 0.0, 0.0)
     assert math.isnan(q.flip_agreement)  # not computed: left out of the score
 
 
@@ -54,15 +65,22 @@ def test_a_ragged_mask_scores_badly():
 
 
 def test_a_blurred_outline_scores_badly():
-    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    c, s = math.cos(HEAD.angle_rad), math.sin(HEAD.angle_rad)
-    u = ((xx - HEAD.cx) * c + (yy - HEAD.cy) * s) / HEAD.a
-    v = (-(xx - HEAD.cx) * s + (yy - HEAD.cy) * c) / HEAD.b
-    r = np.sqrt(u**2 + v**2)
-    sharp = _case(HEAD.to_mask(SHAPE), (1 / (1 + np.exp(-200 * (1 - r)))).astype(np.float32))
-    blurred = _case(HEAD.to_mask(SHAPE), (1 / (1 + np.exp(-4 * (1 - r)))).astype(np.float32))
+    sharp = _case(HEAD.to_mask(SHAPE), _soft_head(200.0))
+    blurred = _case(HEAD.to_mask(SHAPE), _soft_head(4.0))
     assert sharp.band_px < 2 and sharp.score == 1.0
     assert blurred.band_px > SCALES["band_px"][0] and blurred.score == 0.0  # about 40 px wide
+
+
+def test_the_band_in_mm_of_hc_grows_with_the_pixel_size():
+    # a band about 2.3 px wide: harmless at 0.1 mm per pixel, more than a gross HC error at 0.6
+    prob = _soft_head(60.0)
+    fine, coarse = (_case(HEAD.to_mask(SHAPE), prob, pixel_size_mm=px) for px in (0.1, 0.6))
+    assert fine.band_px == coarse.band_px and 1.5 < fine.band_px < 3.0
+    width_px = fine.band_px  # scale 1: image pixels = network pixels here
+    assert fine.hc_band_mm == pytest.approx(2 * math.pi * width_px * 0.1)
+    assert coarse.hc_band_mm == pytest.approx(6 * fine.hc_band_mm)
+    assert fine.score == 1.0
+    assert coarse.hc_band_mm > SCALES["hc_band_mm"][0] and coarse.score == 0.0
 
 
 def test_an_implausible_hc_and_a_disagreeing_mirror_score_badly():
@@ -76,7 +94,7 @@ def test_an_implausible_hc_and_a_disagreeing_mirror_score_badly():
 
 def test_score_signals_is_the_smallest_scaled_signal():
     good = dict(ellipse_iou=0.99, one_component=1.0, border_contact=0.0, band_px=1.0,
-                flip_agreement=float("nan"), hc_mm=200.0)
+                hc_band_mm=1.0, flip_agreement=float("nan"), hc_mm=200.0)
     assert score_signals(**good) == 1.0
     for name, (bad, ok) in SCALES.items():
         half = {**good, name: (bad + ok) / 2}
