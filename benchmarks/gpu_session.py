@@ -1,9 +1,11 @@
-"""All the GPU work in one command: train and export the shipped models, then benchmark.
+"""All the GPU work in one command: train and export candidate models, then benchmark.
 
 Made for a GPU machine lent for minutes, which takes a small working tree and gives back a
 few files. Run from the repository root:
 
     python3 benchmarks/gpu_session.py --cache .cache/carry_320x480.npz --out "$OUT"
+    python3 benchmarks/gpu_session.py --cache .cache/carry_320x480.npz --out "$OUT" \
+        --run w16=default:300:base_channels=16 --run w32=default:300 --stages env,smoke,train
 
 Stages, each run as its own process (a failure is logged with its exit code and the next
 stage still runs), each writing its results as soon as it has them:
@@ -11,13 +13,17 @@ stage still runs), each writing its results as soon as it has them:
 1. env    -- torch, CUDA and the GPU's name;
 2. smoke  -- within the first 30 s: imports, the carry file, a few training steps, best.pt,
              the fp16 export and reading it back (a broken setup shows here, not at minute 5);
-3. train  -- the `default` preset (--budget-default seconds) and the `small` preset
-             (--budget-small seconds) side by side, then their fp16 exports;
+3. train  -- the runs side by side (without --run: the `default` preset for --budget-default
+             seconds and the `small` preset for --budget-small seconds), then their fp16
+             exports; several runs share the GPU well, since one run alone uses little of it;
 4. bench  -- training throughput of the reference and default recipes at equal sizes,
-             model FLOP utilisation, latency (`python -m fetalhead.bench --no-train`).
+             model FLOP utilisation, latency (`fetalhead bench --no-train`).
 
-Files in --out (at most 8): session.log, stages.json, fetalhead_default.pt, history_default.csv,
-fetalhead_small.pt, history_small.csv, bench.json.
+A run is NAME=PRESET:SECONDS[:KEY=VALUE,...]: `fetalhead train --preset PRESET --time-budget
+SECONDS --set KEY=VALUE ...`. Files in --out (at most 8, so at most MAX_RUNS runs):
+session.log, stages.json, histories.csv (every run's history, column "run"), bench.json and
+fetalhead_NAME.pt per run. Choose among the runs on the validation part afterwards
+(`fetalhead evaluate --checkpoint FILE --part val`).
 
 `--dry-run` runs the same stages on the CPU with quick-mode presets and seconds-long budgets
 (a CI test does this), so the plumbing is proven before a GPU sees it.
@@ -28,15 +34,45 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("default", "small")  # the two models trained and shipped
+MAX_RUNS = 4  #: 8 files come back: session.log, stages.json, histories.csv, bench.json + a file per run
+STAGES = ("env", "smoke", "train", "bench")
+DRY_RUN_BUDGET_S = 3.0  #: seconds of training per run in a dry run
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: `fetalhead train --preset preset --time-budget seconds --set ...`."""
+
+    name: str
+    preset: str
+    seconds: float
+    settings: tuple[str, ...] = ()
+
+
+def parse_run(text: str) -> Run:
+    """"NAME=PRESET:SECONDS[:KEY=VALUE,...]" -> Run; ValueError with a one-line message."""
+    name, sep, rest = text.partition("=")
+    parts = rest.split(":", 2)
+    if not sep or not re.fullmatch(r"[A-Za-z0-9_-]+", name) or len(parts) < 2:
+        raise ValueError(f"run {text!r} is not NAME=PRESET:SECONDS[:KEY=VALUE,...] (NAME: letters, digits, _ or -)")
+    try:
+        seconds = float(parts[1])
+    except ValueError:
+        raise ValueError(f"run {text!r}: {parts[1]!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"run {text!r}: the budget must be positive")
+    settings = tuple(x.strip() for x in parts[2].split(",") if x.strip()) if len(parts) == 3 else ()
+    return Run(name, parts[0], seconds, settings)
 
 
 class Session:
@@ -101,23 +137,36 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cache", type=Path, required=True, help="carry file (fetalhead prepare-cache)")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_out")), help="result folder")
+    p.add_argument("--run", action="append", default=[], metavar="NAME=PRESET:SECONDS[:KEY=VALUE,...]",
+                   help=f"a training run (repeatable, at most {MAX_RUNS}); default: the default and small presets")
     p.add_argument("--budget-default", type=float, default=240.0, help="seconds of training, default preset")
     p.add_argument("--budget-small", type=float, default=120.0, help="seconds of training, small preset")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     p.add_argument("--python", default=sys.executable, help="the Python that has a CUDA torch")
     p.add_argument("--dry-run", action="store_true", help="CPU, quick presets, seconds-long budgets")
     args = p.parse_args(argv)
-    if not args.cache.is_file():
-        print(f"gpu_session: error: no carry file {args.cache}", file=sys.stderr)
+    try:
+        runs = [parse_run(r) for r in args.run] or [Run("default", "default", args.budget_default),
+                                                    Run("small", "small", args.budget_small)]
+        stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+        if len(runs) > MAX_RUNS or len({r.name for r in runs}) < len(runs):
+            raise ValueError(f"at most {MAX_RUNS} runs, with different names")
+        if not stages or set(stages) - set(STAGES):
+            raise ValueError(f"--stages {args.stages!r}: choose from {', '.join(STAGES)}")
+        if not args.cache.is_file():
+            raise ValueError(f"no carry file {args.cache}")
+    except ValueError as e:
+        print(f"gpu_session: error: {e}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        runs = [Run(r.name, r.preset, DRY_RUN_BUDGET_S, r.settings) for r in runs]
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu_session_"))
     s = Session(args.out, work)
     py, cache = args.python, str(args.cache.resolve())
     quick = ["--quick"] if args.dry_run else []
-    budgets = {"default": 4.0, "small": 3.0} if args.dry_run else {
-        "default": args.budget_default, "small": args.budget_small}
     fh = [py, "-m", "fetalhead"]
-    s.say(f"out={args.out} work={work} dry_run={args.dry_run} budgets={budgets}")
+    s.say(f"out={args.out} work={work} dry_run={args.dry_run} stages={stages} runs={runs}")
 
     def env() -> int:
         code = ("import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, "
@@ -137,30 +186,36 @@ def main(argv: list[str] | None = None) -> int:
 
     def train() -> int:
         procs = {}
-        for preset in PRESETS:  # side by side: the small net leaves most of the GPU to the default one
-            run = work / preset
-            procs[preset] = s.spawn(f"train-{preset}", fh + [
-                "train", "--preset", preset, "--cache", cache, "--out", str(run),
-                "--time-budget", str(budgets.get(preset, budgets["small"])), "--quiet", *quick])
-        deadline = time.monotonic() + max(budgets.values()) + 120
-        rcs = {preset: s.finish(f"train-{preset}", *procs[preset], deadline) for preset in PRESETS}
-        for preset in PRESETS:
-            run = work / preset
-            if (run / "history.csv").is_file():
-                shutil.copyfile(run / "history.csv", args.out / f"history_{preset}.csv")
+        for r in runs:  # side by side: one run alone leaves most of the GPU idle
+            sets = [x for kv in r.settings for x in ("--set", kv)]
+            procs[r.name] = s.spawn(f"train-{r.name}", fh + [
+                "train", "--preset", r.preset, "--cache", cache, "--out", str(work / r.name),
+                "--time-budget", str(r.seconds), *sets, "--quiet", *quick])
+        deadline = time.monotonic() + max(r.seconds for r in runs) + 120
+        rcs = {r.name: s.finish(f"train-{r.name}", *procs[r.name], deadline) for r in runs}
+        header, rows = None, []
+        for r in runs:
+            run = work / r.name
+            if (run / "history.csv").is_file():  # one file for all runs: few files come back
+                first, *rest = (run / "history.csv").read_text().splitlines()
+                header = header or f"run,{first}"
+                rows += [f"{r.name},{line}" for line in rest]
             if (run / "best.pt").is_file():  # a run killed at its limit still has its best epoch
-                rcs[preset] = s.run(f"export-{preset}", fh + [
+                rcs[r.name] = s.run(f"export-{r.name}", fh + [
                     "export", "--checkpoint", str(run / "best.pt"),
-                    "--out", str(args.out / f"fetalhead_{preset}.pt"), "--overwrite"], 60) or rcs[preset]
+                    "--out", str(args.out / f"fetalhead_{r.name}.pt"), "--overwrite"], 60) or rcs[r.name]
+        if header:
+            (args.out / "histories.csv").write_text("\n".join([header, *rows]) + "\n")
         return max(rcs.values())
 
     def bench() -> int:
         extra = ["--quick", "--device", "cpu", "--steps", "2"] if args.dry_run else ["--steps", "20"]
-        return s.run("bench", [py, "-m", "fetalhead.bench", "--cache", cache, "--no-train",
-                               "--out", str(args.out / "bench.json"), *extra], 240)
+        return s.run("bench", fh + ["bench", "--cache", cache, "--no-train", "--out",
+                                    str(args.out / "bench.json"), "--overwrite", *extra], 240)
 
     for name, fn in (("env", env), ("smoke", smoke), ("train", train), ("bench", bench)):
-        s.stage(name, fn)
+        if name in stages:
+            s.stage(name, fn)
     s.say("files: " + ", ".join(f"{f.name} ({f.stat().st_size / 2**20:.2f} MiB)" for f in sorted(args.out.iterdir())))
     shutil.rmtree(work, ignore_errors=True)
     s.log.close()

@@ -1,11 +1,11 @@
 """Benchmarks: training throughput, model FLOP utilisation, time to a target Dice, latency.
 
-    python -m fetalhead.bench [--cache FILE] [--steps N] [--out FILE.json] [--quick]
+    fetalhead bench [--cache FILE] [--steps N] [--out FILE.json] [--quick] [--latency-only]
 
 1. Throughput (images/s) of the reference and default recipes (`fetalhead.config.PRESETS`) on
-   the same device at the same image sizes (572x572 and 256x384), and their ratio. A step is
-   exactly `fit`'s: index a batch from the uint8 arrays on the device, convert, augment,
-   forward, loss, backward, optimizer and schedule step. Warm-up steps are not timed; CUDA is
+   the same device at the same image sizes (572x572 and the default preset's 320x480), and
+   their ratio. A step is exactly `fit`'s: index a batch from the uint8 arrays on the device,
+   convert, augment, forward, loss, backward, optimizer and schedule step. Warm-up steps are not timed; CUDA is
    synchronised before the clock is read.
 2. Model FLOP utilisation (MFU, as in Chowdhery et al. 2022, PaLM, appendix B): forward FLOPs
    counted from the conv layers (2 Cin Cout k^2 Hout Wout per conv, Hin Win for transposed
@@ -22,16 +22,12 @@ machine that cannot see the HC18 folder; see benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,25 +36,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from fetalhead.config import TrainConfig, get_config
+from fetalhead.device import autocast_settings, device_name, resolve_device
 from fetalhead.errors import FetalheadError
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.model import build_model
-from fetalhead.train import (
-    autocast_settings,
-    build_optimizer,
-    build_scheduler,
-    device_name,
-    fit,
-    resolve_device,
-    train_step,
-)
+from fetalhead.train import build_optimizer, build_scheduler, fit, train_step
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
 __all__ = [
     "PEAK_BF16_FLOPS",
     "device_name",
+    "format_latency",
+    "format_table",
     "forward_flops",
-    "main",
+    "latency_only",
     "measure_latency",
     "measure_throughput",
     "peak_flops",
@@ -230,28 +221,6 @@ def measure_latency(cfg: TrainConfig, device: torch.device, repeats: int = 10, w
                 threads=torch.get_num_threads() if device.type == "cpu" else None, precision="fp32")
 
 
-def _synthetic_sets(size: tuple[int, int], n_train: int, n_val: int, seed: int = 0):
-    """Random bright ellipses on speckle: for --quick without a cache (ArraySets)."""
-    import cv2
-    import pandas as pd
-
-    from fetalhead.cache import ArraySet
-
-    rng = np.random.default_rng(seed)
-    h, w = size
-
-    def make(n: int) -> ArraySet:
-        masks = np.zeros((n, h, w), np.uint8)
-        for i in range(n):
-            c = (int(rng.integers(w // 3, 2 * w // 3)), int(rng.integers(h // 3, 2 * h // 3)))
-            axes = (int(rng.integers(w // 8, w // 4)), int(rng.integers(h // 8, h // 4)))
-            cv2.ellipse(masks[i], c, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-        images = np.clip(rng.normal(40, 15, (n, h, w)) + masks * 90, 0, 255).astype(np.uint8)
-        return ArraySet(images, masks, pd.DataFrame({"filename": [f"{i:03d}_HC.png" for i in range(n)]}))
-
-    return make(n_train), make(n_val)
-
-
 def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmup: int = 5,
                   quick: bool = False, target: float = 0.97, cap_s: float = 600.0,
                   compile: bool = False, device: str | torch.device | None = None,
@@ -284,7 +253,9 @@ def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmu
             raise FetalheadError(f"{cache}: the compact cache needs the train and val parts")
         train, val = parts["train"], parts["val"]
     elif quick:
-        train, val = _synthetic_sets((64, 96), 24, 8)
+        from fetalhead.synthetic import synthetic_set
+
+        train, val = synthetic_set(24, (64, 96)), synthetic_set(8, (64, 96), seed=1, split="val")
     else:
         from fetalhead.cache import load_arrays
 
@@ -365,6 +336,14 @@ def format_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_latency(res: dict[str, Any]) -> str:
+    """Plain-text summary of `latency_only`'s results: one line per preset and device."""
+    return "\n".join(
+        f"{preset:8s} {d:5s} {r['image_size'][0]}x{r['image_size'][1]}: network {r['network_ms']:.1f} ms, "
+        f"predict {r['predict_ms']:.1f} ms per {HC18_SHAPE[1]}x{HC18_SHAPE[0]} image"
+        for preset, per_dev in res["latency"].items() for d, r in per_dev.items())
+
+
 def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device: str | None = None) -> dict[str, Any]:
     """Benchmark 4 alone: per-image latency of each preset's architecture on the CPU (all
     cores) and on the GPU if present. Latency depends on the architecture, not the weights."""
@@ -380,51 +359,3 @@ def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device:
             lat[p]["cuda"] = measure_latency(get_config(p, quick=False), dev, repeats=50, warmup=10)
     return dict(device=device_name(dev), cpu=device_name(torch.device("cpu")), cpu_count=os.cpu_count(),
                 torch=torch.__version__, latency=lat)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: run the benchmark, print a table, write JSON."""
-    p = argparse.ArgumentParser(prog="python -m fetalhead.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--cache", type=Path, help="compact cache file (fetalhead prepare-cache --out FILE)")
-    p.add_argument("--steps", type=int, default=20, help="timed training steps per recipe and size")
-    p.add_argument("--warmup", type=int, default=5, help="untimed steps before (cuDNN autotuning)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results.json"), help="JSON to write")
-    p.add_argument("--target", type=float, default=0.97, help="validation Dice to reach")
-    p.add_argument("--cap", type=float, default=600.0, help="time cap for the Dice run, seconds")
-    p.add_argument("--compile", action="store_true", help="torch.compile the default recipe")
-    p.add_argument("--no-train", action="store_true", help="skip the time-to-Dice run")
-    p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--quick", action="store_true", help="tiny models and images: a smoke test")
-    p.add_argument("--latency-only", action="store_true",
-                   help="only the per-image latency of the default and cpu architectures")
-    args = p.parse_args(argv)
-    if args.latency_only:
-        res = latency_only(device=args.device)
-        for preset, per_dev in res["latency"].items():
-            for d, r in per_dev.items():
-                print(f"{preset:8s} {d:5s} {r['image_size'][0]}x{r['image_size'][1]}: network "
-                      f"{r['network_ms']:.1f} ms, predict {r['predict_ms']:.1f} ms per 800x540 image")
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=2) + "\n")
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(res: dict[str, Any]) -> None:  # after every measurement, atomically
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(res, indent=2) + "\n")
-        os.replace(tmp, args.out)
-        print(f"[bench] {len(res.get('throughput', []))} throughput rows -> {args.out}", flush=True)
-
-    try:
-        res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
-                            args.compile, args.device, args.no_train, on_update=write)
-    except FetalheadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(format_table(res))
-    print(f"wrote {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,8 +35,9 @@ from fetalhead.data import (
     read_training_csv,
 )
 from fetalhead.errors import FetalheadError
+from fetalhead.files import atomic_file
 from fetalhead.paths import cache_dir as default_cache_dir
-from fetalhead.split import PARTS, load_split
+from fetalhead.split import LABELLED_PARTS, PARTS, load_split
 from fetalhead.transforms import resize_image, resize_mask
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 
 META_COLUMNS = ["filename", "pixel_size_mm", "hc_mm", "exam", "frame", "split", "orig_h", "orig_w"]
 CACHE_VERSION = 2  # bump when the arrays a key describes would come out differently
-_LABELLED = ("train", "val", "test")
 
 
 @dataclass
@@ -211,10 +211,8 @@ def _unpack(prefix: str, z) -> ArraySet:
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray], compress: bool) -> None:
     """Write atomically: readers never see half a file."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
         (np.savez_compressed if compress else np.savez)(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _decode(rows: pd.DataFrame, root: Path, size: tuple[int, int], challenge: bool,
@@ -310,7 +308,7 @@ def load_arrays(
 def build_compact_cache(
     path: str | os.PathLike,
     size: tuple[int, int] = DEFAULT_SIZE,
-    parts: Sequence[str] = _LABELLED,
+    parts: Sequence[str] = LABELLED_PARTS,
     root: str | os.PathLike | None = None,
     cache: bool = True,
     progress: bool = True,
@@ -326,7 +324,6 @@ def build_compact_cache(
     if codec not in ("png", "raw"):
         raise ValueError(f"codec must be 'png' or 'raw', got {codec!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"format": np.array("fetalhead-compact-v1")}
     png = codec == "png"
     labelled = [p for p in parts if p != "challenge"]

@@ -16,6 +16,7 @@ from torch import nn
 
 from fetalhead.config import TrainConfig
 from fetalhead.errors import FetalheadError
+from fetalhead.files import atomic_file
 from fetalhead.model import build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "export_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "unwrap"]
@@ -29,10 +30,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def _atomic_save(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # an interrupted run never leaves a half-written checkpoint
+    with atomic_file(path) as tmp:  # an interrupted run never leaves a half-written checkpoint
+        torch.save(obj, tmp)
     return path
 
 

@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["DEFAULT_SIZE", "PRESETS", "QUICK_ENV", "TrainConfig", "get_config", "quick_mode"]
+__all__ = ["CHOICES", "DEFAULT_SIZE", "PRESETS", "QUICK_ENV", "TrainConfig", "get_config", "parse_override", "quick_mode"]
 
 QUICK_ENV = "FETALHEAD_QUICK"  #: set to 1 for a quick run (few images, few epochs): CI, notebooks
 
@@ -143,3 +143,74 @@ def get_config(name: str = "default", quick: bool | None = None, **overrides: An
         small = (min(cfg.image_size[0], 128), min(cfg.image_size[1], 192))
         cfg = replace(cfg, image_size=small, base_channels=min(cfg.base_channels, 8), **_QUICK)
     return replace(cfg, **overrides) if overrides else cfg
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+#: the values a text setting may take
+CHOICES: dict[str, tuple[str, ...]] = {
+    "padding": ("same", "valid"),
+    "optimizer": ("adamw", "sgd"),
+    "schedule": ("onecycle", "cosine", "constant"),
+    "precision": ("auto", "bf16", "fp16", "fp32"),
+}
+#: numeric settings that must be above zero (the others must not be negative)
+_POSITIVE = {"base_channels", "batch_size", "epochs", "patience", "lr", "time_budget_s", "max_train_images",
+             "max_val_images", "dice_smooth"}
+
+
+def _parse_value(key: str, kind: str, text: str) -> Any:
+    """`text` as a value of the field annotation `kind` (e.g. "int", "float | None",
+    "tuple[int, int]"); ValueError with a one-line message otherwise."""
+    t = text.strip()
+    if "None" in kind and t.lower() == "none":
+        return None
+    try:
+        if kind.startswith("tuple"):
+            h, w = (int(p) for p in t.lower().replace(",", "x").split("x"))
+            return (h, w)
+        if kind.startswith("bool"):
+            if t.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            return t.lower() in _TRUE
+        if kind.startswith("int"):
+            return int(t)
+        if kind.startswith("float"):
+            value = float(t)
+            if value != value:  # NaN
+                raise ValueError
+            return value
+    except ValueError:
+        want = {"tuple": "HEIGHTxWIDTH in pixels", "bool": "true or false", "int": "a whole number",
+                "float": "a number"}
+        raise ValueError(f"{key}={text!r}: expected {want[kind.split('[')[0].split(' ')[0]]}"
+                         + (" or none" if "None" in kind else "")) from None
+    return t
+
+
+def _check_value(key: str, value: Any) -> Any:
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ValueError(f"{key}={value!r}: choose from {', '.join(CHOICES[key])}")
+    if isinstance(value, str) and not value:
+        raise ValueError(f"{key}: empty value")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    positive = key in _POSITIVE or isinstance(value, tuple)
+    low = min(value) if isinstance(value, tuple) else value
+    if low < 0 or (low == 0 and positive):
+        raise ValueError(f"{key}={value!r}: must be {'above zero' if positive else 'at least 0'}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """"KEY=VALUE" -> (a `TrainConfig` field name, its value typed as the field), e.g.
+    "base_channels=16" -> ("base_channels", 16), "image_size=256x384" -> ("image_size",
+    (256, 384)) (pixels). Raises ValueError with a one-line message for an unknown field or
+    a value of the wrong type."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    kinds = {f.name: str(f.type) for f in fields(TrainConfig)}
+    if not sep or not key:
+        raise ValueError(f"{text!r} is not KEY=VALUE")
+    if key not in kinds:
+        raise ValueError(f"unknown setting {key!r}; choose from {', '.join(kinds)}")
+    return key, _check_value(key, _parse_value(key, kinds[key], value))

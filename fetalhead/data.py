@@ -30,7 +30,6 @@ from fetalhead.errors import FetalheadError
 from fetalhead.paths import DATA_ENV, data_dir
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "PIXEL_SIZE_RANGE_MM",
     "TEST_CSV",
     "TEST_DIR",
@@ -44,15 +43,11 @@ __all__ = [
     "load_mask",
     "load_pair",
     "parse_filename",
-    "read_pixel_csv",
     "read_test_csv",
     "read_training_csv",
     "training_pairs",
     "validate_pixel_size",
 ]
-
-#: file suffixes read as images (your own scans, folders of them)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
@@ -332,30 +327,3 @@ def validate_pixel_size(value: object) -> float:
         raise FetalheadError(f"pixel size {px:g} mm is implausible for ultrasound "
                              f"(expected {lo:g} to {hi:g} mm per pixel)")
     return px
-
-
-def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
-    """{file name: pixel size in mm} from a CSV laid out like HC18's: a `filename` column (else
-    the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
-    `pixel size(mm)`). Every value is checked by `validate_pixel_size`; errors name the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FetalheadError(f"missing pixel-size CSV {path}: no such file")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
-    cols = [str(c).strip() for c in df.columns]
-    df.columns = cols
-    name_col = "filename" if "filename" in cols else cols[0]
-    size_cols = [c for c in cols if "pixel" in c.lower() and c != name_col]
-    if not size_cols:
-        raise FetalheadError(f"{path} needs columns 'filename' and 'pixel size(mm)': no pixel size "
-                             f"column (a header containing 'pixel') among {cols}")
-    out: dict[str, float] = {}
-    for line, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
-        try:
-            out[str(name).strip()] = validate_pixel_size(text)
-        except FetalheadError as exc:
-            raise FetalheadError(f"{path} line {line}: {exc}") from None
-    return out

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from fetalhead.data import TEST_CSV, TEST_DIR, TRAIN_CSV, TRAIN_DIR, check_data_dir
 from fetalhead.errors import FetalheadError
+from fetalhead.files import atomic_file
 from fetalhead.paths import data_dir
 
 __all__ = [
@@ -176,10 +177,8 @@ def extract_archive(archive: str | os.PathLike, root: str | os.PathLike, folder:
                 target = out / base if suffix == "png" else root / base if suffix == "csv" else None
                 if target is None or target.exists():
                     continue
-                tmp = target.with_name(base + ".tmp")
-                with zf.open(info) as src, open(tmp, "wb") as dst:
+                with atomic_file(target) as tmp, zf.open(info) as src, open(tmp, "wb") as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
-                os.replace(tmp, target)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise FetalheadError(f"corrupt archive {archive}: {exc}") from None
     return out

@@ -125,6 +125,13 @@ class Ellipse:
         s = float(pixel_size_mm)
         return replace(self, cx=self.cx * s, cy=self.cy * s, a=self.a * s, b=self.b * s)
 
+    @classmethod
+    def from_box(cls, box: tuple[tuple[float, float], tuple[float, float], float]) -> Ellipse:
+        """The ellipse of an OpenCV rotated rectangle ((cx, cy), (width, height), angle in
+        degrees), as cv2.fitEllipse returns it and cv2.ellipse draws it; pixels."""
+        (cx, cy), (w, h), angle_deg = box
+        return _normalise(cx, cy, w / 2.0, h / 2.0, math.radians(angle_deg))
+
     def to_mask(self, shape: tuple[int, int]) -> np.ndarray:
         """Filled rasterisation, uint8 {0,1} of `shape` (H, W); the ellipse must be in pixels.
 
@@ -204,7 +211,7 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
         return None
     if min(w, h) < 2 * MIN_SEMI_AXIS_PX:
         return None
-    return _normalise(cx, cy, w / 2.0, h / 2.0, math.radians(angle_deg))
+    return Ellipse.from_box(((cx, cy), (w, h), angle_deg))
 
 
 def head_ellipse(fitted: Ellipse) -> Ellipse:

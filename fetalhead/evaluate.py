@@ -41,7 +41,8 @@ from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, Predictor
 from fetalhead.quality import ROW_COLUMNS
-from fetalhead.split import load_split
+from fetalhead.split import LABELLED_PARTS, load_split
+from fetalhead.viz import save_figure
 
 __all__ = [
     "ELLIPSE_METRICS",
@@ -107,8 +108,8 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         image with no head found scores Dice 0 and ellipse Dice 0; its distances and HC are
         NaN (left out of their means, and counted by `summary_table`'s n).
     """
-    if part not in ("train", "val", "test"):
-        raise FetalheadError(f"unknown part {part!r}; choose train, val or test")
+    if part not in LABELLED_PARTS:
+        raise FetalheadError(f"unknown part {part!r}; choose {', '.join(LABELLED_PARTS)}")
     root = data_dir(root)
     split = load_split(root=root)
     table = read_training_csv(root).set_index("filename")
@@ -294,7 +295,7 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
     if predictor is not None:
         figures["figures/eval_examples.png"] = report.prediction_examples(df, predictor, root=root)
     for name, fig in figures.items():
-        report.save_figure(fig, Path(name).name, out_dir=out / "figures")
+        save_figure(fig, Path(name).name, out_dir=out / "figures", dpi=120)
         written[name] = out / name
     return written
 

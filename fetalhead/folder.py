@@ -1,13 +1,16 @@
 """A user's own ultrasound images (and, optionally, masks and pixel sizes) from a folder.
 
-Images are the image files of one folder; each one's mask is found by a file-name pattern
-(HC18's `"{stem}_Annotation.png"` by default), and pixel sizes come from a CSV laid out like
-HC18's (`filename, pixel size(mm)`). Masks may be filled or thin outlines, like HC18's.
+Images are the image files of one folder (`IMAGE_SUFFIXES`); `collect_images` gathers them
+from files and folders named on a command line, `FolderDataset` pairs each with its mask,
+found by a file-name pattern (HC18's `"{stem}_Annotation.png"` by default). Pixel sizes
+come from a CSV laid out like HC18's (`filename, pixel size(mm)`, `read_pixel_csv`). Masks
+may be filled or thin outlines, like HC18's.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,73 @@ import pandas as pd
 
 from fetalhead.cache import META_COLUMNS, ArraySet, resize_image, resize_mask
 from fetalhead.config import DEFAULT_SIZE
-from fetalhead.data import IMAGE_SUFFIXES, load_image, load_mask, parse_filename, read_pixel_csv
+from fetalhead.data import load_image, load_mask, parse_filename, validate_pixel_size
 from fetalhead.errors import FetalheadError
 
-__all__ = ["IMAGE_SUFFIXES", "FolderDataset"]
+__all__ = ["IMAGE_SUFFIXES", "FolderDataset", "collect_images", "read_pixel_csv"]
 
+#: file suffixes read as images (your own scans, folders of them)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# stems of masks (HC18's annotations) and of what `fetalhead predict` writes: never inputs
+_NOT_INPUTS = ("_Annotation", "_mask", "_overlay")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files of `folder` (not its subfolders, not hidden ones), sorted by name."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def collect_images(paths: Sequence[Path]) -> list[Path]:
+    """Image files named in `paths` (files, or folders read non-recursively, where masks and
+    outputs such as `*_Annotation.*`, `*_mask.*` and `*_overlay.*` are skipped), in order.
+    Raises FetalheadError for a missing path, a folder without images, or two images with the
+    same stem (their outputs would collide)."""
+    files: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise FetalheadError(f"{p}: no such file or folder")
+        if p.is_dir():
+            found = [q for q in _image_files(p) if not q.stem.endswith(_NOT_INPUTS)]
+            if not found:
+                raise FetalheadError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            files.extend(found)
+        else:
+            files.append(p)
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen:
+            raise FetalheadError(f"{seen[f.stem]} and {f} have the same name stem {f.stem!r}; "
+                                 "their outputs would collide")
+        seen[f.stem] = f
+    return files
+
+
+def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
+    """{file name: pixel size in mm} from a CSV laid out like HC18's: a `filename` column (else
+    the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
+    `pixel size(mm)`). Every value is checked by `validate_pixel_size`; errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing pixel-size CSV {path}: no such file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    cols = [str(c).strip() for c in df.columns]
+    df.columns = cols
+    name_col = "filename" if "filename" in cols else cols[0]
+    size_cols = [c for c in cols if "pixel" in c.lower() and c != name_col]
+    if not size_cols:
+        raise FetalheadError(f"{path} needs columns 'filename' and 'pixel size(mm)': no pixel size "
+                             f"column (a header containing 'pixel') among {cols}")
+    out: dict[str, float] = {}
+    for line, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
+        try:
+            out[str(name).strip()] = validate_pixel_size(text)
+        except FetalheadError as exc:
+            raise FetalheadError(f"{path} line {line}: {exc}") from None
+    return out
 
 
 class FolderDataset:
@@ -54,10 +119,7 @@ class FolderDataset:
             raise FetalheadError(f"image folder not found: {self.image_dir}")
         if not self.mask_dir.is_dir():
             raise FetalheadError(f"mask folder not found: {self.mask_dir}")
-        candidates = sorted(
-            p for p in self.image_dir.iterdir()
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
+        candidates = _image_files(self.image_dir)
         mask_names = {self._mask_name(p) for p in candidates}
         same = self.mask_dir.resolve() == self.image_dir.resolve()
         self.image_paths = [p for p in candidates if not (same and p.name in mask_names)]

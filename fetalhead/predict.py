@@ -59,6 +59,7 @@ __all__ = [
     "check_image_file",
     "keep_largest_component",
     "load_input_image",
+    "measure",
     "validate_image",
     "validate_pixel_size",
 ]
@@ -212,6 +213,36 @@ class Prediction:
         }
 
 
+def measure(prob: np.ndarray, pixel_size_mm: float, *, threshold: float = 0.5,
+            bias_correction: bool = True, review_below: float = REVIEW_BELOW, scale: float = 1.0,
+            flip_agreement: float = float("nan"), keep_prob: bool = False) -> Prediction:
+    """Probability map float32 (H, W) -> Prediction: threshold (`prob > threshold`), keep the
+    largest component, fit the ellipse (pixels), HC in mm for `pixel_size_mm` (minus the
+    annotation bias unless `bias_correction=False`), the quality (`fetalhead.quality`; `scale`:
+    image pixels per network pixel, `flip_agreement` from a mirrored pass if any) and the status
+    ("review" below `review_below`). The one path from probabilities to a measurement: the
+    Predictor, the evaluation and the viewer all take it."""
+    px = validate_pixel_size(pixel_size_mm)
+    foreground = prob > threshold
+    mask, box = _largest_component(foreground)
+    ellipse = fit_ellipse(mask[box]) if mask.any() else None
+    if ellipse is not None:  # fitted on the component's bounding box: the same contour, shifted
+        ellipse = replace(ellipse, cx=ellipse.cx + box[1].start, cy=ellipse.cy + box[0].start)
+    nan = float("nan")
+    kept = prob if keep_prob else None
+    if ellipse is None:
+        return Prediction(mask, kept, px, None, None, None, nan, nan, 0.0, nan, False, STATUS_NO_HEAD)
+    bias_mm = float(annotation_bias_mm(px)) if bias_correction else 0.0
+    head = head_ellipse(ellipse) if bias_correction else ellipse
+    hc_raw = ellipse.circumference * px
+    hc = hc_raw - bias_mm
+    weeks, in_range = gestational_age_weeks(hc)
+    q = quality(prob, mask, foreground, ellipse, hc, px, flip_agreement, scale=scale)
+    status = STATUS_OK if q.score >= review_below else STATUS_REVIEW
+    return Prediction(mask, kept, px, ellipse, head, head.to_mm(px), hc, hc_raw, bias_mm, weeks,
+                      in_range, status, q)
+
+
 class Predictor:
     """A loaded model plus its preprocessing; call `predict` or `predict_batch` many times.
 
@@ -324,29 +355,13 @@ class Predictor:
 
     def measure(self, prob: np.ndarray, pixel_size_mm: float, threshold: float | None = None,
                 flip_agreement: float = float("nan")) -> Prediction:
-        """Threshold a probability map float32 (H, W) (at `threshold`, default the predictor's),
-        keep the largest component, fit the ellipse, compute HC (mm) for `pixel_size_mm`, and
-        the quality (`fetalhead.quality`; `flip_agreement` from the mirrored pass if any)."""
-        px = validate_pixel_size(pixel_size_mm)
-        foreground = prob > (self.threshold if threshold is None else threshold)
-        mask, box = _largest_component(foreground)
-        ellipse = fit_ellipse(mask[box]) if mask.any() else None
-        if ellipse is not None:  # fitted on the component's bounding box: the same contour, shifted
-            ellipse = replace(ellipse, cx=ellipse.cx + box[1].start, cy=ellipse.cy + box[0].start)
-        nan = float("nan")
-        if ellipse is None:
-            return Prediction(mask, prob if self.keep_prob else None, px, None, None, None,
-                              nan, nan, 0.0, nan, False, STATUS_NO_HEAD)
-        bias_mm = float(annotation_bias_mm(px)) if self.bias_correction else 0.0
-        head = head_ellipse(ellipse) if self.bias_correction else ellipse
-        hc_raw = ellipse.circumference * px
-        hc = hc_raw - bias_mm
-        weeks, in_range = gestational_age_weeks(hc)
+        """`measure` with this predictor's settings (threshold unless given, bias correction,
+        review threshold, probability kept or not); `scale` from the map's size (H, W) and the
+        network's."""
         scale = math.sqrt(prob.shape[0] * prob.shape[1] / (self.image_size[0] * self.image_size[1]))
-        q = quality(prob, mask, foreground, ellipse, hc, px, flip_agreement, scale=scale)
-        status = STATUS_OK if q.score >= self.review_below else STATUS_REVIEW
-        return Prediction(mask, prob if self.keep_prob else None, px, ellipse, head,
-                          head.to_mm(px), hc, hc_raw, bias_mm, weeks, in_range, status, q)
+        return measure(prob, pixel_size_mm, threshold=self.threshold if threshold is None else threshold,
+                       bias_correction=self.bias_correction, review_below=self.review_below,
+                       scale=scale, flip_agreement=flip_agreement, keep_prob=self.keep_prob)
 
     def predict(self, image: np.ndarray, pixel_size_mm: float) -> Prediction:
         """Segment one uint8 (H, W) image and measure the head; mm from `pixel_size_mm`."""

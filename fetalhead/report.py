@@ -1,28 +1,31 @@
 """Evaluation figures and prediction overlays.
 
 Plot functions take an optional `ax`, return the Figure (matplotlib's object API, no pyplot
-state) and never call plt.show(). `save_figure` writes them under stable names, by default
-into `fetalhead.paths.figures_dir()`. `draw_overlay` makes the RGB image the `predict`
-command saves next to each mask.
+state) and never call plt.show(); `fetalhead.viz.save_figure` writes them under stable names.
+Colours come from the palette in `fetalhead.viz`. `draw_overlay` makes the RGB image the
+`predict` command saves next to each mask.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Ellipse as EllipsePatch
 from matplotlib.ticker import MaxNLocator
 
 from fetalhead.predict import Prediction, Predictor
-from fetalhead.viz import new_axes
-from fetalhead.viz import save_figure as _save_to_figures_dir
+from fetalhead.viz import (
+    ELLIPSE_COLOR,
+    NO_HEAD_COLOR,
+    new_axes,
+    plot_overlay,
+    rgb255,
+)
 
 __all__ = [
     "bland_altman",
@@ -33,30 +36,12 @@ __all__ = [
     "pick_examples",
     "plot_prediction",
     "prediction_examples",
-    "save_figure",
 ]
-
-ELLIPSE_RGB = (255, 140, 0)  # orange: the predicted head ellipse
-GT_COLOR = "#00e5ff"  # cyan: the annotation's outline
-ELLIPSE_COLOR = "#ff8c00"
-
-
-def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, dpi: int = 120) -> Path:
-    """Save `fig` as <out_dir>/<name> (PNG unless `name` has a suffix); `out_dir=None` means
-    `fetalhead.paths.figures_dir()`. Returns the path."""
-    if out_dir is None:
-        return _save_to_figures_dir(fig, name, dpi=dpi)
-    path = Path(out_dir) / name
-    if not path.suffix:
-        path = path.with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
 
 
 def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
     """RGB uint8 (H, W, 3): the grayscale image (H, W) with the predicted head ellipse (the
-    bias-corrected outline, orange) and its HC, or "no head found" in red."""
+    bias-corrected outline) and its HC in the palette's ellipse colour, or "no head found"."""
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     h, w = image.shape
     scale = max(min(h, w) / 540.0, 0.35)  # line and text size relative to an HC18 image
@@ -65,10 +50,10 @@ def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
     if e is not None:
         f = 1 << 4  # cv2.ellipse takes integers: 4 fractional bits give 1/16-pixel placement
         cv2.ellipse(rgb, (round(e.cx * f), round(e.cy * f)), (round(e.a * f), round(e.b * f)),
-                    math.degrees(e.angle_rad), 0, 360, ELLIPSE_RGB, thick, cv2.LINE_AA, 4)
-        text, color = f"HC {pred.hc_mm:.1f} mm", ELLIPSE_RGB
+                    math.degrees(e.angle_rad), 0, 360, rgb255(ELLIPSE_COLOR), thick, cv2.LINE_AA, 4)
+        text, color = f"HC {pred.hc_mm:.1f} mm", rgb255(ELLIPSE_COLOR)
     else:
-        text, color = pred.status, (255, 60, 60)
+        text, color = pred.status, rgb255(NO_HEAD_COLOR)
     cv2.putText(rgb, text, (max(2, round(8 * scale)), max(12, round(28 * scale))),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, color, thick, cv2.LINE_AA)
     return rgb
@@ -76,26 +61,13 @@ def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
 
 def plot_prediction(image: np.ndarray, pred: Prediction, gt_mask: np.ndarray | None = None,
                     ax: Axes | None = None, title: str | None = None) -> Figure:
-    """Image uint8 (H, W) in grey, the annotation outline (cyan, when `gt_mask` {0,1} (H, W)
-    is given) and the predicted head ellipse (orange), all in the image's pixels."""
-    h, w = image.shape[:2]
-    fig, ax = new_axes(ax, figsize=(5.0, 5.0 * h / w + 0.4))
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    if gt_mask is not None and np.any(gt_mask) and not np.all(gt_mask):
-        ax.contour(np.asarray(gt_mask, np.float32), levels=[0.5], colors=[GT_COLOR], linewidths=1.0)
-    e = pred.head_ellipse
-    if e is not None:
-        # imshow puts y downwards, so a positive patch angle turns from +x towards +y, the
-        # convention of fetalhead.ellipse.
-        ax.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b, angle=math.degrees(e.angle_rad),
-                                  fill=False, edgecolor=ELLIPSE_COLOR, linewidth=1.5))
-    else:
-        ax.text(0.02, 0.97, pred.status, transform=ax.transAxes, color="red", va="top", fontsize=9)
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=8)
+    """Image uint8 (H, W) in grey with the annotation outline (when `gt_mask` {0,1} (H, W) is
+    given) and the predicted head ellipse, all in the image's pixels (`viz.plot_overlay`)."""
+    fig = plot_overlay(image, annotation=gt_mask, ellipse=pred.head_ellipse, ax=ax, title=title)
+    if pred.head_ellipse is None:
+        ax = ax if ax is not None else fig.axes[0]
+        ax.text(0.02, 0.97, pred.status, transform=ax.transAxes, color=NO_HEAD_COLOR, va="top",
+                fontsize=9)
     return fig
 
 
@@ -109,7 +81,7 @@ def pick_examples(df: pd.DataFrame, column: str = "dice") -> dict[str, int]:
 def prediction_examples(df: pd.DataFrame, predictor: Predictor,
                         root: str | os.PathLike | None = None) -> Figure:
     """Best, median and worst image of an `evaluate_split` table by Dice: each re-predicted
-    with `predictor`, shown with the annotation (cyan) and the predicted ellipse (orange)."""
+    with `predictor`, shown with the annotation and the predicted ellipse (`plot_prediction`)."""
     from fetalhead.data import annotation_path, image_path, load_pair
 
     picks = pick_examples(df)

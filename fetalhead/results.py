@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from fetalhead.files import atomic_file
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
 __all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "metric_cell", "results_record", "results_table", "training_run", "training_summary",
@@ -94,10 +95,8 @@ def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: s
 def write_results(record: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `record` as indented JSON (atomically); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 

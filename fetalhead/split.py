@@ -18,10 +18,11 @@ import pandas as pd
 from fetalhead.data import parse_filename, read_test_csv
 from fetalhead.errors import FetalheadError
 
-__all__ = ["PARTS", "SPLIT_FILE", "load_split", "make_split", "save_split"]
+__all__ = ["LABELLED_PARTS", "PARTS", "SPLIT_FILE", "load_split", "make_split", "save_split"]
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "hc18_split.csv"
-PARTS = ("train", "val", "test", "challenge")  #: "challenge" = the 335 unlabelled test_set images
+LABELLED_PARTS = ("train", "val", "test")  #: the parts of the 999 labelled images, in this order
+PARTS = (*LABELLED_PARTS, "challenge")  #: "challenge" = the 335 unlabelled test_set images
 
 
 def make_split(

@@ -28,9 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fetalhead.checkpoint import (
-    CHECKPOINT_FORMAT,
     export_weights,
-    load_checkpoint,
     read_checkpoint,
     save_checkpoint,
     unwrap,
@@ -38,29 +36,23 @@ from fetalhead.checkpoint import (
 from fetalhead.config import TrainConfig
 from fetalhead.device import autocast_settings, device_name, resolve_device
 from fetalhead.errors import FetalheadError
+from fetalhead.files import atomic_file
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.metrics import dice_batch
 from fetalhead.model import build_model
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "EarlyStopping",
     "FitResult",
     "HISTORY_COLUMNS",
-    "autocast_settings",
     "center_crop_like",
-    "device_name",
     "build_optimizer",
     "build_scheduler",
     "train_step",
     "evaluate_arrays",
-    "export_weights",
     "fit",
     "lr_factor",
-    "load_checkpoint",
-    "resolve_device",
-    "save_checkpoint",
 ]
 
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
@@ -425,7 +417,8 @@ def fit(
         rows.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
                          lr=lr, seconds=seconds))
         history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-        history.to_csv(out_dir / "history.csv", index=False)
+        with atomic_file(out_dir / "history.csv") as tmp:  # a run killed mid-write keeps the last whole one
+            history.to_csv(tmp, index=False)
         bar.set_postfix(epoch=epoch, loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
 
         # 10. best.pt (weights only) on improvement; last.pt (full state) every

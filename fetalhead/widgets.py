@@ -1,64 +1,49 @@
-"""Interactive widgets for JupyterLab 4 (ipywidgets 8): a prediction viewer, an augmentation explorer.
+"""The prediction viewer, a widget for JupyterLab 4 (ipywidgets 8): browse predictions case by
+case and move the threshold.
 
-Both draw with matplotlib's object API (`Figure` + `FigureCanvasAgg`) into PNG bytes shown by an
+It draws with matplotlib's object API (`Figure` + `FigureCanvasAgg`) into PNG bytes shown by an
 `ipywidgets.Image`: no figure is ever registered with pyplot (nothing leaks, nothing is shown
 twice), and no front-end extension beyond ipywidgets' own is needed (no ipympl).
 
 `PredictionViewer` is built from plain arrays (images, ground-truth masks, probability maps at
 ORIGINAL resolution, pixel sizes in mm), so it needs no model; `PredictionViewer.from_predictor`
 fills those arrays from a `fetalhead.predict.Predictor`. Moving its threshold recomputes the
-binary prediction, its Dice, the fitted ellipse and the head circumference (HC, mm).
+prediction with `Predictor.measure` (largest component, fitted ellipse, bias-corrected head
+circumference in mm, quality), its Dice and its status, exactly as `fetalhead.evaluate` does.
 
 Every control is a public attribute and the shown state is exposed (`current_index`,
-`current_dice`, `label_text`, `render_count`, `last_png`...), so tests drive the widgets by
+`current_dice`, `label_text`, `render_count`, `last_png`...), so tests drive the widget by
 setting values, exactly as a user's browser does through the widget protocol.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import cv2
 import ipywidgets as W
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Ellipse as EllipsePatch
 
-from fetalhead.ellipse import Ellipse, fit_ellipse
+from fetalhead.ellipse import Ellipse
 from fetalhead.errors import FetalheadError
 from fetalhead.metrics import dice
-
-if TYPE_CHECKING:  # pragma: no cover
-    from fetalhead.predict import Predictor
-    from fetalhead.transforms import AugmentDraw, AugmentParams
+from fetalhead.predict import Prediction, Predictor, measure
+from fetalhead.viz import figure_to_png, plot_overlay
 
 __all__ = [
     "SORT_OPTIONS",
-    "AugmentationExplorer",
     "CaseStats",
-    "Measure",
     "PredictionViewer",
-    "SyntheticCases",
-    "demo_explorer",
     "demo_viewer",
-    "figure_to_png",
-    "soft_probability",
-    "synthetic_cases",
-    "threshold_measure",
+    "held_out_viewer",
 ]
-
-PRED_COLOR = "#ff7f0e"  # orange fill: readable on grey ultrasound (same as viz.show_pair)
-GT_COLOR = "#2ca02c"  # green outline
-ELLIPSE_COLOR = "#17becf"  # cyan dashed
 
 #: Sort dropdown: (label shown, value). NaN metrics (no ground truth, no head) sort last.
 SORT_OPTIONS: tuple[tuple[str, str], ...] = (
@@ -71,31 +56,6 @@ SORT_OPTIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-#: (prob float32 (H, W), pixel size mm, threshold) -> (mask uint8 {0,1} (H, W), ellipse in
-#: pixels or None, HC mm or nan), optionally followed by (quality score or nan, status): how a
-#: probability map becomes a measured head.
-Measure = Callable[[np.ndarray, float, float], tuple]
-
-
-def threshold_measure(prob: np.ndarray, pixel_size_mm: float,
-                      threshold: float) -> tuple[np.ndarray, Ellipse | None, float]:
-    """The plain measurement: mask = prob >= threshold (every component kept, so stray blobs
-    stay visible), ellipse fitted to its largest component (pixels), HC = perimeter x pixel
-    size (mm, no bias correction; nan when no head)."""
-    mask = (np.asarray(prob) >= threshold).astype(np.uint8)
-    ellipse = fit_ellipse(mask)
-    hc = float("nan") if ellipse is None else ellipse.circumference * float(pixel_size_mm)
-    return mask, ellipse, hc
-
-
-def figure_to_png(fig: Figure) -> bytes:
-    """Render a matplotlib `Figure` (object API) to PNG bytes with the Agg canvas."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    canvas.print_png(buf)
-    return buf.getvalue()
-
-
 def _fmt(x: float, spec: str) -> str:
     return format(x, spec) if math.isfinite(x) else "n/a"
 
@@ -104,9 +64,10 @@ def _fmt(x: float, spec: str) -> str:
 class CaseStats:
     """Measurements of one case at one threshold.
 
-    dice: Dice of the thresholded prediction vs the ground truth (nan without ground truth);
-    area_px: predicted pixels; ellipse: fit in pixels (None = no head); hc_pred_mm, hc_true_mm,
-    hc_error_mm = pred - true (nan when unknown); quality and status when the measure gives them.
+    dice: Dice of the predicted mask vs the ground truth (nan without ground truth); area_px:
+    predicted pixels; ellipse: the head ellipse in pixels (None = no head); hc_pred_mm,
+    hc_true_mm, hc_error_mm = pred - true (nan when unknown); quality: the `fetalhead.quality`
+    score (nan without a head); status: "ok", "review" or "no head found".
     """
 
     dice: float
@@ -114,8 +75,8 @@ class CaseStats:
     ellipse: Ellipse | None
     hc_pred_mm: float
     hc_true_mm: float
-    quality: float = float("nan")  # `fetalhead.quality` score, nan when the measure gives none
-    status: str = ""  # "ok", "review", "no head found"; "" when the measure gives none
+    quality: float
+    status: str
 
     @property
     def hc_error_mm(self) -> float:
@@ -143,13 +104,15 @@ class PredictionViewer:
         filenames: N names (default "case_000", ...).
         masks: N ground-truth masks uint8 {0,1} (H, W), or None (overall or per case).
         hc_true_mm: N reference HC in mm (e.g. the HC18 CSV column), or None / nan when unknown.
-        threshold: initial threshold (0.05 to 0.95); prediction = prob >= threshold.
+        threshold: initial threshold (0.05 to 0.95); prediction = the largest component of
+            prob > threshold.
         opacity: initial opacity of the prediction fill, in [0, 1].
         sort: initial sort, one of the values of `SORT_OPTIONS`.
-        measure: how (prob, pixel size, threshold) become (mask, ellipse, HC mm); default
-            `threshold_measure`. `from_predictor` passes the predictor's own measurement
-            (largest component, annotation-bias correction), so the viewer shows exactly the
-            Dice and HC that `fetalhead.evaluate` reports at the same threshold.
+        predictor: whose `Predictor.measure` turns a probability map into the mask (largest
+            component), the head ellipse, HC (mm), quality and status at the slider's threshold,
+            so the viewer shows exactly what `fetalhead.evaluate` reports at that threshold.
+            Default: `fetalhead.predict.measure` with its default settings, the maps taken to
+            be at the network's resolution.
         width_px: width of the rendered figure in pixels.
 
     Display it as the last expression of a cell, or `display(viewer.widget)`.
@@ -167,7 +130,7 @@ class PredictionViewer:
         threshold: float = 0.5,
         opacity: float = 0.3,
         sort: str = "input",
-        measure: Measure | None = None,
+        predictor: Predictor | None = None,
         width_px: int = 640,
     ) -> None:
         n = len(images)
@@ -196,7 +159,7 @@ class PredictionViewer:
         sort_values = [v for _, v in SORT_OPTIONS]
         if sort not in sort_values:
             raise FetalheadError(f"PredictionViewer: unknown sort {sort!r}; one of {sort_values}")
-        self._measure: Measure = measure if measure is not None else threshold_measure
+        self._predictor = predictor
         self._width_px = int(width_px)
         # Keyed by (case, threshold): sorting and revisiting a case reuse the measurements
         # (scalars and the ellipse only; masks are recomputed, they are large).
@@ -244,34 +207,21 @@ class PredictionViewer:
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_predictor(
-        cls,
-        predictor: Predictor,
-        images: Sequence[np.ndarray],
-        pixel_sizes_mm: Sequence[float] | np.ndarray,
-        filenames: Sequence[str] | None = None,
-        masks: Sequence[np.ndarray | None] | None = None,
-        hc_true_mm: Sequence[float] | np.ndarray | None = None,
-        batch_size: int = 8,
-        **kwargs: Any,
-    ) -> PredictionViewer:
-        """Run `predictor` on `images` once (probabilities at original resolution) and view.
+    def from_predictor(cls, predictor: Predictor, images: Sequence[np.ndarray],
+                       pixel_sizes_mm: Sequence[float] | np.ndarray, *, batch_size: int = 8,
+                       **kwargs: Any) -> PredictionViewer:
+        """Run `predictor` on `images` once, `batch_size` per pass (probabilities at original
+        resolution), and view them.
 
-        The viewer measures with `predictor.measure` (largest component, bias-corrected HC),
-        so at the predictor's threshold it shows what `Predictor.predict` returns. Other
-        keyword arguments go to `PredictionViewer` (threshold defaults to the predictor's).
+        The viewer measures with `predictor.measure`, so at the predictor's threshold it shows
+        what `Predictor.predict` returns. Other keyword arguments (filenames, masks, hc_true_mm,
+        ...) go to `PredictionViewer`; the threshold defaults to the predictor's.
         """
         probs: list[np.ndarray] = []
         for start in range(0, len(images), max(int(batch_size), 1)):
             probs += predictor.probabilities(list(images[start:start + batch_size]))
-
-        def measure(prob: np.ndarray, px: float, t: float):
-            p = predictor.measure(prob, px, threshold=t)
-            return p.mask, p.head_ellipse, p.hc_mm, p.quality.score if p.quality else float("nan"), p.status
-
         kwargs.setdefault("threshold", predictor.threshold)
-        kwargs.setdefault("measure", measure)
-        return cls(images, probs, pixel_sizes_mm, filenames, masks, hc_true_mm, **kwargs)
+        return cls(images, probs, pixel_sizes_mm, predictor=predictor, **kwargs)
 
     @classmethod
     def from_evaluation(
@@ -306,44 +256,43 @@ class PredictionViewer:
         pairs = [load_pair(image_path(n, root=root), annotation_path(n, root)) for n in names]
         kwargs.setdefault("sort", "dice_asc")
         return cls.from_predictor(
-            predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float), names,
-            [m for _, m in pairs], rows["hc_true_mm"].to_numpy(float), **kwargs)
+            predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float),
+            filenames=names, masks=[m for _, m in pairs],
+            hc_true_mm=rows["hc_true_mm"].to_numpy(float), **kwargs)
 
     # ------------------------------------------------------------------ measurements
     def __len__(self) -> int:
         return len(self._images)
 
-    @property
-    def threshold(self) -> float:
-        """Current threshold: prediction = prob >= threshold."""
-        return float(self.threshold_slider.value)
-
-    @property
-    def opacity(self) -> float:
-        """Current opacity of the prediction fill, in [0, 1]."""
-        return float(self.opacity_slider.value)
+    def measure(self, index: int, threshold: float | None = None) -> Prediction:
+        """The measurement of case `index` (input order) at `threshold` (default: the slider's):
+        mask, ellipses, HC (mm), quality and status (the predictor's `Predictor.measure`, else
+        `fetalhead.predict.measure`)."""
+        t = self.threshold if threshold is None else float(threshold)
+        prob, px = self._probs[index], self._pixel_sizes[index]
+        if self._predictor is None:
+            return measure(prob, px, threshold=t)
+        return self._predictor.measure(prob, px, threshold=t)
 
     def pred_mask(self, index: int, threshold: float | None = None) -> np.ndarray:
-        """Binary prediction uint8 {0,1} (H, W) of case `index` (input order) at `threshold`."""
-        t = self.threshold if threshold is None else float(threshold)
-        mask = self._measure(self._probs[index], self._pixel_sizes[index], t)[0]
-        return (np.asarray(mask) > 0).astype(np.uint8)
+        """Predicted mask uint8 {0,1} (H, W) of case `index` (input order) at `threshold`."""
+        return self.measure(index, threshold).mask
 
     def stats(self, index: int, threshold: float | None = None) -> CaseStats:
         """Dice, area, ellipse and HC (mm) of case `index` (input order) at `threshold`."""
         t = round(self.threshold if threshold is None else float(threshold), 6)
         key = (index, t)
         if key not in self._cache:
-            pred, ell, hc, *extra = self._measure(self._probs[index], self._pixel_sizes[index], t)
+            p = self.measure(index, t)
             gt = self._masks[index]
             self._cache[key] = CaseStats(
-                dice=float("nan") if gt is None else float(dice(pred, gt)),
-                area_px=int(np.count_nonzero(pred)),
-                ellipse=ell,
-                hc_pred_mm=float(hc),
+                dice=float("nan") if gt is None else float(dice(p.mask, gt)),
+                area_px=int(np.count_nonzero(p.mask)),
+                ellipse=p.head_ellipse,
+                hc_pred_mm=float(p.hc_mm),
                 hc_true_mm=self._hc_true[index],
-                quality=float(extra[0]) if extra else float("nan"),
-                status=str(extra[1]) if len(extra) > 1 else "",
+                quality=p.quality.score if p.quality is not None else float("nan"),
+                status=p.status,
             )
         return self._cache[key]
 
@@ -377,6 +326,16 @@ class PredictionViewer:
         return sorted(idx, key=key)
 
     # ------------------------------------------------------------------ current state
+    @property
+    def threshold(self) -> float:
+        """Current threshold: prediction = the largest component of prob > threshold."""
+        return float(self.threshold_slider.value)
+
+    @property
+    def opacity(self) -> float:
+        """Current opacity of the prediction fill, in [0, 1]."""
+        return float(self.opacity_slider.value)
+
     @property
     def order(self) -> list[int]:
         """Input indices in display order (slider position p shows order[p - 1])."""
@@ -443,31 +402,10 @@ class PredictionViewer:
         fig = Figure(figsize=(self._width_px / 100, self._width_px / 100 * h / w), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_axes((0, 0, 1, 1))
-        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        overlay = np.zeros((h, w, 4), np.float32)
-        pred = self.pred_mask(i).astype(bool)
-        overlay[pred] = (*_rgb(PRED_COLOR), self.opacity)
-        ax.imshow(overlay)
-        handles = [Line2D([], [], color=PRED_COLOR, lw=6, alpha=0.6,
-                          label=f"prediction (p ≥ {self.threshold:.2f})")]
-        if gt is not None and gt.any():
-            ax.contour(gt.astype(np.float32), levels=[0.5], colors=[GT_COLOR], linewidths=1.5)
-            handles.append(Line2D([], [], color=GT_COLOR, lw=1.5, label="ground truth"))
-        if s.ellipse is not None:
-            e = s.ellipse
-            # Data coordinates with y down: matplotlib's angle (from +x towards +y) then matches
-            # the Ellipse convention of fetalhead.ellipse, whatever the axis direction.
-            ax.add_patch(EllipsePatch((e.cx, e.cy), 2 * e.a, 2 * e.b,
-                                      angle=math.degrees(e.angle_rad), fill=False,
-                                      ec=ELLIPSE_COLOR, ls="--", lw=1.5))
-            handles.append(Line2D([], [], color=ELLIPSE_COLOR, ls="--", lw=1.5,
-                                  label="fitted ellipse"))
-        ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.7)
+        plot_overlay(image, self.pred_mask(i), gt, s.ellipse, ax=ax, opacity=self.opacity,
+                     legend=True, prediction_label=f"prediction (p > {self.threshold:.2f})")
         ax.text(0.01, 0.99, self._filenames[i], transform=ax.transAxes, va="top", ha="left",
                 fontsize=9, color="white", bbox=dict(fc="black", alpha=0.5, lw=0))
-        ax.set_xlim(-0.5, w - 0.5)
-        ax.set_ylim(h - 0.5, -0.5)
-        ax.set_axis_off()
         return fig
 
     def render(self) -> bytes:
@@ -516,239 +454,41 @@ class PredictionViewer:
         self.render()
 
 
-def _rgb(color: str) -> tuple[float, float, float]:
-    from matplotlib.colors import to_rgb
-
-    return to_rgb(color)
-
-
-# ---------------------------------------------------------------------- augmentation explorer
-class AugmentationExplorer:
-    """Explore `fetalhead.transforms.augment_pair`: the original pair and one seeded draw.
-
-    Args:
-        images: images uint8 (H, W); masks: the matching masks uint8 {0,1} (H, W).
-        params: initial ranges (`AugmentParams`; default its defaults).
-        seed: initial seed of the draw (`np.random.default_rng(seed)`).
-        width_px: width of the rendered figure (two panels) in pixels.
-
-    The sliders set the RANGES of the random augmentation (rotation in degrees, zoom and
-    intensity fractions) and the flips' enablement; the seed picks one random draw from them,
-    exactly as training would (`augment_pair(image, mask, params, default_rng(seed))`).
-    """
-
-    def __init__(
-        self,
-        images: Sequence[np.ndarray],
-        masks: Sequence[np.ndarray],
-        *,
-        params: AugmentParams | None = None,
-        seed: int = 0,
-        width_px: int = 760,
-    ) -> None:
-        from fetalhead.transforms import AugmentParams
-
-        if len(images) == 0 or len(images) != len(masks):
-            raise FetalheadError(f"AugmentationExplorer: need as many masks as images, got "
-                                 f"{len(images)} images and {len(masks)} masks")
-        self._images = [np.asarray(im) for im in images]
-        self._masks = [(np.asarray(m) > 0).astype(np.uint8) for m in masks]
-        p = params if params is not None else AugmentParams()
-        self._width_px = int(width_px)
-        self.render_count = 0
-        self.last_png = b""
-        self.image_slider = W.IntSlider(value=0, min=0, max=len(images) - 1,
-                                        description="image", continuous_update=False,
-                                        disabled=len(images) == 1)
-        self.rotate_slider = W.FloatSlider(value=p.rotate_deg, min=0, max=45, step=1,
-                                           description="rotate ±°", continuous_update=False)
-        self.scale_slider = W.FloatSlider(value=p.scale, min=0, max=0.5, step=0.01,
-                                          description="zoom ±", continuous_update=False)
-        self.intensity_slider = W.FloatSlider(value=p.intensity, min=0, max=0.5, step=0.01,
-                                              description="intensity ±", continuous_update=False)
-        self.hflip_box = W.Checkbox(value=p.hflip, description="random h-flip", indent=False)
-        self.vflip_box = W.Checkbox(value=p.vflip, description="random v-flip", indent=False)
-        self.seed_slider = W.IntSlider(value=seed, min=0, max=99, description="seed",
-                                       continuous_update=False)
-        self.review_toggle = W.Checkbox(value=False, description="flagged for review only",
-                                        indent=False)
-        self.label = W.HTML()
-        self.image = W.Image(format="png")
-        controls = {"image": self.image_slider, "rotate": self.rotate_slider,
-                    "scale": self.scale_slider, "intensity": self.intensity_slider,
-                    "hflip": self.hflip_box, "vflip": self.vflip_box, "seed": self.seed_slider}
-        for name, c in controls.items():
-            c.add_class(f"fetalhead-augment-{name}")
-            c.observe(self._on_redraw, names="value")
-        self.label.add_class("fetalhead-augment-label")
-        self.image.add_class("fetalhead-augment-figure")
-        self._box = W.VBox([
-            W.HBox([self.image_slider, self.seed_slider]),
-            W.HBox([self.rotate_slider, self.scale_slider, self.intensity_slider]),
-            W.HBox([self.hflip_box, self.vflip_box]),
-            self.label,
-            self.image,
-        ])
-        self._box.add_class("fetalhead-augment")
-        self.render()
-
-    @property
-    def params(self) -> AugmentParams:
-        """The augmentation ranges set by the controls."""
-        from fetalhead.transforms import AugmentParams
-
-        return AugmentParams(rotate_deg=float(self.rotate_slider.value),
-                             hflip=bool(self.hflip_box.value), vflip=bool(self.vflip_box.value),
-                             scale=float(self.scale_slider.value),
-                             intensity=float(self.intensity_slider.value))
-
-    @property
-    def current_draw(self) -> AugmentDraw:
-        """The random draw (angle, zoom, flips, gain, bias) the current seed gives."""
-        from fetalhead.transforms import draw_pair
-
-        return draw_pair(self.params, np.random.default_rng(int(self.seed_slider.value)))
-
-    @property
-    def current_augmented(self) -> tuple[np.ndarray, np.ndarray]:
-        """The shown augmented (image uint8 (H, W), mask uint8 {0,1} (H, W))."""
-        from fetalhead.transforms import augment_pair
-
-        i = int(self.image_slider.value)
-        return augment_pair(self._images[i], self._masks[i], self.params,
-                            np.random.default_rng(int(self.seed_slider.value)))
-
-    @property
-    def widget(self) -> W.VBox:
-        """The whole explorer: controls, label and figure."""
-        return self._box
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
-        return self._box._repr_mimebundle_(**kwargs)
-
-    def figure(self) -> Figure:
-        """Two panels: the original pair and the augmented pair (mask tinted and outlined)."""
-        from fetalhead.viz import show_pair
-
-        i = int(self.image_slider.value)
-        image, mask = self._images[i], self._masks[i]
-        aug_image, aug_mask = self.current_augmented
-        h, w = image.shape
-        width_in = self._width_px / 100
-        fig = Figure(figsize=(width_in, width_in / 2 * h / w + 0.35), dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
-        ax0, ax1 = fig.subplots(1, 2)
-        show_pair(image, mask, ax=ax0, title="original")
-        show_pair(aug_image, aug_mask, ax=ax1, title=f"augmented (seed {self.seed_slider.value})")
-        return fig
-
-    def _on_redraw(self, change: dict) -> None:
-        self.render()
-
-    def render(self) -> bytes:
-        """Redraw the label and the figure; returns the PNG bytes."""
-        d = self.current_draw
-        self.label.value = html.escape(
-            f"draw: rotate {d.angle_deg:+.1f}°, zoom {d.scale:.3f}, "
-            f"h-flip {'yes' if d.hflip else 'no'}, v-flip {'yes' if d.vflip else 'no'}, "
-            f"gain {d.gain:.3f}, bias {d.bias:+.3f}")
-        self.last_png = figure_to_png(self.figure())
-        self.image.value = self.last_png
-        self.render_count += 1
-        return self.last_png
-
-
-# ---------------------------------------------------------------------- synthetic data
-@dataclass(frozen=True)
-class SyntheticCases:
-    """Synthetic ultrasound-like cases with known ellipses (for demos and tests; no model).
-
-    images uint8 (H, W); masks uint8 {0,1}; probs float32 in [0, 1] from a deliberately
-    perturbed ellipse with a soft edge; pixel sizes and true HC in mm; ellipses in pixels.
-    """
-
-    images: list[np.ndarray]
-    masks: list[np.ndarray]
-    probs: list[np.ndarray]
-    pixel_sizes_mm: list[float]
-    hc_true_mm: list[float]
-    filenames: list[str]
-    true_ellipses: list[Ellipse]
-    pred_ellipses: list[Ellipse]
-
-
-def _signed_distance(mask: np.ndarray) -> np.ndarray:
-    """Signed Euclidean distance (pixels) to the mask boundary: > 0 inside, < 0 outside."""
-    inside = cv2.distanceTransform(mask, cv2.DIST_L2, 5)
-    outside = cv2.distanceTransform(1 - mask, cv2.DIST_L2, 5)
-    return (inside - outside).astype(np.float32)
-
-
-def soft_probability(mask: np.ndarray, edge_px: float) -> np.ndarray:
-    """A probability map float32 (H, W) that is 0.5 on the boundary of `mask` uint8 {0,1}:
-    logistic of the signed distance (pixels) over `edge_px`."""
-    return (1.0 / (1.0 + np.exp(-_signed_distance(mask) / float(edge_px)))).astype(np.float32)
-
-
-def synthetic_cases(
-    n: int = 6, shape: tuple[int, int] = (216, 320), seed: int = 0, edge_px: float = 3.0
-) -> SyntheticCases:
-    """`n` synthetic cases of `shape` (H, W) pixels with a known head ellipse each.
-
-    The image is speckle-like noise with a bright skull ring; the ground truth is the filled
-    ellipse; the "prediction" is `soft_probability` of a second ellipse whose centre and axes
-    are off by an amount growing with the case number, so Dice falls from case 0 to case n-1.
-    The last case (n >= 3) also carries a spurious blob of probability 0.6, which a threshold
-    above 0.6 removes. Pixel sizes are drawn so that HC is in the HC18 range (about 100-350 mm).
-    """
-    rng = np.random.default_rng(seed)
-    h, w = shape
-    out: dict[str, list] = {k: [] for k in SyntheticCases.__dataclass_fields__}
-    for k in range(n):
-        a = float(rng.uniform(0.28, 0.36) * w)
-        b = float(a * rng.uniform(0.72, 0.9))
-        b = min(b, 0.42 * h)
-        truth = Ellipse(cx=float(w / 2 + rng.uniform(-0.05, 0.05) * w),
-                        cy=float(h / 2 + rng.uniform(-0.05, 0.05) * h),
-                        a=a, b=b, angle_rad=float(rng.uniform(0, math.pi)))
-        err = 0.02 + 0.05 * k / max(n - 1, 1)  # relative error of the fake prediction
-        pred = Ellipse(cx=truth.cx + err * a * float(rng.choice([-1, 1])),
-                       cy=truth.cy + err * b * float(rng.choice([-1, 1])),
-                       a=truth.a * (1 + err), b=truth.b * (1 - err / 2),
-                       angle_rad=math.fmod(truth.angle_rad + err, math.pi))
-        mask = truth.to_mask(shape)
-        prob = soft_probability(pred.to_mask(shape), edge_px)
-        if k == n - 1 and n >= 3:
-            blob = np.zeros(shape, np.uint8)
-            cv2.circle(blob, (int(0.1 * w), int(0.15 * h)), max(3, int(0.04 * w)), 1, -1)
-            prob = np.maximum(prob, 0.6 * blob.astype(np.float32))
-        # Speckle background (Rayleigh, as for fully developed speckle) plus a bright ring.
-        img = rng.rayleigh(22.0, shape)
-        ring = np.zeros(shape, np.uint8)
-        cv2.ellipse(ring, (int(truth.cx), int(truth.cy)), (int(truth.a), int(truth.b)),
-                    math.degrees(truth.angle_rad), 0, 360, 1, max(2, int(0.015 * w)))
-        img += 150.0 * cv2.GaussianBlur(ring.astype(np.float32), (0, 0), 1.5)
-        img += 15.0 * mask
-        px = float(rng.uniform(0.3, 0.45)) * 320.0 / w
-        out["images"].append(np.clip(img, 0, 255).astype(np.uint8))
-        out["masks"].append(mask)
-        out["probs"].append(prob)
-        out["pixel_sizes_mm"].append(px)
-        out["hc_true_mm"].append(truth.circumference * px)
-        out["filenames"].append(f"synthetic_{k:03d}_HC.png")
-        out["true_ellipses"].append(truth)
-        out["pred_ellipses"].append(pred)
-    return SyntheticCases(**out)
-
-
 def demo_viewer(n: int = 6, seed: int = 0, **kwargs: Any) -> PredictionViewer:
-    """A `PredictionViewer` over `synthetic_cases(n, seed=seed)`; no model or data needed."""
+    """A `PredictionViewer` over `fetalhead.synthetic.synthetic_cases(n, seed=seed)`; no model or
+    data needed. Keyword arguments go to `PredictionViewer`."""
+    from fetalhead.synthetic import synthetic_cases
+
     c = synthetic_cases(n, seed=seed)
     return PredictionViewer(c.images, c.probs, c.pixel_sizes_mm, c.filenames, c.masks,
                             c.hc_true_mm, **kwargs)
 
 
-def demo_explorer(n: int = 3, seed: int = 0, **kwargs: Any) -> AugmentationExplorer:
-    """An `AugmentationExplorer` over `synthetic_cases(n, seed=seed)`; no data needed."""
-    c = synthetic_cases(n, seed=seed)
-    return AugmentationExplorer(c.images, c.masks, **kwargs)
+def held_out_viewer(n: int = 6, model: str | None = None, root: str | os.PathLike | None = None,
+                    **kwargs: Any) -> PredictionViewer:
+    """The viewer over `n` held-out test images, spread from the smallest head to the largest,
+    with the shipped model `model` (default: the best present); the synthetic `demo_viewer`
+    when HC18 or the shipped weights are missing. Other keyword arguments go to
+    `PredictionViewer`."""
+    from fetalhead.data import (
+        annotation_path,
+        check_data_dir,
+        image_path,
+        load_pair,
+        read_training_csv,
+    )
+    from fetalhead.explore import spread_rows
+    from fetalhead.split import load_split
+
+    try:
+        root = check_data_dir(root)
+        predictor = Predictor.from_checkpoint(model=model, device="cpu")
+    except FetalheadError:
+        return demo_viewer(n=n, **kwargs)
+    rows = read_training_csv(root).merge(load_split(root=root)).query("split == 'test'")
+    rows = spread_rows(rows, n, "hc_mm")
+    pairs = [load_pair(image_path(f, root=root), annotation_path(f, root)) for f in rows["filename"]]
+    return PredictionViewer.from_predictor(
+        predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float),
+        filenames=list(rows["filename"]), masks=[m for _, m in pairs],
+        hc_true_mm=rows["hc_mm"].to_numpy(float), **kwargs)

@@ -1,4 +1,5 @@
-"""Benchmark: FLOP counting against torch's counter, the peak table, and a CPU smoke run."""
+"""Benchmark: FLOP counting against torch's counter, the peak table, and CPU smoke runs of
+`fetalhead bench`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fetalhead.bench import forward_flops, main, peak_flops
+from fetalhead.bench import forward_flops, peak_flops
+from fetalhead.cli import main
 from fetalhead.config import get_config
 from fetalhead.model import build_model
 
@@ -49,7 +51,7 @@ def test_quick_benchmark_on_a_compact_cache(synthetic_hc18, cache_tmp, tmp_path,
     cache = build_compact_cache(tmp_path / "compact.npz", size=(64, 96), root=synthetic_hc18,
                                 progress=False)
     out = tmp_path / "bench.json"
-    assert main(["--quick", "--device", "cpu", "--cache", str(cache), "--cap", "20",
+    assert main(["bench", "--quick", "--device", "cpu", "--cache", str(cache), "--cap", "20",
                  "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["device"] and res["device_type"] == "cpu" and res["peak_bf16_flops"] is None
@@ -83,21 +85,27 @@ def test_results_are_written_after_every_measurement(synthetic_hc18, cache_tmp, 
     monkeypatch.setattr(bench, "measure_latency", broken)
     out = tmp_path / "bench.json"
     with pytest.raises(RuntimeError):
-        main(["--quick", "--device", "cpu", "--cache", str(cache), "--no-train", "--out", str(out)])
+        main(["bench", "--quick", "--device", "cpu", "--cache", str(cache), "--no-train", "--out", str(out)])
     res = json.loads(out.read_text())
     assert len(res["throughput"]) == 4 and set(res["speedup"]) == {"64x64", "64x96"}
     assert "latency" not in res
 
 
-def test_missing_cache_is_an_error(tmp_path, capsys):
-    assert main(["--quick", "--device", "cpu", "--cache", str(tmp_path / "nope.npz"),
-                 "--out", str(tmp_path / "b.json")]) == 1
-    assert "error:" in capsys.readouterr().err
+def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
+    old = tmp_path / "old.json"
+    old.write_text("earlier results")
+    for argv, words in [(["--cache", tmp_path / "nope.npz"], "no such file"),
+                        (["--out", old], "use --overwrite")]:
+        argv = ["bench", "--quick", "--device", "cpu", "--out", tmp_path / "b.json", *argv]
+        assert main([str(a) for a in argv]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("fetalhead: error: ") and words in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"] and old.read_text() == "earlier results"
 
 
 def test_latency_only_reports_both_architectures_on_the_cpu(tmp_path):
     out = tmp_path / "lat.json"
-    assert main(["--latency-only", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["bench", "--latency-only", "--device", "cpu", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     lat = res["latency"]
     assert set(lat) == {"default", "small", "cpu"}

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from test_predict import build_tiny_checkpoint
+from test_predict import build_tiny_checkpoint, synthetic_tiny_model
 
 from fetalhead import cli
 from fetalhead.ellipse import SUBMISSION_COLUMNS
@@ -43,12 +43,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
 
 
+@pytest.fixture(scope="session")
+def synthetic_tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """(synthetic HC18 folder, tiny checkpoint trained on it): predict without the real data."""
+    return synthetic_tiny_model(tmp_path_factory.getbasetemp() / "synthetic_tiny")
+
+
 def _save_untrained(path: Path, bias: float | None = None) -> Path:
     """An untrained base-4 checkpoint (no data needed); with `bias`, the output layer is
     zeroed and its bias set, so every logit equals `bias`."""
+    from fetalhead.checkpoint import save_checkpoint
     from fetalhead.config import get_config
     from fetalhead.model import build_model
-    from fetalhead.train import save_checkpoint
 
     cfg = get_config("cpu", quick=False, image_size=(64, 96), base_channels=4)
     torch.manual_seed(0)
@@ -101,19 +107,20 @@ def _png(path: Path, shape=(64, 96), seed=0) -> Path:
     return path
 
 
-def _real_images(folder: Path, n: int) -> list[Path]:
+def _test_set_images(root: Path, folder: Path, n: int) -> list[Path]:
+    """Copies in `folder` of the first `n` official test images of the HC18 folder `root`."""
     from fetalhead.data import image_path, read_test_csv
 
     folder.mkdir(parents=True, exist_ok=True)
-    names = list(read_test_csv()["filename"][:n])
-    return [Path(shutil.copy(image_path(f, test_set=True), folder / f)) for f in names]
+    names = list(read_test_csv(root)["filename"][:n])
+    return [Path(shutil.copy(image_path(f, test_set=True, root=root), folder / f)) for f in names]
 
 
 # ----------------------------------------------------------------------------- help, parsing
 
 
 def test_help_for_every_subcommand(capfd):
-    for sub in ("download", "prepare-cache", "train", "evaluate", "predict", "submit", "main"):
+    for sub in ("download", "prepare-cache", "train", "export", "evaluate", "predict", "submit", "main", "bench"):
         code, out, err = run([sub, "--help"], capfd)
         assert code == 0 and out.startswith(f"usage: fetalhead {sub}") and err == "", sub
     code, out, _ = run(["--version"], capfd)
@@ -123,6 +130,7 @@ def test_help_for_every_subcommand(capfd):
 def test_usage_errors_are_one_line_with_exit_code_2(capfd):
     for argv, words in [([], "required"), (["frobnicate"], "invalid choice"),
                         (["train", "--preset", "huge"], "invalid choice"),
+                        (["train", "--set", "width=16"], "unknown setting 'width'"),
                         (["prepare-cache", "--size", "abc", "--out", "x"], "HEIGHTxWIDTH"),
                         (["evaluate", "--limit", "0"], "at least 1")]:
         code, _, err = run(argv, capfd)
@@ -294,13 +302,14 @@ def _unusual_modes(src: Path, folder: Path) -> list[Path]:
     return [folder / n for n in files]
 
 
-@needs_data
-def test_predict_real_images_and_unusual_modes(tmp_path, capfd, tiny_checkpoint):
-    images = _real_images(tmp_path / "in", 3)
+def test_predict_images_and_unusual_modes(tmp_path, capfd, synthetic_tiny):
+    root, ckpt = synthetic_tiny
+    images = _test_set_images(root, tmp_path / "in", 3)
+    w, h = Image.open(images[0]).size
     extra = _unusual_modes(images[0], tmp_path / "in")
     out = tmp_path / "out"
     code, stdout, err = run(["predict", tmp_path / "in", "--pixel-size", "0.12", "--out", out,
-                             "--checkpoint", tiny_checkpoint, "--quiet", "--batch-size", "3"], capfd)
+                             "--checkpoint", ckpt, "--quiet", "--batch-size", "3"], capfd)
     assert code == 0, err
     assert err == "" and "for 8 images" in stdout
     df = pd.read_csv(out / "predictions.csv")
@@ -313,8 +322,8 @@ def test_predict_real_images_and_unusual_modes(tmp_path, capfd, tiny_checkpoint)
     for p in images + extra:
         mask = np.asarray(Image.open(out / f"{p.stem}_mask.png"))
         overlay = np.asarray(Image.open(out / f"{p.stem}_overlay.png"))
-        assert mask.shape == (540, 800) and set(np.unique(mask)) <= {0, 255}
-        assert overlay.shape == (540, 800, 3)
+        assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 255}
+        assert overlay.shape == (h, w, 3)
     ok = df[measured]
     assert len(ok) > 0 and np.isfinite(ok["hc_mm"]).all()
     assert np.allclose(ok["semi_axes_a_mm"], ok["semi_axes_a_px"] * 0.12, rtol=1e-5)
@@ -326,20 +335,20 @@ def test_predict_real_images_and_unusual_modes(tmp_path, capfd, tiny_checkpoint)
         ["predictions.csv"] + [f"{p.stem}_{k}.png" for p in images + extra for k in ("mask", "overlay")])
 
 
-@needs_data
-def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, tiny_checkpoint):
-    from fetalhead.data import read_test_csv
+def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
+    from fetalhead.data import TEST_CSV, read_test_csv
 
-    images = _real_images(tmp_path / "in", 2)
-    csv = Path(HC18) / "test_set_pixel_size.csv"
+    root, ckpt = synthetic_tiny
+    images = _test_set_images(root, tmp_path / "in", 2)
+    csv = root / TEST_CSV
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("not ours")
-    argv = ["predict", *images, "--pixel-csv", csv, "--out", out, "--checkpoint", tiny_checkpoint, "--quiet"]
+    argv = ["predict", *images, "--pixel-csv", csv, "--out", out, "--checkpoint", ckpt, "--quiet"]
     code, _, err = run(argv, capfd)
     assert code == 0, err
     df = pd.read_csv(out / "predictions.csv")
-    want = read_test_csv().set_index("filename")["pixel_size_mm"]
+    want = read_test_csv(root).set_index("filename")["pixel_size_mm"]
     assert list(df["pixel_size_mm"]) == pytest.approx([want[p.name] for p in images])
     before = snapshot(tmp_path)
     code, _, err = run(argv, capfd)
@@ -384,7 +393,7 @@ def test_failure_mid_way_leaves_nothing_partial(failure, code, line, tmp_path, c
             raise failure
         return np.zeros((*image.shape, 3), np.uint8)
 
-    monkeypatch.setattr("fetalhead.report.draw_overlay", flaky)
+    monkeypatch.setattr("fetalhead.commands.draw_overlay", flaky)
     before = snapshot(tmp_path)
     got, _, err = run(["predict", *images, "--pixel-size", "0.1", "--out", out, "--checkpoint",
                        untrained_checkpoint, "--quiet", "--overwrite", "--batch-size", "2"], capfd)
@@ -398,11 +407,11 @@ def test_failure_mid_way_leaves_nothing_partial(failure, code, line, tmp_path, c
     assert got == code and not (tmp_path / "new").exists()
 
 
-@needs_data
-def test_subprocess_predict_end_to_end(tmp_path, tiny_checkpoint):
-    images = _real_images(tmp_path / "in", 2)
+def test_subprocess_predict_end_to_end(tmp_path, synthetic_tiny):
+    root, ckpt = synthetic_tiny
+    images = _test_set_images(root, tmp_path / "in", 2)
     res = run_subprocess(["predict", *images, "--pixel-size", "0.1", "--out", tmp_path / "out",
-                          "--checkpoint", tiny_checkpoint], tmp_path)
+                          "--checkpoint", ckpt], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr and "predictions.csv" in res.stdout
     assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 2
@@ -433,24 +442,36 @@ def check_submission_file(path: Path, root: Path) -> pd.DataFrame:
 
 
 @needs_data
-def test_submit_all_335_and_refuse_overwrite(tmp_path, capfd, tiny_checkpoint):
+def test_submit_all_335(tmp_path, capfd, tiny_checkpoint):
     out = tmp_path / "sub.csv"
     code, stdout, err = run(["submit", "--out", out, "--checkpoint", tiny_checkpoint, "--quiet",
                              "--batch-size", "32"], capfd)
     assert code == 0, err
     assert "submission" in stdout
-    df = check_submission_file(out, Path(HC18))
-    assert len(df) == 335
+    assert len(check_submission_file(out, Path(HC18))) == 335
+
+
+def test_submit_writes_the_challenge_csv_and_refuses_to_overwrite(tmp_path, capfd, synthetic_tiny):
+    root, ckpt = synthetic_tiny
+    out = tmp_path / "sub.csv"
+    base = ["submit", "--data", root, "--checkpoint", ckpt, "--quiet"]
+    code, stdout, err = run([*base, "--out", out], capfd)
+    assert code == 0, err
+    assert "submission" in stdout
+    assert len(check_submission_file(out, root)) == 4  # every official test image of the folder
     before = snapshot(tmp_path)
-    code, _, err = run(["submit", "--out", out, "--checkpoint", tiny_checkpoint], capfd)
+    code, _, err = run([*base, "--out", out], capfd)
     assert_one_line_error(code, err, 1, "use --overwrite")
     (tmp_path / "d").mkdir()
-    code, _, err = run(["submit", "--out", tmp_path / "d", "--checkpoint", tiny_checkpoint], capfd)
+    code, _, err = run([*base, "--out", tmp_path / "d"], capfd)
     assert_one_line_error(code, err, 1, "is a folder")
     (tmp_path / "d").rmdir()
-    code, _, err = run(["submit", "--out", out / "x.csv", "--checkpoint", tiny_checkpoint], capfd)
+    code, _, err = run([*base, "--out", out / "x.csv"], capfd)
     assert_one_line_error(code, err, 1, "is a file")
     assert snapshot(tmp_path) == before
+    code, _, err = run([*base, "--out", out, "--overwrite"], capfd)
+    assert code == 0, err
+    assert len(check_submission_file(out, root)) == 4
 
 
 def test_submit_without_data_or_weights(tmp_path, capfd, monkeypatch, synthetic_hc18):
@@ -487,7 +508,8 @@ def test_evaluate_writes_a_report_and_refuses_to_overwrite(tmp_path, capfd, synt
 
 def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monkeypatch,
                                                           synthetic_hc18, cache_tmp):
-    monkeypatch.setattr("fetalhead.paths.shipped_checkpoint", lambda model=None: tmp_path / "missing.pt")
+    for where in ("fetalhead.paths", "fetalhead.commands"):
+        monkeypatch.setattr(f"{where}.shipped_checkpoint", lambda model=None: tmp_path / "missing.pt")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setenv("FETALHEAD_QUICK", "1")
     out = tmp_path / "outputs"
@@ -564,20 +586,20 @@ def test_download_wraps_download_hc18(tmp_path, capfd, monkeypatch):
         seen.append((root, progress))
         return Path(root)
 
-    monkeypatch.setattr("fetalhead.download.download_hc18", fake)
+    monkeypatch.setattr("fetalhead.commands.download_hc18", fake)
     code, stdout, _ = run(["download", "--data", tmp_path / "hc", "--quiet"], capfd)
     assert code == 0 and seen == [(tmp_path / "hc", False)] and str(tmp_path / "hc") in stdout
 
     def offline(root=None, progress=True, **kw):
         raise FetalheadError("cannot reach zenodo.org (network unreachable)")
 
-    monkeypatch.setattr("fetalhead.download.download_hc18", offline)
+    monkeypatch.setattr("fetalhead.commands.download_hc18", offline)
     code, _, err = run(["download", "--data", tmp_path / "hc"], capfd)
     assert_one_line_error(code, err, 1, "cannot reach zenodo.org")
 
 
 def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capfd, untrained_checkpoint):
-    from fetalhead.train import load_checkpoint
+    from fetalhead.checkpoint import load_checkpoint
 
     out = tmp_path / "w.pt"
     code, stdout, err = run(["export", "--checkpoint", untrained_checkpoint, "--out", out], capfd)
@@ -616,10 +638,14 @@ def test_model_choice_is_checked_and_said(tmp_path, capfd, untrained_checkpoint,
 def test_train_with_a_time_budget(tmp_path, capfd, synthetic_hc18, cache_tmp):
     out = tmp_path / "run"
     code, stdout, err = run(["train", "--preset", "cpu", "--quick", "--data", synthetic_hc18, "--out", out,
-                             "--time-budget", "2", "--quiet"], capfd)
+                             "--time-budget", "2", "--seed", "7", "--set", "base_channels=4", "--quiet"], capfd)
     assert code == 0, err
     hist = pd.read_csv(out / "history.csv")
     assert len(hist) >= 1 and hist["lr"].iloc[-1] < 1e-3  # annealed by the end of the budget
+    from fetalhead.checkpoint import load_checkpoint
+
+    cfg = load_checkpoint(out / "best.pt")[1]
+    assert cfg.seed == 7 and cfg.base_channels == 4  # --seed and --set reach the run's config
     code, _, err = run(["train", "--preset", "cpu", "--time-budget", "0", "--out", out], capfd)
     assert_one_line_error(code, err, 2, "positive")
 

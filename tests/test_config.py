@@ -6,7 +6,15 @@ import dataclasses
 
 import pytest
 
-from fetalhead.config import PRESETS, QUICK_ENV, TrainConfig, get_config, quick_mode
+from fetalhead.config import (
+    CHOICES,
+    PRESETS,
+    QUICK_ENV,
+    TrainConfig,
+    get_config,
+    parse_override,
+    quick_mode,
+)
 
 
 def test_presets_are_named_after_their_key_and_frozen():
@@ -42,3 +50,46 @@ def test_the_small_preset_fits_its_promises():
     n_params = sum(p.numel() for p in build_model(s).parameters())
     assert 2 * n_params < 2 * 2**20  # fp16 weights under 2 MB
     assert s.time_budget_s is not None and s.time_budget_s <= 90 * 60  # 2 CPU cores, 90 minutes
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("base_channels=16", ("base_channels", 16)),
+    ("image_size=256x384", ("image_size", (256, 384))),
+    (" lr = 1e-3", ("lr", 0.001)),
+    ("weight_decay=0", ("weight_decay", 0.0)),
+    ("hflip=false", ("hflip", False)),
+    ("compile=yes", ("compile", True)),
+    ("time_budget_s=none", ("time_budget_s", None)),
+    ("optimizer=sgd", ("optimizer", "sgd")),
+])
+def test_a_setting_is_typed_like_its_field(text, expected):
+    key, value = parse_override(text)
+    assert (key, value) == expected and type(value) is type(expected[1])
+    assert getattr(get_config("small", quick=False, **{key: value}), key) == expected[1]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("width=16", "unknown setting 'width'"),
+    ("base_channels", "not KEY=VALUE"),
+    ("base_channels=1.5", "whole number"),
+    ("base_channels=0", "above zero"),
+    ("lr=nan", "a number"),
+    ("rotate_deg=-5", "at least 0"),
+    ("image_size=320", "HEIGHTxWIDTH"),
+    ("image_size=0x480", "above zero"),
+    ("hflip=maybe", "true or false"),
+    ("epochs=none", "whole number"),
+    ("padding=", "choose from same, valid"),
+    ("schedule=linear", "choose from onecycle, cosine, constant"),
+])
+def test_a_bad_setting_is_a_one_line_error(text, message):
+    with pytest.raises(ValueError, match=message) as e:
+        parse_override(text)
+    assert "\n" not in str(e.value)
+
+
+def test_every_text_choice_is_a_field_and_the_presets_use_allowed_values():
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(CHOICES) <= names
+    for cfg in PRESETS.values():
+        assert all(getattr(cfg, k) in allowed for k, allowed in CHOICES.items())

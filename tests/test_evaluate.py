@@ -2,7 +2,8 @@
 
 A "perfect" predictor that returns the annotation itself is the oracle for the evaluation
 wiring: every overlap score must be exactly 1 and HC must match the CSV to the annotation
-bias's accuracy."""
+bias's accuracy. Tests of the wiring run on a synthetic HC18 folder; those about the real
+annotations (their line, their bias) on the real data."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 from oracles import conic_fit_semi_axes
 from scipy.special import ellipe
-from test_predict import Constant, build_tiny_checkpoint
+from test_predict import Constant, synthetic_tiny_model
 
 from fetalhead.ellipse import ANNOTATION_BIAS_PX, SUBMISSION_COLUMNS, challenge_row
 from fetalhead.errors import FetalheadError
@@ -38,10 +39,9 @@ needs_data = pytest.mark.skipif(not HC18, reason="HC18_DIR not set")
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    if not HC18:
-        pytest.skip("HC18_DIR not set")
-    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
+def synthetic_tiny(tmp_path_factory):
+    """(synthetic HC18 folder, tiny checkpoint trained on it)."""
+    return synthetic_tiny_model(tmp_path_factory.getbasetemp() / "synthetic_tiny")
 
 
 class MapPredictor(Predictor):
@@ -56,26 +56,26 @@ class MapPredictor(Predictor):
         return maps, [float("nan")] * len(maps)
 
 
-def _test_part(n: int) -> list[str]:
-    from fetalhead.data import read_training_csv
+def _perfect(n: int, root=None) -> tuple[MapPredictor, list[str], dict]:
+    """(perfect predictor, names, {name: (image, mask)}) for the first `n` test-split images
+    of `root` (default: the real HC18 folder)."""
+    from fetalhead.data import annotation_path, image_path, load_pair, read_training_csv
     from fetalhead.split import load_split
 
     split = load_split()
-    names = set(read_training_csv()["filename"])
-    return sorted(f for f in split.loc[split["split"] == "test", "filename"] if f in names)[:n]
+    present = set(read_training_csv(root)["filename"])
+    names = sorted(f for f in split.loc[split["split"] == "test", "filename"] if f in present)[:n]
+    pairs = {n: load_pair(image_path(n, root=root), annotation_path(n, root)) for n in names}
+    maps = {hashlib.sha1(im.tobytes()).digest(): m for im, m in pairs.values()}
+    return MapPredictor(maps), names, pairs
 
 
 @pytest.fixture(scope="module")
 def truth():
-    """(perfect predictor, names, {name: (image, mask)}) for the first 6 test-split images."""
+    """`_perfect` for the first 6 test-split images of the real data."""
     if not HC18:
         pytest.skip("HC18_DIR not set")
-    from fetalhead.data import annotation_path, image_path, load_pair
-
-    names = _test_part(6)
-    pairs = {n: load_pair(image_path(n), annotation_path(n)) for n in names}
-    maps = {hashlib.sha1(im.tobytes()).digest(): m for im, m in pairs.values()}
-    return MapPredictor(maps), names, pairs
+    return _perfect(6)
 
 
 # ----------------------------------------------------------------------------- bootstrap, summary
@@ -150,84 +150,82 @@ def test_a_perfect_predictor_scores_perfectly(truth):
     assert (df["status"] == "ok").all()
 
 
-@needs_data
-def test_evaluate_split_with_the_tiny_model(tiny_checkpoint):
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
-    df = evaluate_split(predictor, "val", limit=3, progress=False)
-    assert len(df) == 3
+def test_evaluate_split_with_the_tiny_model(synthetic_tiny):
+    root, ckpt = synthetic_tiny
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    df = evaluate_split(predictor, "val", root=root, limit=3, progress=False)
+    assert len(df) == 3 and df["dice"].max() > 0.5  # it finds heads
     # every row is scored against its own annotation: recompute Dice from the predictions
     from fetalhead.data import annotation_path, image_path, load_pair
     from fetalhead.metrics import dice
 
     for row in df.itertuples():
-        image, gt = load_pair(image_path(row.filename), annotation_path(row.filename))
+        image, gt = load_pair(image_path(row.filename, root=root), annotation_path(row.filename, root))
         assert row.dice == pytest.approx(dice(predictor.predict(image, row.pixel_size_mm).mask, gt))
     with pytest.raises(FetalheadError, match="unknown part"):
-        evaluate_split(predictor, "challenge")
+        evaluate_split(predictor, "challenge", root=root)
 
 
-@needs_data
-def test_write_report_writes_every_file(truth, tmp_path):
-    predictor, names, _ = truth
-    df = evaluate_split(predictor, "test", limit=len(names), progress=False)
-    written = write_report(df, tmp_path, predictor=predictor)
+def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
+    predictor, names, _ = _perfect(3, synthetic_hc18)
+    df = evaluate_split(predictor, "test", root=synthetic_hc18, limit=len(names), progress=False)
+    out = tmp_path / "report"
+    written = write_report(df, out, predictor=predictor, root=synthetic_hc18)
     assert sorted(written) == sorted(REPORT_FILES)
     for name in REPORT_FILES:
-        assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 0, name
-    back = pd.read_csv(tmp_path / "metrics_per_image.csv")
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    back = pd.read_csv(out / "metrics_per_image.csv")
     assert list(back["filename"]) == names
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == len(names) and summary["n_no_head"] == 0
     assert summary["metrics"]["dice"]["mean"] == 1.0
-    table = pd.read_csv(tmp_path / "summary.csv", index_col="metric")
+    table = pd.read_csv(out / "summary.csv", index_col="metric")
     assert table.loc["dice", "mean"] == 1.0
 
 
 # ----------------------------------------------------------------------------- challenge
 
 
-@needs_data
-def test_predict_challenge_falls_back_but_stays_complete():
+def test_predict_challenge_falls_back_but_stays_complete(make_synthetic_hc18):
     from fetalhead.data import image_path, load_image, read_test_csv
 
-    df = predict_challenge(Predictor(Constant(-10.0), (64, 96), device="cpu"), limit=4,
+    root = make_synthetic_hc18(n_challenge=5)
+    df = predict_challenge(Predictor(Constant(-10.0), (64, 96), device="cpu"), root=root, limit=4,
                            progress=False, batch_size=3)
     assert tuple(df.columns) == SUBMISSION_COLUMNS and len(df) == 4
     assert df.attrs["n_fallback"] == 4 and df.attrs["status"] == ["prior"] * 4
     assert np.isfinite(df[list(SUBMISSION_COLUMNS[1:])].to_numpy()).all()
     assert (df["semi_axes_a_mm"] >= df["semi_axes_b_mm"]).all()
-    first = read_test_csv().iloc[0]
-    h, w = load_image(image_path(first["filename"], test_set=True)).shape
+    first = read_test_csv(root).iloc[0]
+    h, w = load_image(image_path(first["filename"], test_set=True, root=root)).shape
     row = df.iloc[0]
     assert row["center_x_mm"] == pytest.approx((w - 1) / 2 * first["pixel_size_mm"])
     assert row["semi_axes_a_mm"] == pytest.approx(w / 4 * first["pixel_size_mm"])
 
 
-@needs_data
-def test_predict_challenge_lowers_the_threshold_for_weak_heads():
+def test_predict_challenge_lowers_the_threshold_for_weak_heads(synthetic_hc18):
     from fetalhead.data import image_path, load_image, read_test_csv
 
-    table = read_test_csv().head(2)
+    table = read_test_csv(synthetic_hc18).head(2)
     maps = {}
     for name in table["filename"]:
-        image = load_image(image_path(name, test_set=True))
+        image = load_image(image_path(name, test_set=True, root=synthetic_hc18))
         prob = np.zeros(image.shape, np.float32)
         h, w = image.shape
         prob[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 0.4  # below 0.5, above 0.3
         maps[hashlib.sha1(image.tobytes()).digest()] = prob
-    df = predict_challenge(MapPredictor(maps), limit=2, progress=False)
+    df = predict_challenge(MapPredictor(maps), root=synthetic_hc18, limit=2, progress=False)
     assert df.attrs["status"] == ["low threshold"] * 2 and df.attrs["n_fallback"] == 2
     assert np.isfinite(df[list(SUBMISSION_COLUMNS[1:])].to_numpy()).all()
 
 
-@needs_data
-def test_check_submission_rejects_malformed_tables():
+def test_check_submission_rejects_malformed_tables(synthetic_hc18):
     from fetalhead.data import read_test_csv
 
-    names = read_test_csv()["filename"]
+    names = read_test_csv(synthetic_hc18)["filename"]
     good = pd.DataFrame({"filename": names, "center_x_mm": 40.0, "center_y_mm": 30.0,
                          "semi_axes_a_mm": 30.0, "semi_axes_b_mm": 20.0, "angle_rad": 0.5})
-    check_submission(good)
+    check_submission(good, root=synthetic_hc18)
     bad = {
         "columns": good.rename(columns={"angle_rad": "angle"}),
         "rows": good.iloc[:-1],
@@ -237,7 +235,7 @@ def test_check_submission_rejects_malformed_tables():
     }
     for what, df in bad.items():
         with pytest.raises(FetalheadError):
-            check_submission(df)
+            check_submission(df, root=synthetic_hc18)
             pytest.fail(what)
 
 

@@ -11,7 +11,7 @@ import pytest
 from fetalhead.cache import META_COLUMNS, resize_image, resize_mask
 from fetalhead.data import load_image, load_mask, read_training_csv
 from fetalhead.errors import FetalheadError
-from fetalhead.folder import FolderDataset
+from fetalhead.folder import FolderDataset, collect_images, read_pixel_csv
 
 
 def test_hc18_layout(synthetic_hc18):
@@ -103,3 +103,45 @@ def test_errors(tmp_path, synthetic_hc18):
     ds = FolderDataset(synthetic_hc18 / "training_set")
     with pytest.raises(FetalheadError, match="size mismatch: mask .*000_HC_Annotation.png"):
         ds[0]
+
+
+def test_read_pixel_csv_validates_every_value(tmp_path):
+    good = tmp_path / "px.csv"
+    good.write_text("filename,pixel size(mm)\na.png,0.12\nb.png, 0.2 \n")
+    assert read_pixel_csv(good) == {"a.png": 0.12, "b.png": 0.2}
+    for body, match in [("filename,pixel size(mm)\na.png,0.12\nb.png,0\n", "line 3: pixel size 0 mm must be positive"),
+                        ("filename,pixel size(mm)\na.png,abc\n", "line 2: pixel size 'abc' is not a number"),
+                        ("filename,pixel size(mm)\na.png,5\n", "implausible"),
+                        ("name,size\na.png,0.1\n", "needs columns")]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(body)
+        with pytest.raises(FetalheadError, match=match):
+            read_pixel_csv(bad)
+    with pytest.raises(FetalheadError, match="missing pixel-size CSV"):
+        read_pixel_csv(tmp_path / "none.csv")
+
+
+def test_collect_images_from_files_and_folders(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for name in ("b.png", "a.JPG", "a_Annotation.png", "a_mask.png", "a_overlay.png", ".hidden.png", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "c.png").write_bytes(b"x")
+    single = tmp_path / "z.tif"
+    single.write_bytes(b"x")
+    assert collect_images([single, folder]) == [single, folder / "a.JPG", folder / "b.png"]
+    with pytest.raises(FetalheadError, match="no such file or folder"):
+        collect_images([tmp_path / "none.png"])
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "masks" / "a_Annotation.png").write_bytes(b"x")
+    with pytest.raises(FetalheadError, match="no images"):
+        collect_images([tmp_path / "masks"])
+    with pytest.raises(FetalheadError, match="same name stem 'b'"):
+        collect_images([folder, tmp_path / "z.tif", _touch(tmp_path / "other" / "b.bmp")])
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path

@@ -51,6 +51,7 @@ def test_shipped_checkpoint_names_and_best_present(monkeypatch, tmp_path):
     ("fetalhead.predict", {"fetalhead.train", "fetalhead.cache", "fetalhead.evaluate", "fetalhead.widgets"}),
     ("fetalhead.checkpoint", {"fetalhead.train", "fetalhead.cache"}),
     ("fetalhead.cli", {"torch"}),  # parsing the command line imports no torch
+    ("fetalhead.files", {"numpy", "pandas", "torch"}),  # safe writes need only the standard library
 ])
 def test_a_copied_module_brings_only_what_it_needs(module, forbidden):
     code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"

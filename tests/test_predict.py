@@ -2,13 +2,13 @@
 
 Most tests use hand-made "models" whose output is known in closed form (a smooth ellipse of
 logits), so the expected mask, ellipse and HC are exact. `build_tiny_checkpoint` trains the
-tiny real model the CLI, evaluation and report tests share (a test stand-in, never shipped).
+tiny real model the CLI, evaluation and report tests share (a test stand-in, never shipped),
+on the real data or, in `synthetic_tiny_model`, on a synthetic HC18 folder.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +37,15 @@ from fetalhead.predict import (
     validate_image,
     validate_pixel_size,
 )
+from fetalhead.synthetic import write_synthetic_hc18
 
-HC18 = os.environ.get("HC18_DIR")
 TINY_SIZE = (64, 96)
 
 
-def build_tiny_checkpoint(out_dir: Path) -> Path:
-    """Train (once per folder) a U-Net with base_channels=4 at 64x96 for 18 steps on 48 real
-    training images; return its best.pt. A TEST STAND-IN: fast, poor, never shipped."""
+def build_tiny_checkpoint(out_dir: Path, root: Path | None = None, epochs: int = 3) -> Path:
+    """Train (once per folder) a U-Net with base_channels=4 at 64x96 for `epochs` epochs on up
+    to 48 training images of `root` (default: the real HC18 folder; 3 epochs there are 18
+    steps); return its best.pt. A TEST STAND-IN: fast, poor, never shipped."""
     from fetalhead.cache import load_arrays
     from fetalhead.config import get_config
     from fetalhead.train import fit
@@ -53,9 +54,9 @@ def build_tiny_checkpoint(out_dir: Path) -> Path:
     if ckpt.is_file():
         return ckpt
     cfg = get_config("cpu", quick=False, image_size=TINY_SIZE, base_channels=4, batch_size=8,
-                     epochs=3, patience=10, lr=1e-2, rotate_deg=0.0, scale=0.0, intensity=0.0)
-    train = load_arrays("train", size=TINY_SIZE, limit=48, cache=False, progress=False)
-    val = load_arrays("val", size=TINY_SIZE, limit=8, cache=False, progress=False)
+                     epochs=epochs, patience=10, lr=1e-2, rotate_deg=0.0, scale=0.0, intensity=0.0)
+    train = load_arrays("train", size=TINY_SIZE, root=root, limit=48, cache=False, progress=False)
+    val = load_arrays("val", size=TINY_SIZE, root=root, limit=8, cache=False, progress=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a net this small gains nothing from threads; a busy CPU loses a lot
     try:
@@ -65,11 +66,20 @@ def build_tiny_checkpoint(out_dir: Path) -> Path:
     return ckpt
 
 
+def synthetic_tiny_model(base: Path) -> tuple[Path, Path]:
+    """(synthetic HC18 folder, tiny checkpoint trained on it), made once under `base`: for tests
+    that need a model that finds heads (validation Dice about 0.9) but no real data. The folder
+    holds 7 training, 6 validation, 6 test and 4 official test images (`write_synthetic_hc18`)."""
+    root = base / "hc18"
+    if not (root / "test_set_pixel_size.csv").is_file():  # the last file it writes
+        write_synthetic_hc18(root, per_part=6, n_challenge=4)
+    return root, build_tiny_checkpoint(base / "model", root=root, epochs=15)
+
+
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    if not HC18:
-        pytest.skip("HC18_DIR not set")
-    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "tiny_model")
+def synthetic_tiny(tmp_path_factory) -> tuple[Path, Path]:
+    """(synthetic HC18 folder, tiny checkpoint trained on it); see `synthetic_tiny_model`."""
+    return synthetic_tiny_model(tmp_path_factory.getbasetemp() / "synthetic_tiny")
 
 
 class EllipseLogits(nn.Module):
@@ -329,9 +339,9 @@ def test_bad_checkpoints_raise_one_line(tmp_path):
 
 
 def test_checkpoint_whose_weights_do_not_fit_its_config(tmp_path):
+    from fetalhead.checkpoint import save_checkpoint
     from fetalhead.config import get_config
     from fetalhead.model import build_model
-    from fetalhead.train import save_checkpoint
 
     cfg = get_config("cpu", quick=False, base_channels=4)
     path = save_checkpoint(tmp_path / "c.pt", build_model(cfg), cfg, epoch=1)
@@ -342,13 +352,14 @@ def test_checkpoint_whose_weights_do_not_fit_its_config(tmp_path):
         Predictor.from_checkpoint(path)
 
 
-def test_tiny_checkpoint_predicts_real_images(tiny_checkpoint):
+def test_tiny_checkpoint_predicts_images(synthetic_tiny):
     from fetalhead.data import image_path, read_test_csv
 
-    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
-    assert predictor.image_size == TINY_SIZE and predictor.checkpoint == tiny_checkpoint
-    table = read_test_csv().head(4)
-    images = [load_input_image(image_path(f, test_set=True)) for f in table["filename"]]
+    root, ckpt = synthetic_tiny
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    assert predictor.image_size == TINY_SIZE and predictor.checkpoint == ckpt
+    table = read_test_csv(root).head(4)
+    images = [load_input_image(image_path(f, test_set=True, root=root)) for f in table["filename"]]
     preds = predictor.predict_batch(images, list(table["pixel_size_mm"]))
     assert [p.mask.shape for p in preds] == [im.shape for im in images]
     for p in preds:  # each prediction is self-consistent: a head has its mask, ellipse and HC

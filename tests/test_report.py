@@ -23,7 +23,6 @@ from fetalhead.report import (
     pick_examples,
     plot_prediction,
     prediction_examples,
-    save_figure,
 )
 
 HC18 = os.environ.get("HC18_DIR")
@@ -123,15 +122,6 @@ def test_dice_histogram_counts_every_image():
     assert sum(p.get_height() for p in ax.patches) == 40
     median_line = [line for line in ax.lines if line.get_linestyle() == "--"][0]
     assert median_line.get_xdata()[0] == pytest.approx(np.nanmedian(dice))
-
-
-def test_save_figure_to_a_folder_and_to_figures_dir(tmp_path, monkeypatch):
-    fig = dice_histogram([0.9, 0.95])
-    path = save_figure(fig, "hist", out_dir=tmp_path / "sub")
-    assert path == tmp_path / "sub" / "hist.png" and path.read_bytes()[:4] == b"\x89PNG"
-    monkeypatch.setattr("fetalhead.viz.figures_dir", lambda: tmp_path)
-    assert save_figure(fig, "eval_dice.png") == tmp_path / "eval_dice.png"
-    assert (tmp_path / "eval_dice.png").is_file()
 
 
 def test_prediction_examples_on_real_images(tiny_checkpoint):

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fetalhead.cards import README_MARKERS, model_card, readme_with_table
+from fetalhead.cards import (
+    README_MARKERS,
+    REVIEW_MARKERS,
+    model_card,
+    readme_with_table,
+    review_table,
+)
 from fetalhead.evaluate import summary_table
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
 from fetalhead.results import load_results, results_record, results_table, write_results
@@ -46,10 +52,22 @@ def test_a_record_round_trips_and_fills_the_table(tmp_path):
     assert results_table([back], part="val").count("\n") == 1  # header only
 
 
+def test_the_review_table_shows_each_shipped_models_flag():
+    flag = {"n_images": 160, "n_review": 12, "fraction_set_aside": 0.075, "n_gross": 6, "gross_caught": 4,
+            "hc_abs_error_mm_all": 2.3, "hc_abs_error_mm_kept": 1.9, "hc_abs_error_mm_kept_ci": [1.6, 2.2],
+            "hc_abs_error_mm_oracle": 1.5}
+    records = [{"model": m, "part": part, "tta": False, "review_flag": flag}
+               for m in reversed(SHIPPED_MODELS) for part in ("val", "test")]
+    records.append({"model": "other", "part": "test", "tta": False, "review_flag": flag})
+    rows = review_table(records).splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {m}" for m in SHIPPED_MODELS]  # best first, test only
+    assert rows[0] == f"| {SHIPPED_MODELS[0]} | 7.5 % (12 of 160) | 4 of 6 | 2.30 | 1.90 [1.60, 2.20] | 1.50 |"
+
+
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")
 def test_the_readme_table_is_generated_from_the_stored_results():
     readme = (ROOT / "README.md").read_text()
-    assert all(m in readme for m in README_MARKERS)
+    assert all(m in readme for m in README_MARKERS + REVIEW_MARKERS)
     assert readme_with_table(readme) == readme, "run `python -m fetalhead.cards`"
     for rec in load_results():
         if rec["part"] == "test":

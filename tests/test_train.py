@@ -8,27 +8,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from fetalhead.cache import ArraySet
+from fetalhead.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from fetalhead.config import QUICK_ENV, get_config
+from fetalhead.device import autocast_settings
 from fetalhead.errors import FetalheadError
 from fetalhead.model import build_model
+from fetalhead.synthetic import synthetic_set
 from fetalhead.train import (
     HISTORY_COLUMNS,
     EarlyStopping,
-    autocast_settings,
     build_optimizer,
     build_scheduler,
     center_crop_like,
-    export_weights,
     fit,
-    load_checkpoint,
-    save_checkpoint,
 )
 
 SIZE = (64, 96)
@@ -37,21 +34,6 @@ SIZE = (64, 96)
 def tiny_cfg(**kw):
     base = dict(image_size=SIZE, base_channels=4, batch_size=4, epochs=2, patience=5)
     return get_config("default", quick=False, **{**base, **kw})
-
-
-def synthetic_set(n: int, size=SIZE, seed: int = 0) -> ArraySet:
-    """Bright noisy ellipses ("heads") on a dark speckled background, with their masks."""
-    rng = np.random.default_rng(seed)
-    h, w = size
-    images = np.empty((n, h, w), np.uint8)
-    masks = np.zeros((n, h, w), np.uint8)
-    for i in range(n):
-        c = (int(rng.integers(w // 3, 2 * w // 3)), int(rng.integers(h // 3, 2 * h // 3)))
-        axes = (int(rng.integers(w // 8, w // 4)), int(rng.integers(h // 8, h // 4)))
-        cv2.ellipse(masks[i], c, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-        images[i] = np.clip(rng.normal(40, 15, (h, w)) + masks[i] * 90, 0, 255).astype(np.uint8)
-    meta = pd.DataFrame({"filename": [f"{i:03d}_HC.png" for i in range(n)]})
-    return ArraySet(images, masks, meta)
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -295,6 +277,7 @@ def test_plot_history_and_save(tmp_path, monkeypatch):
     one = Figure()
     ax = one.add_subplot()
     assert viz.plot_history(hist, ax=ax) is one and len(one.axes) == 2  # twin Dice axis
+    monkeypatch.delenv(QUICK_ENV, raising=False)  # quick mode would save into the cache
     monkeypatch.setattr(viz, "figures_dir", lambda: tmp_path)
     path = viz.save_figure(fig, "training_history")
     assert path == tmp_path / "training_history.png" and path.stat().st_size > 1000

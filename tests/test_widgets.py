@@ -1,8 +1,8 @@
 """Headless tests of fetalhead.widgets: set control values as a browser would, check what is shown.
 
 Synthetic cases only (cv2-drawn ellipses), so no model or data is needed; the oracles are
-independent: NumPy Dice, pixel counts, closed-form ellipse perimeters, np.flipud, and the
-colours decoded from the rendered PNG.
+independent: NumPy Dice, pixel counts, closed-form ellipse perimeters and the colours decoded
+from the rendered PNG.
 """
 
 from __future__ import annotations
@@ -20,17 +20,13 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 from torch import nn
 
+from fetalhead.ellipse import ANNOTATION_BIAS_PX
 from fetalhead.errors import FetalheadError
-from fetalhead.transforms import AugmentParams, apply_pair, draw_pair
-from fetalhead.widgets import (
-    PRED_COLOR,
-    AugmentationExplorer,
-    PredictionViewer,
-    demo_viewer,
-    synthetic_cases,
-)
+from fetalhead.synthetic import synthetic_cases
+from fetalhead.viz import PREDICTION_COLOR
+from fetalhead.widgets import PredictionViewer, demo_viewer, held_out_viewer
 
-ORANGE = np.round(255 * np.array(to_rgb(PRED_COLOR)))  # the prediction fill, 0-255
+FILL = np.round(255 * np.array(to_rgb(PREDICTION_COLOR)))  # the prediction fill, 0-255
 
 
 def np_dice(pred: np.ndarray, target: np.ndarray) -> float:
@@ -41,6 +37,18 @@ def np_dice(pred: np.ndarray, target: np.ndarray) -> float:
 def ramanujan(a: float, b: float) -> float:
     h = ((a - b) / (a + b)) ** 2
     return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
+
+
+def hc_mm(a: float, b: float, pixel_size_mm: float) -> float:
+    """The HC a predictor reports for a predicted ellipse (a, b) in pixels: its perimeter less
+    the annotation bias, in mm."""
+    return (ramanujan(a, b) - ANNOTATION_BIAS_PX) * pixel_size_mm
+
+
+def pred_masks(cases) -> list[np.ndarray]:
+    """The "prediction" of each synthetic case: its rasterised predicted ellipse, where
+    `soft_probability` is above 0.5 (the last case's blob is not the largest component)."""
+    return [e.to_mask(im.shape) for e, im in zip(cases.pred_ellipses, cases.images, strict=True)]
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -78,12 +86,12 @@ def test_initial_state_and_label(viewer, cases):
     assert viewer.current_filename == "synthetic_000_HC.png"
     assert viewer.render_count == 1
     assert viewer.image.value == viewer.last_png and viewer.last_png.startswith(b"\x89PNG")
-    # Dice against NumPy on prob >= 0.5; true HC passed through; the label shows both.
-    d = np_dice(cases.probs[0] >= 0.5, cases.masks[0])
+    # Dice against NumPy on prob > 0.5; true HC passed through; the label shows both.
+    d = np_dice(cases.probs[0] > 0.5, cases.masks[0])
     assert viewer.current_dice == pytest.approx(d, abs=1e-12)
     assert viewer.current_hc_true_mm == pytest.approx(cases.hc_true_mm[0])
     m = re.fullmatch(r"case 1/6: synthetic_000_HC\.png — Dice (\S+) — HC pred (\S+) mm vs "
-                     r"true (\S+) mm", viewer.label_text)
+                     r"true (\S+) mm — quality 1\.00 \(ok\)", viewer.label_text)
     assert m, viewer.label_text
     assert float(m[1]) == pytest.approx(d, abs=5e-4)
     assert float(m[2]) == pytest.approx(viewer.current_hc_mm, abs=0.05)
@@ -92,12 +100,13 @@ def test_initial_state_and_label(viewer, cases):
 
 
 def test_predicted_hc_matches_the_closed_form(viewer, cases):
-    # soft_probability is >= 0.5 exactly inside the rasterised "prediction" ellipse, so HC at
-    # 0.5 is that ellipse's perimeter (Ramanujan) x pixel size, up to the fit to pixel edges.
+    # soft_probability is above 0.5 exactly inside the rasterised "prediction" ellipse, so HC
+    # at 0.5 is that ellipse's perimeter (Ramanujan) less the annotation bias, x pixel size, up
+    # to the fit to pixel edges.
     for i in range(len(viewer)):
         e = cases.pred_ellipses[i]
-        expected = ramanujan(e.a, e.b) * cases.pixel_sizes_mm[i]
-        assert viewer.stats(i).hc_pred_mm == pytest.approx(expected, rel=0.01)
+        expected = hc_mm(e.a, e.b, cases.pixel_sizes_mm[i])
+        assert viewer.stats(i).hc_pred_mm == pytest.approx(expected, rel=0.003)
 
 
 def test_case_slider_changes_what_is_shown(viewer, cases):
@@ -110,7 +119,7 @@ def test_case_slider_changes_what_is_shown(viewer, cases):
     assert viewer.image.value == viewer.last_png != png0
     assert viewer.render_count == count0 + 1  # one change, one render
     assert viewer.current_dice == pytest.approx(
-        np_dice(cases.probs[1] >= 0.5, cases.masks[1]), abs=1e-12)
+        np_dice(cases.probs[1] > 0.5, cases.masks[1]), abs=1e-12)
 
 
 @pytest.mark.parametrize("scale, dice_rises", [(1.2, True), (0.8, False)])
@@ -120,9 +129,9 @@ def test_threshold_moves_area_dice_and_hc_in_the_expected_direction(scale, dice_
     areas, dices, hcs = [], [], []
     for t in (0.1, 0.3, 0.5, 0.7, 0.9):
         v.threshold_slider.value = t
-        assert v.current_stats.area_px == int((prob >= t).sum())  # independent pixel count
-        assert v.current_dice == pytest.approx(np_dice(prob >= t, gt), abs=1e-12)
-        assert f"Dice {np_dice(prob >= t, gt):.3f}" in v.label_text
+        assert v.current_stats.area_px == int((prob > t).sum())  # independent pixel count
+        assert v.current_dice == pytest.approx(np_dice(prob > t, gt), abs=1e-12)
+        assert f"Dice {np_dice(prob > t, gt):.3f}" in v.label_text
         areas.append(v.current_stats.area_px)
         dices.append(v.current_dice)
         hcs.append(v.current_hc_mm)
@@ -133,7 +142,20 @@ def test_threshold_moves_area_dice_and_hc_in_the_expected_direction(scale, dice_
     assert all(np.diff(dices) > 0) if dice_rises else all(np.diff(dices) < 0)
     # At 0.5 the blurred edge sits on the scaled ellipse: HC close to its perimeter.
     v.threshold_slider.value = 0.5
-    assert v.current_hc_mm == pytest.approx(ramanujan(60 * scale, 45 * scale) * 0.2, rel=0.02)
+    assert v.current_hc_mm == pytest.approx(hc_mm(60 * scale, 45 * scale, 0.2), rel=0.02)
+
+
+def test_the_viewer_measures_like_a_predictor(viewer, cases):
+    # The last case carries a stray blob of probability 0.6: the measurement keeps only the
+    # largest component (the predicted ellipse), and its quality flags the case for review.
+    last = len(viewer) - 1
+    for i in range(len(viewer)):
+        mask = pred_masks(cases)[i]
+        assert np.array_equal(viewer.pred_mask(i), mask)
+        assert viewer.stats(i).area_px == int(mask.sum())
+    assert [viewer.stats(i).status for i in range(last)] == ["ok"] * last
+    assert viewer.stats(last).status == "review" and viewer.stats(last).quality < 0.9
+    assert (cases.probs[last] > 0.5).sum() > viewer.stats(last).area_px  # the blob was there
 
 
 def test_threshold_changes_the_rendered_overlay(viewer):
@@ -144,7 +166,7 @@ def test_threshold_changes_the_rendered_overlay(viewer):
 
 
 def test_sort_by_dice_filename_and_hc_error(viewer, cases):
-    dices = [np_dice(p >= 0.5, m) for p, m in zip(cases.probs, cases.masks, strict=True)]
+    dices = [np_dice(p, m) for p, m in zip(pred_masks(cases), cases.masks, strict=True)]
     viewer.case_slider.value = 4
     viewer.sort_dropdown.value = "dice_asc"
     assert viewer.order == list(np.argsort(dices, kind="stable"))
@@ -198,9 +220,9 @@ def test_opacity_changes_the_rendered_pixels(cases):
     grey = centre_rgb()
     assert np.abs(grey - grey[:, :1]).max() <= 1  # no overlay: R = G = B
     v.opacity_slider.value = 1.0
-    assert np.abs(centre_rgb() - ORANGE).max() <= 2  # opaque overlay: the overlay colour
+    assert np.abs(centre_rgb() - FILL).max() <= 2  # opaque overlay: the overlay colour
     v.opacity_slider.value = 0.5
-    assert np.abs(centre_rgb() - (grey + ORANGE) / 2).max() <= 3  # alpha blending
+    assert np.abs(centre_rgb() - (grey + FILL) / 2).max() <= 3  # alpha blending
 
 
 def test_widget_tree_and_display(viewer):
@@ -211,14 +233,12 @@ def test_widget_tree_and_display(viewer):
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
 
 
-def test_no_pyplot_figure_leaks(cases):
+def test_no_pyplot_figure_leaks():
     before = plt.get_fignums()
     v = demo_viewer(3)
     v.case_slider.value = 2
     v.threshold_slider.value = 0.3
     v.figure()
-    ex = AugmentationExplorer(cases.images[:2], cases.masks[:2])
-    ex.seed_slider.value = 5
     assert plt.get_fignums() == before
 
 
@@ -264,46 +284,6 @@ def test_from_evaluation_shows_what_evaluate_reports(synthetic_hc18):
     assert v.current_dice == pytest.approx(results["dice"].min())
 
 
-# ---------------------------------------------------------------------- AugmentationExplorer
-def test_explorer_identity_when_everything_is_off(cases):
-    off = AugmentParams(rotate_deg=0, hflip=False, vflip=False, scale=0, intensity=0)
-    ex = AugmentationExplorer(cases.images[:1], cases.masks[:1], params=off)
-    image, mask = ex.current_augmented
-    assert np.array_equal(image, cases.images[0]) and np.array_equal(mask, cases.masks[0])
-    assert "rotate +0.0°" in ex.label.value
-
-
-def test_explorer_vflip_checkbox_flips_up_down(cases):
-    off = AugmentParams(rotate_deg=0, hflip=False, vflip=False, scale=0, intensity=0)
-    ex = AugmentationExplorer(cases.images[:1], cases.masks[:1], params=off)
-    count, png = ex.render_count, ex.last_png
-    ex.vflip_box.value = True
-    assert ex.params.vflip and ex.render_count == count + 1
-    flipped = [s for s in range(20) if draw_pair(ex.params, np.random.default_rng(s)).vflip]
-    assert 0 < len(flipped) < 20  # a coin flip per seed
-    ex.seed_slider.value = flipped[0]
-    image, mask = ex.current_augmented
-    assert np.array_equal(image, np.flipud(cases.images[0]))  # oracle: NumPy's flip
-    assert np.array_equal(mask, np.flipud(cases.masks[0]))
-    assert "v-flip yes" in ex.label.value and ex.last_png != png
-
-
-def test_explorer_seed_and_sliders_change_the_draw(cases):
-    ex = AugmentationExplorer(cases.images[:2], cases.masks[:2], seed=3)
-    label, png = ex.label.value, ex.last_png
-    draw = ex.current_draw
-    image, mask = ex.current_augmented
-    ref_image, ref_mask = apply_pair(cases.images[0], cases.masks[0], draw)
-    assert np.array_equal(image, ref_image) and np.array_equal(mask, ref_mask)
-    assert f"rotate {draw.angle_deg:+.1f}°" in label
-    ex.seed_slider.value = 4
-    assert ex.label.value != label and ex.last_png != png and ex.image.value == ex.last_png
-    ex.rotate_slider.value = 40
-    assert abs(ex.current_draw.angle_deg) <= 40 and ex.params.rotate_deg == 40
-    ex.image_slider.value = 1
-    assert ex.current_augmented[0].shape == cases.images[1].shape
-
-
 def test_viewer_sorts_and_filters_by_quality():
     """Through a Predictor: a sharp head is "ok", a blurred one "review"; the quality sort shows
     the blurred first and the review filter keeps only it."""
@@ -311,7 +291,6 @@ def test_viewer_sorts_and_filters_by_quality():
 
     from fetalhead.ellipse import Ellipse
     from fetalhead.predict import Predictor
-    from fetalhead.widgets import PredictionViewer
 
     orig = (270, 400)
     head = Ellipse(200.0, 135.0, 90.0, 70.0, 0.3)
@@ -320,11 +299,7 @@ def test_viewer_sorts_and_filters_by_quality():
     image = np.zeros(orig, np.uint8)
     probs = [sharp.probabilities([image])[0], blurred.probabilities([image])[0]]
 
-    def measure(prob, px, t):
-        p = sharp.measure(prob, px, threshold=t)
-        return p.mask, p.head_ellipse, p.hc_mm, p.quality.score, p.status
-
-    v = PredictionViewer([image, image], probs, [0.1, 0.1], ["sharp.png", "blurred.png"], measure=measure)
+    v = PredictionViewer([image, image], probs, [0.1, 0.1], ["sharp.png", "blurred.png"], predictor=sharp)
     assert [v.stats(i).status for i in range(2)] == ["ok", "review"]
     v.sort_dropdown.value = "quality_asc"
     assert v.order == [1, 0] and v.current_filename == "blurred.png"
@@ -336,3 +311,21 @@ def test_viewer_sorts_and_filters_by_quality():
     assert v.current_filename == "blurred.png"
     v.review_toggle.value = False
     assert sorted(v.order) == [0, 1]
+
+
+
+def test_held_out_viewer_falls_back_to_the_demo_without_data(tmp_path):
+    v = held_out_viewer(n=3, root=tmp_path / "no_hc18")
+    assert len(v) == 3 and v.current_filename.startswith("synthetic_")
+
+
+def test_held_out_viewer_shows_real_test_images(hc18_dir):
+    from fetalhead.paths import shipped_checkpoint
+    from fetalhead.split import load_split
+
+    if not shipped_checkpoint().is_file():
+        pytest.skip("no shipped weights")
+    v = held_out_viewer(n=3, root=hc18_dir)
+    test = set(load_split().query("split == 'test'")["filename"])
+    assert len(v) == 3 and set(v.table()["filename"]) <= test
+    assert v.current_stats.status in ("ok", "review") and v.current_stats.dice > 0.8

@@ -1,0 +1,368 @@
+"""What each `fetalhead` command does, given its parsed arguments (`fetalhead.cli` parses them).
+
+Every command checks all its inputs and its output targets first (`fetalhead.files`), then
+does its work, and writes through a temporary file or folder beside the target that takes
+the target's place at the end: a failure leaves nothing partial behind, and existing files are
+replaced only with --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fetalhead.bench import format_latency, format_table, latency_only, run_benchmark
+from fetalhead.cache import build_compact_cache, load_arrays, load_compact_cache, shrink_arrays
+from fetalhead.checkpoint import export_weights, load_checkpoint
+from fetalhead.config import get_config
+from fetalhead.data import check_data_dir
+from fetalhead.device import device_name
+from fetalhead.download import download_hc18
+from fetalhead.errors import FetalheadError
+from fetalhead.evaluate import (
+    check_submission,
+    evaluate_split,
+    flag_summary,
+    predict_challenge,
+    report_files,
+    summary_table,
+    write_report,
+)
+from fetalhead.files import (
+    atomic_file,
+    check_output_dir,
+    check_output_file,
+    refuse_overwrite,
+    staged_dir,
+)
+from fetalhead.folder import collect_images, read_pixel_csv
+from fetalhead.paths import PACKAGE_DIR, data_dir, repo_root, shipped_checkpoint
+from fetalhead.predict import (
+    STATUS_NO_HEAD,
+    STATUS_REVIEW,
+    Predictor,
+    check_image_file,
+    load_input_image,
+)
+from fetalhead.report import draw_overlay
+from fetalhead.results import results_record, write_results
+from fetalhead.train import fit
+
+__all__ = ["RUN_FILES", "describe_model", "run"]
+
+PREDICTIONS_CSV = "predictions.csv"
+RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a run folder
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _default_out(name: str) -> Path:
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / name
+
+
+def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Path | None) -> list[float]:
+    if pixel_size is not None:
+        return [pixel_size] * len(images)
+    assert pixel_csv is not None  # argparse: one of the two is required
+    try:
+        table = read_pixel_csv(pixel_csv)
+    except FetalheadError as e:
+        raise FetalheadError(f"--pixel-csv: {e}") from None
+    sizes = []
+    for img in images:
+        value = table.get(img.name, table.get(img.stem))
+        if value is None:
+            raise FetalheadError(f"{img.name}: no pixel size for this image in {pixel_csv}")
+        sizes.append(value)
+    return sizes
+
+
+def _tqdm(iterable, quiet: bool, **kw):
+    return tqdm(iterable, disable=quiet, file=sys.stderr, dynamic_ncols=True, **kw)
+
+
+def _load_predictor(args: argparse.Namespace) -> Predictor:
+    """The Predictor for --checkpoint, else --model, else the best shipped model; says which."""
+    predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, tta=args.tta)
+    _say(f"model: {describe_model(predictor)}")
+    return predictor
+
+
+def describe_model(predictor: Predictor) -> str:
+    """One line naming the model a Predictor runs: shipped name or file, preset, size, where trained."""
+    path = Path(predictor.checkpoint) if predictor.checkpoint else None
+    cfg = predictor.config
+    shipped = path is not None and path.resolve().parent == (PACKAGE_DIR / "weights").resolve()
+    name = f"shipped model '{path.stem.removeprefix('fetalhead_')}'" if shipped else f"checkpoint {path}"
+    trained = predictor.meta.get("trained_on") if predictor.meta else None
+    extra = f", trained on {trained}" if trained else ""
+    arch = f"preset '{cfg.name}', width {cfg.base_channels}, {cfg.image_size[0]}x{cfg.image_size[1]} px" if cfg else ""
+    return f"{name} ({arch}{extra}){', test-time flips' if predictor.tta else ''}"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    root = download_hc18(args.data, progress=not args.quiet)
+    _say(f"HC18 is ready in {root}")
+    return 0
+
+
+def _cmd_prepare_cache(args: argparse.Namespace) -> int:
+    root = check_data_dir(data_dir(args.data))
+    check_output_file(args.out, args.overwrite)
+    with atomic_file(args.out) as tmp:
+        build_compact_cache(tmp, args.size, parts=args.parts, root=root)
+    size_mb = args.out.stat().st_size / 2**20
+    _say(f"wrote {args.out} ({size_mb:.1f} MiB, {args.size[0]}x{args.size[1]} pixels)")
+    return 0
+
+
+def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None = None,
+           resume: Path | None = None, cache: Path | None = None, quick: bool | None = None,
+           quiet: bool = False, overwrite: bool = False, time_budget: float | None = None,
+           seed: int | None = None, settings: Sequence[tuple[str, Any]] = ()) -> Path:
+    """Train preset `preset` into `out_dir`; return the best checkpoint's path. `settings`
+    ((field, value) pairs) override the preset's fields last. An earlier run's files there
+    are replaced only with `overwrite` or when resuming."""
+    overrides: dict = {"epochs": epochs} if epochs is not None else {}
+    if time_budget is not None:
+        overrides["time_budget_s"] = time_budget
+    if seed is not None:
+        overrides["seed"] = seed
+    overrides.update(settings)
+    cfg = get_config(preset, quick=quick or None, **overrides)
+    if resume is not None and not resume.is_file():
+        raise FetalheadError(f"--resume {resume}: no such file")
+    check_output_dir(out_dir)
+    refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or resume is not None)
+    if cache is not None:
+        if not cache.is_file():
+            raise FetalheadError(f"--cache {cache}: no such file")
+        arrays = load_compact_cache(cache)
+        if "train" not in arrays or "val" not in arrays:
+            raise FetalheadError(f"--cache {cache} lacks the train or val part")
+        train, val = arrays["train"], arrays["val"]
+        (h, w), (th, tw) = train.images.shape[1:], cfg.image_size
+        if (h, w) != (th, tw):
+            if th > h or tw > w:
+                raise FetalheadError(f"--cache {cache} holds {h}x{w} arrays, preset {preset!r} needs "
+                                     f"{th}x{tw}: build a cache of at least that size")
+            if not quiet:
+                _say(f"resizing the cache's {h}x{w} arrays to {th}x{tw}")
+            train, val = shrink_arrays(train, cfg.image_size), shrink_arrays(val, cfg.image_size)
+    else:
+        train = load_arrays("train", size=cfg.image_size, root=root, progress=not quiet)
+        val = load_arrays("val", size=cfg.image_size, root=root, progress=not quiet)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet)
+    return Path(result.checkpoint_path)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    out = args.out if args.out is not None else _default_out("runs") / args.preset
+    root = None if args.cache is not None else data_dir(args.data)
+    ckpt = _train(args.preset, out, root=root, epochs=args.epochs, resume=args.resume,
+                  cache=args.cache, quick=args.quick, quiet=args.quiet, overwrite=args.overwrite,
+                  time_budget=args.time_budget, seed=args.seed, settings=args.overrides)
+    _say(f"best checkpoint: {ckpt}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    model, cfg, meta = load_checkpoint(args.checkpoint)
+    check_output_file(args.out, args.overwrite)
+    info = {k: meta[k] for k in ("trained_on", "seconds") if k in meta}
+    with atomic_file(args.out) as tmp:
+        export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), **info)
+    load_checkpoint(args.out)  # reads back: the shipped file is usable
+    _say(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, preset {cfg.name!r}, "
+         f"epoch {meta.get('epoch')}, val Dice {meta.get('metrics', {}).get('val_dice', float('nan')):.4f})")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    root = check_data_dir(data_dir(args.data))
+    out = args.out if args.out is not None else _default_out("outputs")
+    check_output_dir(out)
+    refuse_overwrite([out / f for f in report_files()], args.overwrite)
+    if args.results is not None:
+        check_output_file(args.results, args.overwrite, "--results")
+    predictor = _load_predictor(args)
+    df = evaluate_split(predictor, part=args.part, root=root, limit=args.limit,
+                        progress=not args.quiet, batch_size=args.batch_size)
+    with staged_dir(out) as stage:
+        write_report(df, stage, predictor=predictor, root=root)
+    table = summary_table(df)
+    _say(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    _say(f"report written to {out}")
+    if args.results is not None:
+        ckpt = Path(predictor.checkpoint)
+        model = args.model or (ckpt.stem.removeprefix("fetalhead_") if args.checkpoint is None else str(ckpt))
+        record = results_record(df, table, model=model, part=args.part, tta=predictor.tta,
+                                command="fetalhead " + shlex.join(args.argv),
+                                trained_on=predictor.meta.get("trained_on"),
+                                device=device_name(predictor.device))
+        record["review_flag"] = {**flag_summary(df), "review_below": predictor.review_below}
+        _say(f"results written to {write_results(record, args.results)}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    # 1. validate everything before writing anything
+    images = collect_images(args.paths)
+    sizes = _pixel_sizes(images, args.pixel_size, args.pixel_csv)
+    out: Path = args.out
+    check_output_dir(out)
+    targets = [out / PREDICTIONS_CSV]
+    for img in images:
+        targets += [out / f"{img.stem}_mask.png", out / f"{img.stem}_overlay.png"]
+    refuse_overwrite(targets, args.overwrite)
+    for img in images:
+        check_image_file(img)
+    predictor = _load_predictor(args)
+
+    # 2. predict in batches into a staging folder; move in at the end
+    rows = []
+    bs = args.batch_size
+    with staged_dir(out) as stage:
+        bar = _tqdm(range(0, len(images), bs), args.quiet, desc="predict", unit="batch")
+        for start in bar:
+            chunk = images[start:start + bs]
+            arrays = [load_input_image(p) for p in chunk]
+            preds = predictor.predict_batch(arrays, sizes[start:start + bs], batch_size=bs)
+            for path, image, pred in zip(chunk, arrays, preds, strict=True):
+                Image.fromarray(pred.mask * 255).save(stage / f"{path.stem}_mask.png")
+                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{path.stem}_overlay.png")
+                rows.append({"filename": path.name, **pred.to_row()})
+        pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
+    n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
+    n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
+    notes = [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
+    _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} images to {out}"
+         + (f" ({', '.join(notes)})" if notes else ""))
+    return 0
+
+
+def _write_submission(predictor: Predictor, root: Path, out: Path, batch_size: int, quiet: bool) -> int:
+    sub = predict_challenge(predictor, root=root, progress=not quiet, batch_size=batch_size)
+    check_submission(sub, root=root)
+    with atomic_file(out) as tmp:
+        sub.to_csv(tmp, index=False, float_format="%.6f")
+    return int(sub.attrs.get("n_fallback", 0))
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    root = check_data_dir(data_dir(args.data))
+    check_output_file(args.out, args.overwrite)
+    predictor = _load_predictor(args)
+    n_fallback = _write_submission(predictor, root, args.out, args.batch_size, args.quiet)
+    _say(f"wrote the challenge submission to {args.out}"
+         + (f" ({n_fallback} images without a head found got a fallback ellipse)" if n_fallback else ""))
+    return 0
+
+
+def _cmd_main(args: argparse.Namespace) -> int:
+    out = args.out if args.out is not None else _default_out("outputs")
+    check_output_dir(out)
+
+    # 1. data: use the local copy, else download it
+    root = data_dir(args.data)
+    try:
+        root = check_data_dir(root)
+        _say(f"[1/4] HC18 found in {root}")
+    except FetalheadError as missing:
+        if args.no_download:
+            raise
+        _say(f"[1/4] HC18 not usable in {root} ({missing}); downloading it from Zenodo")
+        root = check_data_dir(download_hc18(root, progress=not args.quiet))
+
+    # 2. model: given, shipped, or trained here
+    if args.checkpoint is not None:
+        ckpt = args.checkpoint
+    elif not args.retrain and shipped_checkpoint(args.model).is_file():
+        ckpt = shipped_checkpoint(args.model)
+    else:
+        why = "--retrain given" if args.retrain else f"no shipped weights at {shipped_checkpoint(args.model)}"
+        if torch.cuda.is_available():
+            preset = "default"
+            _say(f"[2/4] {why}: training preset 'default' on {torch.cuda.get_device_name()}")
+        else:
+            preset = "cpu"
+            _say(f"[2/4] {why} and no GPU: training preset 'cpu', a small CPU STAND-IN model "
+                 "(narrow U-Net, low resolution). It is NOT the shipped model and its scores "
+                 "are lower.")
+        ckpt = _train(preset, out / f"train-{preset}", root=root, epochs=args.epochs,
+                      quiet=args.quiet, overwrite=True)
+        _say(f"      trained checkpoint: {ckpt}")
+    predictor = Predictor.from_checkpoint(ckpt, tta=args.tta)
+    _say(f"[2/4] model: {describe_model(predictor)}")
+
+    # 3. held-out test split: metrics and figures
+    _say("[3/4] evaluating on the held-out test split" + (f" (first {args.limit})" if args.limit else ""))
+    df = evaluate_split(predictor, part="test", root=root, limit=args.limit,
+                        progress=not args.quiet, batch_size=args.batch_size)
+    with staged_dir(out) as stage:
+        write_report(df, stage, predictor=predictor, root=root)
+
+    # 4. the 335 official test images: challenge CSV
+    _say("[4/4] predicting the 335 official test images")
+    n_fallback = _write_submission(predictor, root, out / "submission.csv", args.batch_size, args.quiet)
+
+    table = summary_table(df)
+    _say("")
+    _say(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    _say(f"\nresults in {out}: metrics, figures/, submission.csv"
+         + (f" ({n_fallback} fallback ellipses)" if n_fallback else ""))
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    out = args.out if args.out is not None else _default_out("benchmarks") / "results.json"
+    check_output_file(out, args.overwrite)
+    if args.cache is not None and not args.cache.is_file():
+        raise FetalheadError(f"--cache {args.cache}: no such file")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise FetalheadError("--device cuda: no CUDA device here")
+
+    def write(res: dict) -> None:  # after every measurement: a run cut short keeps what it measured
+        with atomic_file(out) as tmp:
+            tmp.write_text(json.dumps(res, indent=2) + "\n")
+        if "throughput" in res and not args.quiet:
+            _say(f"[bench] {len(res['throughput'])} throughput rows -> {out}")
+
+    if args.latency_only:
+        res = latency_only(device=args.device)
+        write(res)
+        _say(format_latency(res))
+    else:
+        res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
+                            args.compile, args.device, args.no_train, on_update=write)
+        _say(format_table(res))
+    _say(f"wrote {out}")
+    return 0
+
+
+_COMMANDS = {"download": _cmd_download, "prepare-cache": _cmd_prepare_cache, "train": _cmd_train,
+             "export": _cmd_export, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
+             "submit": _cmd_submit, "main": _cmd_main, "bench": _cmd_bench}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command `args.command` with the options `fetalhead.cli.build_parser` parsed;
+    returns the exit code (0). Expected problems raise FetalheadError."""
+    return int(_COMMANDS[args.command](args) or 0)

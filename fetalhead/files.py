@@ -1,0 +1,149 @@
+"""Writing files safely: whole files or nothing, and no existing file replaced by surprise.
+
+`atomic_file` yields a temporary path in the target's folder and renames it over the target
+only when the block ends without an error (a rename within one file system is atomic): a
+reader, or the next run, sees the old file or the new one, never half a file, and a failure
+leaves the old file as it was and no temporary file behind. `staged_dir` does the same for a
+set of files written into a folder. The `check_*` functions and `refuse_overwrite` let a
+command find an unwritable or occupied target before it starts its work.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from fetalhead.errors import FetalheadError
+
+__all__ = ["atomic_file", "check_output_dir", "check_output_file", "refuse_overwrite", "staged_dir"]
+
+
+def check_output_dir(out: Path, flag: str = "--out") -> None:
+    """Raise FetalheadError unless `out` is (or can be created as) a writable folder; `flag`
+    names the option in the message."""
+    if out.exists() and not out.is_dir():
+        raise FetalheadError(f"{flag} {out} exists and is not a folder")
+    _check_parent_writable(out, flag)
+
+
+def check_output_file(out: Path, overwrite: bool, flag: str = "--out") -> None:
+    """Raise FetalheadError unless the file `out` can be written, and replaced only when
+    `overwrite` (the --overwrite option)."""
+    if out.is_dir():
+        raise FetalheadError(f"{flag} {out} is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise FetalheadError(f"{out} exists; use --overwrite to replace it")
+    _check_parent_writable(out, flag)
+
+
+def refuse_overwrite(targets: Sequence[Path], overwrite: bool) -> None:
+    """Raise FetalheadError naming the first of `targets` that exists, unless `overwrite`."""
+    if overwrite:
+        return
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
+        raise FetalheadError(f"{existing[0]} exists{more}; use --overwrite to replace")
+
+
+def _check_parent_writable(out: Path, flag: str) -> None:
+    existing = out if out.is_dir() else out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FetalheadError(f"cannot create {flag} {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FetalheadError(f"cannot write {flag} {out}: no write permission in {existing}")
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing parent folders of `path`; return them, outermost first."""
+    missing = []
+    parent = path.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    created = []
+    for d in reversed(missing):
+        d.mkdir()
+        created.append(d)
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def _create_unique(folder: Path, prefix: str, create: Callable[[Path], None]) -> Path:
+    """`create` a new entry `folder/<prefix><random>.tmp` that did not exist; return its path.
+    (Not `tempfile.mkstemp`: its files are private, 0600, and would stay so after the
+    rename; `create` uses the usual mode, which the umask narrows.)"""
+    for _ in range(100):
+        path = folder / f"{prefix}{secrets.token_hex(4)}.tmp"
+        try:
+            create(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name {prefix}*.tmp in {folder}")
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary file beside `path` (missing parent folders are created);
+    write it in the block. On success it replaces `path` in one rename; on any error (or
+    Ctrl-C) it is deleted, with the parent folders made for it, and `path` is untouched."""
+    path = Path(path)
+    created = _make_parents(path)
+    try:
+        tmp = _create_unique(path.parent, f".{path.name}.", lambda p: p.touch(mode=0o666, exist_ok=False))
+    except BaseException:
+        _remove_empty(created)
+        raise
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside (or inside) `out`; on success move its files into
+    `out` (replacing files of the same name, keeping the others), on any error delete it and
+    any parent folders created for it."""
+    created = _make_parents(out)
+    # Beside the target, so the final move is a rename on one file system and the target is
+    # untouched until then; inside it only when its parent is not writable.
+    base = out.parent if os.access(out.parent, os.W_OK | os.X_OK) or not out.is_dir() else out
+    try:
+        stage = _create_unique(base, ".fetalhead-", lambda p: p.mkdir(mode=0o777))
+    except BaseException:
+        _remove_empty(created)
+        raise
+    try:
+        yield stage
+        if out.is_dir():
+            for f in sorted(stage.rglob("*")):
+                dest = out / f.relative_to(stage)
+                if f.is_dir():
+                    dest.mkdir(exist_ok=True)
+                else:
+                    os.replace(f, dest)
+            shutil.rmtree(stage)
+        else:
+            os.rename(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_empty(created)
+        raise

@@ -1,0 +1,128 @@
+"""Safe writes: a file is replaced whole or not at all, nothing temporary is left behind, and
+existing files are replaced only when asked."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from fetalhead.errors import FetalheadError
+from fetalhead.files import (
+    atomic_file,
+    check_output_dir,
+    check_output_file,
+    refuse_overwrite,
+    staged_dir,
+)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_atomic_file_replaces_the_target_on_success(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    with atomic_file(target) as tmp:
+        assert tmp.parent == tmp_path and tmp != target and tmp.is_file()
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # untouched until the block ends
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()  # not private like mkstemp's
+
+
+def test_atomic_file_keeps_the_old_file_and_no_temporary_on_an_error(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    for failure in (RuntimeError("disk full"), KeyboardInterrupt()):
+        with pytest.raises(type(failure)):
+            with atomic_file(target) as tmp:
+                tmp.write_text("half")
+                raise failure
+        assert target.read_text() == "old"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_atomic_file_makes_parents_and_removes_them_on_an_error(tmp_path):
+    deep = tmp_path / "x" / "y" / "a.csv"
+    with pytest.raises(ValueError):
+        with atomic_file(deep) as tmp:
+            tmp.write_text("half")
+            raise ValueError
+    assert list(tmp_path.iterdir()) == []
+    with atomic_file(deep) as tmp:
+        tmp.write_text("whole")
+    assert deep.read_text() == "whole"
+
+
+def test_staged_dir_moves_files_in_and_keeps_the_others(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("not ours")
+    (out / "a.csv").write_text("old")
+    with staged_dir(out) as stage:
+        (stage / "a.csv").write_text("new")
+        (stage / "figures").mkdir()
+        (stage / "figures" / "f.png").write_bytes(b"png")
+        assert (out / "a.csv").read_text() == "old"
+    assert (out / "a.csv").read_text() == "new" and (out / "keep.txt").read_text() == "not ours"
+    assert (out / "figures" / "f.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_staged_dir_leaves_nothing_on_an_error(tmp_path):
+    out = tmp_path / "new" / "deep"
+    with pytest.raises(OSError):
+        with staged_dir(out) as stage:
+            (stage / "a.csv").write_text("half")
+            raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    with staged_dir(out) as stage:
+        (stage / "a.csv").write_text("whole")
+    assert (out / "a.csv").read_text() == "whole"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_umask()
+
+
+def test_existing_files_are_replaced_only_when_asked(tmp_path):
+    old = tmp_path / "a.csv"
+    old.write_text("precious")
+    with pytest.raises(FetalheadError, match="use --overwrite"):
+        check_output_file(old, overwrite=False)
+    check_output_file(old, overwrite=True)
+    check_output_file(tmp_path / "new.csv", overwrite=False)
+    with pytest.raises(FetalheadError, match=r"a.csv exists \(and 1 more output files\); use --overwrite"):
+        refuse_overwrite([tmp_path / "none", old, old], overwrite=False)
+    refuse_overwrite([old], overwrite=True)
+    refuse_overwrite([tmp_path / "none"], overwrite=False)
+    assert old.read_text() == "precious"
+
+
+def test_output_checks_name_the_problem(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FetalheadError, match="is a folder"):
+        check_output_file(tmp_path, overwrite=True)
+    with pytest.raises(FetalheadError, match="--results .* is a file, not a folder"):
+        check_output_file(tmp_path / "file" / "r.json", overwrite=False, flag="--results")
+    with pytest.raises(FetalheadError, match="exists and is not a folder"):
+        check_output_dir(tmp_path / "file")
+    check_output_dir(tmp_path / "not" / "yet")
+    assert not (tmp_path / "not").exists()  # checking creates nothing
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
+def test_output_checks_find_a_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(FetalheadError, match="no write permission"):
+            check_output_dir(locked / "out")
+        with pytest.raises(FetalheadError, match="no write permission"):
+            check_output_file(locked / "a.csv", overwrite=False)
+    finally:
+        locked.chmod(stat.S_IRWXU)
