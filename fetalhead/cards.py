@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fetalhead.files import atomic_file
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
 from fetalhead.results import (
     TABLE_COLUMNS,
@@ -254,6 +255,11 @@ def readme_with_table(readme: str, records: list[dict[str, Any]] | None = None) 
     return readme
 
 
+def _write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_all() -> list[Path]:
     """Rewrite the cards of the shipped models present and the README's results table."""
     written = []
@@ -261,12 +267,12 @@ def write_all() -> list[Path]:
     for model in SHIPPED_MODELS:
         if (PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt").is_file():
             card = PACKAGE_DIR / "weights" / f"fetalhead_{model}.md"
-            card.write_text(model_card(model, records))
+            _write_text(card, model_card(model, records))
             written.append(card)
     root = repo_root()
     if root is not None and (root / "README.md").is_file():
         readme = root / "README.md"
-        readme.write_text(readme_with_table(readme.read_text(), records))
+        _write_text(readme, readme_with_table(readme.read_text(), records))
         written.append(readme)
     return written
 

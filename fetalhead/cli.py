@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fetalhead import __version__
 from fetalhead.config import DEFAULT_SIZE, PRESETS, parse_override
-from fetalhead.data import validate_pixel_size
+from fetalhead.data import IMAGE_SUFFIXES, MASK_SUFFIX, OVERLAY_SUFFIX, validate_pixel_size
 from fetalhead.errors import FetalheadError
 from fetalhead.paths import SHIPPED_MODELS
 from fetalhead.split import LABELLED_PARTS, PARTS
@@ -201,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "commit) to this JSON file, e.g. results/default_test.json")
 
     p = _command(sub, "predict", "segment your own images and measure HC",
-                 "Segment images (or folders of .png/.jpg/.jpeg/.bmp/.tif "
-                 "images; *_Annotation.*, *_mask.png and *_overlay.png are skipped) and "
-                 "write <stem>_mask.png, <stem>_overlay.png and predictions.csv to --out.",
+                 f"Segment images (or folders of {'/'.join(IMAGE_SUFFIXES)} images; "
+                 f"*_Annotation.*, *{MASK_SUFFIX}.png and *{OVERLAY_SUFFIX}.png are skipped) and "
+                 f"write <stem>{MASK_SUFFIX}.png, <stem>{OVERLAY_SUFFIX}.png and predictions.csv to --out.",
                  data=False, checkpoint=True)
     p.add_argument("paths", nargs="+", type=_path, metavar="PATH", help="image files or folders")
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")

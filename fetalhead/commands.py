@@ -25,7 +25,7 @@ from fetalhead.bench import format_latency, format_table, latency_only, run_benc
 from fetalhead.cache import build_compact_cache, load_arrays, load_compact_cache, shrink_arrays
 from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.config import get_config
-from fetalhead.data import check_data_dir
+from fetalhead.data import MASK_SUFFIX, OVERLAY_SUFFIX, check_data_dir
 from fetalhead.device import device_name
 from fetalhead.download import download_hc18
 from fetalhead.errors import FetalheadError
@@ -230,7 +230,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     check_output_dir(out)
     targets = [out / PREDICTIONS_CSV]
     for img in images:
-        targets += [out / f"{img.stem}_mask.png", out / f"{img.stem}_overlay.png"]
+        targets += [out / f"{img.stem}{MASK_SUFFIX}.png", out / f"{img.stem}{OVERLAY_SUFFIX}.png"]
     refuse_overwrite(targets, args.overwrite)
     for img in images:
         check_image_file(img)
@@ -246,8 +246,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             arrays = [load_input_image(p) for p in chunk]
             preds = predictor.predict_batch(arrays, sizes[start:start + bs], batch_size=bs)
             for path, image, pred in zip(chunk, arrays, preds, strict=True):
-                Image.fromarray(pred.mask * 255).save(stage / f"{path.stem}_mask.png")
-                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{path.stem}_overlay.png")
+                Image.fromarray(pred.mask * 255).save(stage / f"{path.stem}{MASK_SUFFIX}.png")
+                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{path.stem}{OVERLAY_SUFFIX}.png")
                 rows.append({"filename": path.name, **pred.to_row()})
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)

@@ -30,6 +30,9 @@ from fetalhead.errors import FetalheadError
 from fetalhead.paths import DATA_ENV, data_dir
 
 __all__ = [
+    "IMAGE_SUFFIXES",
+    "MASK_SUFFIX",
+    "OVERLAY_SUFFIX",
     "PIXEL_SIZE_RANGE_MM",
     "TEST_CSV",
     "TEST_DIR",
@@ -48,6 +51,11 @@ __all__ = [
     "training_pairs",
     "validate_pixel_size",
 ]
+
+#: file suffixes read as images (HC18's PNGs, your own scans)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: what `fetalhead predict` appends to an image's stem for the mask and the overlay it writes
+MASK_SUFFIX, OVERLAY_SUFFIX = "_mask", "_overlay"
 
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"

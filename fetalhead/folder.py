@@ -20,15 +20,21 @@ import pandas as pd
 
 from fetalhead.cache import META_COLUMNS, ArraySet, resize_image, resize_mask
 from fetalhead.config import DEFAULT_SIZE
-from fetalhead.data import load_image, load_mask, parse_filename, validate_pixel_size
+from fetalhead.data import (
+    IMAGE_SUFFIXES,
+    MASK_SUFFIX,
+    OVERLAY_SUFFIX,
+    load_image,
+    load_mask,
+    parse_filename,
+    validate_pixel_size,
+)
 from fetalhead.errors import FetalheadError
 
-__all__ = ["IMAGE_SUFFIXES", "FolderDataset", "collect_images", "read_pixel_csv"]
+__all__ = ["FolderDataset", "collect_images", "read_pixel_csv"]
 
-#: file suffixes read as images (your own scans, folders of them)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # stems of masks (HC18's annotations) and of what `fetalhead predict` writes: never inputs
-_NOT_INPUTS = ("_Annotation", "_mask", "_overlay")
+_NOT_INPUTS = ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX)
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from fetalhead.data import parse_filename, read_test_csv
 from fetalhead.errors import FetalheadError
+from fetalhead.files import atomic_file
 
 __all__ = ["LABELLED_PARTS", "PARTS", "SPLIT_FILE", "load_split", "make_split", "save_split"]
 
@@ -57,8 +58,8 @@ def save_split(split: pd.DataFrame, path: str | os.PathLike = SPLIT_FILE) -> Pat
     """Write a split table as CSV (filename, exam, split; '\\n' line ends, so the committed
     file is byte-identical on every platform)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    split[["filename", "exam", "split"]].to_csv(path, index=False, lineterminator="\n")
+    with atomic_file(path) as tmp:
+        split[["filename", "exam", "split"]].to_csv(tmp, index=False, lineterminator="\n")
     return path
 
 
