@@ -189,12 +189,14 @@ def time_to_dice(cfg: TrainConfig, train: Any, val: Any, target: float = 0.97, c
 
 def measure_latency(cfg: TrainConfig, device: torch.device, repeats: int = 10, warmup: int = 2) -> dict[str, Any]:
     """Median milliseconds per 800x540 image (batch 1) on `device`: the network alone at the
-    training size, and `Predictor.predict` end to end (resize, network, resize back, ellipse)."""
+    training size, `Predictor.predict` end to end (resize, network, resize back, ellipse,
+    quality), and the same with test-time flips (a second, mirrored network pass)."""
     from fetalhead.predict import Predictor
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).eval()
     pred = Predictor(model, cfg.image_size, device=device)
+    flips = Predictor(model, cfg.image_size, device=device, tta=True)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 60, HC18_SHAPE, dtype=np.uint8)
     yy, xx = np.mgrid[: HC18_SHAPE[0], : HC18_SHAPE[1]]
@@ -216,7 +218,8 @@ def measure_latency(cfg: TrainConfig, device: torch.device, repeats: int = 10, w
     with torch.inference_mode():
         net_ms = timed(lambda: pred.model(x))
     predict_ms = timed(lambda: pred.predict(image, 0.15))
-    return dict(device=device_name(device), network_ms=net_ms, predict_ms=predict_ms,
+    flips_ms = timed(lambda: flips.predict(image, 0.15))
+    return dict(device=device_name(device), network_ms=net_ms, predict_ms=predict_ms, predict_flips_ms=flips_ms,
                 image_size=list(cfg.image_size), input_shape=list(HC18_SHAPE), repeats=repeats,
                 threads=torch.get_num_threads() if device.type == "cpu" else None, precision="fp32")
 
@@ -340,7 +343,8 @@ def format_latency(res: dict[str, Any]) -> str:
     """Plain-text summary of `latency_only`'s results: one line per preset and device."""
     return "\n".join(
         f"{preset:8s} {d:5s} {r['image_size'][0]}x{r['image_size'][1]}: network {r['network_ms']:.1f} ms, "
-        f"predict {r['predict_ms']:.1f} ms per {HC18_SHAPE[1]}x{HC18_SHAPE[0]} image"
+        f"predict {r['predict_ms']:.1f} ms, with flips {r['predict_flips_ms']:.1f} ms "
+        f"per {HC18_SHAPE[1]}x{HC18_SHAPE[0]} image"
         for preset, per_dev in res["latency"].items() for d, r in per_dev.items())
 
 

@@ -84,7 +84,8 @@ def _flag_rows(records: list[dict[str, Any]], first: str = "part") -> str:
         if not f:
             continue
         lo, hi = f["hc_abs_error_mm_kept_ci"]
-        lines.append(f"| {r[first]} | {100 * f['fraction_set_aside']:.1f} % ({f['n_review']} of {f['n_images']}) | "
+        label = r[first] + (" + flips" if r.get("tta") else "")
+        lines.append(f"| {label} | {100 * f['fraction_set_aside']:.1f} % ({f['n_review']} of {f['n_images']}) | "
                      f"{f['gross_caught']} of {f['n_gross']} | {f['hc_abs_error_mm_all']:.2f} | "
                      f"{f['hc_abs_error_mm_kept']:.2f} [{lo:.2f}, {hi:.2f}] | {f['hc_abs_error_mm_oracle']:.2f} |")
     return "\n".join(lines)
@@ -222,13 +223,16 @@ def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
 
 def latency_table(file: str = LATENCY_FILE) -> str:
     """Markdown table of a `--latency-only` file: per preset's architecture, CPU milliseconds per
-    800x540 image for the network alone and for `Predictor.predict` (median)."""
+    800x540 image for the network alone and for `Predictor.predict` without and with test-time
+    flips (median)."""
     res = json.loads(((repo_root() or Path.cwd()) / file).read_text())
-    lines = ["| architecture | input | network | `Predictor.predict` |", "|---|---|---|---|"]
+    lines = ["| architecture | input | network | `Predictor.predict` | with test-time flips |",
+             "|---|---|---|---|---|"]
     for preset, per_device in res["latency"].items():
         r = per_device["cpu"]
+        flips = f"{r['predict_flips_ms']:.1f} ms" if "predict_flips_ms" in r else "-"
         lines.append(f"| `{preset}` preset | {r['image_size'][0]}x{r['image_size'][1]} | "
-                     f"{r['network_ms']:.1f} ms | {r['predict_ms']:.1f} ms |")
+                     f"{r['network_ms']:.1f} ms | {r['predict_ms']:.1f} ms | {flips} |")
     first = next(iter(res["latency"].values()))["cpu"]
     lines.append(f"\n{res['cpu']}, {first['threads']} threads, torch {res['torch']} "
                  f"([{Path(file).name}]({file})).")

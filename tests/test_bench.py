@@ -68,6 +68,7 @@ def test_quick_benchmark_on_a_compact_cache(synthetic_hc18, cache_tmp, tmp_path,
     assert t["image_size"] == [64, 96]
     lat = res["latency"]["cpu"]
     assert lat["network_ms"] > 0 and lat["predict_ms"] > 0 and lat["input_shape"] == [540, 800]
+    assert lat["predict_flips_ms"] > 0  # the mirrored pass is timed too
     assert "img/s" in capsys.readouterr().out
 
 
