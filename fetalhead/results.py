@@ -40,14 +40,16 @@ TABLE_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
 
 
 def _commit() -> str | None:
-    """The checkout's commit (with "-dirty" when files differ from it), or None outside git."""
+    """The checkout's commit (with "-dirty" when files other than stored results and Markdown
+    differ from it), or None outside git."""
     root = repo_root()
     if root is None:
         return None
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results", ":(exclude)*.md"], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None

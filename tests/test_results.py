@@ -95,3 +95,26 @@ def test_shipped_models_are_ordered_by_their_validation_results():
     shipped = [m for m in SHIPPED_MODELS if (PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt").is_file()]
     assert set(shipped) <= set(val), "every shipped model needs results/<model>_val.json"
     assert shipped == sorted(shipped, key=val.get)
+
+
+def test_the_recorded_commit_is_dirty_for_code_changes_only(tmp_path, monkeypatch):
+    import subprocess
+
+    import fetalhead.results as results
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    for name in ("code.py", "README.md", "results/small_val.json"):
+        (tmp_path / name).write_text("1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    monkeypatch.setattr(results, "repo_root", lambda: tmp_path)
+    assert not results._commit().endswith("-dirty")
+    (tmp_path / "results/small_val.json").write_text("2\n")  # a stored result being rewritten
+    (tmp_path / "README.md").write_text("2\n")
+    assert not results._commit().endswith("-dirty")
+    (tmp_path / "code.py").write_text("2\n")
+    assert results._commit().endswith("-dirty")
