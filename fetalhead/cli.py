@@ -1,5 +1,5 @@
 """The `fetalhead` command line: download, prepare-cache, train, export, evaluate, predict,
-submit, main and bench; their options are parsed here and `fetalhead.commands` runs them.
+submit, main, cards and bench; their options are parsed here and `fetalhead.commands` runs them.
 
 Every expected problem (a missing file, a bad pixel size, an unwritable output folder, a
 checkpoint that is not one) ends the program with ONE line on stderr,
@@ -230,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop with an error instead of downloading HC18 when it is missing")
     _add_count(p, "--epochs", "override the training preset's number of epochs")
     _add_count(p, "--limit", "evaluate only the first N held-out images (a quick check)")
+
+    p = _command(sub, "cards", "rewrite the model cards and the README's tables from results/",
+                 "Rewrite the Markdown card beside each shipped weights file and the README's "
+                 "generated tables (results, review flag, benchmark, latency) from the stored "
+                 "results under results/ and benchmarks/.", data=False)
 
     p = _command(sub, "bench", "benchmark training throughput, MFU, time to a Dice, latency",
                  "On one device: training throughput of the reference and "

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from fetalhead.bench import format_latency, format_table, latency_only, run_benchmark
 from fetalhead.cache import build_compact_cache, load_arrays, load_compact_cache, shrink_arrays
+from fetalhead.cards import write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.config import get_config
 from fetalhead.data import MASK_SUFFIX, OVERLAY_SUFFIX, check_data_dir
@@ -357,9 +358,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cards(args: argparse.Namespace) -> int:
+    for path in write_all():
+        if not args.quiet:
+            _say(f"wrote {path}")
+    return 0
+
+
 _COMMANDS = {"download": _cmd_download, "prepare-cache": _cmd_prepare_cache, "train": _cmd_train,
              "export": _cmd_export, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-             "submit": _cmd_submit, "main": _cmd_main, "bench": _cmd_bench}
+             "submit": _cmd_submit, "main": _cmd_main, "cards": _cmd_cards,
+             "bench": _cmd_bench}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -120,7 +120,7 @@ def _test_set_images(root: Path, folder: Path, n: int) -> list[Path]:
 
 
 def test_help_for_every_subcommand(capfd):
-    for sub in ("download", "prepare-cache", "train", "export", "evaluate", "predict", "submit", "main", "bench"):
+    for sub in ("download", "prepare-cache", "train", "export", "evaluate", "predict", "submit", "main", "cards", "bench"):
         code, out, err = run([sub, "--help"], capfd)
         assert code == 0 and out.startswith(f"usage: fetalhead {sub}") and err == "", sub
     code, out, _ = run(["--version"], capfd)

@@ -68,7 +68,7 @@ def test_the_review_table_shows_each_shipped_models_flag():
 def test_the_readme_table_is_generated_from_the_stored_results():
     readme = (ROOT / "README.md").read_text()
     assert all(m in readme for m in README_MARKERS + REVIEW_MARKERS)
-    assert readme_with_table(readme) == readme, "run `python -m fetalhead.cards`"
+    assert readme_with_table(readme) == readme, "run `fetalhead cards`"
     for rec in load_results():
         if rec["part"] == "test":
             assert f"{100 * rec['metrics']['dice']['mean']:.2f} [" in readme
@@ -81,7 +81,7 @@ def test_model_cards_are_up_to_date(model):
     if not weights.is_file():
         pytest.skip(f"{weights.name} is not shipped")
     card = weights.with_suffix(".md").read_text()
-    assert card == model_card(model), "run `python -m fetalhead.cards`"
+    assert card == model_card(model), "run `fetalhead cards`"
     flat = " ".join(card.lower().replace("*", "").split())
     assert "not a medical device" in flat and "held-out test part" in flat
 
@@ -118,3 +118,30 @@ def test_the_recorded_commit_is_dirty_for_code_changes_only(tmp_path, monkeypatc
     assert not results._commit().endswith("-dirty")
     (tmp_path / "code.py").write_text("2\n")
     assert results._commit().endswith("-dirty")
+
+
+def test_fetalhead_cards_rewrites_stale_cards_and_tables(tmp_path):
+    from fetalhead.cards import write_all
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "fetalhead_small.pt").symlink_to(PACKAGE_DIR / "weights" / "fetalhead_small.pt")
+    (weights / "fetalhead_small.md").write_text("stale card\n")
+    readme = tmp_path / "README.md"
+    real = (repo_root() / "README.md").read_text()
+    start, end = README_MARKERS
+    i, j = real.index(start) + len(start), real.index(end)
+    readme.write_text(real[:i] + "\nstale table\n" + real[j:])
+    written = write_all(weights, readme)
+    assert written == [weights / "fetalhead_small.md", readme]
+    assert (weights / "fetalhead_small.md").read_text() == model_card("small")
+    assert "stale table" not in readme.read_text()
+    assert readme.read_text() == readme_with_table(real)
+
+
+def test_the_cards_command_calls_write_all(monkeypatch, capsys, tmp_path):
+    from fetalhead import cli, commands
+
+    monkeypatch.setattr(commands, "write_all", lambda: [tmp_path / "card.md"])
+    assert cli.main(["cards"]) == 0
+    assert f"wrote {tmp_path / 'card.md'}" in capsys.readouterr().out
