@@ -143,12 +143,17 @@ def random_ellipses(n: int, size=(120, 160), seed=0):
         yield (c, (2 * a, 2 * b), float(rng.uniform(0, 180)))
 
 
+def ring_and_filled(box, size=(120, 160)) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-px outline and the filled ellipse of OpenCV box `box`, uint8 0/1 of `size` (H, W) px."""
+    ring, filled = np.zeros(size, np.uint8), np.zeros(size, np.uint8)
+    cv2.ellipse(ring, box, 1, 1)
+    cv2.ellipse(filled, box, 1, -1)
+    return ring, filled
+
+
 def test_outline_is_filled_like_cv2_filled_ellipse():
     for box in random_ellipses(40):
-        ring = np.zeros((120, 160), np.uint8)
-        cv2.ellipse(ring, box, 1, 1)
-        filled = np.zeros_like(ring)
-        cv2.ellipse(filled, box, 1, -1)
+        ring, filled = ring_and_filled(box)
         mask = annotation_to_mask(ring)
         assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
         assert iou(mask, filled) > 0.98
@@ -159,10 +164,7 @@ def test_outline_is_filled_like_cv2_filled_ellipse():
 @pytest.mark.parametrize("layout", ["gray255", "rgb255", "gray01", "rgba", "gray16"])
 def test_outline_in_any_layout(layout):
     box = ((80.0, 60.0), (90.0, 60.0), 30.0)
-    ring = np.zeros((120, 160), np.uint8)
-    cv2.ellipse(ring, box, 1, 1)
-    filled = np.zeros_like(ring)
-    cv2.ellipse(filled, box, 1, -1)
+    ring, filled = ring_and_filled(box)
     arr = {
         "gray255": ring * 255,
         "rgb255": np.dstack([ring * 255] * 3),
@@ -176,20 +178,14 @@ def test_outline_in_any_layout(layout):
 @pytest.mark.parametrize("gap", [1, 2, 3])
 def test_outline_with_a_small_gap_is_still_filled(gap):
     box = ((80.0, 60.0), (110.0, 70.0), 15.0)
-    ring = np.zeros((120, 160), np.uint8)
-    cv2.ellipse(ring, box, 1, 1)
-    filled = np.zeros_like(ring)
-    cv2.ellipse(filled, box, 1, -1)
+    ring, filled = ring_and_filled(box)
     ring[:, 80:80 + gap] = 0  # cut the ring at the top and at the bottom
     assert iou(annotation_to_mask(ring), filled) > 0.97
 
 
 def test_outline_cut_by_the_image_border():
     box = ((80.0, 20.0), (120.0, 80.0), 0.0)  # the top of the ellipse lies above the image
-    ring = np.zeros((120, 160), np.uint8)
-    cv2.ellipse(ring, box, 1, 1)
-    filled = np.zeros_like(ring)
-    cv2.ellipse(filled, box, 1, -1)
+    ring, filled = ring_and_filled(box)
     assert iou(annotation_to_mask(ring), filled) > 0.97
 
 
