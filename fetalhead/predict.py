@@ -325,7 +325,8 @@ class Predictor:
         agree = [float("nan")] * len(images)
         if self.tta:
             flipped = torch.sigmoid(self._logits(x.flip(-1))).flip(-1)
-            a, b = (prob[:, 0] > 0.5).cpu().numpy(), (flipped[:, 0] > 0.5).cpu().numpy()
+            a = (prob[:, 0] > self.threshold).cpu().numpy()
+            b = (flipped[:, 0] > self.threshold).cpu().numpy()
             agree = [mask_dice(ai, bi) for ai, bi in zip(a, b, strict=True)]
             prob = 0.5 * (prob + flipped)
         prob_np = prob[:, 0].float().cpu().numpy()
