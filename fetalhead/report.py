@@ -60,10 +60,12 @@ def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
 
 
 def plot_prediction(image: np.ndarray, pred: Prediction, gt_mask: np.ndarray | None = None,
-                    ax: Axes | None = None, title: str | None = None) -> Figure:
+                    ax: Axes | None = None, title: str | None = None, legend: bool = False) -> Figure:
     """Image uint8 (H, W) in grey with the annotation outline (when `gt_mask` {0,1} (H, W) is
-    given) and the predicted head ellipse, all in the image's pixels (`viz.plot_overlay`)."""
-    fig = plot_overlay(image, annotation=gt_mask, ellipse=pred.head_ellipse, ax=ax, title=title)
+    given) and the predicted head ellipse, all in the image's pixels (`viz.plot_overlay`);
+    `legend=True` names them."""
+    fig = plot_overlay(image, annotation=gt_mask, ellipse=pred.head_ellipse, ax=ax, title=title,
+                       legend=legend)
     if pred.head_ellipse is None:
         ax = ax if ax is not None else fig.axes[0]
         ax.text(0.02, 0.97, pred.status, transform=ax.transAxes, color=NO_HEAD_COLOR, va="top",
@@ -87,13 +89,13 @@ def prediction_examples(df: pd.DataFrame, predictor: Predictor,
     picks = pick_examples(df)
     fig = Figure(figsize=(12.0, 3.3), layout="constrained")
     axes = fig.subplots(1, len(picks))
-    for ax, (label, i) in zip(np.atleast_1d(axes), picks.items(), strict=True):
+    for k, (ax, (label, i)) in enumerate(zip(np.atleast_1d(axes), picks.items(), strict=True)):
         row = df.iloc[i]
         image, gt = load_pair(image_path(row["filename"], root=root), annotation_path(row["filename"], root))
         pred = predictor.predict(image, float(row["pixel_size_mm"]))
         title = (f"{label}: {row['filename']}  Dice {row['dice']:.3f}\n"
                  f"HC {row['hc_pred_mm']:.1f} mm (CSV {row['hc_true_mm']:.1f} mm)")
-        plot_prediction(image, pred, gt, ax=ax, title=title)
+        plot_prediction(image, pred, gt, ax=ax, title=title, legend=k == 0)
     return fig
 
 

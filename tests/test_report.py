@@ -89,6 +89,14 @@ def test_plot_prediction_places_the_ellipse_patch():
     other = Figure()
     ax2 = other.add_subplot()
     assert plot_prediction(np.full(SHAPE, 90, np.uint8), pred, ax=ax2) is other
+    assert ax.get_legend() is None and ax2.get_legend() is None
+
+
+def test_plot_prediction_legend_names_the_annotation_and_the_ellipse():
+    gt = _inside(HEAD, SHAPE).astype(np.uint8)
+    fig = plot_prediction(np.full(SHAPE, 90, np.uint8), _prediction(), gt, legend=True)
+    names = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert names == ["annotation", "fitted ellipse"]
 
 
 def test_pick_examples_best_median_worst():
