@@ -74,3 +74,20 @@ def test_ci_runs_the_readme_test_command():
     assert len(commands) == 2, f"the quick start must have exactly two commands, found {commands}"
     test_cmd = commands[1]
     assert test_cmd in ci, f"{test_cmd!r} is not what .ci/run runs"
+
+
+def _modules() -> set[str]:
+    return {p.stem for p in (ROOT / "fetalhead").glob("*.py") if p.stem not in {"__init__", "__main__"}}
+
+
+def test_the_architecture_table_has_one_row_per_module():
+    rows = re.findall(r"^\| `([a-z_]+)`", (ROOT / "docs" / "ARCHITECTURE.md").read_text(), re.M)
+    assert sorted(rows) == sorted(_modules()), set(rows) ^ _modules()
+
+
+def test_the_readme_library_section_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The library"):]
+    section = section[:section.index("\n## ", 1)]
+    named = set(re.findall(r"`([a-z_]+)`", section))
+    assert not _modules() - named, _modules() - named
