@@ -68,6 +68,8 @@ def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float]
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw dict of a fetalhead checkpoint file (weights, config, metrics, metadata), read
+    without unpickling arbitrary objects; FetalheadError when it is missing or not ours."""
     path = Path(path)
     if not path.is_file():
         raise FetalheadError(f"checkpoint not found: {path}")

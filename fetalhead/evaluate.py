@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from fetalhead.data import (
@@ -152,8 +153,8 @@ def ellipse_scores(pred: Ellipse | None, gt_mask: np.ndarray, pixel_size_mm: flo
             "ellipse_hausdorff_mm": ellipse_hausdorff_px(pred, ref) * float(pixel_size_mm)}
 
 
-def bootstrap_ci(values, n: int = 2000, seed: int = 0, alpha: float = 0.05,
-                 groups=None) -> tuple[float, float]:
+def bootstrap_ci(values: ArrayLike, n: int = 2000, seed: int = 0, alpha: float = 0.05,
+                 groups: ArrayLike | None = None) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the MEAN of `values` (NaNs dropped).
 
     Resamples with replacement `n` times (numpy Generator seeded with `seed`) and returns the

@@ -17,11 +17,16 @@ term the BatchNorm scales and shifts (2 per channel per BN), the up-convolution 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fetalhead.errors import FetalheadError
+
+if TYPE_CHECKING:  # for the annotation only: copying model.py needs no fetalhead.config
+    from fetalhead.config import TrainConfig
 
 __all__ = [
     "DoubleConv",
@@ -211,6 +216,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def build_model(cfg) -> UNet:  # cfg: fetalhead.config.TrainConfig
+def build_model(cfg: TrainConfig) -> UNet:
     """The U-Net described by a `TrainConfig` (1 input, 1 output channel)."""
     return UNet(in_channels=1, out_channels=1, base_channels=cfg.base_channels, padding=cfg.padding)

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from numpy.typing import ArrayLike
 
 from fetalhead.predict import Prediction, Predictor
 from fetalhead.viz import (
@@ -99,7 +100,7 @@ def prediction_examples(df: pd.DataFrame, predictor: Predictor,
     return fig
 
 
-def limits_of_agreement(pred, true) -> tuple[float, float, float]:
+def limits_of_agreement(pred: ArrayLike, true: ArrayLike) -> tuple[float, float, float]:
     """(mean difference, lower, upper limit of agreement) of pred - true, mm: mean -/+ 1.96 SD
     (Bland & Altman 1986, Lancet 327:307-310). Pairs with a NaN are left out."""
     d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
@@ -111,7 +112,7 @@ def limits_of_agreement(pred, true) -> tuple[float, float, float]:
     return mean, mean - 1.96 * sd, mean + 1.96 * sd
 
 
-def bland_altman(hc_pred, hc_true, ax: Axes | None = None) -> Figure:
+def bland_altman(hc_pred: ArrayLike, hc_true: ArrayLike, ax: Axes | None = None) -> Figure:
     """Bland-Altman plot of predicted vs CSV head circumference (mm): the difference
     pred - CSV against the mean of the two, with the bias and the 95 % limits of agreement."""
     pred, true = np.asarray(hc_pred, np.float64), np.asarray(hc_true, np.float64)
@@ -134,7 +135,7 @@ def bland_altman(hc_pred, hc_true, ax: Axes | None = None) -> Figure:
     return fig
 
 
-def dice_histogram(dice, ax: Axes | None = None, bins: int = 30) -> Figure:
+def dice_histogram(dice: ArrayLike, ax: Axes | None = None, bins: int = 30) -> Figure:
     """Histogram of per-image Dice (original resolution) with its median marked."""
     d = np.asarray(dice, np.float64)
     d = d[np.isfinite(d)]
