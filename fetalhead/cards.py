@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
 from fetalhead.results import (
@@ -240,7 +241,10 @@ def latency_table(file: str = LATENCY_FILE) -> str:
 
 def _between(text: str, markers: tuple[str, str], body: str) -> str:
     start, end = markers
-    i, j = text.index(start) + len(start), text.index(end)
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise FetalheadError(f"the README lacks the lines {start!r} ... {end!r} that hold a generated table")
+    i += len(start)
     return text[:i] + "\n" + body + "\n" + text[j:]
 
 

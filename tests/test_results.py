@@ -145,3 +145,16 @@ def test_the_cards_command_calls_write_all(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(commands, "write_all", lambda: [tmp_path / "card.md"])
     assert cli.main(["cards"]) == 0
     assert f"wrote {tmp_path / 'card.md'}" in capsys.readouterr().out
+
+
+def test_a_readme_without_the_table_markers_is_a_one_line_error_and_stays_as_it_was(tmp_path, capsys,
+                                                                                     monkeypatch):
+    from fetalhead import cards, cli, commands
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# my notes\n")
+    monkeypatch.setattr(commands, "write_all", lambda: cards.write_all(tmp_path / "weights", readme))
+    assert cli.main(["cards"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fetalhead: error: the README lacks") and err.count("\n") == 1
+    assert readme.read_text() == "# my notes\n"
