@@ -59,6 +59,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
 def _parts(text: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
     bad = [p for p in parts if p not in PARTS]
@@ -188,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
                  "half precision with its config and metrics: the file that is shipped.", data=False)
     p.add_argument("--checkpoint", type=_path, required=True, metavar="FILE", help="checkpoint to read")
     _add_out(p, "FILE", "file to write", required=True)
+    p.add_argument("--run", default=None, metavar="NAME",
+                   help="the training run the weights come from: its name in "
+                   "results/training/runs.json, which the model card reads")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="recommend test-time flips to whoever loads the file (choose on the "
+                   "validation part; default: off)")
+    p.add_argument("--review-below", type=_unit_float, default=None, metavar="SCORE",
+                   help="quality score in [0, 1] below which a measurement gets status "
+                   "\"review\" (choose on the validation part; default: the library's)")
 
     p = _command(sub, "evaluate", "score a checkpoint on the held-out split",
                  "Segment the held-out images, score them at original "

@@ -187,7 +187,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     model, cfg, meta = load_checkpoint(args.checkpoint)
     check_output_file(args.out, args.overwrite)
-    info = {k: meta[k] for k in ("trained_on", "seconds") if k in meta}
+    # kept from the file (a re-export keeps them), then what is chosen here: the training run's
+    # record (read by the model card), test-time flips and the review threshold (by the Predictor)
+    info = {k: meta[k] for k in ("trained_on", "seconds", "training_run", "tta", "review_below") if k in meta}
+    chosen = {"training_run": args.run, "tta": args.tta, "review_below": args.review_below}
+    info.update({k: v for k, v in chosen.items() if v is not None})
     with atomic_file(args.out) as tmp:
         export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), **info)
     load_checkpoint(args.out)  # reads back: the shipped file is usable

@@ -617,6 +617,32 @@ def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capf
     assert snapshot(tmp_path) == before  # nothing written, nothing overwritten
 
 
+def test_export_records_the_run_flips_and_review_threshold(tmp_path, capfd, untrained_checkpoint):
+    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.predict import REVIEW_BELOW, Predictor
+
+    plain = tmp_path / "plain.pt"
+    assert run(["export", "--checkpoint", untrained_checkpoint, "--out", plain], capfd)[0] == 0
+    p = Predictor.from_checkpoint(plain)
+    assert (p.tta, p.review_below) == (False, REVIEW_BELOW) and "training_run" not in p.meta
+    chosen = tmp_path / "chosen.pt"
+    code, _, err = run(["export", "--checkpoint", untrained_checkpoint, "--out", chosen, "--run", "small_cpu_7s",
+                        "--tta", "--review-below", "0.35"], capfd)
+    assert code == 0, err
+    p = Predictor.from_checkpoint(chosen)
+    assert (p.tta, p.review_below, p.meta["training_run"]) == (True, 0.35, "small_cpu_7s")
+    again = tmp_path / "again.pt"  # a re-export keeps what the file says unless told otherwise
+    assert run(["export", "--checkpoint", chosen, "--out", again, "--no-tta"], capfd)[0] == 0
+    meta = load_checkpoint(again)[2]
+    assert (meta["tta"], meta["review_below"], meta["training_run"]) == (False, 0.35, "small_cpu_7s")
+    before = snapshot(tmp_path)
+    for bad in ("1.5", "-0.1", "half"):
+        code, _, err = run(["export", "--checkpoint", untrained_checkpoint, "--out", tmp_path / "x.pt",
+                            "--review-below", bad], capfd)
+        assert_one_line_error(code, err, 2, "--review-below")
+    assert snapshot(tmp_path) == before
+
+
 def test_model_choice_is_checked_and_said(tmp_path, capfd, untrained_checkpoint, monkeypatch):
     code, _, err = run(["predict", tmp_path, "--model", "huge", "--pixel-size", "0.1", "--out", tmp_path / "o"], capfd)
     assert_one_line_error(code, err, 2, "invalid choice")
