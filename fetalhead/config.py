@@ -115,6 +115,8 @@ PRESETS: dict[str, TrainConfig] = {
     ),
     # The small shipped model: what 2 CPU cores train in 85 minutes (time budget), a width-8
     # U-Net (about 1 MB in fp16) at 192x288. The same preset trains in a minute on a GPU.
+    # Stronger zoom and brightness jitter and weight decay than `default`: on the validation
+    # part they gave ellipse Dice 98.05 vs 97.97 % and HC 1.64 vs 1.70 mm (results/training/runs.json).
     "small": TrainConfig(
         name="small",
         image_size=(192, 288),
@@ -124,6 +126,9 @@ PRESETS: dict[str, TrainConfig] = {
         time_budget_s=85 * 60.0,
         precision="auto",
         last_every_s=120.0,
+        weight_decay=1e-3,
+        scale=0.2,
+        intensity=0.2,
     ),
 }
 
