@@ -17,6 +17,7 @@ from fetalhead.files import atomic_file
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
 from fetalhead.results import (
     TABLE_COLUMNS,
+    kept_epoch,
     load_results,
     metric_cell,
     results_table,
@@ -110,11 +111,12 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     n_params = sum(p.numel() for p in build_model(cfg).parameters())
     run_name = meta["training_run"]
     run, hist = training_run(run_name)
-    best = hist.loc[hist["val_dice"].idxmax()]
+    best = kept_epoch(hist, meta.get("epoch"))
     mine = [r for r in (records if records is not None else load_results()) if r["model"] == model]
     mine.sort(key=lambda r: (r["part"] != "val", r["tta"]))
     evaluated = "\n".join(f"- `{r['command']}` on {r['machine']}, {r['date']}, commit {r['commit']}" for r in mine)
-    precision = "bf16 mixed" if cfg.precision == "auto" and "CPU" not in str(meta.get("trained_on")) else cfg.precision
+    on_cpu = "CPU" in str(meta.get("trained_on"))  # "auto" is fp32 on a CPU (fetalhead.device)
+    precision = ("fp32" if on_cpu else "bf16 mixed") if cfg.precision == "auto" else cfg.precision
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`
@@ -146,9 +148,9 @@ or `fetalhead predict --model {model}`.
   (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}); joint augmentation: {aug}.
 - Command: `{run['command']}`
 - Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
-- Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; best validation Dice
-  {best['val_dice']:.4f} (at {cfg.image_size[0]}x{cfg.image_size[1]} px) at epoch {int(best['epoch'])}
-  ({best['seconds']:.0f} s), the weights shipped. History: `results/training/{run_name}.csv`.
+- Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; the weights shipped are those of epoch
+  {int(best['epoch'])} ({best['seconds']:.0f} s), validation Dice {best['val_dice']:.4f} (at
+  {cfg.image_size[0]}x{cfg.image_size[1]} px), the best by more than `min_delta`. History: `results/training/{run_name}.csv`.
 
 ## Results
 
@@ -177,15 +179,17 @@ validation part) its status is "review". Gross errors are |HC difference| > 6 mm
 """
 
 
-def shipped_runs() -> dict[str, str]:
-    """{shipped model: the training run its weights file names (a key of results/training/runs.json)}."""
+def shipped_runs() -> dict[str, tuple[str, int | None]]:
+    """{shipped model: (the training run its weights file names (a key of
+    results/training/runs.json), the epoch of its weights)}."""
     from fetalhead.checkpoint import load_checkpoint
 
     runs = {}
     for model in SHIPPED_MODELS:
         path = PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt"
         if path.is_file():
-            runs[model] = load_checkpoint(path)[2]["training_run"]
+            meta = load_checkpoint(path)[2]
+            runs[model] = (meta["training_run"], meta.get("epoch"))
     return runs
 
 
@@ -217,7 +221,7 @@ def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
             lines.append(f"| {res['device']} | {key} | {cell(rows['reference'])} | {cell(rows['default'])} | "
                          f"{ratio:.2f}x | {latency} | [{Path(f).name}]({f}) |")
     lines.append("")
-    lines += [f"- `{model}`: {training_summary(run)}." for model, run in shipped_runs().items()]
+    lines += [f"- `{model}`: {training_summary(run, epoch=epoch)}." for model, (run, epoch) in shipped_runs().items()]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from fetalhead.files import atomic_file
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "load_results", "metric_cell", "results_record", "results_table", "training_run", "training_summary",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "kept_epoch", "load_results", "metric_cell", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
 #: where the stored results live in a checkout
@@ -115,15 +115,24 @@ def training_run(run: str) -> tuple[dict[str, Any], pd.DataFrame]:
     return runs[run], pd.read_csv(RESULTS_DIR / "training" / f"{run}.csv")
 
 
-def training_summary(run: str, target: float = 0.97) -> str:
-    """One line about a stored training run: machine, epochs and seconds, best validation Dice
-    (at the training size) and when, and the seconds to validation Dice `target`."""
+def kept_epoch(hist: pd.DataFrame, epoch: int | None = None) -> pd.Series:
+    """The history row of the weights kept: epoch `epoch` (a checkpoint's own; a later epoch
+    better by less than `min_delta` does not replace it), else the highest validation Dice."""
+    if epoch is not None and (hist["epoch"] == epoch).any():
+        return hist.loc[hist["epoch"] == epoch].iloc[0]
+    return hist.loc[hist["val_dice"].idxmax()]
+
+
+def training_summary(run: str, target: float = 0.97, epoch: int | None = None) -> str:
+    """One line about a stored training run: machine, epochs and seconds, the validation Dice
+    (at the training size) of the kept weights (`kept_epoch`) and when, and the seconds to
+    validation Dice `target`."""
     record, hist = training_run(run)
-    best = hist.loc[hist["val_dice"].idxmax()]
+    best = kept_epoch(hist, epoch)
     hit = hist[hist["val_dice"] >= target]
     when = f"{hit['seconds'].iloc[0]:.0f} s (epoch {int(hit['epoch'].iloc[0])})" if len(hit) else "not reached"
     return (f"`{run}` on {record['machine'].split(' (')[0]}: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; "
-            f"best validation Dice {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
+            f"kept weights: validation Dice {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
             f"validation Dice {target} after {when}")
 
 
@@ -136,12 +145,13 @@ def metric_cell(metric: dict[str, Any] | None, scale: float, decimals: int) -> s
 
 
 def results_table(records: list[dict[str, Any]], part: str = "test") -> str:
-    """Markdown table of the records of `part`: mean [95 % interval] per `TABLE_COLUMNS`."""
+    """Markdown table of the shipped models' records of `part`: mean [95 % interval] per
+    `TABLE_COLUMNS`."""
     head = ["model", "trained on", "images / exams", *(c[0] for c in TABLE_COLUMNS), "no head found"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {m: i for i, m in enumerate(SHIPPED_MODELS)}  # best first
     for r in sorted(records, key=lambda r: (order.get(r["model"], len(order)), r["tta"])):
-        if r["part"] != part:
+        if r["part"] != part or r["model"] not in order:  # shipped models only
             continue
         name = r["model"] + (" + flips" if r["tta"] else "")
         cells = [name, r.get("trained_on") or "-", f"{r['n_images']} / {r['n_exams']}",
