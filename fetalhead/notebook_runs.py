@@ -85,7 +85,7 @@ def training_banner(cfg: TrainConfig, device: torch.device | str, quick: bool) -
     dev = torch.device(device).type
     real = dev == "cuda" and cfg.name == "default" and not quick
     what = ("the full recipe" if real else
-            "a SHORT demonstration run, NOT a shipped model (those were trained on a GPU: "
+            "a SHORT demonstration run, NOT a shipped model (those are in "
             "section 5)")
     images = "all" if cfg.max_train_images is None else f"at most {cfg.max_train_images}"
     return (f"device: {dev}; quick mode: {'on' if quick else 'off'}; preset '{cfg.name}': "
@@ -137,7 +137,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
 def notebook_checkpoint(quick: bool, root: str | os.PathLike | None = None) -> tuple[Path, str]:
     """The model notebooks 05 and 06 evaluate, and a sentence saying plainly which it is.
 
-    In order: the shipped weights (trained on a GPU); else `best.pt` written by notebook 04
+    In order: the shipped weights; else `best.pt` written by notebook 04
     (`notebook_run_dir()`), a short CPU run unless 04 ran on a GPU; else a stand-in trained here
     and now on the CPU with `notebook_config("cpu", quick)` (a few minutes) into runs/cpu_standin,
     or the stand-in a previous call trained there.
