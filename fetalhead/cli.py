@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fetalhead import __version__
@@ -49,24 +49,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _float(text: str, ok: Callable[[float], bool], requirement: str) -> float:
+    """`text` as a number for which `ok` holds; an argparse error saying `requirement` else."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {requirement}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _float(text, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
+    return _float(text, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 
 
 def _parts(text: str) -> tuple[str, ...]:
