@@ -180,8 +180,8 @@ validation part) its status is "review". Gross errors are |HC difference| > 6 mm
 
 
 def shipped_runs() -> dict[str, tuple[str, int | None]]:
-    """{shipped model: (the training run its weights file names (a key of
-    results/training/runs.json), the epoch of its weights)}."""
+    """{shipped model: (training run, epoch)} as its weights file names them: the run is a key
+    of results/training/runs.json, the epoch that of the weights kept."""
     from fetalhead.checkpoint import load_checkpoint
 
     runs = {}

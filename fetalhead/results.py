@@ -150,9 +150,8 @@ def results_table(records: list[dict[str, Any]], part: str = "test") -> str:
     head = ["model", "trained on", "images / exams", *(c[0] for c in TABLE_COLUMNS), "no head found"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {m: i for i, m in enumerate(SHIPPED_MODELS)}  # best first
-    for r in sorted(records, key=lambda r: (order.get(r["model"], len(order)), r["tta"])):
-        if r["part"] != part or r["model"] not in order:  # shipped models only
-            continue
+    shipped = [r for r in records if r["part"] == part and r["model"] in order]
+    for r in sorted(shipped, key=lambda r: (order[r["model"]], r["tta"])):
         name = r["model"] + (" + flips" if r["tta"] else "")
         cells = [name, r.get("trained_on") or "-", f"{r['n_images']} / {r['n_exams']}",
                  *(metric_cell(r["metrics"].get(m), s, d) for _, m, s, d in TABLE_COLUMNS), str(r["n_no_head"])]

@@ -18,7 +18,7 @@ from fetalhead.cards import (
 )
 from fetalhead.evaluate import summary_table
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
-from fetalhead.results import load_results, results_record, results_table, write_results
+from fetalhead.results import kept_epoch, load_results, results_record, results_table, write_results
 
 ROOT = repo_root()
 
@@ -52,6 +52,14 @@ def test_a_record_round_trips_and_fills_the_table(tmp_path):
     assert results_table([back], part="val").count("\n") == 1  # header only
     other = {**back, "model": "runs/old/best.pt"}  # a checkpoint that is not shipped: not in the table
     assert results_table([back, other]).count("\n") == 2
+
+
+def test_the_kept_epoch_is_the_checkpoints_own_not_the_best_of_the_history():
+    # epoch 3 beats epoch 2 by less than min_delta, so training kept the weights of epoch 2
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "val_dice": [0.90, 0.97910, 0.97915], "seconds": [10.0, 20.0, 30.0]})
+    assert kept_epoch(hist, 2)["epoch"] == 2 and kept_epoch(hist, 2)["seconds"] == 20.0
+    assert kept_epoch(hist)["epoch"] == 3  # no epoch known: the highest validation Dice
+    assert kept_epoch(hist, 9)["epoch"] == 3  # an epoch the history lacks: the same
 
 
 def test_the_review_table_shows_each_shipped_models_flag():
