@@ -1,6 +1,10 @@
 """Benchmarks: training throughput, model FLOP utilisation, time to a target Dice, latency.
 
     fetalhead bench [--cache FILE] [--steps N] [--out FILE.json] [--quick] [--latency-only]
+    fetalhead bench --precision small [--device cpu]
+
+`--precision PRESET` instead measures that preset's training throughput in fp32 and in bf16
+on one device, and their ratio (on CPUs with bf16 matrix units "auto" trains in bf16).
 
 1. Throughput (images/s) of the reference and default recipes (`fetalhead.config.PRESETS`) on
    the same device at the same image sizes (572x572 and the default preset's 320x480), and
@@ -363,3 +367,34 @@ def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device:
             lat[p]["cuda"] = measure_latency(get_config(p, quick=False), dev, repeats=50, warmup=10)
     return dict(device=device_name(dev), cpu=device_name(torch.device("cpu")), cpu_count=os.cpu_count(),
                 torch=torch.__version__, latency=lat)
+
+
+def compare_precision(preset: str = "small", device: str | torch.device | None = None, steps: int = 20,
+                      warmup: int = 5, quick: bool = False) -> dict[str, Any]:
+    """Training images/s of preset `preset` at its own size in fp32 and in bf16 on `device`,
+    and the ratio bf16/fp32. The data are synthetic ellipses (throughput does not depend on
+    the pixels). Also says what "auto" resolves to there. `quick`: tiny sizes, for tests."""
+    from fetalhead.device import precision_name
+    from fetalhead.synthetic import synthetic_set
+
+    dev = resolve_device(device)
+    cfg = get_config(preset, quick=quick)
+    if quick:
+        steps, warmup = min(steps, 2), min(warmup, 1)
+    data = synthetic_set(max(2 * cfg.batch_size, 16), cfg.image_size)
+    images = torch.from_numpy(data.images)[:, None].to(dev)
+    masks = torch.from_numpy(data.masks)[:, None].to(dev)
+    rows = [measure_throughput(replace(cfg, precision=p), images, masks, steps, warmup, dev) for p in ("fp32", "bf16")]
+    return dict(device=device_name(dev), torch=torch.__version__, cpu_count=os.cpu_count(),
+                threads=torch.get_num_threads() if dev.type == "cpu" else None, preset=preset,
+                auto_resolves_to=precision_name("auto", dev), throughput=rows,
+                bf16_over_fp32=rows[1]["images_per_s"] / rows[0]["images_per_s"])
+
+
+def format_precision(res: dict[str, Any]) -> str:
+    """Plain-text summary of `compare_precision`'s results."""
+    rows = [f"{r['precision']:>5} {r['size'][0]}x{r['size'][1]} batch {r['batch']}: "
+            f"{r['images_per_s']:.1f} img/s ({r['step_ms']:.0f} ms/step)" for r in res["throughput"]]
+    threads = f", {res['threads']} threads" if res["threads"] else ""
+    return "\n".join([f"{res['preset']} preset on {res['device']}{threads}:", *rows,
+                      f"bf16 / fp32: {res['bf16_over_fp32']:.2f}x; 'auto' trains in {res['auto_resolves_to']} here"])

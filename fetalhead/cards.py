@@ -101,6 +101,14 @@ def review_table(records: list[dict[str, Any]] | None = None, part: str = "test"
     return _flag_rows(mine, first="model")
 
 
+def _precision_before_recorded(precision: str, trained_on: str | None) -> str:
+    """The precision of a run from before checkpoints recorded it: "auto" then meant fp32 on
+    a CPU and bf16 on the GPUs we trained on."""
+    if precision != "auto":
+        return precision
+    return "fp32" if "CPU" in str(trained_on) else "bf16"
+
+
 def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
     from fetalhead.checkpoint import load_checkpoint
@@ -115,8 +123,8 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     mine = [r for r in (records if records is not None else load_results()) if r["model"] == model]
     mine.sort(key=lambda r: (r["part"] != "val", r["tta"]))
     evaluated = "\n".join(f"- `{r['command']}` on {r['machine']}, {r['date']}, commit {r['commit']}" for r in mine)
-    on_cpu = "CPU" in str(meta.get("trained_on"))  # "auto" is fp32 on a CPU (fetalhead.device)
-    precision = ("fp32" if on_cpu else "bf16 mixed") if cfg.precision == "auto" else cfg.precision
+    precision = meta.get("precision") or _precision_before_recorded(cfg.precision, meta.get("trained_on"))
+    precision = f"{precision} mixed" if precision in ("bf16", "fp16") else precision
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`

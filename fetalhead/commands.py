@@ -21,7 +21,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fetalhead.bench import format_latency, format_table, latency_only, run_benchmark
+from fetalhead.bench import (
+    compare_precision,
+    format_latency,
+    format_precision,
+    format_table,
+    latency_only,
+    run_benchmark,
+)
 from fetalhead.cache import build_compact_cache, load_arrays, load_compact_cache, shrink_arrays
 from fetalhead.cards import write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
@@ -189,7 +196,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     check_output_file(args.out, args.overwrite)
     # kept from the file (a re-export keeps them), then what is chosen here: the training run's
     # record (read by the model card), test-time flips and the review threshold (by the Predictor)
-    info = {k: meta[k] for k in ("trained_on", "seconds", "training_run", "tta", "review_below") if k in meta}
+    info = {k: meta[k] for k in ("trained_on", "seconds", "precision", "training_run", "tta", "review_below") if k in meta}
     chosen = {"training_run": args.run, "tta": args.tta, "review_below": args.review_below}
     info.update({k: v for k, v in chosen.items() if v is not None})
     with atomic_file(args.out) as tmp:
@@ -354,6 +361,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         res = latency_only(device=args.device)
         write(res)
         _say(format_latency(res))
+    elif args.precision is not None:
+        res = compare_precision(args.precision, args.device, args.steps, args.warmup, args.quick)
+        write(res)
+        _say(format_precision(res))
     else:
         res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
                             args.compile, args.device, args.no_train, on_update=write)

@@ -69,9 +69,10 @@ MAX_SIDE = 8192  #: largest accepted image side, pixels
 STATUS_OK = "ok"
 STATUS_REVIEW = "review"  #: a head was measured, but its quality score is below the threshold
 STATUS_NO_HEAD = "no head found"
-#: quality score below which a measurement is flagged for review (chosen on the validation
-#: part; a weights file may carry its own "review_below")
-REVIEW_BELOW = 0.9
+#: quality score below which a measurement is flagged for review: 0.5 is where the `hc_band_mm`
+#: signal says the outline's band spans a gross HC error (`fetalhead.quality.SCALES`); each
+#: shipped weights file carries the threshold chosen for it on the validation part ("review_below")
+REVIEW_BELOW = 0.5
 
 
 def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:

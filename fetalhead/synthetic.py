@@ -158,7 +158,7 @@ def synthetic_cases(n: int = 6, size: tuple[int, int] = (216, 320), seed: int = 
         prob = soft_probability(pred.to_mask(size), edge_px)
         if k == n - 1 and n >= 3:
             blob = np.zeros(size, np.uint8)
-            cv2.circle(blob, (int(0.1 * w), int(0.15 * h)), max(3, int(0.04 * w)), 1, -1)
+            cv2.circle(blob, (int(0.1 * w), int(0.15 * h)), max(3, int(0.07 * w)), 1, -1)
             prob = np.maximum(prob, 0.6 * blob.astype(np.float32))
         px = float(rng.uniform(0.3, 0.4)) * 320.0 / w  # HC about 100-200 mm
         out["images"].append(image)

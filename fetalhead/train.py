@@ -34,7 +34,7 @@ from fetalhead.checkpoint import (
     unwrap,
 )
 from fetalhead.config import TrainConfig
-from fetalhead.device import autocast_settings, device_name, resolve_device
+from fetalhead.device import autocast_settings, device_name, precision_name, resolve_device
 from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
 from fetalhead.losses import BCEDiceLoss
@@ -426,7 +426,8 @@ def fit(
         metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
         if stopper.step(val_dice, epoch, unwrap(model)):
             export_weights(model, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False,
-                           trained_on=trained_on, seconds=seconds)
+                           trained_on=trained_on, seconds=seconds,
+                           precision=precision_name(cfg.precision, dev))
         if callback is not None and callback(epoch, history):
             stopped = True
         stopped = stopped or done()

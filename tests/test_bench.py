@@ -114,3 +114,24 @@ def test_latency_only_reports_both_architectures_on_the_cpu(tmp_path):
     assert lat["default"]["cpu"]["network_ms"] > 5 * lat["cpu"]["cpu"]["network_ms"] > 0
     for preset in lat:
         assert lat[preset]["cpu"]["image_size"] == list(get_config(preset, quick=False).image_size)
+
+
+def test_precision_comparison_measures_both_precisions_of_one_preset(tmp_path, capsys):
+    out = tmp_path / "precision.json"
+    assert main(["bench", "--precision", "small", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    fp32, bf16 = res["throughput"]
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    size = list(get_config("small", quick=True).image_size)
+    assert fp32["size"] == bf16["size"] == size and fp32["base_channels"] == 8
+    assert res["bf16_over_fp32"] == pytest.approx(bf16["images_per_s"] / fp32["images_per_s"])
+    assert res["auto_resolves_to"] in ("bf16", "fp32") and res["preset"] == "small"
+    assert "bf16 / fp32" in capsys.readouterr().out
+
+
+def test_precision_and_latency_only_do_not_mix(tmp_path, capsys):
+    argv = ["bench", "--precision", "small", "--latency-only", "--out", str(tmp_path / "x.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not allowed with" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.json").exists()

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
+from fetalhead import device as device_module
 from fetalhead.checkpoint import export_weights, load_checkpoint, save_checkpoint
 from fetalhead.config import QUICK_ENV, get_config
-from fetalhead.device import autocast_settings
+from fetalhead.device import autocast_settings, precision_name
 from fetalhead.errors import FetalheadError
 from fetalhead.model import build_model
 from fetalhead.synthetic import synthetic_set
@@ -213,9 +214,25 @@ def test_wrong_array_size_is_a_clear_error(tmp_path):
 # ----------------------------------------------------------------------------- settings
 
 
+def test_auto_precision_on_a_cpu_is_bf16_only_with_bf16_units(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(device_module, "cpu_has_bf16_units", lambda: True)
+    assert autocast_settings("auto", cpu) == (torch.bfloat16, False)
+    assert precision_name("auto", cpu) == "bf16"
+    monkeypatch.setattr(device_module, "cpu_has_bf16_units", lambda: False)
+    assert autocast_settings("auto", cpu) == (None, False)
+    assert precision_name("auto", cpu) == "fp32" and precision_name("bf16", cpu) == "bf16"
+
+
+def test_a_trained_model_records_the_precision_it_ran_in(tmp_path):
+    fit(tiny_cfg(epochs=1, precision="bf16"), synthetic_set(8), synthetic_set(4, seed=1), tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "best.pt")[2]["precision"] == "bf16"
+    fit(tiny_cfg(epochs=1, precision="fp32"), synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "b", progress=False)
+    assert load_checkpoint(tmp_path / "b" / "best.pt")[2]["precision"] == "fp32"
+
+
 def test_precision_optimizer_and_schedule_settings():
     cpu = torch.device("cpu")
-    assert autocast_settings("auto", cpu) == (None, False)
     assert autocast_settings("bf16", cpu) == (torch.bfloat16, False)
     assert autocast_settings("fp32", cpu) == (None, False)
     with pytest.raises(FetalheadError):
