@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fetalhead.config import TrainConfig, get_config
-from fetalhead.device import autocast_settings, device_name, resolve_device
+from fetalhead.device import autocast_settings, device_name, precision_name, resolve_device
 from fetalhead.errors import FetalheadError
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.model import build_model
@@ -163,7 +163,7 @@ def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tens
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     return dict(recipe=cfg.name, size=list(size), batch=batch, base_channels=cfg.base_channels,
-                precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype],
+                precision=precision_name(cfg.precision, dev),
                 channels_last=channels_last, compile=bool(cfg.compile and dev.type == "cuda"),
                 steps=steps, images_per_s=ips, step_ms=1000 * seconds / steps,
                 train_flops_per_image=flops_img, achieved_flops=flops_img * ips,
@@ -374,7 +374,6 @@ def compare_precision(preset: str = "small", device: str | torch.device | None =
     """Training images/s of preset `preset` at its own size in fp32 and in bf16 on `device`,
     and the ratio bf16/fp32. The data are synthetic ellipses (throughput does not depend on
     the pixels). Also says what "auto" resolves to there. `quick`: tiny sizes, for tests."""
-    from fetalhead.device import precision_name
     from fetalhead.synthetic import synthetic_set
 
     dev = resolve_device(device)

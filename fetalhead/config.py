@@ -43,7 +43,7 @@ class TrainConfig:
     # With a budget the schedule follows the elapsed fraction of it, so the learning rate
     # anneals fully whatever the machine's speed, and `epochs`/`patience` do not apply.
     time_budget_s: float | None = None
-    precision: str = "auto"  # "auto" (bf16 on CUDA if supported, else fp16), "bf16", "fp16", "fp32"
+    precision: str = "auto"  # "auto" (GPU: bf16 if supported, else fp16; CPU: bf16 with AMX, else fp32), "bf16", "fp16", "fp32"
     channels_last: bool = True  # NHWC memory layout: faster convolutions on tensor cores
     compile: bool = False  # torch.compile the model (CUDA only)
     # --- loss: BCE + Dice on logits
