@@ -697,3 +697,15 @@ def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, syntheti
     code, _, err = run([*argv, "--overwrite"], capfd)  # an existing results file is replaced
     assert code == 0, err
     assert json.loads(res.read_text())["date"]
+
+
+def test_export_keeps_the_precision_the_model_trained_in(tmp_path, capfd):
+    from fetalhead.checkpoint import export_weights, load_checkpoint
+    from fetalhead.config import get_config
+    from fetalhead.model import build_model
+
+    cfg = get_config("cpu", quick=False, image_size=(64, 96), base_channels=4)
+    best = export_weights(build_model(cfg), cfg, {}, tmp_path / "best.pt", epoch=1, half=False,
+                          trained_on="CPU: test", precision="bf16")
+    assert run(["export", "--checkpoint", best, "--out", tmp_path / "out.pt"], capfd)[0] == 0
+    assert load_checkpoint(tmp_path / "out.pt")[2]["precision"] == "bf16"
