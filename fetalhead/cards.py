@@ -109,6 +109,12 @@ def _precision_before_recorded(precision: str, trained_on: str | None) -> str:
     return "fp32" if "CPU" in str(trained_on) else "bf16"
 
 
+def _image_weighting(cfg: Any) -> str:
+    """The loss's per-image weighting in words ("" when all images weigh alike)."""
+    k = float(getattr(cfg, "pixel_size_weight", 0.0))
+    return f"; each image weighted by its pixel size (mm) to the power {k:g}" if k else ""
+
+
 def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
     from fetalhead.checkpoint import load_checkpoint
@@ -153,7 +159,7 @@ or `fetalhead predict --model {model}`.
   the test part (160 images, 121 exams) was used for the final figures only.
 - Recipe: {cfg.optimizer} (peak learning rate {cfg.lr:g}, weight decay {cfg.weight_decay:g}),
   {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {precision} precision, BCE + Dice loss
-  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}); joint augmentation: {aug}.
+  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}.
 - Command: `{run['command']}`
 - Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
 - Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; the weights shipped are those of epoch

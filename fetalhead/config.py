@@ -50,6 +50,9 @@ class TrainConfig:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     dice_smooth: float = 1.0  # added to numerator and denominator of the soft Dice
+    # images weigh (pixel size / its mean) ** this in the loss: 1 weighs an image by the mm one
+    # of its pixels spans, as its HC error in mm does; 0 weighs all images alike
+    pixel_size_weight: float = 0.0
     # --- early stopping on validation Dice
     patience: int = 12  # epochs without improvement before stopping
     # last.pt (weights + optimizer state, for --resume) at most every this many seconds and

@@ -49,6 +49,7 @@ __all__ = [
     "center_crop_like",
     "build_optimizer",
     "build_scheduler",
+    "image_weights",
     "train_step",
     "evaluate_arrays",
     "fit",
@@ -122,18 +123,21 @@ class EarlyStopping:
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
                optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-               amp_dtype: torch.dtype | None, channels_last: bool) -> torch.Tensor:
+               amp_dtype: torch.dtype | None, channels_last: bool,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
     """One optimisation step on an augmented batch; returns the detached loss (0-d tensor).
 
-    x: float images (B, 1, H, W) in [0, 1]; y: float masks {0, 1} (B, 1, H, W). `fit` and the
-    benchmark both call this, so the benchmark times exactly what training runs.
+    x: float images (B, 1, H, W) in [0, 1]; y: float masks {0, 1} (B, 1, H, W); weight: (B,)
+    per-image loss weights or None. `fit` and the benchmark both call this, so the benchmark
+    times exactly what training runs.
     """
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     # forward in mixed precision; the loss in fp32 for a stable log/sigmoid
     with torch.autocast(x.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
         logits = model(x)
-    loss = loss_fn(logits.float(), center_crop_like(y, logits))
+    loss = loss_fn(logits.float(), center_crop_like(y, logits), weight) if weight is not None \
+        else loss_fn(logits.float(), center_crop_like(y, logits))
     # backward (scaled for fp16), step, schedule
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -254,21 +258,46 @@ def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def image_weights(pixel_size_mm: np.ndarray, exponent: float) -> np.ndarray:
+    """Per-image loss weights (N,) float32, ``(pixel_size / mean pixel_size) ** exponent``
+    renormalised to mean 1, for pixel sizes (N,) in mm per pixel at the original size. With
+    exponent 1 an image weighs in proportion to the millimetres one of its pixels spans, as
+    its head-circumference error in mm does; exponent 0 weighs all images alike."""
+    px = np.asarray(pixel_size_mm, dtype=np.float64)
+    if px.ndim != 1 or len(px) == 0 or not np.all(np.isfinite(px)) or np.any(px <= 0):
+        raise FetalheadError("per-image loss weights need a positive pixel size (mm) for every training image")
+    w = (px / px.mean()) ** float(exponent)
+    return (w / w.mean()).astype(np.float32)
+
+
+def _pixel_sizes(arrays: Any) -> np.ndarray:
+    """The `pixel_size_mm` column (N,) of an ArraySet's meta (FetalheadError without one)."""
+    meta = getattr(arrays, "meta", None)
+    if meta is None or "pixel_size_mm" not in meta:
+        raise FetalheadError("pixel_size_weight needs the training images' pixel sizes (an ArraySet with meta)")
+    return meta["pixel_size_mm"].to_numpy(dtype=np.float64)
+
+
 def _to_device_arrays(arrays: Any, limit: int | None, size: tuple[int, int], device: torch.device,
-                      what: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                      what: str, seed: int = 0, weights: np.ndarray | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(images uint8 (N,1,H,W), masks uint8 (N,1,H,W), `weights` float32 (N,) or None) on
+    `device`, a seeded random `limit` of them when given."""
     images, masks = np.asarray(arrays.images), np.asarray(arrays.masks)
     if limit is not None and limit < len(images):
         # a seeded random sample, not the first `limit`: HC18 file names follow gestational age,
         # so the first images are all small early heads
         keep = np.sort(np.random.default_rng(seed).choice(len(images), size=limit, replace=False))
         images, masks = images[keep], masks[keep]
+        weights = None if weights is None else weights[keep]
     if images.ndim != 3 or images.shape != masks.shape or len(images) == 0:
         raise FetalheadError(f"{what} arrays must be non-empty (N,H,W) images and masks, got {images.shape} and {masks.shape}")
     if tuple(images.shape[1:]) != tuple(size):
         raise FetalheadError(f"{what} arrays are {images.shape[1]}x{images.shape[2]} but the config's "
                              f"image_size is {size[0]}x{size[1]}; load them with that size")
     to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8))[:, None].to(device)  # noqa: E731
-    return to(images), to(masks)
+    w = None if weights is None else torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)).to(device)
+    return to(images), to(masks), w
 
 
 def fit(
@@ -312,8 +341,10 @@ def fit(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
     # 2. the data, once, on the device as uint8 (1 byte per pixel: the whole set fits easily)
-    train_x, train_y = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training", cfg.seed)
-    val_x, val_y = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation", cfg.seed)
+    weights = image_weights(_pixel_sizes(train), cfg.pixel_size_weight) if cfg.pixel_size_weight else None
+    train_x, train_y, train_w = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training",
+                                                  cfg.seed, weights)
+    val_x, val_y, _ = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation", cfg.seed)
     n_train = train_x.shape[0]
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = n_train // batch  # drop the last partial batch: BatchNorm dislikes tiny ones
@@ -392,7 +423,7 @@ def fit(
             x, y = augment_batch(to_float(train_x[idx]), train_y[idx].float(), aug, gen)
             # 7. forward (mixed precision), loss, backward, optimizer and schedule step
             loss = train_step(train_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype,
-                              channels_last)
+                              channels_last, None if train_w is None else train_w[idx])
             loss_sum += loss
             steps += 1
             # 8. the budget: stop mid-epoch when it is spent (checked every 8 steps: a sync)

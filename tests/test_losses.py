@@ -110,3 +110,19 @@ def test_gradient_matches_autograd_of_reference():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         BCEDiceLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4))
+
+
+def test_per_image_weights_weigh_each_images_loss():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    loss = BCEDiceLoss(1.0, 1.0)
+    per_image = [loss(logits[i:i + 1], target[i:i + 1]).item() for i in range(2)]
+    w = torch.tensor([0.5, 1.5])
+    assert loss(logits, target, w).item() == pytest.approx((0.5 * per_image[0] + 1.5 * per_image[1]) / 2, rel=1e-5)
+    assert loss(logits, target, torch.ones(2)).item() == pytest.approx(loss(logits, target).item(), rel=1e-6)
+    dice_only = [soft_dice_loss(logits[i:i + 1], target[i:i + 1]).item() for i in range(2)]
+    assert soft_dice_loss(logits, target, weight=w).item() == pytest.approx(
+        (0.5 * dice_only[0] + 1.5 * dice_only[1]) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="weight"):
+        loss(logits, target, torch.ones(3))

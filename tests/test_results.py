@@ -168,3 +168,11 @@ def test_a_readme_without_the_table_markers_is_a_one_line_error_and_stays_as_it_
     err = capsys.readouterr().err
     assert err.startswith("fetalhead: error: the README lacks") and err.count("\n") == 1
     assert readme.read_text() == "# my notes\n"
+
+
+def test_the_card_names_a_per_image_loss_weighting():
+    from fetalhead.cards import _image_weighting
+    from fetalhead.config import get_config
+
+    assert _image_weighting(get_config("small", quick=False)) == ""
+    assert "pixel size (mm) to the power 1" in _image_weighting(get_config("small", quick=False, pixel_size_weight=1.0))

@@ -27,6 +27,7 @@ from fetalhead.train import (
     build_scheduler,
     center_crop_like,
     fit,
+    image_weights,
 )
 
 SIZE = (64, 96)
@@ -274,6 +275,44 @@ def test_image_caps_are_applied(tmp_path):
     fit(cfg, synthetic_set(12), synthetic_set(6, seed=1), tmp_path, progress=False)
     _, _, meta = load_checkpoint(tmp_path / "last.pt")
     assert meta["scheduler"]["total_steps"] == 2  # 4 images / batch 2, not 12 / 2
+
+
+def test_image_weights_follow_the_pixel_size():
+    px = np.array([0.1, 0.2, 0.3])
+    w = image_weights(px, 1.0)
+    assert w.mean() == pytest.approx(1.0) and w == pytest.approx(px / px.mean())
+    assert image_weights(px, 0.0) == pytest.approx(np.ones(3))
+    assert image_weights(px, 0.5) == pytest.approx(np.sqrt(px) / np.sqrt(px).mean())
+    for bad in ([0.1, 0.0], [0.1, np.nan], []):
+        with pytest.raises(FetalheadError, match="pixel size"):
+            image_weights(np.array(bad), 1.0)
+
+
+def test_pixel_size_weight_reaches_every_training_step(tmp_path, monkeypatch):
+    import fetalhead.train as train_module
+
+    seen = []
+    real_step = train_module.train_step
+
+    def spy(*args, **kwargs):
+        w = args[9] if len(args) > 9 else kwargs.get("weight")
+        seen.append(None if w is None else w.tolist())
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", spy)
+    train = synthetic_set(8)
+    fit(tiny_cfg(epochs=1, batch_size=4, pixel_size_weight=1.0), train, synthetic_set(4, seed=1), tmp_path,
+        progress=False)
+    expected = image_weights(train.meta["pixel_size_mm"].to_numpy(), 1.0)
+    assert len(seen) == 2 and sorted(sum(seen, [])) == pytest.approx(sorted(expected))
+    assert np.ptp(expected) > 0.1  # the synthetic pixel sizes differ, so the test can tell
+    seen.clear()
+    fit(tiny_cfg(epochs=1, batch_size=4), train, synthetic_set(4, seed=1), tmp_path / "plain", progress=False)
+    assert seen == [None, None]
+    no_meta = type("Arrays", (), {"images": train.images, "masks": train.masks})()
+    with pytest.raises(FetalheadError, match="pixel sizes"):
+        fit(tiny_cfg(epochs=1, batch_size=4, pixel_size_weight=1.0), no_meta, synthetic_set(4, seed=1),
+            tmp_path / "x", progress=False)
 
 
 # ----------------------------------------------------------------------------- plots
