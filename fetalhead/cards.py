@@ -55,10 +55,10 @@ LIMITATIONS = """\
   accordingly, and the official 335-image HC18 test set (labels hidden) may differ.
 - The mean is held down by a few hard images: on the test part most errors above 6 mm are
   large, late-gestation heads on coarse images (over- and under-measured). The review flag
-  catches most of them through the width of the undecided band in mm of HC, but it also sets
-  aside more images on the test part than on the validation part, where its threshold was
-  chosen; look at each measurement, the per-image table of `fetalhead evaluate` shows the
-  worst cases.
+  looks for them through the width of the undecided band in mm of HC; how many it catches,
+  and how many images it sets aside, differ between the validation part, where its threshold
+  was chosen, and the test part (the review table above). Look at each measurement: the
+  per-image table of `fetalhead evaluate` shows the worst cases.
 - The reference is one sonographer's ellipse per image; HC18 reports inter-observer
   differences of about 2 mm."""
 

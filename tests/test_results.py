@@ -174,5 +174,6 @@ def test_the_card_names_a_per_image_loss_weighting():
     from fetalhead.cards import _image_weighting
     from fetalhead.config import get_config
 
-    assert _image_weighting(get_config("small", quick=False)) == ""
-    assert "pixel size (mm) to the power 1" in _image_weighting(get_config("small", quick=False, pixel_size_weight=1.0))
+    assert _image_weighting(get_config("small", quick=False, pixel_size_weight=0.0)) == ""
+    assert "pixel size (mm) to the power 1" in _image_weighting(get_config("small", quick=False))
+    assert "to the power 2" in _image_weighting(get_config("small", quick=False, pixel_size_weight=2.0))
