@@ -43,7 +43,7 @@ class TrainConfig:
     # With a budget the schedule follows the elapsed fraction of it, so the learning rate
     # anneals fully whatever the machine's speed, and `epochs`/`patience` do not apply.
     time_budget_s: float | None = None
-    precision: str = "auto"  # "auto" (GPU: bf16 if supported, else fp16; CPU: bf16 with AMX, else fp32), "bf16", "fp16", "fp32"
+    precision: str = "auto"  # "auto" (GPU: bf16 if supported, else fp16; CPU: bf16 with bf16 hardware, else fp32), "bf16", "fp16", "fp32"
     channels_last: bool = True  # NHWC memory layout: faster convolutions on tensor cores
     compile: bool = False  # torch.compile the model (CUDA only)
     # --- loss: BCE + Dice on logits
@@ -130,9 +130,9 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=8,
         epochs=1000,  # the time budget ends the run
         time_budget_s=85 * 60.0,
-        # "auto": bf16 mixed precision on GPUs and on CPUs with AMX, as the shipped weights were
-        # trained (2.1x the fp32 speed there: benchmarks/precision_cpu.json, so about twice the
-        # epochs in the budget); fp32 on other CPUs, where bf16 has no hardware to run on
+        # "auto": bf16 mixed precision on GPUs and on CPUs with bf16 hardware (AMX or AVX-512
+        # BF16), as the shipped weights were trained (1.5-2.1x the fp32 speed there:
+        # benchmarks/precision_cpu*.json, so more epochs in the budget); fp32 on other CPUs
         precision="auto",
         pixel_size_weight=1.0,
         last_every_s=120.0,

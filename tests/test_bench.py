@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -110,10 +111,12 @@ def test_latency_only_reports_both_architectures_on_the_cpu(tmp_path):
     res = json.loads(out.read_text())
     lat = res["latency"]
     assert set(lat) == {"default", "small", "cpu"}
-    # the default architecture (width 32 at 320x480) costs far more than the cpu one (8 at 128x192)
-    assert lat["default"]["cpu"]["network_ms"] > 5 * lat["cpu"]["cpu"]["network_ms"] > 0
+    # timings are only checked for being measured (no speed assertions: the bench is the measure)
     for preset in lat:
-        assert lat[preset]["cpu"]["image_size"] == list(get_config(preset, quick=False).image_size)
+        row = lat[preset]["cpu"]
+        assert row["image_size"] == list(get_config(preset, quick=False).image_size)
+        assert row["input_shape"] == [540, 800] and row["repeats"] > 0
+        assert all(np.isfinite(row[k]) and row[k] > 0 for k in ("network_ms", "predict_ms", "predict_flips_ms"))
 
 
 def test_precision_comparison_measures_both_precisions_of_one_preset(tmp_path, capsys):

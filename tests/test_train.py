@@ -225,6 +225,14 @@ def test_auto_precision_on_a_cpu_is_bf16_only_with_bf16_units(monkeypatch):
     assert precision_name("auto", cpu) == "fp32" and precision_name("bf16", cpu) == "bf16"
 
 
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, True), (False, True, True),
+                                                     (False, False, False)])
+def test_bf16_units_are_amx_tiles_or_avx512_bf16(monkeypatch, amx, avx512_bf16, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    assert device_module.cpu_has_bf16_units() is expected
+
+
 def test_a_trained_model_records_the_precision_it_ran_in(tmp_path):
     fit(tiny_cfg(epochs=1, precision="bf16"), synthetic_set(8), synthetic_set(4, seed=1), tmp_path, progress=False)
     assert load_checkpoint(tmp_path / "best.pt")[2]["precision"] == "bf16"
