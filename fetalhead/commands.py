@@ -228,7 +228,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         record = results_record(df, table, model=model, part=args.part, tta=predictor.tta,
                                 command="fetalhead " + shlex.join(args.argv),
                                 trained_on=predictor.meta.get("trained_on"),
-                                device=device_name(predictor.device))
+                                device=device_name(predictor.device),
+                                training_run=predictor.meta.get("training_run"))
         record["review_flag"] = {**flag_summary(df), "review_below": predictor.review_below}
         _say(f"results written to {write_results(record, args.results)}")
     return 0

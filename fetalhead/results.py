@@ -64,9 +64,11 @@ def _num(x: Any) -> float | int | None:
 
 
 def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: str, tta: bool,
-                   command: str, trained_on: str | None = None, device: str | None = None) -> dict[str, Any]:
+                   command: str, trained_on: str | None = None, device: str | None = None,
+                   training_run: str | None = None) -> dict[str, Any]:
     """A JSON-ready record of one evaluation: per-metric mean, 95 % exam-bootstrap interval,
-    median, n images, n exams (from `summary_table`), failures, and provenance."""
+    median, n images, n exams (from `summary_table`), failures, and provenance, including the
+    training run the weights file names (which weights a shipped model's name meant then)."""
     import torch
 
     from fetalhead.predict import STATUS_NO_HEAD
@@ -79,6 +81,7 @@ def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: s
         "part": part,
         "tta": bool(tta),
         "trained_on": trained_on,
+        "training_run": training_run,
         "n_images": int(len(df)),
         "n_exams": int(df["exam"].nunique()) if "exam" in df.columns else None,
         "n_no_head": int((df["status"] == STATUS_NO_HEAD).sum()),

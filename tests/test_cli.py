@@ -680,7 +680,9 @@ def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, syntheti
     import json
 
     res = tmp_path / "results" / "m_val.json"
-    argv = ["evaluate", "--data", synthetic_hc18, "--checkpoint", untrained_checkpoint, "--out",
+    named = tmp_path / "named.pt"  # a weights file that names its training run, as shipped ones do
+    assert run(["export", "--checkpoint", untrained_checkpoint, "--out", named, "--run", "small_cpu_7s"], capfd)[0] == 0
+    argv = ["evaluate", "--data", synthetic_hc18, "--checkpoint", named, "--out",
             tmp_path / "report", "--quiet", "--part", "val", "--results", res]
     code, stdout, err = run(argv, capfd)
     assert code == 0, err
@@ -689,6 +691,7 @@ def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, syntheti
     assert rec["part"] == "val" and rec["n_images"] == len(per_image) and rec["tta"] is False
     assert rec["metrics"]["dice"]["mean"] == pytest.approx(per_image["dice"].mean())
     assert rec["command"].startswith("fetalhead evaluate") and rec["date"] and rec["machine"]
+    assert rec["training_run"] == "small_cpu_7s"  # which weights the record is of
     assert rec["review_flag"]["n_images"] == len(per_image) and "review_below" in rec["review_flag"]
     before = snapshot(tmp_path)
     code, _, err = run([*argv[:-2], "--out", tmp_path / "report2", "--results", res], capfd)
