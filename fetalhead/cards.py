@@ -111,6 +111,12 @@ def review_table(records: list[dict[str, Any]] | None = None, part: str = "test"
     return _flag_rows(mine, first="model")
 
 
+def _averaging(cfg: Any) -> str:
+    """The recipe's note on weight averaging: empty without it (and for configs from before it)."""
+    decay = float(getattr(cfg, "ema_decay", 0.0))
+    return f"; the weights validated and shipped are a moving average (decay {decay:g} per step)" if decay else ""
+
+
 def _precision_before_recorded(precision: str, trained_on: str | None) -> str:
     """The precision of a run from before checkpoints recorded it: "auto" then meant fp32 on
     a CPU and bf16 on the GPUs we trained on."""
@@ -169,7 +175,7 @@ or `fetalhead predict --model {model}`.
   the test part (160 images, 121 exams) was used for the final figures only.
 - Recipe: {cfg.optimizer} (peak learning rate {cfg.lr:g}, weight decay {cfg.weight_decay:g}),
   {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {precision} precision, BCE + Dice loss
-  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}.
+  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}{_averaging(cfg)}.
 - Command: `{run['command']}`
 - Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
 - Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; the weights shipped are those of epoch

@@ -53,6 +53,10 @@ class TrainConfig:
     # images weigh (pixel size / its mean) ** this in the loss: 1 weighs an image by the mm one
     # of its pixels spans, as its HC error in mm does; 0 weighs all images alike
     pixel_size_weight: float = 0.0
+    # 0: off. Else validate, keep and ship an exponential moving average of the weights (and
+    # BatchNorm statistics), updated after every optimizer step with this decay (e.g. 0.999:
+    # about the last 1000 steps); the raw weights keep training
+    ema_decay: float = 0.0
     # --- early stopping on validation Dice
     patience: int = 12  # epochs without improvement before stopping
     # last.pt (weights + optimizer state, for --resume) at most every this many seconds and
@@ -168,6 +172,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("onecycle", "cosine", "constant"),
     "precision": ("auto", "bf16", "fp16", "fp32"),
 }
+#: fractions that must stay below 1 (a moving average with decay 1 never moves)
+_BELOW_ONE = {"ema_decay"}
 #: numeric settings that must be above zero (the others must not be negative)
 _POSITIVE = {"base_channels", "batch_size", "epochs", "patience", "lr", "time_budget_s", "max_train_images",
              "max_val_images", "dice_smooth"}
@@ -213,6 +219,8 @@ def _check_value(key: str, value: Any) -> Any:
     low = min(value) if isinstance(value, tuple) else value
     if low < 0 or (low == 0 and positive):
         raise ValueError(f"{key}={value!r}: must be {'above zero' if positive else 'at least 0'}")
+    if key in _BELOW_ONE and value >= 1:
+        raise ValueError(f"{key}={value!r}: must be below 1")
     return value
 
 

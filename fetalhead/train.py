@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from fetalhead.checkpoint import (
@@ -300,6 +301,16 @@ def _to_device_arrays(arrays: Any, limit: int | None, size: tuple[int, int], dev
     return to(images), to(masks), w
 
 
+def _averaged(model: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of `model`'s weights and buffers with `decay` per update
+    (None for 0); its first update copies the weights."""
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise FetalheadError(f"ema_decay must be in [0, 1), got {decay}")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def fit(
     cfg: TrainConfig,
     train: Any,
@@ -361,6 +372,8 @@ def fit(
     scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
     aug = AugmentParams.from_config(cfg)
     stopper = EarlyStopping(cfg.patience, cfg.min_delta)
+    ema = _averaged(unwrap(model), cfg.ema_decay)
+    kept = unwrap(model) if ema is None else ema.module  # the weights validated and kept
     rows: list[dict[str, float]] = []
     start_epoch = 1
 
@@ -372,6 +385,10 @@ def fit(
         if TrainConfig.from_dict(ckpt["config"]) != cfg:
             raise FetalheadError(f"{resume}: its config differs from the one given to fit()")
         unwrap(model).load_state_dict(ckpt["model"])
+        if ema is not None:
+            if "ema" not in ckpt:
+                raise FetalheadError(f"{resume}: no averaged weights in it, though the config asks for them")
+            ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -385,10 +402,11 @@ def fit(
         best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else read_checkpoint(best_path)
         if int(best_src["epoch"]) != stopper.best_epoch:
             raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
-        stopper.best_state = {k: v.float().cpu() if v.is_floating_point() else v.cpu()
-                              for k, v in best_src["model"].items()}
+        best_weights = kept.state_dict() if best_src is ckpt else best_src["model"]
+        stopper.best_state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().clone()
+                              for k, v in best_weights.items()}  # a copy: `kept` trains on
         if best_src is ckpt:
-            export_weights(unwrap(model), cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, half=False)
+            export_weights(kept, cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, half=False)
         elif best_path.resolve() != (out_dir / "best.pt").resolve():
             shutil.copyfile(best_path, out_dir / "best.pt")  # out_dir must hold the best so far
         t_run = clock()
@@ -426,6 +444,8 @@ def fit(
                               channels_last, None if train_w is None else train_w[idx])
             loss_sum += loss
             steps += 1
+            if ema is not None:
+                ema.update_parameters(unwrap(model))
             # 8. the budget: stop mid-epoch when it is spent (checked every 8 steps: a sync)
             if budget is not None:
                 if step % 8 == 7 or step == steps_per_epoch - 1:
@@ -442,7 +462,8 @@ def fit(
 
         # 9. validate at the training resolution (eval mode: BatchNorm running statistics)
         t_val = clock()
-        val_loss, val_dice = evaluate_arrays(train_model, val_x, val_y, loss_fn, batch, amp_dtype, channels_last)
+        val_loss, val_dice = evaluate_arrays(train_model if ema is None else kept, val_x, val_y, loss_fn, batch,
+                                             amp_dtype, channels_last)
         val_seconds = clock() - t_val
         seconds = elapsed()
         rows.append(dict(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_dice=val_dice,
@@ -455,8 +476,8 @@ def fit(
         # 10. best.pt (weights only) on improvement; last.pt (full state) every
         #     cfg.last_every_s seconds (0: every epoch) and at the end
         metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
-        if stopper.step(val_dice, epoch, unwrap(model)):
-            export_weights(model, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False,
+        if stopper.step(val_dice, epoch, kept):
+            export_weights(kept, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False,
                            trained_on=trained_on, seconds=seconds,
                            precision=precision_name(cfg.precision, dev))
         if callback is not None and callback(epoch, history):
@@ -466,6 +487,8 @@ def fit(
         if final or cfg.last_every_s <= 0 or seconds - last_saved >= cfg.last_every_s:
             state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          scaler=scaler.state_dict(), rng={"torch": torch.get_rng_state()}, history=rows)
+            if ema is not None:
+                state["ema"] = ema.state_dict()
             save_checkpoint(out_dir / "last.pt", model, cfg, epoch=epoch, metrics=metrics,
                             early_stopping=stopper.state_dict(), **state)
             last_saved = seconds

@@ -81,6 +81,7 @@ def test_a_setting_is_typed_like_its_field(text, expected):
     ("epochs=none", "whole number"),
     ("padding=", "choose from same, valid"),
     ("schedule=linear", "choose from onecycle, cosine, constant"),
+    ("ema_decay=1", "below 1"),
 ])
 def test_a_bad_setting_is_a_one_line_error(text, message):
     with pytest.raises(ValueError, match=message) as e:

@@ -195,3 +195,11 @@ def test_the_card_names_a_per_image_loss_weighting():
     assert _image_weighting(get_config("small", quick=False, pixel_size_weight=0.0)) == ""
     assert "pixel size (mm) to the power 1" in _image_weighting(get_config("small", quick=False))
     assert "to the power 2" in _image_weighting(get_config("small", quick=False, pixel_size_weight=2.0))
+
+
+def test_the_card_names_weight_averaging():
+    from fetalhead.cards import _averaging
+    from fetalhead.config import get_config
+
+    assert _averaging(get_config("small", quick=False)) == ""
+    assert "moving average (decay 0.999 per step)" in _averaging(get_config("small", quick=False, ema_decay=0.999))

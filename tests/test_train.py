@@ -6,6 +6,7 @@ Tiny U-Nets (base 4) on 64x96 images keep every test to seconds on two CPU cores
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,9 @@ def test_fit_learns_synthetic_heads(tmp_path):
 # ----------------------------------------------------------------------------- resume and files
 
 
-def test_resume_continues_exactly(tmp_path):
-    cfg = tiny_cfg(epochs=2)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_exactly(tmp_path, ema_decay):
+    cfg = tiny_cfg(epochs=2, ema_decay=ema_decay)
     train, val = synthetic_set(8), synthetic_set(4, seed=1)
     full = fit(cfg, train, val, tmp_path / "full", progress=False)
     # the same run, stopped after epoch 1 by the callback, then resumed from last.pt
@@ -143,6 +145,38 @@ def test_resume_continues_exactly(tmp_path):
     for k in ("exp_avg", "exp_avg_sq"):  # AdamW moments continue too
         sa, sb = meta_a["optimizer"]["state"], meta_b["optimizer"]["state"]
         assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa)
+
+
+def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
+    """With ema_decay the weights validated, kept in best.pt and returned are the moving
+    average, not the raw weights that keep training; decay 0.5 over 2 steps of one epoch:
+    average = 0.5 * (weights after step 1) + 0.5 * (after step 2)."""
+    train, val = synthetic_set(8), synthetic_set(4, seed=1)
+    steps = []  # the raw weights after each optimizer step, from a run without averaging
+    import fetalhead.train as tr
+
+    real_step = tr.train_step
+
+    def recording_step(model, *args, **kwargs):
+        loss = real_step(model, *args, **kwargs)
+        steps.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return loss
+
+    cfg = tiny_cfg(epochs=1, batch_size=4, lr=1e-2, schedule="constant")
+    monkeypatch.setattr(tr, "train_step", recording_step)
+    raw = fit(cfg, train, val, tmp_path / "raw", progress=False)
+    monkeypatch.setattr(tr, "train_step", real_step)
+    assert len(steps) == 2
+    avg = fit(replace(cfg, ema_decay=0.5), train, val, tmp_path / "avg", progress=False)
+    got = weights(avg.model)
+    for k, v in got.items():
+        if v.is_floating_point() and "running_var" not in k and "running_mean" not in k:
+            assert torch.allclose(v, 0.5 * steps[0][k] + 0.5 * steps[1][k], atol=1e-6), k
+    assert not same_weights(got, weights(raw.model))  # the raw run kept the last raw weights
+    assert same_weights(got, weights(load_checkpoint(tmp_path / "avg" / "best.pt")[0]))
+    assert avg.history["val_dice"].iloc[0] != raw.history["val_dice"].iloc[0]  # the average was validated
+    with pytest.raises(FetalheadError, match="ema_decay"):
+        fit(replace(cfg, ema_decay=1.0), train, val, tmp_path / "bad", progress=False)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
