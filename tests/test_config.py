@@ -35,6 +35,7 @@ def test_quick_mode_shrinks_and_overrides_win(monkeypatch):
     assert quick_mode()
     q = get_config("small")
     assert q.image_size <= (128, 192) and q.time_budget_s is None and q.max_train_images == 48
+    assert PRESETS["small"].ema_decay > 0 and q.ema_decay == 0  # too few quick steps to average
     assert get_config("small", quick=False) == PRESETS["small"]
     assert get_config("default", quick=False, lr=0.1).lr == 0.1
     monkeypatch.setenv(QUICK_ENV, "0")

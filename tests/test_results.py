@@ -201,5 +201,6 @@ def test_the_card_names_weight_averaging():
     from fetalhead.cards import _averaging
     from fetalhead.config import get_config
 
-    assert _averaging(get_config("small", quick=False)) == ""
-    assert "moving average (decay 0.999 per step)" in _averaging(get_config("small", quick=False, ema_decay=0.999))
+    assert _averaging(get_config("small", quick=False, ema_decay=0.0)) == ""
+    assert "moving average (decay 0.999 per step)" in _averaging(get_config("small", quick=False))
+    assert "decay 0.99 per step" in _averaging(get_config("small", quick=False, ema_decay=0.99))
