@@ -14,6 +14,8 @@ import hashlib
 import io
 import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -191,6 +193,10 @@ def _pack(prefix: str, s: ArraySet, png: bool = False) -> dict[str, np.ndarray]:
     return out
 
 
+#: what reading a truncated, damaged or foreign .npz file raises
+_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def _unpack(prefix: str, z) -> ArraySet:
     n, h, w = (int(v) for v in z[f"{prefix}shape"])
     if f"{prefix}images" in z:
@@ -200,7 +206,10 @@ def _unpack(prefix: str, z) -> ArraySet:
         images = np.empty((n, h, w), np.uint8)
 
         def work(i: int) -> None:
-            images[i] = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
+            image = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
+            if image is None or image.shape != (h, w):
+                raise ValueError(f"image {i} of {prefix.rstrip('_') or 'the file'} does not decode to {h}x{w}")
+            images[i] = image
 
         _map(work, n)
     masks = None
@@ -292,7 +301,7 @@ def load_arrays(
                 got = _unpack("", z)
             if list(got.meta["filename"]) == list(rows["filename"]):
                 return got
-        except (OSError, ValueError, KeyError, EOFError):
+        except _UNREADABLE:
             pass  # unreadable cache file: decode again and overwrite it
     arrays = _decode(rows, root, size, challenge, progress, desc)
     if _inside(path, root):  # e.g. $FETALHEAD_CACHE set inside a read-only ../shared
@@ -349,5 +358,5 @@ def load_compact_cache(path: str | os.PathLike) -> dict[str, ArraySet]:
             if "format" not in z or str(z["format"]) != "fetalhead-compact-v1":
                 raise FetalheadError(f"not a fetalhead compact cache: {path}")
             return {str(p): _unpack(f"{p}__", z) for p in z["parts"]}
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except _UNREADABLE as exc:
         raise FetalheadError(f"corrupt compact cache {path}: {exc}") from None

@@ -8,6 +8,7 @@ then a rename: an interrupted run never leaves half a file) and is read with
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FetalheadError(f"checkpoint not found: {path}")
     try:
-        # weights_only: never unpickle arbitrary objects from a file someone handed us
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        # weights_only: never unpickle arbitrary objects from a file someone handed us; torch's
+        # warnings about a foreign file would only add lines to the one-line error below
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip, pickle and unpickler errors all mean "not ours"
         raise FetalheadError(f"{path}: not a fetalhead checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -93,12 +97,39 @@ def load_checkpoint(path: str | os.PathLike,
     """
     ckpt = read_checkpoint(path, map_location)
     try:
-        cfg = TrainConfig.from_dict(ckpt["config"])
+        cfg = TrainConfig.from_dict(ckpt.get("config"))
+    except (TypeError, ValueError) as e:
+        raise FetalheadError(f"{path}: bad config in the checkpoint ({str(e)[:160]})") from None
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config")}
+    _check_meta(path, meta)
+    try:
         model = build_model(cfg)
         model.load_state_dict(ckpt["model"], strict=True)  # copies fp16 exports into fp32 params
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FetalheadError(f"{path}: weights do not match the model in its config ({first[:160]})") from None
     model.to(map_location).eval()
-    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config")}
     return model, cfg, meta
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+#: entries of a checkpoint besides weights and config that fetalhead reads back: name -> (check, what it must be)
+_META_CHECKS: dict[str, tuple[Any, str]] = {
+    "metrics": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items()),
+                "a dict of numbers"),
+    "epoch": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a whole number"),
+    "tta": (lambda v: isinstance(v, bool), "true or false"),
+    "review_below": (lambda v: _is_number(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "seconds": (lambda v: v is None or (_is_number(v) and v >= 0), "seconds, at least 0"),
+    **{k: (lambda v: v is None or isinstance(v, str), "text") for k in ("trained_on", "precision", "training_run")},
+}
+
+
+def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """FetalheadError (one line) when an entry fetalhead reads from a checkpoint has the wrong type."""
+    for key, (ok, what) in _META_CHECKS.items():
+        if key in meta and not ok(meta[key]):
+            raise FetalheadError(f"{path}: bad {key!r} in the checkpoint ({meta[key]!r:.60}: expected {what})")

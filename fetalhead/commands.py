@@ -134,7 +134,7 @@ def _cmd_prepare_cache(args: argparse.Namespace) -> int:
     root = check_data_dir(data_dir(args.data))
     check_output_file(args.out, args.overwrite)
     with atomic_file(args.out) as tmp:
-        build_compact_cache(tmp, args.size, parts=args.parts, root=root)
+        build_compact_cache(tmp, args.size, parts=args.parts, root=root, progress=not args.quiet)
     size_mb = args.out.stat().st_size / 2**20
     _say(f"wrote {args.out} ({size_mb:.1f} MiB, {args.size[0]}x{args.size[1]} pixels)")
     return 0
@@ -146,7 +146,7 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
            seed: int | None = None, settings: Sequence[tuple[str, Any]] = ()) -> Path:
     """Train preset `preset` into `out_dir`; return the best checkpoint's path. `settings`
     ((field, value) pairs) override the preset's fields last. An earlier run's files there
-    are replaced only with `overwrite` or when resuming."""
+    are replaced only with `overwrite` or when resuming the run kept there."""
     overrides: dict = {"epochs": epochs} if epochs is not None else {}
     if time_budget is not None:
         overrides["time_budget_s"] = time_budget
@@ -157,7 +157,9 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     if resume is not None and not resume.is_file():
         raise FetalheadError(f"--resume {resume}: no such file")
     check_output_dir(out_dir)
-    refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or resume is not None)
+    # resuming continues the run in its own folder; another run's files elsewhere stay safe
+    same_run = resume is not None and resume.resolve().parent == out_dir.resolve()
+    refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or same_run)
     if cache is not None:
         if not cache.is_file():
             raise FetalheadError(f"--cache {cache}: no such file")
@@ -201,9 +203,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     info.update({k: v for k, v in chosen.items() if v is not None})
     with atomic_file(args.out) as tmp:
         export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), **info)
-    load_checkpoint(args.out)  # reads back: the shipped file is usable
+        load_checkpoint(tmp)  # read back before it replaces anything: the shipped file is usable
+    val_dice = (meta.get("metrics") or {}).get("val_dice", float("nan"))
     _say(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, preset {cfg.name!r}, "
-         f"epoch {meta.get('epoch')}, val Dice {meta.get('metrics', {}).get('val_dice', float('nan')):.4f})")
+         f"epoch {meta.get('epoch')}, val Dice {val_dice:.4f})")
     return 0
 
 

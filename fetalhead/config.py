@@ -6,6 +6,7 @@ command line and the benchmark all start from `get_config(name)`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -78,10 +79,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of `to_dict`; unknown keys are ignored, lists become tuples."""
-        names = {f.name for f in fields(cls)}
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-        return cls(**kw)
+        """Inverse of `to_dict`; unknown keys are ignored, lists become tuples. Each value is
+        checked as `--set` checks it: ValueError (one line) for a wrong type or range, TypeError
+        when `d` is not a dict."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a config must be a dict, not {type(d).__name__}")
+        kinds = {f.name: str(f.type) for f in fields(cls)}
+        return cls(**{k: _check_value(k, _check_type(k, kinds[k], v)) for k, v in d.items() if k in kinds})
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -175,8 +179,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule": ("onecycle", "cosine", "constant"),
     "precision": ("auto", "bf16", "fp16", "fp32"),
 }
-#: fractions that must stay below 1 (a moving average with decay 1 never moves)
-_BELOW_ONE = {"ema_decay"}
+#: fractions that must stay below 1 (a moving average with decay 1 never moves; a zoom or a
+#: gain of 1 - 1 = 0 blanks the image)
+_BELOW_ONE = {"ema_decay", "scale", "intensity"}
 #: numeric settings that must be above zero (the others must not be negative)
 _POSITIVE = {"base_channels", "batch_size", "epochs", "patience", "lr", "time_budget_s", "max_train_images",
              "max_val_images", "dice_smooth"}
@@ -200,15 +205,44 @@ def _parse_value(key: str, kind: str, text: str) -> Any:
             return int(t)
         if kind.startswith("float"):
             value = float(t)
-            if value != value:  # NaN
+            if not math.isfinite(value):  # NaN, inf
                 raise ValueError
             return value
     except ValueError:
-        want = {"tuple": "HEIGHTxWIDTH in pixels", "bool": "true or false", "int": "a whole number",
-                "float": "a number"}
-        raise ValueError(f"{key}={text!r}: expected {want[kind.split('[')[0].split(' ')[0]]}"
-                         + (" or none" if "None" in kind else "")) from None
+        raise ValueError(_expected(key, kind, text)) from None
     return t
+
+
+def _expected(key: str, kind: str, value: Any) -> str:
+    """The one-line complaint about a value that is not of the field annotation `kind`."""
+    want = {"tuple": "HEIGHTxWIDTH in pixels", "bool": "true or false", "int": "a whole number",
+            "float": "a finite number", "str": "text"}
+    return (f"{key}={value!r}: expected {want[kind.split('[')[0].split(' ')[0]]}"
+            + (" or none" if "None" in kind else ""))
+
+
+def _check_type(key: str, kind: str, value: Any) -> Any:
+    """`value` (as read from a file) if it is of the field annotation `kind`, a list of two
+    whole numbers made a tuple; ValueError otherwise."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if value is None and "None" in kind:
+        return None
+    if kind.startswith("tuple"):
+        ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(whole(v) for v in value)
+        value = tuple(value) if ok else value
+    elif kind.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif kind.startswith("int"):
+        ok = whole(value)
+    elif kind.startswith("float"):
+        ok = (whole(value) or isinstance(value, float)) and math.isfinite(value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValueError(_expected(key, kind, value))
+    return value
 
 
 def _check_value(key: str, value: Any) -> Any:

@@ -20,6 +20,7 @@ import functools
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -61,6 +62,8 @@ TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
 TRAIN_CSV = "training_set_pixel_size_and_HC.csv"
 TEST_CSV = "test_set_pixel_size.csv"
+MIN_SIDE = 32  #: smallest accepted image side, pixels
+MAX_SIDE = 8192  #: largest accepted image side, pixels
 #: Plausible ultrasound pixel sizes, mm per pixel (HC18 spans 0.05 to 0.39).
 PIXEL_SIZE_RANGE_MM: tuple[float, float] = (0.01, 1.0)
 
@@ -156,6 +159,33 @@ def read_test_csv(root: str | os.PathLike | None = None) -> pd.DataFrame:
     return _read_csv(root / TEST_CSV, ["filename", "pixel size(mm)"], root)
 
 
+def _check_decodes(buf: np.ndarray, path: Path) -> None:
+    """Decode the file's bytes with Pillow first, for the formats it knows: it reports a
+    truncated or corrupt file (or one with a side above `MAX_SIDE`, before decoding it) as an
+    exception, whereas OpenCV's PNG and JPEG readers also print to the process's stderr, which
+    would break the one-line error contract. FetalheadError when it does not decode."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check sizes
+        try:
+            with Image.open(io.BytesIO(buf.tobytes())) as im:
+                w, h = im.size
+                if max(h, w) > MAX_SIDE:
+                    raise FetalheadError(f"image too large: {path} is {h}x{w} pixels (each side must be <= {MAX_SIDE})")
+                im.load()
+        except UnidentifiedImageError:
+            if any(buf[:8].tobytes().startswith(m) for m in _MAGIC):  # Pillow reads all of these
+                raise FetalheadError(f"corrupt or truncated image: {path}") from None
+            return  # not a format Pillow knows (or no image at all): OpenCV decides
+        except Image.DecompressionBombError:
+            raise FetalheadError(f"image too large: {path} (each side must be <= {MAX_SIDE})") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise FetalheadError(f"corrupt or truncated image: {path} ({' '.join(str(e).split())})") from None
+
+
 def _read_raw(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16."""
     path = Path(path)
@@ -164,6 +194,7 @@ def _read_raw(path: str | os.PathLike) -> np.ndarray:
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
+    _check_decodes(buf, path)
     arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         head = buf[:8].tobytes()

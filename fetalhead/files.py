@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +59,11 @@ def _check_parent_writable(out: Path, flag: str) -> None:
         raise FetalheadError(f"cannot create {flag} {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise FetalheadError(f"cannot write {flag} {out}: no write permission in {existing}")
+    try:  # permissions say yes, but some folders (read-only mounts, /proc) still refuse a file
+        with tempfile.TemporaryFile(dir=existing, prefix=".fetalhead-probe-"):
+            pass
+    except OSError as e:
+        raise FetalheadError(f"cannot write {flag} {out}: {e.strerror or type(e).__name__} in {existing}") from None
 
 
 def _make_parents(path: Path) -> list[Path]:

@@ -212,6 +212,15 @@ def test_compact_cache_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(FetalheadError, match="corrupt compact cache"):
         load_compact_cache(tmp_path / "bad.npz")
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, x=np.arange(100000))
+    data = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])  # the zip's directory is gone
+    mid = len(data) // 2
+    (tmp_path / "flip.npz").write_bytes(data[:mid] + bytes(b ^ 0xFF for b in data[mid:mid + 64]) + data[mid + 64:])
+    for name in ("trunc.npz", "flip.npz"):
+        with pytest.raises(FetalheadError, match="corrupt compact cache|not a fetalhead compact cache"):
+            load_compact_cache(tmp_path / name)
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(FetalheadError, match="not a fetalhead compact cache"):
         load_compact_cache(tmp_path / "other.npz")

@@ -566,6 +566,15 @@ def test_train_prepare_cache_and_their_errors(tmp_path, capfd, monkeypatch, synt
                         "--out", run_dir], capfd)
     assert_one_line_error(code, err, 1, "use --overwrite")  # an earlier run is never clobbered
     assert snapshot(tmp_path) == before
+    shutil.copytree(run_dir, tmp_path / "other")  # another finished run ...
+    before = snapshot(tmp_path)
+    code, _, err = run(["train", "--preset", "cpu", "--data", synthetic_hc18, "--out", tmp_path / "other",
+                        "--resume", run_dir / "last.pt"], capfd)
+    assert_one_line_error(code, err, 1, "use --overwrite")  # ... is not replaced by resuming this one
+    assert snapshot(tmp_path) == before
+    code, _, err = run(["train", "--preset", "cpu", "--data", synthetic_hc18, "--out", tmp_path / "r2",
+                        "--set", "lr=inf"], capfd)
+    assert_one_line_error(code, err, 2, "finite number")  # a usage error, before anything runs
     for argv, words in [
         (["--resume", tmp_path / "none.pt"], "no such file"),
         (["--cache", cache_file], "needs 128x192"),

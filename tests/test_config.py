@@ -74,7 +74,11 @@ def test_a_setting_is_typed_like_its_field(text, expected):
     ("base_channels", "not KEY=VALUE"),
     ("base_channels=1.5", "whole number"),
     ("base_channels=0", "above zero"),
-    ("lr=nan", "a number"),
+    ("lr=nan", "a finite number"),
+    ("lr=inf", "a finite number"),
+    ("time_budget_s=-inf", "a finite number"),
+    ("scale=1", "below 1"),
+    ("intensity=1.5", "below 1"),
     ("rotate_deg=-5", "at least 0"),
     ("image_size=320", "HEIGHTxWIDTH"),
     ("image_size=0x480", "above zero"),
@@ -88,6 +92,25 @@ def test_a_bad_setting_is_a_one_line_error(text, message):
     with pytest.raises(ValueError, match=message) as e:
         parse_override(text)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"base_channels": "8"}, "whole number"),
+    ({"base_channels": True}, "whole number"),
+    ({"lr": float("inf")}, "finite number"),
+    ({"image_size": "abc"}, "HEIGHTxWIDTH"),
+    ({"image_size": [0, 480]}, "above zero"),
+    ({"hflip": 1}, "true or false"),
+    ({"padding": "full"}, "choose from"),
+    ({"time_budget_s": -5.0}, "at least 0|above zero"),
+])
+def test_a_config_read_from_a_file_is_checked_like_a_setting(change, message):
+    d = {**PRESETS["small"].to_dict(), **change}
+    with pytest.raises(ValueError, match=message) as e:
+        TrainConfig.from_dict(d)
+    assert "\n" not in str(e.value)
+    with pytest.raises(TypeError, match="must be a dict"):
+        TrainConfig.from_dict([1, 2])  # type: ignore[arg-type]
 
 
 def test_every_text_choice_is_a_field_and_the_presets_use_allowed_values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,18 @@ def test_output_checks_find_a_read_only_folder(tmp_path):
             check_output_file(locked / "a.csv", overwrite=False)
     finally:
         locked.chmod(stat.S_IRWXU)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_output_checks_find_a_folder_that_refuses_files_whatever_its_permissions():
+    # /proc takes no new files, not even from root, for whom the permission bits say yes
+    with pytest.raises(FetalheadError, match="cannot write --out /proc/x.pt"):
+        check_output_file(Path("/proc/x.pt"), overwrite=False)
+    with pytest.raises(FetalheadError, match="cannot write --out /proc/run"):
+        check_output_dir(Path("/proc/run"))
+
+
+def test_output_checks_leave_no_probe_behind(tmp_path):
+    check_output_file(tmp_path / "a.csv", overwrite=False)
+    check_output_dir(tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

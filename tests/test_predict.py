@@ -9,6 +9,7 @@ on the real data or, in `synthetic_tiny_model`, on a synthetic HC18 folder.
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,25 @@ def test_bad_image_files_raise_one_line(tmp_path):
         assert str(path.name) in str(err.value), name
 
 
+def test_damaged_pngs_leave_stderr_silent(tmp_path, capfd):
+    """OpenCV's PNG reader prints libpng's complaints to the process's stderr: a damaged file
+    must give the one-line error and nothing else."""
+    data = _png(tmp_path / "good.png", _image((64, 96))).read_bytes()
+    ihdr = b"IHDR" + b"\x00\x00\x00\x00" + data[20:29]  # width 0, with a valid checksum
+    zero_width = data[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + data[33:]
+    mid = len(data) // 2
+    garbled = data[:mid] + bytes(b ^ 0x5A for b in data[mid:mid + 16]) + data[mid + 16:]
+    bad_crc = data[:16] + b"\x00\x00\x00\x00" + data[20:]
+    cases = {"zero": zero_width, "bad_crc": bad_crc, "trunc": data[:mid], "garbled": garbled}
+    for name, blob in cases.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(blob)
+        with pytest.raises(FetalheadError, match="corrupt or truncated"):
+            check_image_file(path)
+        out, err = capfd.readouterr()
+        assert out == "" and err == "", (name, err)
+
+
 # ----------------------------------------------------------------------------- the pipeline
 
 
@@ -336,6 +356,31 @@ def test_bad_checkpoints_raise_one_line(tmp_path):
         with pytest.raises(FetalheadError, match=words) as err:
             Predictor.from_checkpoint(path)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("config", [1, 2], "bad config.*must be a dict"),
+    ("config", {"image_size": "abc"}, "bad config.*HEIGHTxWIDTH"),
+    ("metrics", None, "bad 'metrics'"),
+    ("metrics", {"val_dice": "x"}, "bad 'metrics'"),
+    ("review_below", "abc", "bad 'review_below'"),
+    ("review_below", 1.5, "bad 'review_below'"),
+    ("tta", "yes", "bad 'tta'"),
+    ("epoch", 2.5, "bad 'epoch'"),
+])
+def test_checkpoint_with_bad_entries_is_refused_in_one_line(tmp_path, key, value, words):
+    from fetalhead.checkpoint import export_weights
+    from fetalhead.config import get_config
+    from fetalhead.model import build_model
+
+    cfg = get_config("cpu", quick=False, base_channels=4)
+    path = export_weights(build_model(cfg), cfg, {"val_dice": 0.5}, tmp_path / "c.pt", epoch=1)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt[key] = {**ckpt[key], **value} if key == "config" and isinstance(value, dict) else value
+    torch.save(ckpt, path)
+    with pytest.raises(FetalheadError, match=words) as err:
+        Predictor.from_checkpoint(path)
+    assert "\n" not in str(err.value)
 
 
 def test_checkpoint_whose_weights_do_not_fit_its_config(tmp_path):
