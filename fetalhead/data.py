@@ -134,8 +134,15 @@ def _read_csv(path: Path, columns: list[str], root: Path) -> pd.DataFrame:
         if values.isna().any():
             bad = df.loc[values.isna(), "filename"].iloc[0]
             raise FetalheadError(f"{path}: non-numeric {col} for {bad}")
+        positive = np.isfinite(values) & (values > 0)
+        if not positive.all():
+            bad = df.loc[~positive, "filename"].iloc[0]
+            raise FetalheadError(f"{path}: {col} of {bad} must be a positive number")
         df[col] = values.astype(np.float64)
     df["filename"] = df["filename"].astype(str).str.strip()
+    twice = df["filename"].duplicated()
+    if twice.any():
+        raise FetalheadError(f"{path}: {df.loc[twice, 'filename'].iloc[0]} is listed twice")
     try:
         ids = [parse_filename(f) for f in df["filename"]]
     except FetalheadError as exc:

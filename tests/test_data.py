@@ -341,3 +341,10 @@ def test_bad_csv(synthetic_hc18):
     (synthetic_hc18 / TEST_CSV).write_text("filename,pixel size(mm)\n000_HC.png,abc\n")
     with pytest.raises(FetalheadError, match="non-numeric pixel_size_mm for 000_HC.png"):
         read_test_csv(synthetic_hc18)
+    for rows, words in [("000_HC.png,-0.1\n", "pixel_size_mm of 000_HC.png must be a positive number"),
+                        ("000_HC.png,inf\n", "must be a positive number"),
+                        ("000_HC.png,0.1\n001_HC.png,0.1\n000_HC.png,0.2\n", "000_HC.png is listed twice")]:
+        (synthetic_hc18 / TEST_CSV).write_text("filename,pixel size(mm)\n" + rows)
+        with pytest.raises(FetalheadError, match=words) as exc:
+            read_test_csv(synthetic_hc18)
+        one_line(exc)
