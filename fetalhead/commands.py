@@ -48,6 +48,7 @@ from fetalhead.evaluate import (
 )
 from fetalhead.files import (
     atomic_file,
+    check_input_file,
     check_output_dir,
     check_output_file,
     refuse_overwrite,
@@ -154,15 +155,14 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         overrides["seed"] = seed
     overrides.update(settings)
     cfg = get_config(preset, quick=quick or None, **overrides)
-    if resume is not None and not resume.is_file():
-        raise FetalheadError(f"--resume {resume}: no such file")
+    if resume is not None:
+        check_input_file(resume, "--resume")
     check_output_dir(out_dir)
     # resuming continues the run in its own folder; another run's files elsewhere stay safe
     same_run = resume is not None and resume.resolve().parent == out_dir.resolve()
     refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or same_run)
     if cache is not None:
-        if not cache.is_file():
-            raise FetalheadError(f"--cache {cache}: no such file")
+        check_input_file(cache, "--cache")
         arrays = load_compact_cache(cache)
         if "train" not in arrays or "val" not in arrays:
             raise FetalheadError(f"--cache {cache} lacks the train or val part")
@@ -350,8 +350,8 @@ def _cmd_main(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else _default_out("benchmarks") / "results.json"
     check_output_file(out, args.overwrite)
-    if args.cache is not None and not args.cache.is_file():
-        raise FetalheadError(f"--cache {args.cache}: no such file")
+    if args.cache is not None:
+        check_input_file(args.cache, "--cache")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise FetalheadError("--device cuda: no CUDA device here")
 

@@ -20,7 +20,16 @@ from pathlib import Path
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["atomic_file", "check_output_dir", "check_output_file", "refuse_overwrite", "staged_dir"]
+__all__ = ["atomic_file", "check_input_file", "check_output_dir", "check_output_file", "refuse_overwrite", "staged_dir"]
+
+
+def check_input_file(path: Path, what: str) -> None:
+    """Raise FetalheadError unless `path` is an existing file; `what` names it in the message
+    (e.g. "--resume", "pixel-size CSV")."""
+    if path.is_dir():
+        raise FetalheadError(f"{what} {path} is a folder; give a file")
+    if not path.is_file():
+        raise FetalheadError(f"{what} {path}: no such file")
 
 
 def check_output_dir(out: Path, flag: str = "--out") -> None:

@@ -30,6 +30,7 @@ from fetalhead.data import (
     validate_pixel_size,
 )
 from fetalhead.errors import FetalheadError
+from fetalhead.files import check_input_file
 
 __all__ = ["FolderDataset", "collect_images", "read_pixel_csv"]
 
@@ -73,8 +74,7 @@ def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
     the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
     `pixel size(mm)`). Every value is checked by `validate_pixel_size`; errors name the line."""
     path = Path(path)
-    if not path.is_file():
-        raise FetalheadError(f"missing pixel-size CSV {path}: no such file")
+    check_input_file(path, "pixel-size CSV")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:

@@ -577,6 +577,7 @@ def test_train_prepare_cache_and_their_errors(tmp_path, capfd, monkeypatch, synt
     assert_one_line_error(code, err, 2, "finite number")  # a usage error, before anything runs
     for argv, words in [
         (["--resume", tmp_path / "none.pt"], "no such file"),
+        (["--resume", tmp_path], "is a folder; give a file"),
         (["--cache", cache_file], "needs 128x192"),
         (["--cache", tmp_path / "none.npz"], "no such file"),
     ]:

@@ -93,7 +93,7 @@ def test_errors(tmp_path, synthetic_hc18):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FetalheadError, match="no images"):
         FolderDataset(tmp_path / "empty")
-    with pytest.raises(FetalheadError, match="missing pixel-size CSV"):
+    with pytest.raises(FetalheadError, match="pixel-size CSV .*none.csv: no such file"):
         FolderDataset(synthetic_hc18 / "test_set", pixel_csv=tmp_path / "none.csv")
     (tmp_path / "bad.csv").write_text("name,size\na.png,1\n")
     with pytest.raises(FetalheadError, match="needs columns"):
@@ -117,8 +117,10 @@ def test_read_pixel_csv_validates_every_value(tmp_path):
         bad.write_text(body)
         with pytest.raises(FetalheadError, match=match):
             read_pixel_csv(bad)
-    with pytest.raises(FetalheadError, match="missing pixel-size CSV"):
+    with pytest.raises(FetalheadError, match="pixel-size CSV .*none.csv: no such file"):
         read_pixel_csv(tmp_path / "none.csv")
+    with pytest.raises(FetalheadError, match="pixel-size CSV .* is a folder; give a file"):
+        read_pixel_csv(tmp_path)
 
 
 def test_collect_images_from_files_and_folders(tmp_path):
