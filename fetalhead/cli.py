@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -311,8 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Here, not at the top: the commands need torch, and importing it takes about 1.5 s
         # of the 2 s that `fetalhead --help` or a usage error would then take (0.35 s
         # without; measured on a 2-core machine). tests/test_paths.py keeps this module free of it.
+        from PIL import Image
+
         from fetalhead import commands
 
+        # sides are checked against MAX_SIDE; Pillow's own warning would be a second line
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
         return commands.run(args)
     except FetalheadError as e:
         print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)

@@ -20,7 +20,6 @@ import functools
 import math
 import os
 import re
-import warnings
 from pathlib import Path
 
 import cv2
@@ -175,22 +174,23 @@ def _check_decodes(buf: np.ndarray, path: Path) -> None:
 
     from PIL import Image, UnidentifiedImageError
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: we check sizes
-        try:
-            with Image.open(io.BytesIO(buf.tobytes())) as im:
-                w, h = im.size
-                if max(h, w) > MAX_SIDE:
-                    raise FetalheadError(f"image too large: {path} is {h}x{w} pixels (each side must be <= {MAX_SIDE})")
-                im.load()
-        except UnidentifiedImageError:
-            if any(buf[:8].tobytes().startswith(m) for m in _MAGIC):  # Pillow reads all of these
-                raise FetalheadError(f"corrupt or truncated image: {path}") from None
-            return  # not a format Pillow knows (or no image at all): OpenCV decides
-        except Image.DecompressionBombError:
-            raise FetalheadError(f"image too large: {path} (each side must be <= {MAX_SIDE})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise FetalheadError(f"corrupt or truncated image: {path} ({' '.join(str(e).split())})") from None
+    # No warnings.catch_warnings() here: it is not thread-safe (the caches decode in threads)
+    # and could leave every warning of the process silenced. Pillow's DecompressionBombWarning
+    # (above 89 M pixels: sides this large are refused below anyway) is silenced by the CLI.
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            w, h = im.size
+            if max(h, w) > MAX_SIDE:
+                raise FetalheadError(f"image too large: {path} is {h}x{w} pixels (each side must be <= {MAX_SIDE})")
+            im.load()
+    except UnidentifiedImageError:
+        if any(buf[:8].tobytes().startswith(m) for m in _MAGIC):  # Pillow reads all of these
+            raise FetalheadError(f"corrupt or truncated image: {path}") from None
+        return  # not a format Pillow knows (or no image at all): OpenCV decides
+    except Image.DecompressionBombError:
+        raise FetalheadError(f"image too large: {path} (each side must be <= {MAX_SIDE})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise FetalheadError(f"corrupt or truncated image: {path} ({' '.join(str(e).split())})") from None
 
 
 def _read_raw(path: str | os.PathLike) -> np.ndarray:
