@@ -112,6 +112,19 @@ def shrink_arrays(s: ArraySet, size: tuple[int, int]) -> ArraySet:
     return ArraySet(images, masks, s.meta.copy())
 
 
+def concat_arrays(*sets: ArraySet) -> ArraySet:
+    """The rows of `sets` (all the same (H, W) pixels, all with masks or all without), one
+    after the other, as one ArraySet."""
+    if not sets or len({s.size for s in sets}) != 1:
+        raise ValueError(f"concat_arrays needs sets of one size, got {[s.size for s in sets]}")
+    labelled = {s.masks is not None for s in sets}
+    if len(labelled) != 1:
+        raise ValueError("concat_arrays cannot mix sets with and without masks")
+    masks = np.concatenate([s.masks for s in sets]) if labelled == {True} else None
+    return ArraySet(np.concatenate([s.images for s in sets]), masks,
+                    pd.concat([s.meta for s in sets], ignore_index=True))
+
+
 def _parts(part: str | Sequence[str]) -> list[str]:
     parts = [part] if isinstance(part, str) else list(part)
     bad = [p for p in parts if p not in PARTS]

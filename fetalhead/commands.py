@@ -29,7 +29,7 @@ from fetalhead.bench import (
     latency_only,
     run_benchmark,
 )
-from fetalhead.cache import build_compact_cache, load_arrays, load_compact_cache, shrink_arrays
+from fetalhead.cache import build_compact_cache, concat_arrays, load_arrays, load_compact_cache, shrink_arrays
 from fetalhead.cards import write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.config import get_config
@@ -178,6 +178,11 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     else:
         train = load_arrays("train", size=cfg.image_size, root=root, progress=not quiet)
         val = load_arrays("val", size=cfg.image_size, root=root, progress=not quiet)
+    if cfg.train_parts == "train+val":
+        train = concat_arrays(train, val)
+        if not quiet:
+            _say(f"training on the train and val parts ({len(train)} images): validation Dice is "
+                 "measured on seen images, so ship last.pt and judge on the test part")
     out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet)
     return Path(result.checkpoint_path)

@@ -30,6 +30,10 @@ class TrainConfig:
     image_size: tuple[int, int] = (320, 480)  # (H, W) the images are resized to; HC18 is 540x800
     max_train_images: int | None = None  # cap on training images (quick mode); None = all
     max_val_images: int | None = None  # cap on validation images (quick mode); None = all
+    # the parts trained on: "train", or "train+val" to refit a recipe chosen on validation on
+    # both parts (validation then watches seen images: its Dice no longer picks an epoch, ship
+    # last.pt, and report held-out figures on the test part only)
+    train_parts: str = "train"
     # --- model (Ronneberger et al. 2015; base_channels=64 is the paper's width)
     base_channels: int = 32
     padding: str = "same"  # "same" (output = input size) or "valid" (paper: 572 -> 388)
@@ -178,6 +182,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adamw", "sgd"),
     "schedule": ("onecycle", "cosine", "constant"),
     "precision": ("auto", "bf16", "fp16", "fp32"),
+    "train_parts": ("train", "train+val"),
 }
 #: fractions that must stay below 1 (a moving average with decay 1 never moves; a zoom or a
 #: gain of 1 - 1 = 0 blanks the image)
