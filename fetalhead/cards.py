@@ -96,10 +96,29 @@ def current_results(records: list[dict[str, Any]] | None = None) -> list[dict[st
     """The evaluation records (default: `load_results()`) of the weights shipped now: those
     whose model is shipped and that name the training run its weights file names. A record of
     weights shipped earlier under the same model name is left out (it stays in results/ for
-    comparison)."""
+    comparison). Weights refit on the train and validation parts have no held-out validation
+    figures of their own: their validation records are those of the run that chose their
+    recipe on the train part alone (its `recipe_run` in results/training/runs.json)."""
     records = load_results() if records is None else records
     runs = {model: run for model, (run, _) in shipped_runs().items()}
-    return [r for r in records if r["model"] in runs and r.get("training_run") == runs[r["model"]]]
+    recipe = {model: recipe_run(run) for model, run in runs.items()}
+
+    def current(r: dict[str, Any]) -> bool:
+        if r["model"] not in runs:
+            return False
+        chosen_by = recipe[r["model"]]
+        if chosen_by is None:
+            return r.get("training_run") == runs[r["model"]]
+        wanted = chosen_by if r["part"] == "val" else runs[r["model"]]
+        return r.get("training_run") == wanted
+
+    return [r for r in records if current(r)]
+
+
+def recipe_run(run: str) -> str | None:
+    """The stored run (trained on the train part alone, validated on the validation part) that
+    chose the recipe of run `run` when `run` refit it on more parts; else None."""
+    return training_run(run)[0].get("recipe_run")
 
 
 def review_table(records: list[dict[str, Any]] | None = None, part: str = "test") -> str:
@@ -147,6 +166,17 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     evaluated = "\n".join(f"- `{r['command']}` on {r['machine']}, {r['date']}, commit {r['commit']}" for r in mine)
     precision = meta.get("precision") or _precision_before_recorded(cfg.precision, meta.get("trained_on"))
     precision = f"{precision} mixed" if precision in ("bf16", "fp16") else precision
+    chosen_by = recipe_run(run_name)
+    if chosen_by is None:
+        parts = "trained on the train part (693 images), epoch chosen on the validation part (146 images)"
+        kept = "the best by more than `min_delta`"
+        val_rows = "on the validation part (used to choose the epoch and test-time\nflips)"
+    else:
+        parts = (f"trained on the train and validation parts (839 images), with the recipe chosen on the validation\n"
+                 f"  part by run `{chosen_by}`, trained on the train part alone; the last epoch is shipped")
+        kept = "measured on images it trained on"
+        val_rows = (f"on the validation part (run `{chosen_by}`: the same recipe trained on the train part\n"
+                    f"alone, which chose the recipe and test-time flips; these weights trained on those images)")
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`
@@ -171,7 +201,7 @@ or `fetalhead predict --model {model}`.
 
 - Data: HC18 (van den Heuvel et al. 2018, doi:10.1371/journal.pone.0200412; Zenodo record
   1327317, CC BY 4.0), the committed exam-grouped split `fetalhead/splits/hc18_split.csv`:
-  trained on the train part (693 images), epoch chosen on the validation part (146 images);
+  {parts};
   the test part (160 images, 121 exams) was used for the final figures only.
 - Recipe: {cfg.optimizer} (peak learning rate {cfg.lr:g}, weight decay {cfg.weight_decay:g}),
   {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {precision} precision, BCE + Dice loss
@@ -180,12 +210,11 @@ or `fetalhead predict --model {model}`.
 - Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
 - Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; the weights shipped are those of epoch
   {int(best['epoch'])} ({best['seconds']:.0f} s), validation Dice {best['val_dice']:.4f} (at
-  {cfg.image_size[0]}x{cfg.image_size[1]} px), the best by more than `min_delta`. History: `results/training/{run_name}.csv`.
+  {cfg.image_size[0]}x{cfg.image_size[1]} px), {kept}. History: `results/training/{run_name}.csv`.
 
 ## Results
 
-At the original resolution, on the validation part (used to choose the epoch and test-time
-flips) and on the held-out test part. Mean [95 % interval: bootstrap over examinations]:
+At the original resolution, {val_rows} and on the held-out test part. Mean [95 % interval: bootstrap over examinations]:
 
 {_results_rows(mine)}
 

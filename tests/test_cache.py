@@ -15,6 +15,7 @@ from fetalhead.cache import (
     META_COLUMNS,
     ArraySet,
     build_compact_cache,
+    concat_arrays,
     load_arrays,
     load_compact_cache,
     resize_image,
@@ -92,6 +93,20 @@ def test_load_arrays_synthetic(synthetic_hc18, cache_tmp):
     np.testing.assert_allclose(s.meta["hc_mm"], csv.loc[s.meta["filename"], "head circumference (mm)"])
     train = s.part("train")
     assert len(train) == 4 and (train.meta["split"] == "train").all()
+
+
+def test_concat_arrays_joins_parts_in_order(synthetic_hc18, cache_tmp):
+    s = load_arrays(["train", "val", "test"], (32, 48), root=synthetic_hc18, progress=False)
+    joined = concat_arrays(s.part("train"), s.part("val"))
+    assert len(joined) == 6 and list(joined.meta["split"]) == ["train"] * 4 + ["val"] * 2
+    np.testing.assert_array_equal(joined.images, s.images[:6])
+    np.testing.assert_array_equal(joined.masks, s.masks[:6])
+    assert list(joined.meta.index) == list(range(6))
+    unlabelled = ArraySet(s.images[:2], None, s.meta.iloc[:2].reset_index(drop=True))
+    with pytest.raises(ValueError, match="with and without masks"):
+        concat_arrays(s.part("train"), unlabelled)
+    with pytest.raises(ValueError, match="one size"):
+        concat_arrays(s.part("train"), ArraySet(s.images[:2, :16], s.masks[:2, :16], s.meta.iloc[:2]))
 
 
 @pytest.mark.parametrize("size", [(572, 572), (256, 384)])

@@ -686,6 +686,29 @@ def test_train_with_a_time_budget(tmp_path, capfd, synthetic_hc18, cache_tmp):
     assert_one_line_error(code, err, 2, "positive")
 
 
+def test_train_parts_train_and_val(tmp_path, capfd, monkeypatch, synthetic_hc18, cache_tmp):
+    """train_parts=train+val trains on both parts (and says that validation is then seen)."""
+    from types import SimpleNamespace
+
+    import fetalhead.commands as commands
+
+    seen = {}
+
+    def fake_fit(cfg, train, val, out_dir, **kwargs):
+        seen[cfg.train_parts] = (list(train.meta["split"]), list(val.meta["split"]))
+        return SimpleNamespace(checkpoint_path=Path(out_dir) / "best.pt")
+
+    monkeypatch.setattr(commands, "fit", fake_fit)
+    for parts in ("train", "train+val"):
+        code, out, err = run(["train", "--preset", "cpu", "--quick", "--data", synthetic_hc18,
+                              "--out", tmp_path / parts, "--set", f"train_parts={parts}"], capfd)
+        assert code == 0, err
+    assert "measured on seen images" in out + err
+    (train, val), (both, val_too) = seen["train"], seen["train+val"]
+    assert set(train) == {"train"} and set(val) == {"val"} and val_too == val
+    assert both == train + val
+
+
 def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
     import json
 

@@ -102,6 +102,20 @@ def test_tables_and_cards_hold_the_shipped_weights_own_results_only():
         assert f"{100 * test['metrics']['dice']['mean']:.2f} [" in text
 
 
+def test_refit_weights_take_their_validation_rows_from_the_run_that_chose_the_recipe(monkeypatch):
+    """Weights trained on train + val have no held-out validation figures: their validation
+    records are those of the train-only run that chose the recipe; their own test records count."""
+    import fetalhead.cards as cards
+
+    monkeypatch.setattr(cards, "shipped_runs", lambda: {"small": ("refit", 300), "default": ("plain", 12)})
+    monkeypatch.setattr(cards, "recipe_run", {"refit": "chooser", "plain": None}.get)
+    records = [{"model": m, "part": p, "training_run": run, "tta": False}
+               for m in ("small", "default") for p in ("val", "test") for run in ("refit", "chooser", "plain")]
+    kept = {(r["model"], r["part"], r["training_run"]) for r in cards.current_results(records)}
+    assert kept == {("small", "val", "chooser"), ("small", "test", "refit"),
+                    ("default", "val", "plain"), ("default", "test", "plain")}
+
+
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")
 @pytest.mark.parametrize("model", SHIPPED_MODELS)
 def test_model_cards_are_up_to_date(model):
