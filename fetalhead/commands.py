@@ -223,6 +223,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.results is not None:
         check_output_file(args.results, args.overwrite, "--results")
     predictor = _load_predictor(args)
+    seen = args.part in str(getattr(predictor.config, "train_parts", "train")).split("+")
+    if seen:
+        _say(f"note: this model trained on the {args.part} part, so these figures are not held out")
     df = evaluate_split(predictor, part=args.part, root=root, limit=args.limit,
                         progress=not args.quiet, batch_size=args.batch_size)
     with staged_dir(out) as stage:
@@ -239,6 +242,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                 device=device_name(predictor.device),
                                 training_run=predictor.meta.get("training_run"))
         record["review_flag"] = {**flag_summary(df), "review_below": predictor.review_below}
+        record["seen_in_training"] = seen
         _say(f"results written to {write_results(record, args.results)}")
     return 0
 

@@ -733,6 +733,25 @@ def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, syntheti
     code, _, err = run([*argv, "--overwrite"], capfd)  # an existing results file is replaced
     assert code == 0, err
     assert json.loads(res.read_text())["date"]
+    assert json.loads(res.read_text())["seen_in_training"] is False and "not held out" not in stdout + err
+
+
+def test_evaluate_says_when_the_model_trained_on_that_part(tmp_path, capfd, synthetic_hc18):
+    import json
+
+    from fetalhead.checkpoint import export_weights
+    from fetalhead.config import get_config
+    from fetalhead.model import build_model
+
+    cfg = get_config("cpu", quick=False, image_size=(64, 96), base_channels=4, train_parts="train+val")
+    ckpt = export_weights(build_model(cfg), cfg, None, tmp_path / "refit.pt")
+    for part, seen in (("val", True), ("test", False)):
+        res = tmp_path / f"{part}.json"
+        code, out, err = run(["evaluate", "--data", synthetic_hc18, "--checkpoint", ckpt, "--part", part,
+                              "--out", tmp_path / part, "--quiet", "--results", res], capfd)
+        assert code == 0, err
+        assert ("trained on the val part, so these figures are not held out" in out + err) == seen
+        assert json.loads(res.read_text())["seen_in_training"] is seen
 
 
 def test_export_keeps_the_precision_the_model_trained_in(tmp_path, capfd):
