@@ -165,11 +165,14 @@ def read_test_csv(root: str | os.PathLike | None = None) -> pd.DataFrame:
     return _read_csv(root / TEST_CSV, ["filename", "pixel size(mm)"], root)
 
 
-def _check_decodes(buf: np.ndarray, path: Path) -> None:
+def _pillow_decode(buf: np.ndarray, path: Path) -> np.ndarray | None:
     """Decode the file's bytes with Pillow first, for the formats it knows: it reports a
     truncated or corrupt file (or one with a side above `MAX_SIDE`, before decoding it) as an
     exception, whereas OpenCV's PNG and JPEG readers also print to the process's stderr, which
-    would break the one-line error contract. FetalheadError when it does not decode."""
+    would break the one-line error contract. FetalheadError when it does not decode.
+
+    Returns the pixels of an 8-bit grayscale PNG (as HC18's), uint8 (H, W): lossless, so the
+    same array OpenCV gives, and the file is decoded once. Else None: OpenCV decodes it."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -183,10 +186,13 @@ def _check_decodes(buf: np.ndarray, path: Path) -> None:
             if max(h, w) > MAX_SIDE:
                 raise FetalheadError(f"image too large: {path} is {h}x{w} pixels (each side must be <= {MAX_SIDE})")
             im.load()
+            if im.format == "PNG" and im.mode == "L":
+                return np.asarray(im, dtype=np.uint8).copy()
+            return None
     except UnidentifiedImageError:
         if any(buf[:8].tobytes().startswith(m) for m in _MAGIC):  # Pillow reads all of these
             raise FetalheadError(f"corrupt or truncated image: {path}") from None
-        return  # not a format Pillow knows (or no image at all): OpenCV decides
+        return None  # not a format Pillow knows (or no image at all): OpenCV decides
     except Image.DecompressionBombError:
         raise FetalheadError(f"image too large: {path} (each side must be <= {MAX_SIDE})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -201,7 +207,9 @@ def _read_raw(path: str | os.PathLike) -> np.ndarray:
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
-    _check_decodes(buf, path)
+    gray = _pillow_decode(buf, path)
+    if gray is not None:
+        return gray
     arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         head = buf[:8].tobytes()

@@ -131,6 +131,22 @@ def test_load_image_real(hc18_dir):
     np.testing.assert_array_equal(img, ref)
 
 
+def test_gray_pngs_decode_once_and_as_opencv_does(hc18_dir, tmp_path, gray):
+    """8-bit gray PNGs (HC18's images and annotations) are decoded by Pillow alone: the same
+    array OpenCV gives, in another array each time."""
+    import cv2
+
+    from fetalhead.data import _read_raw
+
+    folder = hc18_dir / "training_set"
+    Image.fromarray(gray).save(tmp_path / "g.png", compress_level=9)
+    for path in [folder / "000_HC.png", folder / "000_HC_Annotation.png", folder / "010_2HC.png", tmp_path / "g.png"]:
+        ours = _read_raw(path)
+        theirs = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert ours.dtype == np.uint8 and ours.flags.writeable
+        np.testing.assert_array_equal(ours, theirs)
+
+
 # ---------------------------------------------------------------- annotations
 
 
