@@ -92,6 +92,8 @@ def load_checkpoint(path: str | os.PathLike,
     """Read a checkpoint or an `export_weights` file -> (model fp32 in eval mode, config, meta).
 
     `meta` holds everything else in the file (metrics, epoch, history, optimizer state ...).
+    The last.pt of a run that averages its weights gives the averaged weights, as its best.pt
+    does: those the run validates (the raw ones, for resuming, are read by `fit`).
     A file that is not a fetalhead checkpoint, or whose weights do not fit the U-Net its config
     describes, raises FetalheadError with a one-line message naming the file.
     """
@@ -104,12 +106,21 @@ def load_checkpoint(path: str | os.PathLike,
     _check_meta(path, meta)
     try:
         model = build_model(cfg)
-        model.load_state_dict(ckpt["model"], strict=True)  # copies fp16 exports into fp32 params
+        model.load_state_dict(_kept_weights(ckpt), strict=True)  # copies fp16 exports into fp32 params
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FetalheadError(f"{path}: weights do not match the model in its config ({first[:160]})") from None
     model.to(map_location).eval()
     return model, cfg, meta
+
+
+def _kept_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint's run validates and keeps: in the last.pt of a run that averages
+    its weights (`ema_decay`), the moving average; else the model's own."""
+    ema = ckpt.get("ema")
+    if not isinstance(ema, dict):
+        return ckpt["model"]
+    return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
 
 
 def _is_number(v: Any) -> bool:

@@ -174,6 +174,9 @@ def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
             assert torch.allclose(v, 0.5 * steps[0][k] + 0.5 * steps[1][k], atol=1e-6), k
     assert not same_weights(got, weights(raw.model))  # the raw run kept the last raw weights
     assert same_weights(got, weights(load_checkpoint(tmp_path / "avg" / "best.pt")[0]))
+    # last.pt (one epoch: the same epoch) gives the averaged weights too, as export ships them
+    assert same_weights(got, weights(load_checkpoint(tmp_path / "avg" / "last.pt")[0]))
+    assert same_weights(weights(raw.model), weights(load_checkpoint(tmp_path / "raw" / "last.pt")[0]))
     assert avg.history["val_dice"].iloc[0] != raw.history["val_dice"].iloc[0]  # the average was validated
     with pytest.raises(FetalheadError, match="ema_decay"):
         fit(replace(cfg, ema_decay=1.0), train, val, tmp_path / "bad", progress=False)
