@@ -134,8 +134,9 @@ def training_summary(run: str, target: float = 0.97, epoch: int | None = None) -
     best = kept_epoch(hist, epoch)
     hit = hist[hist["val_dice"] >= target]
     when = f"{hit['seconds'].iloc[0]:.0f} s (epoch {int(hit['epoch'].iloc[0])})" if len(hit) else "not reached"
+    seen = " (on images it trained on)" if record.get("recipe_run") else ""
     return (f"`{run}` on {record['machine'].split(' (')[0]}: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; "
-            f"kept weights: validation Dice {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
+            f"kept weights: validation Dice{seen} {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
             f"validation Dice {target} after {when}")
 
 

@@ -102,6 +102,20 @@ def test_tables_and_cards_hold_the_shipped_weights_own_results_only():
         assert f"{100 * test['metrics']['dice']['mean']:.2f} [" in text
 
 
+def test_training_summary_names_the_kept_epoch_and_seen_validation(monkeypatch):
+    import fetalhead.results as results
+
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "val_dice": [0.5, 0.975, 0.97], "seconds": [10.0, 20.0, 30.0]})
+    record = {"machine": "a CPU (2 threads)"}
+    monkeypatch.setattr(results, "training_run", lambda run: (record, hist))
+    line = results.training_summary("plain_30s")
+    assert line.startswith("`plain_30s` on a CPU: 3 epochs in 30 s; kept weights: validation Dice 0.9750 at epoch 2 (20 s)")
+    assert line.endswith("validation Dice 0.97 after 20 s (epoch 2)")
+    assert "0.9700 at epoch 3" in results.training_summary("plain_30s", epoch=3)
+    record["recipe_run"] = "chooser"  # refit on train + val: its validation images were seen
+    assert "validation Dice (on images it trained on) 0.9700 at epoch 3" in results.training_summary("x", epoch=3)
+
+
 def test_refit_weights_take_their_validation_rows_from_the_run_that_chose_the_recipe(monkeypatch):
     """Weights trained on train + val have no held-out validation figures: their validation
     records are those of the train-only run that chose the recipe; their own test records count."""
