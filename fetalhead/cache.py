@@ -30,6 +30,7 @@ from fetalhead.config import DEFAULT_SIZE
 from fetalhead.data import (
     annotation_path,
     check_data_dir,
+    decode_image,
     image_path,
     load_image,
     load_pair,
@@ -219,9 +220,13 @@ def _unpack(prefix: str, z) -> ArraySet:
         images = np.empty((n, h, w), np.uint8)
 
         def work(i: int) -> None:
-            image = cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_UNCHANGED)
-            if image is None or image.shape != (h, w):
-                raise ValueError(f"image {i} of {prefix.rstrip('_') or 'the file'} does not decode to {h}x{w}")
+            what = f"image {i} of {prefix.rstrip('_') or 'the file'}"
+            try:
+                image = decode_image(data[offsets[i]:offsets[i + 1]], what)
+            except FetalheadError:
+                image = None
+            if image is None or image.shape != (h, w) or image.dtype != np.uint8:
+                raise ValueError(f"{what} does not decode to {h}x{w}")
             images[i] = image
 
         _map(work, n)

@@ -165,7 +165,7 @@ def read_test_csv(root: str | os.PathLike | None = None) -> pd.DataFrame:
     return _read_csv(root / TEST_CSV, ["filename", "pixel size(mm)"], root)
 
 
-def _pillow_decode(buf: np.ndarray, path: Path) -> np.ndarray | None:
+def _pillow_decode(buf: np.ndarray, path: str | os.PathLike) -> np.ndarray | None:
     """Decode the file's bytes with Pillow first, for the formats it knows: it reports a
     truncated or corrupt file (or one with a side above `MAX_SIDE`, before decoding it) as an
     exception, whereas OpenCV's PNG and JPEG readers also print to the process's stderr, which
@@ -207,15 +207,22 @@ def _read_raw(path: str | os.PathLike) -> np.ndarray:
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
-    gray = _pillow_decode(buf, path)
+    return decode_image(buf, path)
+
+
+def decode_image(buf: np.ndarray, source: str | os.PathLike) -> np.ndarray:
+    """Decode an image file's bytes `buf` (uint8 (N,)) as stored: (H, W) or (H, W, C) BGR(A),
+    uint8 or uint16. FetalheadError naming `source` (one line, nothing printed by the image
+    libraries) when they do not decode."""
+    gray = _pillow_decode(buf, source)
     if gray is not None:
         return gray
     arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         head = buf[:8].tobytes()
         if not any(head.startswith(m) for m in _MAGIC):
-            raise FetalheadError(f"not an image file: {path}")
-        raise FetalheadError(f"corrupt or truncated image: {path}")
+            raise FetalheadError(f"not an image file: {source}")
+        raise FetalheadError(f"corrupt or truncated image: {source}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     return arr

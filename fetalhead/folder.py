@@ -72,7 +72,8 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
 def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
     """{file name: pixel size in mm} from a CSV laid out like HC18's: a `filename` column (else
     the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
-    `pixel size(mm)`). Every value is checked by `validate_pixel_size`; errors name the line."""
+    `pixel size(mm)`). Every value is checked by `validate_pixel_size`, a name listed twice is
+    an error; errors name the line."""
     path = Path(path)
     check_input_file(path, "pixel-size CSV")
     try:
@@ -88,8 +89,11 @@ def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
                              f"column (a header containing 'pixel') among {cols}")
     out: dict[str, float] = {}
     for line, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
+        key = str(name).strip()
+        if key in out:  # which of two values would be meant is not ours to guess
+            raise FetalheadError(f"{path} line {line}: {key} is listed twice")
         try:
-            out[str(name).strip()] = validate_pixel_size(text)
+            out[key] = validate_pixel_size(text)
         except FetalheadError as exc:
             raise FetalheadError(f"{path} line {line}: {exc}") from None
     return out

@@ -221,7 +221,7 @@ def test_compact_cache_round_trip(synthetic_hc18, cache_tmp, tmp_path, codec):
         pd.testing.assert_frame_equal(s.meta, ref.meta)
 
 
-def test_compact_cache_with_an_image_that_does_not_decode(synthetic_hc18, cache_tmp, tmp_path):
+def test_compact_cache_with_an_image_that_does_not_decode(synthetic_hc18, cache_tmp, tmp_path, capfd):
     path = build_compact_cache(tmp_path / "c.npz", (32, 48), root=synthetic_hc18, parts=("val",),
                                progress=False, codec="png")
     with np.load(path) as z:
@@ -229,8 +229,10 @@ def test_compact_cache_with_an_image_that_does_not_decode(synthetic_hc18, cache_
     first = int(arrays["val__images_png_offsets"][1])
     arrays["val__images_png"][8:first] = 0  # the first image's PNG chunks zeroed after the signature
     np.savez(tmp_path / "bad.npz", **arrays)
+    capfd.readouterr()
     with pytest.raises(FetalheadError, match="corrupt compact cache .*image 0 of val does not decode"):
         load_compact_cache(tmp_path / "bad.npz")
+    assert capfd.readouterr().err == ""  # nothing from libpng: the error is the one line
 
 
 def test_compact_cache_errors(tmp_path):

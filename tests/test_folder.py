@@ -112,7 +112,8 @@ def test_read_pixel_csv_validates_every_value(tmp_path):
     for body, match in [("filename,pixel size(mm)\na.png,0.12\nb.png,0\n", "line 3: pixel size 0 mm must be positive"),
                         ("filename,pixel size(mm)\na.png,abc\n", "line 2: pixel size 'abc' is not a number"),
                         ("filename,pixel size(mm)\na.png,5\n", "implausible"),
-                        ("name,size\na.png,0.1\n", "needs columns")]:
+                        ("name,size\na.png,0.1\n", "needs columns"),
+                        ("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\na.png,0.2\n", "line 4: a.png is listed twice")]:
         bad = tmp_path / "bad.csv"
         bad.write_text(body)
         with pytest.raises(FetalheadError, match=match):
