@@ -175,8 +175,9 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
         parts = (f"trained on the train and validation parts (839 images), with the recipe chosen on the validation\n"
                  f"  part by run `{chosen_by}`, trained on the train part alone; the last epoch is shipped")
         kept = "measured on images it trained on"
-        val_rows = (f"on the validation part (run `{chosen_by}`: the same recipe trained on the train part\n"
-                    f"alone, which chose the recipe and test-time flips; these weights trained on those images)")
+        val_rows = (f"on the validation part (its rows are of run\n`{chosen_by}`, the same recipe trained on "
+                    f"the train part alone, which chose the\nrecipe and test-time flips: these weights trained on those "
+                    f"images)")
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`

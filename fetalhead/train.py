@@ -490,7 +490,8 @@ def fit(
             if ema is not None:
                 state["ema"] = ema.state_dict()
             save_checkpoint(out_dir / "last.pt", model, cfg, epoch=epoch, metrics=metrics,
-                            early_stopping=stopper.state_dict(), **state)
+                            early_stopping=stopper.state_dict(), trained_on=trained_on, seconds=seconds,
+                            precision=precision_name(cfg.precision, dev), **state)
             last_saved = seconds
         epoch += 1
     bar.close()

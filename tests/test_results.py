@@ -140,6 +140,11 @@ def test_model_cards_are_up_to_date(model):
     assert card == model_card(model), "run `fetalhead cards`"
     flat = " ".join(card.lower().replace("*", "").split())
     assert "not a medical device" in flat and "held-out test part" in flat
+    from fetalhead.checkpoint import load_checkpoint
+
+    if load_checkpoint(weights)[1].train_parts == "train+val":  # a refit says so, and whose validation rows it shows
+        assert "trained on the train and validation parts" in flat and "measured on images it trained on" in flat
+        assert "its rows are of run" in flat
 
 
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")

@@ -177,6 +177,9 @@ def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
     # last.pt (one epoch: the same epoch) gives the averaged weights too, as export ships them
     assert same_weights(got, weights(load_checkpoint(tmp_path / "avg" / "last.pt")[0]))
     assert same_weights(weights(raw.model), weights(load_checkpoint(tmp_path / "raw" / "last.pt")[0]))
+    last, best = (load_checkpoint(tmp_path / "avg" / f)[2] for f in ("last.pt", "best.pt"))
+    for key in ("trained_on", "precision", "seconds"):  # where and how it trained, for an export of either
+        assert last[key] == best[key] and last[key], key
     assert avg.history["val_dice"].iloc[0] != raw.history["val_dice"].iloc[0]  # the average was validated
     with pytest.raises(FetalheadError, match="ema_decay"):
         fit(replace(cfg, ema_decay=1.0), train, val, tmp_path / "bad", progress=False)
