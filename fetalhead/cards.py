@@ -160,13 +160,16 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     n_params = sum(p.numel() for p in build_model(cfg).parameters())
     run_name = meta["training_run"]
     run, hist = training_run(run_name)
+    chosen_by = run.get("recipe_run")  # the train-only run that chose a refit's recipe
+    if (cfg.train_parts != "train") != (chosen_by is not None):
+        raise FetalheadError(f"{path.name} trained on {cfg.train_parts}, but its run {run_name} in "
+                             f"results/training/runs.json {'lacks' if chosen_by is None else 'has'} a recipe_run")
     best = kept_epoch(hist, meta.get("epoch"))
     mine = [r for r in current_results(records) if r["model"] == model]
     mine.sort(key=lambda r: (r["part"] != "val", r["tta"]))
     evaluated = "\n".join(f"- `{r['command']}` on {r['machine']}, {r['date']}, commit {r['commit']}" for r in mine)
     precision = meta.get("precision") or _precision_before_recorded(cfg.precision, meta.get("trained_on"))
     precision = f"{precision} mixed" if precision in ("bf16", "fp16") else precision
-    chosen_by = recipe_run(run_name)
     if chosen_by is None:
         parts = "trained on the train part (693 images), epoch chosen on the validation part (146 images)"
         kept = "the best by more than `min_delta`"

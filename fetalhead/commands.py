@@ -29,7 +29,13 @@ from fetalhead.bench import (
     latency_only,
     run_benchmark,
 )
-from fetalhead.cache import build_compact_cache, concat_arrays, load_arrays, load_compact_cache, shrink_arrays
+from fetalhead.cache import (
+    build_compact_cache,
+    concat_arrays,
+    load_arrays,
+    load_compact_cache,
+    shrink_arrays,
+)
 from fetalhead.cards import write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.config import get_config

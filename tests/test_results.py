@@ -130,6 +130,22 @@ def test_refit_weights_take_their_validation_rows_from_the_run_that_chose_the_re
                     ("default", "val", "plain"), ("default", "test", "plain")}
 
 
+@pytest.mark.parametrize("parts, record", [("train+val", {}), ("train", {"recipe_run": "chooser"})])
+def test_a_card_refuses_a_refit_its_run_record_does_not_describe(monkeypatch, parts, record):
+    """Weights trained on train + val need the run that chose their recipe named in runs.json
+    (their validation rows come from it), and only they may name one."""
+    import fetalhead.cards as cards
+    import fetalhead.checkpoint as checkpoint
+    from fetalhead.config import get_config
+    from fetalhead.errors import FetalheadError
+
+    cfg = get_config("small", quick=False, train_parts=parts)
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: (None, cfg, {"training_run": "refit"}))
+    monkeypatch.setattr(cards, "training_run", lambda run: ({"machine": "m", **record}, pd.DataFrame()))
+    with pytest.raises(FetalheadError, match="recipe_run"):
+        model_card("small")
+
+
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")
 @pytest.mark.parametrize("model", SHIPPED_MODELS)
 def test_model_cards_are_up_to_date(model):
