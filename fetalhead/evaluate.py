@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ def _chunks(n: int, size: int):
 
 
 def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.PathLike | None = None,
-                   limit: int | None = None, progress: bool = True, batch_size: int = 8) -> pd.DataFrame:
+                   limit: int | None = None, progress: bool = True, batch_size: int = 8,
+                   names: Sequence[str] | None = None) -> pd.DataFrame:
     """Segment and score the labelled images of one part of the committed split.
 
     Args:
@@ -97,6 +99,7 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         part: "test" (held out), "val" or "train".
         root: HC18 folder (default `fetalhead.paths.data_dir()`).
         limit: score only the first `limit` images (by file name).
+        names: score only these file names, each of which must be in `part`.
     Returns:
         DataFrame with `EVAL_COLUMNS`, one row per image of the part (all of them, or the
         first `limit`): the exam number; the ellipse metrics, which compare the predicted head
@@ -114,7 +117,14 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
     root = data_dir(root)
     split = load_split(root=root)
     table = read_training_csv(root).set_index("filename")
-    names = sorted(n for n in split.loc[split["split"] == part, "filename"] if n in table.index)
+    in_part = sorted(n for n in split.loc[split["split"] == part, "filename"] if n in table.index)
+    if names is not None:
+        outside = sorted(set(names) - set(in_part))
+        if outside:
+            raise FetalheadError(f"{len(outside)} of the names are not labelled images of part {part!r}, "
+                                 f"e.g. {outside[0]}")
+        in_part = sorted(set(names))
+    names = in_part
     if limit is not None:
         names = names[:limit]
     if not names:

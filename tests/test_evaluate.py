@@ -166,6 +166,18 @@ def test_evaluate_split_with_the_tiny_model(synthetic_tiny):
         evaluate_split(predictor, "challenge", root=root)
 
 
+def test_evaluate_split_scores_only_the_names_given(synthetic_hc18):
+    predictor, names, _ = _perfect(3, synthetic_hc18)
+    df = evaluate_split(predictor, "test", root=synthetic_hc18, names=[names[-1], names[-1]], progress=False)
+    assert len(names) >= 2 and list(df["filename"]) == [names[-1]]  # only those, each once
+    from fetalhead.split import load_split
+
+    split = load_split()
+    other = split.loc[split["split"] == "val", "filename"].iloc[0]
+    with pytest.raises(FetalheadError, match="not labelled images of part 'test'"):
+        evaluate_split(predictor, "test", root=synthetic_hc18, names=[names[0], other], progress=False)
+
+
 def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     predictor, names, _ = _perfect(3, synthetic_hc18)
     df = evaluate_split(predictor, "test", root=synthetic_hc18, limit=len(names), progress=False)

@@ -1,0 +1,100 @@
+"""Out-of-fold predictions on the train part: how models err on images they never saw, in
+numbers large enough to choose quality-control signals on (the validation part of a good model
+holds one or two gross errors; the test part must stay untouched).
+
+The train part's examinations are dealt into K folds (both frames of an exam in one fold). For
+each fold, a model of the chosen preset trains on the other folds for the given seconds
+(validating on the val part, as every run does), and its last (averaged) weights segment the
+held-out fold at original resolution, as `fetalhead evaluate` does. One CSV gathers every
+fold's per-image rows: errors and quality signals, with the fold number.
+
+    python benchmarks/out_of_fold.py --folds 3 --seconds 1680 --out runs/oof
+
+Stages: `--stage train` (the K models), `--stage evaluate` (the CSV), `--stage all` (both).
+A fold whose last.pt exists is not trained again. `--quick` trains tiny models for seconds
+(a CI test runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fetalhead.cache import ArraySet, load_arrays
+from fetalhead.config import get_config
+from fetalhead.errors import FetalheadError
+from fetalhead.evaluate import evaluate_split
+from fetalhead.paths import data_dir
+from fetalhead.predict import Predictor
+from fetalhead.train import fit
+
+OOF_CSV = "out_of_fold.csv"
+
+
+def fold_of_exams(exams: np.ndarray, folds: int, seed: int = 0) -> dict[int, int]:
+    """Exam number -> fold in [0, folds): the sorted exams shuffled with `seed`, dealt in turn."""
+    unique = np.unique(np.asarray(exams, int))
+    order = np.random.default_rng(seed).permutation(len(unique))
+    return {int(unique[i]): k % folds for k, i in enumerate(order)}
+
+
+def fold_sets(train: ArraySet, folds: int, seed: int = 0) -> list[tuple[ArraySet, list[str]]]:
+    """For each fold: (the training images of the other folds, the held-out file names)."""
+    assign = fold_of_exams(train.meta["exam"].to_numpy(), folds, seed)
+    fold = train.meta["exam"].map(assign).to_numpy()
+    return [(train.subset(fold != k), sorted(train.meta.loc[fold == k, "filename"])) for k in range(folds)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=1680.0, help="training seconds per fold")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--out", type=Path, default=Path("runs/oof"))
+    p.add_argument("--stage", choices=("train", "evaluate", "all"), default="all")
+    p.add_argument("--tta", action="store_true", help="evaluate with the mirrored pass too")
+    p.add_argument("--quick", action="store_true", help="tiny models and images (a test of the plumbing)")
+    p.add_argument("--data", type=Path, default=None)
+    args = p.parse_args(argv)
+    try:
+        if args.folds < 2:
+            raise FetalheadError(f"--folds must be at least 2, got {args.folds}")
+        root = data_dir(args.data)
+        cfg = replace(get_config(args.preset, quick=args.quick or None), time_budget_s=args.seconds)
+        limit = 24 if args.quick else None
+        train = load_arrays("train", size=cfg.image_size, root=root, limit=limit, progress=False)
+        sets = fold_sets(train, args.folds, cfg.seed)
+        if args.stage in ("train", "all"):
+            val = load_arrays("val", size=cfg.image_size, root=root, limit=limit, progress=False)
+            for k, (fold_train, held_out) in enumerate(sets):
+                out = args.out / f"fold{k}"
+                if (out / "last.pt").exists():
+                    print(f"fold {k}: {out / 'last.pt'} exists, not trained again", flush=True)
+                    continue
+                print(f"fold {k}: training on {len(fold_train)} images, {len(held_out)} held out", flush=True)
+                fit(cfg, fold_train, val, out, progress=not args.quick)
+        if args.stage in ("evaluate", "all"):
+            frames = []
+            for k, (_, held_out) in enumerate(sets):
+                predictor = Predictor.from_checkpoint(args.out / f"fold{k}" / "last.pt", tta=args.tta)
+                df = evaluate_split(predictor, part="train", root=root, names=held_out, progress=not args.quick)
+                frames.append(df.assign(fold=k))
+            table = pd.concat(frames, ignore_index=True)
+            path = args.out / OOF_CSV
+            table.to_csv(path, index=False)
+            gross = int((table["hc_abs_error_mm"] > 6.0).sum())
+            print(f"{len(table)} held-out images, HC mean absolute difference "
+                  f"{table['hc_abs_error_mm'].mean():.2f} mm, {gross} off by > 6 mm: {path}", flush=True)
+    except FetalheadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Out-of-fold predictions: folds never split an exam, no fold model sees the images it scores,
+and every train image is scored exactly once."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fetalhead.data import parse_filename
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "out_of_fold.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("out_of_fold", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_folds_deal_whole_exams_evenly():
+    exams = np.repeat(np.arange(30), [2 if i % 3 == 0 else 1 for i in range(30)])
+    assign = _module().fold_of_exams(exams, 4, seed=0)
+    assert sorted(assign) == list(range(30))
+    sizes = np.bincount(list(assign.values()), minlength=4)
+    assert sizes.max() - sizes.min() <= 1  # exams dealt in turn
+    assert assign != _module().fold_of_exams(exams, 4, seed=1)  # the seed shuffles
+
+
+def test_quick_run_scores_each_train_image_once_with_a_model_that_never_saw_it(
+        make_synthetic_hc18, cache_tmp, tmp_path, capsys):
+    from fetalhead.cache import load_arrays
+    from fetalhead.config import get_config
+
+    mod = _module()
+    root = make_synthetic_hc18(size=(64, 96), per_part=4)
+    out = tmp_path / "oof"
+    rc = mod.main(["--quick", "--folds", "2", "--seconds", "2", "--out", str(out), "--data", str(root)])
+    assert rc == 0
+    table = pd.read_csv(out / mod.OOF_CSV)
+    cfg = get_config("small", quick=True)
+    train = load_arrays("train", size=cfg.image_size, root=root, progress=False)
+    assert sorted(table["filename"]) == sorted(train.meta["filename"])  # each once
+    assert set(table["fold"]) == {0, 1}
+    for k, (fold_train, held_out) in enumerate(mod.fold_sets(train, 2, cfg.seed)):
+        assert sorted(table.loc[table["fold"] == k, "filename"]) == held_out
+        seen = {parse_filename(n)[0] for n in fold_train.meta["filename"]}
+        assert seen.isdisjoint(parse_filename(n)[0] for n in held_out)  # no exam on both sides
+        assert (out / f"fold{k}" / "last.pt").is_file()
+    assert set(table["status"]) <= {"ok", "review", "no head found"} and "quality" in table
+    assert "held-out images" in capsys.readouterr().out
+
+
+def test_bad_fold_count_is_one_line_error(tmp_path, capsys):
+    rc = _module().main(["--folds", "1", "--out", str(tmp_path / "x")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--folds" in err[0]
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluating_before_training_is_one_line_error(make_synthetic_hc18, cache_tmp, tmp_path, capsys):
+    root = make_synthetic_hc18(size=(64, 96), per_part=4)
+    rc = _module().main(["--quick", "--folds", "2", "--stage", "evaluate", "--out", str(tmp_path / "none"),
+                         "--data", str(root)])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "last.pt" in err[0]
