@@ -6,7 +6,8 @@ The train part's examinations are dealt into K folds (both frames of an exam in 
 each fold, a model of the chosen preset trains on the other folds for the given seconds
 (validating on the val part, as every run does), and its last (averaged) weights segment the
 held-out fold at original resolution, as `fetalhead evaluate` does. One CSV gathers every
-fold's per-image rows: errors and quality signals, with the fold number.
+fold's per-image rows: errors and quality signals, with the fold number (out_of_fold.csv, or
+out_of_fold_tta.csv with the mirrored pass).
 
     python benchmarks/out_of_fold.py --folds 3 --seconds 1680 --out runs/oof
 
@@ -28,12 +29,32 @@ import pandas as pd
 from fetalhead.cache import ArraySet, load_arrays
 from fetalhead.config import get_config
 from fetalhead.errors import FetalheadError
-from fetalhead.evaluate import evaluate_split
+from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
 from fetalhead.paths import data_dir
-from fetalhead.predict import Predictor
+from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW, Predictor
+from fetalhead.results import provenance, write_results
 from fetalhead.train import fit
 
 OOF_CSV = "out_of_fold.csv"
+MAX_FLAGGED = 0.10  #: the share of images a review flag may set aside
+
+
+def review_threshold(scores: pd.Series, max_flagged: float = MAX_FLAGGED) -> float:
+    """The largest threshold (2 decimals) below which at most `max_flagged` of `scores` lie."""
+    s = np.sort(scores.fillna(0.0).to_numpy(float))
+    k = int(np.floor(max_flagged * len(s)))
+    t = np.floor(s[k] * 100) / 100 if k < len(s) else 1.0
+    return float(t)
+
+
+def review_summary(table: pd.DataFrame, thresholds: dict[str, float]) -> dict:
+    """For each named threshold: `flag_summary` of `table` with status "review" below it."""
+    out = {}
+    for name, t in thresholds.items():
+        flagged = table["quality"].fillna(0.0) < t
+        status = table["status"].where(table["status"] == STATUS_NO_HEAD, np.where(flagged, STATUS_REVIEW, STATUS_OK))
+        out[name] = {"review_below": t, **flag_summary(table.assign(status=status))}
+    return out
 
 
 def fold_of_exams(exams: np.ndarray, folds: int, seed: int = 0) -> dict[int, int]:
@@ -60,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tta", action="store_true", help="evaluate with the mirrored pass too")
     p.add_argument("--quick", action="store_true", help="tiny models and images (a test of the plumbing)")
     p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--results", type=Path, default=None, help="the summary JSON (default: beside the CSV)")
     args = p.parse_args(argv)
     try:
         if args.folds < 2:
@@ -85,11 +107,23 @@ def main(argv: list[str] | None = None) -> int:
                 df = evaluate_split(predictor, part="train", root=root, names=held_out, progress=not args.quick)
                 frames.append(df.assign(fold=k))
             table = pd.concat(frames, ignore_index=True)
-            path = args.out / OOF_CSV
+            path = args.out / (OOF_CSV.replace(".csv", "_tta.csv") if args.tta else OOF_CSV)
             table.to_csv(path, index=False)
-            gross = int((table["hc_abs_error_mm"] > 6.0).sum())
+            gross = int((table["hc_abs_error_mm"] > GROSS_ERROR_MM).sum())
             print(f"{len(table)} held-out images, HC mean absolute difference "
-                  f"{table['hc_abs_error_mm'].mean():.2f} mm, {gross} off by > 6 mm: {path}", flush=True)
+                  f"{table['hc_abs_error_mm'].mean():.2f} mm, {gross} off by > {GROSS_ERROR_MM:g} mm: {path}", flush=True)
+            t10 = review_threshold(table["quality"])
+            record = {"what": "out-of-fold predictions of the train part", "preset": args.preset,
+                      "folds": args.folds, "seconds_per_fold": args.seconds, "tta": args.tta,
+                      "n_images": len(table), "n_exams": int(table["exam"].nunique()),
+                      "hc_abs_error_mm": float(table["hc_abs_error_mm"].mean()),
+                      "command": "python benchmarks/out_of_fold.py " + " ".join(argv or sys.argv[1:]),
+                      **provenance(),
+                      "review": review_summary(table, {"at 0.5": 0.5, f"at most {MAX_FLAGGED:.0%} flagged": t10})}
+            written = write_results(record, args.results or path.with_suffix(".json"))
+            for name, r in record["review"].items():
+                print(f"review below {r['review_below']:.2f} ({name}): {r['fraction_set_aside']:.1%} flagged, "
+                      f"{r['gross_caught']} of {r['n_gross']} gross errors: {written}", flush=True)
     except FetalheadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ import pandas as pd
 from fetalhead.files import atomic_file
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "kept_epoch", "load_results", "metric_cell", "results_record", "results_table", "training_run", "training_summary",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "kept_epoch", "load_results", "metric_cell", "provenance", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
 #: where the stored results live in a checkout
@@ -69,8 +69,6 @@ def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: s
     """A JSON-ready record of one evaluation: per-metric mean, 95 % exam-bootstrap interval,
     median, n images, n exams (from `summary_table`), failures, and provenance, including the
     training run the weights file names (which weights a shipped model's name meant then)."""
-    import torch
-
     from fetalhead.predict import STATUS_NO_HEAD
 
     metrics = {m: {k: _num(row[k]) for k in ("mean", "ci_low", "ci_high", "median", "std")}
@@ -90,6 +88,16 @@ def results_record(df: pd.DataFrame, table: pd.DataFrame, *, model: str, part: s
         "interval": "95 % percentile bootstrap of the mean, resampling examinations (2000 resamples)",
         "metrics": metrics,
         "command": command,
+        **provenance(device),
+    }
+
+
+def provenance(device: str | None = None) -> dict[str, str | None]:
+    """Where and when a result was made: {"machine", "date" (UTC), "commit"}; `device` names
+    the processor or GPU (default: the platform's processor)."""
+    import torch
+
+    return {
         "machine": f"{device or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                    f"{platform.system()} {platform.machine()}, torch {torch.__version__}",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

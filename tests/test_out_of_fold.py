@@ -4,11 +4,13 @@ and every train image is scored exactly once."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from fetalhead.data import parse_filename
 
@@ -54,6 +56,29 @@ def test_quick_run_scores_each_train_image_once_with_a_model_that_never_saw_it(
         assert (out / f"fold{k}" / "last.pt").is_file()
     assert set(table["status"]) <= {"ok", "review", "no head found"} and "quality" in table
     assert "held-out images" in capsys.readouterr().out
+    record = json.loads((out / "out_of_fold.json").read_text())
+    assert record["n_images"] == len(table) and record["folds"] == 2 and record["commit"]
+    assert set(record["review"]) == {"at 0.5", "at most 10% flagged"}
+    assert record["review"]["at most 10% flagged"]["n_review"] <= 0.10 * len(table)
+
+
+def test_review_threshold_is_the_largest_that_flags_at_most_the_share():
+    mod = _module()
+    scores = pd.Series(np.arange(100) / 100.0)
+    t = mod.review_threshold(scores, 0.10)
+    assert t == pytest.approx(0.10)  # flags 0.00 .. 0.09: ten of a hundred
+    assert (scores < t).sum() == 10 and (scores < t + 0.01).sum() > 10
+    assert mod.review_threshold(pd.Series([0.9, np.nan, 0.95]), 0.34) == pytest.approx(0.9)  # NaN counts as 0
+
+
+def test_review_summary_flags_below_the_threshold_and_keeps_no_head():
+    table = pd.DataFrame({"quality": [0.1, 0.2, 0.9, 0.95, 1.0, np.nan],
+                          "hc_abs_error_mm": [9.0, 1.0, 7.0, 1.0, 2.0, np.nan],
+                          "status": ["ok"] * 5 + ["no head found"], "exam": [1, 2, 3, 4, 5, 6]})
+    r = _module().review_summary(table, {"t": 0.5})["t"]
+    assert r["review_below"] == 0.5 and r["n_review"] == 2  # the no-head image keeps its own status
+    assert r["n_gross"] == 3 and r["gross_caught"] == 2  # 9 mm flagged, no head counts, 7 mm missed
+    assert r["hc_abs_error_mm_kept"] == pytest.approx((7.0 + 1.0 + 2.0) / 3)
 
 
 def test_bad_fold_count_is_one_line_error(tmp_path, capsys):
