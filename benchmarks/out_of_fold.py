@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tta", action="store_true", help="evaluate with the mirrored pass too")
     p.add_argument("--quick", action="store_true", help="tiny models and images (a test of the plumbing)")
     p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--results", type=Path, default=None, help="the summary JSON (default: beside the CSV)")
+    p.add_argument("--results", type=Path, default=None, help="the summary JSON, with the per-image CSV beside it (default: the JSON beside runs' CSV)")
     args = p.parse_args(argv)
     try:
         if args.folds < 2:
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             table = pd.concat(frames, ignore_index=True)
             path = args.out / (OOF_CSV.replace(".csv", "_tta.csv") if args.tta else OOF_CSV)
             table.to_csv(path, index=False)
+            if args.results is not None:  # the per-image rows beside the stored summary
+                table.to_csv(args.results.with_suffix(".csv"), index=False)
             gross = int((table["hc_abs_error_mm"] > GROSS_ERROR_MM).sum())
             print(f"{len(table)} held-out images, HC mean absolute difference "
                   f"{table['hc_abs_error_mm'].mean():.2f} mm, {gross} off by > {GROSS_ERROR_MM:g} mm: {path}", flush=True)

@@ -42,7 +42,10 @@ def test_quick_run_scores_each_train_image_once_with_a_model_that_never_saw_it(
     mod = _module()
     root = make_synthetic_hc18(size=(64, 96), per_part=4)
     out = tmp_path / "oof"
-    rc = mod.main(["--quick", "--folds", "2", "--seconds", "2", "--out", str(out), "--data", str(root)])
+    stored = tmp_path / "results" / "oof.json"
+    stored.parent.mkdir()
+    rc = mod.main(["--quick", "--folds", "2", "--seconds", "2", "--out", str(out), "--data", str(root),
+                   "--results", str(stored)])
     assert rc == 0
     table = pd.read_csv(out / mod.OOF_CSV)
     cfg = get_config("small", quick=True)
@@ -56,7 +59,8 @@ def test_quick_run_scores_each_train_image_once_with_a_model_that_never_saw_it(
         assert (out / f"fold{k}" / "last.pt").is_file()
     assert set(table["status"]) <= {"ok", "review", "no head found"} and "quality" in table
     assert "held-out images" in capsys.readouterr().out
-    record = json.loads((out / "out_of_fold.json").read_text())
+    assert pd.read_csv(stored.with_suffix(".csv")).equals(table)  # the rows beside the summary
+    record = json.loads(stored.read_text())
     assert record["n_images"] == len(table) and record["folds"] == 2 and record["commit"]
     assert set(record["review"]) == {"at 0.5", "at most 10% flagged"}
     assert record["review"]["at most 10% flagged"]["n_review"] <= 0.10 * len(table)
