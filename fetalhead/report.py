@@ -32,6 +32,7 @@ __all__ = [
     "bland_altman",
     "dice_histogram",
     "risk_coverage_plot",
+    "review_scatter",
     "draw_overlay",
     "limits_of_agreement",
     "pick_examples",
@@ -150,6 +151,26 @@ def dice_histogram(dice: ArrayLike, ax: Axes | None = None, bins: int = 30) -> F
     ax.set_xlabel("Dice (original resolution)")
     ax.set_ylabel("images")
     ax.set_title(f"Dice distribution, n = {d.size}", fontsize=10)
+    return fig
+
+
+def review_scatter(df: pd.DataFrame, review_below: float, gross_mm: float = 6.0,
+                   ax: Axes | None = None) -> Figure:
+    """|HC error| (mm) against the undecided band in mm of HC (`q_hc_band_mm`), one point per
+    image of an `evaluate_split` table with quality columns: red where the quality score is
+    below `review_below` (flagged), a dashed line at `gross_mm` (gross errors above it)."""
+    fig, ax = new_axes(ax, figsize=(5.0, 3.5))
+    d = df[np.isfinite(df["hc_abs_error_mm"].astype(float))]
+    flagged = d["quality"].to_numpy(float) < review_below
+    gross = d["hc_abs_error_mm"].to_numpy(float) > gross_mm
+    for mask, color, label in ((~flagged, "C0", "ok"), (flagged, "C3", f"review (score < {review_below:g})")):
+        ax.scatter(d.loc[mask, "q_hc_band_mm"], d.loc[mask, "hc_abs_error_mm"], s=9, color=color,
+                   alpha=0.6, lw=0, label=f"{label}: {int(mask.sum())}, gross {int((mask & gross).sum())}")
+    ax.axhline(gross_mm, color="0.4", ls="--", lw=1)
+    ax.set_xlabel("undecided band along the outline (mm of HC)")
+    ax.set_ylabel("|HC difference| (mm)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"n = {len(d)}, {int(gross.sum())} off by > {gross_mm:g} mm", fontsize=10)
     return fig
 
 

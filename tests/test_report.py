@@ -23,6 +23,7 @@ from fetalhead.report import (
     pick_examples,
     plot_prediction,
     prediction_examples,
+    review_scatter,
 )
 
 HC18 = os.environ.get("HC18_DIR")
@@ -120,6 +121,21 @@ def test_limits_of_agreement_and_bland_altman_plot():
     np.testing.assert_allclose(np.asarray(offsets)[:, 1], d)
     levels = sorted(line.get_ydata()[0] for line in ax.lines)
     assert levels == pytest.approx(sorted([mean, lo, hi, 0.0]))
+    assert _no_pyplot_figures()
+
+
+def test_review_scatter_splits_flagged_from_ok_and_counts_gross_errors():
+    df = pd.DataFrame({"quality": [0.1, 0.9, 0.2, 1.0, 0.5],
+                       "q_hc_band_mm": [9.0, 3.0, 7.0, 2.0, 4.0],
+                       "hc_abs_error_mm": [8.0, 7.0, 1.0, 0.5, np.nan]})
+    fig = review_scatter(df, review_below=0.28)
+    ax = fig.axes[0]
+    ok, flagged = (np.asarray(c.get_offsets()) for c in ax.collections)
+    np.testing.assert_allclose(ok, [[3.0, 7.0], [2.0, 0.5]])  # the no-head row (NaN error) is left out
+    np.testing.assert_allclose(flagged, [[9.0, 8.0], [7.0, 1.0]])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["ok: 2, gross 1", "review (score < 0.28): 2, gross 1"]
+    assert ax.lines[0].get_ydata()[0] == 6.0 and ax.get_title() == "n = 4, 2 off by > 6 mm"
     assert _no_pyplot_figures()
 
 
