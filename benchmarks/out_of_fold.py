@@ -28,6 +28,7 @@ import pandas as pd
 
 from fetalhead.cache import ArraySet, load_arrays
 from fetalhead.config import get_config
+from fetalhead.device import device_name, resolve_device
 from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
 from fetalhead.paths import data_dir
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                       "n_images": len(table), "n_exams": int(table["exam"].nunique()),
                       "hc_abs_error_mm": float(table["hc_abs_error_mm"].mean()),
                       "command": "python benchmarks/out_of_fold.py " + " ".join(argv or sys.argv[1:]),
-                      **provenance(),
+                      **provenance(device_name(resolve_device())),
                       "review": review_summary(table, {"at 0.5": 0.5, f"at most {MAX_FLAGGED:.0%} flagged": t10})}
             written = write_results(record, args.results or path.with_suffix(".json"))
             for name, r in record["review"].items():
