@@ -9,7 +9,7 @@ held-out fold at original resolution, as `fetalhead evaluate` does. One CSV gath
 fold's per-image rows: errors and quality signals, with the fold number (out_of_fold.csv, or
 out_of_fold_tta.csv with the mirrored pass).
 
-    python benchmarks/out_of_fold.py --folds 3 --seconds 1680 --out runs/oof
+    python benchmarks/out_of_fold.py --folds 3 --seconds 1500 --out runs/oof
 
 Stages: `--stage train` (the K models), `--stage evaluate` (the CSV), `--stage all` (both).
 A fold whose last.pt exists is not trained again. `--quick` trains tiny models for seconds
@@ -75,7 +75,7 @@ def fold_sets(train: ArraySet, folds: int, seed: int = 0) -> list[tuple[ArraySet
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--seconds", type=float, default=1680.0, help="training seconds per fold")
+    p.add_argument("--seconds", type=float, default=1500.0, help="training seconds per fold")
     p.add_argument("--preset", default="small")
     p.add_argument("--out", type=Path, default=Path("runs/oof"))
     p.add_argument("--stage", choices=("train", "evaluate", "all"), default="all")

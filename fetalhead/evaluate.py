@@ -123,8 +123,7 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         if outside:
             raise FetalheadError(f"{len(outside)} of the names are not labelled images of part {part!r}, "
                                  f"e.g. {outside[0]}")
-        in_part = sorted(set(names))
-    names = in_part
+    names = in_part if names is None else sorted(set(names))
     if limit is not None:
         names = names[:limit]
     if not names:
