@@ -12,6 +12,8 @@ out_of_fold_tta.csv with the mirrored pass).
     python benchmarks/out_of_fold.py --folds 3 --seconds 1500 --out runs/oof
 
 Stages: `--stage train` (the K models), `--stage evaluate` (the CSV), `--stage all` (both).
+`--seed 1 --out runs/oof_seed1 --stage train` trains a second model per fold on the same folds
+(for `benchmarks/review_signals.py`).
 A fold whose last.pt exists is not trained again. `--quick` trains tiny models for seconds
 (a CI test runs it).
 """
@@ -33,19 +35,11 @@ from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW, Predictor
+from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import provenance, write_results
 from fetalhead.train import fit
 
 OOF_CSV = "out_of_fold.csv"
-MAX_FLAGGED = 0.10  #: the share of images a review flag may set aside
-
-
-def review_threshold(scores: pd.Series, max_flagged: float = MAX_FLAGGED) -> float:
-    """The largest threshold (2 decimals) below which at most `max_flagged` of `scores` lie."""
-    s = np.sort(scores.fillna(0.0).to_numpy(float))
-    k = int(np.floor(max_flagged * len(s)))
-    t = np.floor(s[k] * 100) / 100 if k < len(s) else 1.0
-    return float(t)
 
 
 def review_summary(table: pd.DataFrame, thresholds: dict[str, float]) -> dict:
@@ -77,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1500.0, help="training seconds per fold")
     p.add_argument("--preset", default="small")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the models' seed (default: the preset's); the folds are dealt the same way whatever it is")
     p.add_argument("--out", type=Path, default=Path("runs/oof"))
     p.add_argument("--stage", choices=("train", "evaluate", "all"), default="all")
     p.add_argument("--tta", action="store_true", help="evaluate with the mirrored pass too")
@@ -89,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             raise FetalheadError(f"--folds must be at least 2, got {args.folds}")
         root = data_dir(args.data)
         cfg = replace(get_config(args.preset, quick=args.quick or None), time_budget_s=args.seconds)
+        if args.seed is not None:
+            cfg = replace(cfg, seed=args.seed)
         limit = 24 if args.quick else None
         train = load_arrays("train", size=cfg.image_size, root=root, limit=limit, progress=False)
-        sets = fold_sets(train, args.folds, cfg.seed)
+        sets = fold_sets(train, args.folds)
         if args.stage in ("train", "all"):
             val = load_arrays("val", size=cfg.image_size, root=root, limit=limit, progress=False)
             for k, (fold_train, held_out) in enumerate(sets):

@@ -32,11 +32,12 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from fetalhead.ellipse import Ellipse
 
-__all__ = ["HC_PLAUSIBLE_MM", "ROW_COLUMNS", "SCALES", "SIGNALS", "Quality", "mask_dice", "quality",
-           "score_signals"]
+__all__ = ["HC_PLAUSIBLE_MM", "MAX_FLAGGED", "ROW_COLUMNS", "SCALES", "SIGNALS", "Quality", "mask_dice",
+           "quality", "review_threshold", "score_signals"]
 
 #: head circumferences (mm) a fetal head at 10-42 weeks can have, with margin (HC18: 44-346 mm)
 HC_PLAUSIBLE_MM: tuple[float, float] = (35.0, 400.0)
@@ -58,6 +59,8 @@ SIGNALS = ("ellipse_iou", "one_component", "border_contact", "band_px", "hc_band
 #: the columns `Quality.to_row` gives a table: the score, then each signal but HC (which tables
 #: hold in a column of their own)
 ROW_COLUMNS = ("quality", *(f"q_{s}" for s in SIGNALS if s != "hc_mm"))
+#: the share of images a review flag may set aside
+MAX_FLAGGED = 0.10
 
 
 def _scaled(value: float, bad: float, good: float) -> float:
@@ -92,6 +95,14 @@ class Quality:
         """{"quality": score, "q_<signal>": value, ...}: the `ROW_COLUMNS` of a CSV row."""
         d = asdict(self)
         return {"quality": d["score"], **{c: d[c[2:]] for c in ROW_COLUMNS[1:]}}
+
+
+def review_threshold(scores: npt.ArrayLike, max_flagged: float = MAX_FLAGGED) -> float:
+    """The largest threshold (2 decimals) below which at most `max_flagged` of the quality
+    `scores` (N,) lie; a NaN score (no head found) counts as 0."""
+    s = np.sort(np.nan_to_num(np.asarray(scores, float), nan=0.0))
+    k = int(np.floor(max_flagged * len(s)))
+    return float(np.floor(s[k] * 100) / 100) if k < len(s) else 1.0
 
 
 def mask_dice(a: np.ndarray, b: np.ndarray) -> float:

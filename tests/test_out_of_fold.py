@@ -66,15 +66,6 @@ def test_quick_run_scores_each_train_image_once_with_a_model_that_never_saw_it(
     assert record["review"]["at most 10% flagged"]["n_review"] <= 0.10 * len(table)
 
 
-def test_review_threshold_is_the_largest_that_flags_at_most_the_share():
-    mod = _module()
-    scores = pd.Series(np.arange(100) / 100.0)
-    t = mod.review_threshold(scores, 0.10)
-    assert t == pytest.approx(0.10)  # flags 0.00 .. 0.09: ten of a hundred
-    assert (scores < t).sum() == 10 and (scores < t + 0.01).sum() > 10
-    assert mod.review_threshold(pd.Series([0.9, np.nan, 0.95]), 0.34) == pytest.approx(0.9)  # NaN counts as 0
-
-
 def test_review_summary_flags_below_the_threshold_and_keeps_no_head():
     table = pd.DataFrame({"quality": [0.1, 0.2, 0.9, 0.95, 1.0, np.nan],
                           "hc_abs_error_mm": [9.0, 1.0, 7.0, 1.0, 2.0, np.nan],

@@ -7,12 +7,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_predict import EllipseLogits
 
 from fetalhead.ellipse import Ellipse, fit_ellipse
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW, Predictor
-from fetalhead.quality import HC_PLAUSIBLE_MM, SCALES, mask_dice, quality, score_signals
+from fetalhead.quality import (
+    HC_PLAUSIBLE_MM,
+    SCALES,
+    mask_dice,
+    quality,
+    review_threshold,
+    score_signals,
+)
 
 SHAPE = (270, 400)
 HEAD = Ellipse(200.0, 135.0, 90.0, 70.0, 0.4)
@@ -168,3 +176,12 @@ def test_risk_coverage_by_hand():
     assert curve["hc_abs_error_mm"].iloc[1] == pytest.approx(0.75)
     assert (curve["oracle_hc_abs_error_mm"] <= curve["hc_abs_error_mm"] + 1e-12).all()
     assert curve["hc_abs_error_mm"].iloc[-1] == pytest.approx(curve["oracle_hc_abs_error_mm"].iloc[-1])
+
+
+def test_review_threshold_is_the_largest_that_flags_at_most_the_share():
+    scores = pd.Series(np.arange(100) / 100.0)
+    t = review_threshold(scores, 0.10)
+    assert t == pytest.approx(0.10)  # flags 0.00 .. 0.09: ten of a hundred
+    assert (scores < t).sum() == 10 and (scores < t + 0.01).sum() > 10
+    assert review_threshold(pd.Series([0.9, np.nan, 0.95]), 0.34) == pytest.approx(0.9)  # NaN counts as 0
+    assert review_threshold(np.array([0.5, 0.7]), 0.0) == pytest.approx(0.5)  # flags none
