@@ -164,10 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             **provenance(device_name(resolve_device())),
         }
         if "second_model_hc_mm" in present:
+            second_error = table["hc_second_mm"] - table["hc_true_mm"]
             both = (table["hc_pred_mm"] + table["hc_second_mm"]) / 2
-            record["hc_abs_error_mm"] = {"first model": float(table["hc_abs_error_mm"].mean()),
-                                         "second model": float((table["hc_second_mm"] - table["hc_true_mm"]).abs().mean()),
-                                         "mean of the two": float((both - table["hc_true_mm"]).abs().mean())}
+            gross_second = _gross(table.assign(hc_abs_error_mm=second_error.abs()))
+            record["second_model"] = {
+                "hc_abs_error_mm": {"first model": float(table["hc_abs_error_mm"].mean()),
+                                    "second model": float(second_error.abs().mean()),
+                                    "mean of the two": float((both - table["hc_true_mm"]).abs().mean())},
+                "hc_error_correlation": float(table["hc_error_mm"].corr(second_error)),
+                "n_gross": {"first model": int(gross.sum()), "second model": int(gross_second.sum()),
+                            "both": int((gross & gross_second).sum())}}
         written = write_results(record, args.results)
         table.to_csv(Path(written).with_suffix(".csv"), index=False)
         for name, r in record["caught"].items():

@@ -126,6 +126,7 @@ def test_the_script_end_to_end_on_tiny_models(make_synthetic_hc18, cache_tmp, tm
     assert record["n_images"] == len(rows) and record["commit"]
     assert set(record["caught"]) == {"quality score alone", "quality score and mirrored_hc_mm",
                                      "quality score and rescaled_hc_mm", "quality score and second_model_hc_mm"}
+    assert record["second_model"]["n_gross"]["both"] == record["second_model"]["n_gross"]["first model"]
     assert "fold by fold" in capsys.readouterr().out
 
 
