@@ -15,6 +15,7 @@ from fetalhead.cards import (
     current_results,
     model_card,
     readme_with_table,
+    review_limitation,
     review_table,
 )
 from fetalhead.evaluate import summary_table
@@ -253,3 +254,15 @@ def test_the_card_names_weight_averaging():
     assert _averaging(get_config("small", quick=False, ema_decay=0.0)) == ""
     assert "moving average (decay 0.999 per step)" in _averaging(get_config("small", quick=False))
     assert "decay 0.99 per step" in _averaging(get_config("small", quick=False, ema_decay=0.99))
+
+
+def test_the_review_limitation_quotes_the_stored_out_of_fold_summaries(tmp_path):
+    (tmp_path / "review").mkdir()
+    flag = {"fraction_set_aside": 0.0952, "gross_caught": 7, "n_gross": 21}
+    write_results({"review": {"at 0.5": {}, "at most 10% flagged": flag}}, tmp_path / "review" / "out_of_fold_small.json")
+    second = {"hc_error_correlation": 0.876, "n_gross": {"first model": 21, "second model": 30, "both": 19}}
+    write_results({"second_model": second}, tmp_path / "review" / "signals_small.json")
+    text = " ".join(review_limitation(tmp_path).split())
+    assert "a flag on 10 % of the images caught 7 of 21 gross errors" in text
+    assert "made 19 of the same 21 gross errors" in text and "correlate 0.88" in text
+    assert text.startswith("- ") and "results/review/signals_small.json" in text
