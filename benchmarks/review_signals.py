@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         present = [s for s in SIGNALS if s != "second_model_hc_mm" or args.second is not None]
         record = {
             "what": "disagreement of extra passes as a review signal, on out-of-fold predictions",
-            "n_images": len(table), "n_gross": int(gross.sum()), "max_flagged": MAX_FLAGGED,
+            "n_images": len(table), "n_gross": int(gross.sum()), "max_flagged": MAX_FLAGGED, "rescale": RESCALE,
             "auc": {s: auc(gross, table[s].fillna(np.inf)) for s in [*present, "q_hc_band_mm"]},
             "median_mm": {s: {"all": float(table[s].median()), "gross": float(table.loc[gross, s].median())}
                           for s in present},
