@@ -12,11 +12,13 @@ import pytest
 from fetalhead.cards import (
     README_MARKERS,
     REVIEW_MARKERS,
+    REVIEW_TEXT_MARKERS,
     current_results,
     model_card,
     readme_with_table,
     review_limitation,
     review_table,
+    review_text,
 )
 from fetalhead.evaluate import summary_table
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
@@ -79,7 +81,7 @@ def test_the_review_table_shows_each_shipped_models_flag():
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")
 def test_the_readme_table_is_generated_from_the_stored_results():
     readme = (ROOT / "README.md").read_text()
-    assert all(m in readme for m in README_MARKERS + REVIEW_MARKERS)
+    assert all(m in readme for m in README_MARKERS + REVIEW_MARKERS + REVIEW_TEXT_MARKERS)
     assert readme_with_table(readme) == readme, "run `fetalhead cards`"
     for rec in current_results():
         if rec["part"] == "test":
@@ -256,13 +258,42 @@ def test_the_card_names_weight_averaging():
     assert "decay 0.99 per step" in _averaging(get_config("small", quick=False, ema_decay=0.99))
 
 
-def test_the_review_limitation_quotes_the_stored_out_of_fold_summaries(tmp_path):
-    (tmp_path / "review").mkdir()
-    flag = {"fraction_set_aside": 0.0952, "gross_caught": 7, "n_gross": 21}
-    write_results({"review": {"at 0.5": {}, "at most 10% flagged": flag}}, tmp_path / "review" / "out_of_fold_small.json")
-    second = {"hc_error_correlation": 0.876, "n_gross": {"first model": 21, "second model": 30, "both": 19}}
-    write_results({"second_model": second}, tmp_path / "review" / "signals_small.json")
-    text = " ".join(review_limitation(tmp_path).split())
-    assert "a flag on 10 % of the images caught 7 of 21 gross errors" in text
-    assert "made 19 of the same 21 gross errors" in text and "correlate 0.88" in text
-    assert text.startswith("- ") and "results/review/signals_small.json" in text
+def _stored_review(folder, best_other: int) -> None:
+    """Constructed out-of-fold summaries: 40 images, 4 gross errors (3 clean ellipses, 1 on the
+    largest fifth of heads), the flag catching 3; the best second opinion catching `best_other`."""
+    (folder / "review").mkdir()
+    hc = np.arange(100.0, 300.0, 5.0)  # 40 heads; the largest fifth: > 260 mm
+    err = np.full(40, 1.0)
+    err[[0, 1, 25, 39]] = 8.0
+    iou = np.full(40, 0.98)
+    iou[0] = 0.90
+    pd.DataFrame({"hc_true_mm": hc, "hc_abs_error_mm": err, "q_ellipse_iou": iou}).to_csv(
+        folder / "review" / "out_of_fold_small.csv", index=False)
+    flag = {"review_below": 0.31, "fraction_set_aside": 0.0952, "gross_caught": 3, "n_gross": 4}
+    half = {"fraction_set_aside": 0.125, "gross_caught": 4, "n_gross": 4}
+    write_results({"review": {"at 0.5": half, "at most 10% flagged": flag}, "n_images": 40, "folds": 5,
+                   "preset": "tiny", "command": "python oof --x"}, folder / "review" / "out_of_fold_small.json")
+    second = {"hc_error_correlation": 0.876, "n_gross": {"first model": 4, "second model": 6, "both": 3}}
+    caught = {"quality score alone": {"caught": 2, "n_gross": 4}, "quality score and a": {"caught": best_other, "n_gross": 4}}
+    write_results({"second_model": second, "caught": caught, "rescale": 1.5}, folder / "review" / "signals_small.json")
+
+
+def test_the_review_paragraphs_quote_the_stored_out_of_fold_summaries(tmp_path):
+    _stored_review(tmp_path, best_other=2)
+    card = " ".join(review_limitation(tmp_path).split())
+    assert "a flag on 10 % of the images caught 3 of 4 gross errors" in card
+    assert "made 3 of the same 4 gross errors" in card and "correlate 0.88" in card
+    assert card.startswith("- ") and "results/review/signals_small.json" in card
+    text = " ".join(review_text(tmp_path).split())
+    assert "The threshold (0.31) is the largest that flags at most 10 % of 40" in text
+    assert "(5 models of the tiny preset" in text and "`python oof --x`" in text
+    assert "caught 3 of 4 gross errors (4 of 4 at 0.5, flagging 12.5 %)" in text
+    assert "3 of the 4 are clean ellipses" in text and "1 of them on the largest fifth" in text
+    assert "a 1.5x larger pass catches more than the score alone (2 of 4," in text
+
+
+def test_the_review_paragraphs_say_so_when_a_second_opinion_helps(tmp_path):
+    _stored_review(tmp_path, best_other=4)
+    text = " ".join(review_text(tmp_path).split())
+    assert "the best catches 4 of 4 against 2 for the score alone" in text
+    assert "neither" not in text
