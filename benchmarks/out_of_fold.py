@@ -31,7 +31,7 @@ import pandas as pd
 from fetalhead.cache import ArraySet, load_arrays
 from fetalhead.config import get_config
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import FetalheadError
+from fetalhead.errors import FetalheadError, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW, Predictor
@@ -80,55 +80,54 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--results", type=Path, default=None, help="the summary JSON, with the per-image CSV beside it (default: the JSON beside runs' CSV)")
     args = p.parse_args(argv)
-    try:
-        if args.folds < 2:
-            raise FetalheadError(f"--folds must be at least 2, got {args.folds}")
-        root = data_dir(args.data)
-        cfg = replace(get_config(args.preset, quick=args.quick or None), time_budget_s=args.seconds)
-        if args.seed is not None:
-            cfg = replace(cfg, seed=args.seed)
-        limit = 24 if args.quick else None
-        train = load_arrays("train", size=cfg.image_size, root=root, limit=limit, progress=False)
-        sets = fold_sets(train, args.folds)
-        if args.stage in ("train", "all"):
-            val = load_arrays("val", size=cfg.image_size, root=root, limit=limit, progress=False)
-            for k, (fold_train, held_out) in enumerate(sets):
-                out = args.out / f"fold{k}"
-                if (out / "last.pt").exists():
-                    print(f"fold {k}: {out / 'last.pt'} exists, not trained again", flush=True)
-                    continue
-                print(f"fold {k}: training on {len(fold_train)} images, {len(held_out)} held out", flush=True)
-                fit(cfg, fold_train, val, out, progress=not args.quick)
-        if args.stage in ("evaluate", "all"):
-            frames = []
-            for k, (_, held_out) in enumerate(sets):
-                predictor = Predictor.from_checkpoint(args.out / f"fold{k}" / "last.pt", tta=args.tta)
-                df = evaluate_split(predictor, part="train", root=root, names=held_out, progress=not args.quick)
-                frames.append(df.assign(fold=k))
-            table = pd.concat(frames, ignore_index=True)
-            path = args.out / (OOF_CSV.replace(".csv", "_tta.csv") if args.tta else OOF_CSV)
-            table.to_csv(path, index=False)
-            if args.results is not None:  # the per-image rows beside the stored summary
-                table.to_csv(args.results.with_suffix(".csv"), index=False)
-            gross = int((table["hc_abs_error_mm"] > GROSS_ERROR_MM).sum())
-            print(f"{len(table)} held-out images, HC mean absolute difference "
-                  f"{table['hc_abs_error_mm'].mean():.2f} mm, {gross} off by > {GROSS_ERROR_MM:g} mm: {path}", flush=True)
-            t10 = review_threshold(table["quality"])
-            record = {"what": "out-of-fold predictions of the train part", "preset": args.preset,
-                      "folds": args.folds, "seconds_per_fold": args.seconds, "tta": args.tta,
-                      "n_images": len(table), "n_exams": int(table["exam"].nunique()),
-                      "hc_abs_error_mm": float(table["hc_abs_error_mm"].mean()),
-                      "command": "python benchmarks/out_of_fold.py " + " ".join(argv or sys.argv[1:]),
-                      **provenance(device_name(resolve_device())),
-                      "review": review_summary(table, {"at 0.5": 0.5, f"at most {MAX_FLAGGED:.0%} flagged": t10})}
-            written = write_results(record, args.results or path.with_suffix(".json"))
-            for name, r in record["review"].items():
-                print(f"review below {r['review_below']:.2f} ({name}): {r['fraction_set_aside']:.1%} flagged, "
-                      f"{r['gross_caught']} of {r['n_gross']} gross errors: {written}", flush=True)
-    except FetalheadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: _run(args, argv))
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+    if args.folds < 2:
+        raise FetalheadError(f"--folds must be at least 2, got {args.folds}")
+    root = data_dir(args.data)
+    cfg = replace(get_config(args.preset, quick=args.quick or None), time_budget_s=args.seconds)
+    if args.seed is not None:
+        cfg = replace(cfg, seed=args.seed)
+    limit = 24 if args.quick else None
+    train = load_arrays("train", size=cfg.image_size, root=root, limit=limit, progress=False)
+    sets = fold_sets(train, args.folds)
+    if args.stage in ("train", "all"):
+        val = load_arrays("val", size=cfg.image_size, root=root, limit=limit, progress=False)
+        for k, (fold_train, held_out) in enumerate(sets):
+            out = args.out / f"fold{k}"
+            if (out / "last.pt").exists():
+                print(f"fold {k}: {out / 'last.pt'} exists, not trained again", flush=True)
+                continue
+            print(f"fold {k}: training on {len(fold_train)} images, {len(held_out)} held out", flush=True)
+            fit(cfg, fold_train, val, out, progress=not args.quick)
+    if args.stage in ("evaluate", "all"):
+        frames = []
+        for k, (_, held_out) in enumerate(sets):
+            predictor = Predictor.from_checkpoint(args.out / f"fold{k}" / "last.pt", tta=args.tta)
+            df = evaluate_split(predictor, part="train", root=root, names=held_out, progress=not args.quick)
+            frames.append(df.assign(fold=k))
+        table = pd.concat(frames, ignore_index=True)
+        path = args.out / (OOF_CSV.replace(".csv", "_tta.csv") if args.tta else OOF_CSV)
+        table.to_csv(path, index=False)
+        if args.results is not None:  # the per-image rows beside the stored summary
+            table.to_csv(args.results.with_suffix(".csv"), index=False)
+        gross = int((table["hc_abs_error_mm"] > GROSS_ERROR_MM).sum())
+        print(f"{len(table)} held-out images, HC mean absolute difference "
+              f"{table['hc_abs_error_mm'].mean():.2f} mm, {gross} off by > {GROSS_ERROR_MM:g} mm: {path}", flush=True)
+        t10 = review_threshold(table["quality"])
+        record = {"what": "out-of-fold predictions of the train part", "preset": args.preset,
+                  "folds": args.folds, "seconds_per_fold": args.seconds, "tta": args.tta,
+                  "n_images": len(table), "n_exams": int(table["exam"].nunique()),
+                  "hc_abs_error_mm": float(table["hc_abs_error_mm"].mean()),
+                  "command": "python benchmarks/out_of_fold.py " + " ".join(argv or sys.argv[1:]),
+                  **provenance(device_name(resolve_device())),
+                  "review": review_summary(table, {"at 0.5": 0.5, f"at most {MAX_FLAGGED:.0%} flagged": t10})}
+        written = write_results(record, args.results or path.with_suffix(".json"))
+        for name, r in record["review"].items():
+            print(f"review below {r['review_below']:.2f} ({name}): {r['fraction_set_aside']:.1%} flagged, "
+                  f"{r['gross_caught']} of {r['n_gross']} gross errors: {written}", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from fetalhead.data import annotation_path, data_dir, image_path, load_pair
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import FetalheadError
+from fetalhead.errors import FetalheadError, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
@@ -131,60 +131,59 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--results", type=Path, required=True, help="the summary JSON (the per-image CSV beside it)")
     args = p.parse_args(argv)
-    try:
-        root = data_dir(args.data)
-        if not args.rows.is_file():
-            raise FetalheadError(f"{args.rows}: no such file; run benchmarks/out_of_fold.py first")
-        table = pd.read_csv(args.rows)
-        frames = []
-        for k, part in table.groupby("fold", sort=True):
-            model = Predictor.from_checkpoint(args.models / f"fold{k}" / "last.pt", tta=False)
-            second = (Predictor.from_checkpoint(args.second / f"fold{k}" / "last.pt", tta=False)
-                      if args.second is not None else None)
-            rows = []
-            for name, px in tqdm(list(zip(part["filename"], part["pixel_size_mm"], strict=True)),
-                                 desc=f"fold {k}", unit="image", dynamic_ncols=True):
-                image, _ = load_pair(image_path(name, root=root), annotation_path(name, root))
-                rows.extend(extra_passes(model, [image], [float(px)], second))
-            frames.append(part.assign(**pd.DataFrame(rows, index=part.index)))
-        table = pd.concat(frames).sort_index()
-        for signal, column in SIGNALS.items():
-            table[signal] = (table[column] - table["hc_pred_mm"]).abs()
-        gross = _gross(table)
-        present = [s for s in SIGNALS if s != "second_model_hc_mm" or args.second is not None]
-        record = {
-            "what": "disagreement of extra passes as a review signal, on out-of-fold predictions",
-            "n_images": len(table), "n_gross": int(gross.sum()), "max_flagged": MAX_FLAGGED, "rescale": RESCALE,
-            "auc": {s: auc(gross, table[s].fillna(np.inf)) for s in [*present, "q_hc_band_mm"]},
-            "median_mm": {s: {"all": float(table[s].median()), "gross": float(table.loc[gross, s].median())}
-                          for s in present},
-            "caught": {"quality score alone": nested_catches(table, None),
-                       **{f"quality score and {s}": nested_catches(table, s) for s in present}},
-            "command": "python benchmarks/review_signals.py " + " ".join(argv or sys.argv[1:]),
-            **provenance(device_name(resolve_device())),
-        }
-        if "second_model_hc_mm" in present:
-            second_error = table["hc_second_mm"] - table["hc_true_mm"]
-            both = (table["hc_pred_mm"] + table["hc_second_mm"]) / 2
-            gross_second = _gross(table.assign(hc_abs_error_mm=second_error.abs()))
-            record["second_model"] = {
-                "hc_abs_error_mm": {"first model": float(table["hc_abs_error_mm"].mean()),
-                                    "second model": float(second_error.abs().mean()),
-                                    "mean of the two": float((both - table["hc_true_mm"]).abs().mean())},
-                "hc_error_correlation": float(table["hc_error_mm"].corr(second_error)),
-                "n_gross": {"first model": int(gross.sum()), "second model": int(gross_second.sum()),
-                            "both": int((gross & gross_second).sum())}}
-        written = write_results(record, args.results)
-        table.to_csv(Path(written).with_suffix(".csv"), index=False)
-        for name, r in record["caught"].items():
-            print(f"{name}: {r['caught']} of {r['n_gross']} gross errors caught, {r['flagged']} of "
-                  f"{r['n_images']} flagged (fold by fold)", flush=True)
-        print("AUC for a gross error: " + ", ".join(f"{s} {v:.2f}" for s, v in record["auc"].items())
-              + f": {written}", flush=True)
-    except FetalheadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_status(lambda: _run(args, argv))
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+    root = data_dir(args.data)
+    if not args.rows.is_file():
+        raise FetalheadError(f"{args.rows}: no such file; run benchmarks/out_of_fold.py first")
+    table = pd.read_csv(args.rows)
+    frames = []
+    for k, part in table.groupby("fold", sort=True):
+        model = Predictor.from_checkpoint(args.models / f"fold{k}" / "last.pt", tta=False)
+        second = (Predictor.from_checkpoint(args.second / f"fold{k}" / "last.pt", tta=False)
+                  if args.second is not None else None)
+        rows = []
+        for name, px in tqdm(list(zip(part["filename"], part["pixel_size_mm"], strict=True)),
+                             desc=f"fold {k}", unit="image", dynamic_ncols=True):
+            image, _ = load_pair(image_path(name, root=root), annotation_path(name, root))
+            rows.extend(extra_passes(model, [image], [float(px)], second))
+        frames.append(part.assign(**pd.DataFrame(rows, index=part.index)))
+    table = pd.concat(frames).sort_index()
+    for signal, column in SIGNALS.items():
+        table[signal] = (table[column] - table["hc_pred_mm"]).abs()
+    gross = _gross(table)
+    present = [s for s in SIGNALS if s != "second_model_hc_mm" or args.second is not None]
+    record = {
+        "what": "disagreement of extra passes as a review signal, on out-of-fold predictions",
+        "n_images": len(table), "n_gross": int(gross.sum()), "max_flagged": MAX_FLAGGED, "rescale": RESCALE,
+        "auc": {s: auc(gross, table[s].fillna(np.inf)) for s in [*present, "q_hc_band_mm"]},
+        "median_mm": {s: {"all": float(table[s].median()), "gross": float(table.loc[gross, s].median())}
+                      for s in present},
+        "caught": {"quality score alone": nested_catches(table, None),
+                   **{f"quality score and {s}": nested_catches(table, s) for s in present}},
+        "command": "python benchmarks/review_signals.py " + " ".join(argv or sys.argv[1:]),
+        **provenance(device_name(resolve_device())),
+    }
+    if "second_model_hc_mm" in present:
+        second_error = table["hc_second_mm"] - table["hc_true_mm"]
+        both = (table["hc_pred_mm"] + table["hc_second_mm"]) / 2
+        gross_second = _gross(table.assign(hc_abs_error_mm=second_error.abs()))
+        record["second_model"] = {
+            "hc_abs_error_mm": {"first model": float(table["hc_abs_error_mm"].mean()),
+                                "second model": float(second_error.abs().mean()),
+                                "mean of the two": float((both - table["hc_true_mm"]).abs().mean())},
+            "hc_error_correlation": float(table["hc_error_mm"].corr(second_error)),
+            "n_gross": {"first model": int(gross.sum()), "second model": int(gross_second.sum()),
+                        "both": int((gross & gross_second).sum())}}
+    written = write_results(record, args.results)
+    table.to_csv(Path(written).with_suffix(".csv"), index=False)
+    for name, r in record["caught"].items():
+        print(f"{name}: {r['caught']} of {r['n_gross']} gross errors caught, {r['flagged']} of "
+              f"{r['n_images']} flagged (fold by fold)", flush=True)
+    print("AUC for a gross error: " + ", ".join(f"{s} {v:.2f}" for s, v in record["auc"].items())
+          + f": {written}", flush=True)
 
 
 if __name__ == "__main__":
