@@ -143,8 +143,8 @@ def review_text(folder: Path | None = None) -> str:
         f"`{oof['command']}`). There it caught {flag['gross_caught']} "
         f"of {flag['n_gross']} gross errors ({half['gross_caught']} of {half['n_gross']} at 0.5, flagging "
         f"{half['fraction_set_aside'] * 100:.1f} %): {f['clean']} of the {f['n_gross']} are clean ellipses a few "
-        f"per cent off, {f['large']} of them on the largest fifth of heads, which the shape of the mask does "
-        f"not reveal. Nor does asking again: {_second_opinions(f)}. Gross errors are "
+        f"per cent off, which the shape of the mask does not reveal, and {f['large']} of the {f['n_gross']} are on "
+        f"the largest fifth of heads. Nor does asking again: {_second_opinions(f)}. Gross errors are "
         f"|HC difference| > {GROSS_ERROR_MM:g} mm; the last column is what setting aside the truly worst "
         "images, as many as were flagged, would leave (test part; the model cards give the validation part):")
 

@@ -288,7 +288,7 @@ def test_the_review_paragraphs_quote_the_stored_out_of_fold_summaries(tmp_path):
     assert "The threshold (0.31) is the largest that flags at most 10 % of 40" in text
     assert "(5 models of the tiny preset" in text and "`python oof --x`" in text
     assert "caught 3 of 4 gross errors (4 of 4 at 0.5, flagging 12.5 %)" in text
-    assert "3 of the 4 are clean ellipses" in text and "1 of them on the largest fifth" in text
+    assert "3 of the 4 are clean ellipses" in text and "1 of the 4 are on the largest fifth" in text
     assert "a 1.5x larger pass catches more than the score alone (2 of 4," in text
 
 
