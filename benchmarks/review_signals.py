@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fetalhead.data import annotation_path, data_dir, image_path, load_pair
+from fetalhead.data import data_dir, image_path, load_image
 from fetalhead.device import device_name, resolve_device
 from fetalhead.errors import FetalheadError, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
@@ -41,6 +41,7 @@ from fetalhead.results import provenance, write_results
 #: first, so a scale is taken only where it catches more than the score alone
 F_GRID_MM = (float("inf"), 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 RESCALE = 1.25  #: the second network size, as a multiple of the trained one
+BATCH = 8  #: images per forward pass
 
 
 def auc(positive: np.ndarray, signal: np.ndarray) -> float:
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=Path, required=True, help="out_of_fold.py's per-image CSV")
     p.add_argument("--models", type=Path, default=Path("runs/oof"), help="out_of_fold.py's --out folder")
-    p.add_argument("--second", type=Path, default=None, help="the same folds' models of another seed")
+    p.add_argument("--second", type=Path, default=None, help="the same folds' models of another seed or preset")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--results", type=Path, required=True, help="the summary JSON (the per-image CSV beside it)")
     args = p.parse_args(argv)
@@ -144,11 +145,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
         model = Predictor.from_checkpoint(args.models / f"fold{k}" / "last.pt", tta=False)
         second = (Predictor.from_checkpoint(args.second / f"fold{k}" / "last.pt", tta=False)
                   if args.second is not None else None)
+        names, sizes = list(part["filename"]), [float(px) for px in part["pixel_size_mm"]]
         rows = []
-        for name, px in tqdm(list(zip(part["filename"], part["pixel_size_mm"], strict=True)),
-                             desc=f"fold {k}", unit="image", dynamic_ncols=True):
-            image, _ = load_pair(image_path(name, root=root), annotation_path(name, root))
-            rows.extend(extra_passes(model, [image], [float(px)], second))
+        with tqdm(total=len(names), desc=f"fold {k}", unit="image", dynamic_ncols=True) as bar:
+            for start in range(0, len(names), BATCH):
+                images = [load_image(image_path(n, root=root)) for n in names[start:start + BATCH]]
+                rows.extend(extra_passes(model, images, sizes[start:start + BATCH], second))
+                bar.update(len(images))
         frames.append(part.assign(**pd.DataFrame(rows, index=part.index)))
     table = pd.concat(frames).sort_index()
     for signal, column in SIGNALS.items():
