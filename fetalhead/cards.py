@@ -236,6 +236,26 @@ def _image_weighting(cfg: Any) -> str:
     return f"; each image weighted by its pixel size (mm) to the power {k:g}" if k else ""
 
 
+#: how the weights of a shipped file are stored, by the file's "dtype" entry
+STORAGE = {"float32": "fp32", "float16": "fp16",
+           "int8": "int8 (one scale per output channel; biases and norms in fp16)"}
+
+
+def storage_text(model: str, dtype: str, size_bytes: int) -> str:
+    """The card's line on how the weights are stored. For int8 weights, with the validation
+    figures of the fp16 file they were made from, when results/quantization/<model>_fp16_val.json
+    holds them (an evaluation record)."""
+    text = f"Weights in {STORAGE.get(dtype, dtype)}: {size_bytes / 2**20:.1f} MiB; read back as fp32."
+    before = RESULTS_DIR / "quantization" / f"{model}_fp16_val.json"
+    if dtype != "int8" or not before.is_file():
+        return text
+    m = json.loads(before.read_text())["metrics"]
+    return (f"{text}\n  The fp16 file they were made from, on the validation part: ellipse Dice "
+            f"{100 * m['ellipse_dice']['mean']:.2f} %, HC mean\n  absolute difference "
+            f"{m['hc_abs_error_mm']['mean']:.2f} mm (`results/quantization/{model}_fp16_val.json`; "
+            f"these weights' own are in Results).")
+
+
 def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
     from fetalhead.checkpoint import load_checkpoint
@@ -285,7 +305,7 @@ or `fetalhead predict --model {model}`.
 - Preset `{cfg.name}` (`fetalhead/config.py`): width {cfg.base_channels}, {n_params:,} parameters,
   input {cfg.image_size[0]}x{cfg.image_size[1]} px (HC18 images, 540x800, are resized; the mask is
   scored and measured back at the original size), "{cfg.padding}" padding.
-- Weights in fp16: {path.stat().st_size / 2**20:.1f} MiB; read back as fp32.
+- {storage_text(model, meta.get("dtype", "float16"), path.stat().st_size)}
 
 ## Training
 

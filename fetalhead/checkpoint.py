@@ -20,9 +20,11 @@ from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
 from fetalhead.model import build_model
 
-__all__ = ["CHECKPOINT_FORMAT", "export_weights", "load_checkpoint", "read_checkpoint", "save_checkpoint", "unwrap"]
+__all__ = ["CHECKPOINT_FORMAT", "WEIGHT_DTYPES", "dequantize_int8", "export_weights", "load_checkpoint",
+           "quantize_int8", "read_checkpoint", "save_checkpoint", "unwrap"]
 
 CHECKPOINT_FORMAT = "fetalhead-checkpoint-v1"  # marks our files; anything else is refused
+WEIGHT_DTYPES = ("float32", "float16", "int8")  #: how `export_weights` can store the weights
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -53,19 +55,52 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: TrainConfig,
 
 
 def export_weights(model: nn.Module, cfg: TrainConfig, metrics: dict[str, float] | None,
-                   path: str | os.PathLike, epoch: int | None = None, half: bool = True,
+                   path: str | os.PathLike, epoch: int | None = None, dtype: str = "float16",
                    **info: str | float | int | None) -> Path:
-    """Write a small weights-only file: float tensors in fp16 (`half`, for shipping) or fp32
-    (best.pt during training), config, metrics, epoch, and `info` (e.g. trained_on="NVIDIA H200").
+    """Write a small weights-only file: config, metrics, epoch, `info` (e.g.
+    trained_on="NVIDIA H200") and the weights stored as `dtype` (one of `WEIGHT_DTYPES`):
 
-    fp16 is about half the size of fp32; `load_checkpoint` reads both back as fp32.
+    - "float32": as trained (best.pt during training);
+    - "float16": half the size, the default for shipping;
+    - "int8": a quarter of the size: each weight tensor of 2 or more dimensions as int8 with
+      one fp32 scale per slice along its first dimension (max |w| / 127, so |error| <= scale
+      / 2); biases and norms in fp16.
+
+    `load_checkpoint` reads all three back as fp32.
     """
-    cast = (lambda v: v.half()) if half else (lambda v: v.float())  # noqa: E731
-    weights = {k: (cast(v.detach().cpu()) if v.is_floating_point() else v.detach().cpu())
-               for k, v in unwrap(model).state_dict().items()}
-    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": "float16" if half else "float32",
-            "model": weights, "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch, **info}
+    if dtype not in WEIGHT_DTYPES:
+        raise FetalheadError(f"unknown weight dtype {dtype!r}; choose one of {', '.join(WEIGHT_DTYPES)}")
+    weights: dict[str, torch.Tensor] = {}
+    scales: dict[str, torch.Tensor] = {}
+    for k, v in unwrap(model).state_dict().items():
+        v = v.detach().cpu()
+        if not v.is_floating_point():
+            weights[k] = v
+        elif dtype == "int8" and v.ndim >= 2:
+            weights[k], scales[k] = quantize_int8(v)
+        else:
+            weights[k] = v.float() if dtype == "float32" else v.half()
+    ckpt = {"format": CHECKPOINT_FORMAT, "weights_only": True, "dtype": dtype, "model": weights,
+            "config": cfg.to_dict(), "metrics": dict(metrics or {}), "epoch": epoch, **info}
+    if scales:
+        ckpt["scales"] = scales
     return _atomic_save(ckpt, Path(path))
+
+
+def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float tensor (C, ...) -> (int8 tensor (C, ...) in [-127, 127], fp32 scales (C,)): one
+    symmetric scale per slice along the first dimension, max |w| / 127 (an all-zero slice gets
+    scale 1 and stays zero). `dequantize_int8` inverts it to within scale / 2 per element."""
+    w = weight.detach().float()
+    peak = w.abs().reshape(w.shape[0], -1).amax(dim=1)
+    scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
+    q = torch.round(w / scale.view(-1, *[1] * (w.ndim - 1))).clamp_(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int8 tensor (C, ...) and scales (C,) -> fp32 tensor (C, ...)."""
+    return q.float() * scale.float().view(-1, *[1] * (q.ndim - 1))
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -102,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike,
         cfg = TrainConfig.from_dict(ckpt.get("config"))
     except (TypeError, ValueError) as e:
         raise FetalheadError(f"{path}: bad config in the checkpoint ({str(e)[:160]})") from None
-    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config")}
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "config", "scales")}
     _check_meta(path, meta)
     try:
         model = build_model(cfg)
@@ -116,11 +151,22 @@ def load_checkpoint(path: str | os.PathLike,
 
 def _kept_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
     """The weights a checkpoint's run validates and keeps: in the last.pt of a run that averages
-    its weights (`ema_decay`), the moving average; else the model's own."""
+    its weights (`ema_decay`), the moving average; else the model's own, int8 ones dequantized
+    with their scales. ValueError when an int8 tensor has no fitting scale."""
     ema = ckpt.get("ema")
-    if not isinstance(ema, dict):
-        return ckpt["model"]
-    return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
+    if isinstance(ema, dict):
+        return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
+    weights = dict(ckpt["model"])
+    scales = ckpt.get("scales", {})
+    if not isinstance(scales, dict):
+        raise ValueError("its int8 scales are not a dict")
+    for k, v in weights.items():
+        if isinstance(v, torch.Tensor) and v.dtype == torch.int8:
+            scale = scales.get(k)
+            if not isinstance(scale, torch.Tensor) or scale.shape != (v.shape[0],):
+                raise ValueError(f"int8 weights {k!r} without a scale per slice")
+            weights[k] = dequantize_int8(v, scale)
+    return weights
 
 
 def _is_number(v: Any) -> bool:
@@ -132,6 +178,7 @@ _META_CHECKS: dict[str, tuple[Any, str]] = {
     "metrics": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(x) for k, x in v.items()),
                 "a dict of numbers"),
     "epoch": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a whole number"),
+    "dtype": (lambda v: v in WEIGHT_DTYPES, " or ".join(WEIGHT_DTYPES)),
     "tta": (lambda v: isinstance(v, bool), "true or false"),
     "review_below": (lambda v: _is_number(v) and 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "seconds": (lambda v: v is None or (_is_number(v) and v >= 0), "seconds, at least 0"),

@@ -193,11 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="quick mode: few images, few epochs (as FETALHEAD_QUICK=1)")
 
-    p = _command(sub, "export", "write a checkpoint's weights as a small fp16 file",
-                 "Write the weights of a checkpoint (best.pt, last.pt) in "
-                 "half precision with its config and metrics: the file that is shipped.", data=False)
+    p = _command(sub, "export", "write a checkpoint's weights as a small file (fp16 or int8)",
+                 "Write the weights of a checkpoint (best.pt, last.pt) in half precision (or "
+                 "int8) with its config and metrics: the file that is shipped.", data=False)
     p.add_argument("--checkpoint", type=_path, required=True, metavar="FILE", help="checkpoint to read")
     _add_out(p, "FILE", "file to write", required=True)
+    p.add_argument("--dtype", choices=("float16", "int8"), default="float16",
+                   help="how the weights are stored: float16 (half the size of float32) or int8 "
+                   "(a quarter: one scale per output channel; check it on the validation part); "
+                   "both are read back as float32 (default: float16)")
     p.add_argument("--run", default=None, metavar="NAME",
                    help="the training run the weights come from: its name in "
                    "results/training/runs.json, which the model card reads")

@@ -406,7 +406,7 @@ def fit(
         stopper.best_state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().clone()
                               for k, v in best_weights.items()}  # a copy: `kept` trains on
         if best_src is ckpt:
-            export_weights(kept, cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, half=False)
+            export_weights(kept, cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, dtype="float32")
         elif best_path.resolve() != (out_dir / "best.pt").resolve():
             shutil.copyfile(best_path, out_dir / "best.pt")  # out_dir must hold the best so far
         t_run = clock()
@@ -477,7 +477,7 @@ def fit(
         #     cfg.last_every_s seconds (0: every epoch) and at the end
         metrics = dict(train_loss=train_loss, val_loss=val_loss, val_dice=val_dice)
         if stopper.step(val_dice, epoch, kept):
-            export_weights(kept, cfg, metrics, out_dir / "best.pt", epoch=epoch, half=False,
+            export_weights(kept, cfg, metrics, out_dir / "best.pt", epoch=epoch, dtype="float32",
                            trained_on=trained_on, seconds=seconds,
                            precision=precision_name(cfg.precision, dev))
         if callback is not None and callback(epoch, history):

@@ -627,6 +627,22 @@ def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capf
     assert snapshot(tmp_path) == before  # nothing written, nothing overwritten
 
 
+def test_export_int8_keeps_what_the_file_says_and_refuses_other_dtypes(tmp_path, capfd, untrained_checkpoint):
+    from fetalhead.checkpoint import load_checkpoint
+
+    half, q8 = tmp_path / "half.pt", tmp_path / "q8.pt"
+    assert run(["export", "--checkpoint", untrained_checkpoint, "--out", half, "--run", "r1"], capfd)[0] == 0
+    code, stdout, err = run(["export", "--checkpoint", half, "--out", q8, "--dtype", "int8"], capfd)
+    assert code == 0 and "int8" in stdout, err
+    meta = load_checkpoint(q8)[2]
+    assert (meta["dtype"], meta["training_run"]) == ("int8", "r1")
+    assert q8.stat().st_size < 0.75 * half.stat().st_size
+    before = snapshot(tmp_path)
+    code, _, err = run(["export", "--checkpoint", half, "--out", tmp_path / "x.pt", "--dtype", "int4"], capfd)
+    assert_one_line_error(code, err, 2, "--dtype")
+    assert snapshot(tmp_path) == before
+
+
 def test_export_records_the_run_flips_and_review_threshold(tmp_path, capfd, untrained_checkpoint):
     from fetalhead.checkpoint import load_checkpoint
     from fetalhead.predict import REVIEW_BELOW, Predictor
@@ -760,7 +776,7 @@ def test_export_keeps_the_precision_the_model_trained_in(tmp_path, capfd):
     from fetalhead.model import build_model
 
     cfg = get_config("cpu", quick=False, image_size=(64, 96), base_channels=4)
-    best = export_weights(build_model(cfg), cfg, {}, tmp_path / "best.pt", epoch=1, half=False,
+    best = export_weights(build_model(cfg), cfg, {}, tmp_path / "best.pt", epoch=1, dtype="float32",
                           trained_on="CPU: test", precision="bf16")
     assert run(["export", "--checkpoint", best, "--out", tmp_path / "out.pt"], capfd)[0] == 0
     assert load_checkpoint(tmp_path / "out.pt")[2]["precision"] == "bf16"

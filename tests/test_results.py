@@ -19,6 +19,7 @@ from fetalhead.cards import (
     review_limitation,
     review_table,
     review_text,
+    storage_text,
 )
 from fetalhead.evaluate import summary_table
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
@@ -297,3 +298,18 @@ def test_the_review_paragraphs_say_so_when_a_second_opinion_helps(tmp_path):
     text = " ".join(review_text(tmp_path).split())
     assert "the best catches 4 of 4 against 2 for the score alone" in text
     assert "neither" not in text
+
+
+def test_the_storage_line_quotes_the_fp16_figures_only_for_int8_weights(tmp_path, monkeypatch):
+    from fetalhead import cards
+
+    monkeypatch.setattr(cards, "RESULTS_DIR", tmp_path)
+    assert storage_text("m", "float16", 3 * 2**20) == "Weights in fp16: 3.0 MiB; read back as fp32."
+    alone = storage_text("m", "int8", 2**20)
+    assert alone.startswith("Weights in int8 (one scale per output channel") and "fp16 file" not in alone
+    (tmp_path / "quantization").mkdir()
+    record = {"metrics": {"ellipse_dice": {"mean": 0.97851}, "hc_abs_error_mm": {"mean": 1.7683}}}
+    (tmp_path / "quantization" / "m_fp16_val.json").write_text(json.dumps(record))
+    text = storage_text("m", "int8", 2**20)
+    assert "97.85 %" in text and "1.77 mm" in text and "results/quantization/m_fp16_val.json" in text
+    assert storage_text("m", "float16", 2**20) == "Weights in fp16: 1.0 MiB; read back as fp32."

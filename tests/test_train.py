@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from fetalhead import device as device_module
-from fetalhead.checkpoint import export_weights, load_checkpoint, save_checkpoint
+from fetalhead.checkpoint import (
+    dequantize_int8,
+    export_weights,
+    load_checkpoint,
+    quantize_int8,
+    save_checkpoint,
+)
 from fetalhead.config import QUICK_ENV, get_config
 from fetalhead.device import autocast_settings, precision_name
 from fetalhead.errors import FetalheadError
@@ -215,6 +221,60 @@ def test_checkpoint_and_export_round_trip(tmp_path):
     x = torch.rand(1, 1, *SIZE)
     with torch.no_grad():
         torch.testing.assert_close(m3(x), model.eval()(x), rtol=0.02, atol=0.02)
+
+
+def test_int8_export_is_a_quarter_and_reads_back_within_half_a_step(tmp_path):
+    cfg = tiny_cfg(base_channels=8)  # enough weights that the file's metadata does not dominate
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.train()(torch.rand(2, 1, *SIZE))
+    full = export_weights(model, cfg, None, tmp_path / "f32.pt", dtype="float32")
+    q8 = export_weights(model, cfg, None, tmp_path / "q8.pt", dtype="int8")
+    assert q8.stat().st_size < 0.4 * full.stat().st_size
+    m8, _, meta = load_checkpoint(q8)
+    assert meta["dtype"] == "int8" and "scales" not in meta
+    stored = torch.load(q8, weights_only=True)
+    for k, v in weights(model).items():
+        got = m8.state_dict()[k]
+        assert got.dtype == v.dtype  # read back as fp32
+        if v.is_floating_point() and v.ndim >= 2:
+            assert stored["model"][k].dtype == torch.int8
+            # every slice along the first dimension has its own step: max |w| of the slice / 127
+            step = v.abs().reshape(v.shape[0], -1).amax(dim=1) / 127
+            err = (got - v).abs().reshape(v.shape[0], -1).amax(dim=1)
+            assert torch.all(err <= step / 2 + 1e-7)
+            torch.testing.assert_close(got.abs().reshape(v.shape[0], -1).amax(dim=1),  # the peak is exact
+                                       v.abs().reshape(v.shape[0], -1).amax(dim=1), rtol=1e-6, atol=0)
+        elif v.is_floating_point():
+            assert stored["model"][k].dtype == torch.float16
+    x = torch.rand(1, 1, *SIZE)
+    with torch.no_grad():
+        a, b = m8(x), model.eval()(x)
+    assert (a - b).abs().mean() < 0.05 * b.abs().mean()  # an untrained network's logits (2 % here)
+
+
+def test_quantize_int8_handles_zero_slices_and_refuses_unknown_dtypes(tmp_path):
+    w = torch.tensor([[0.0, 0.0], [1.0, -0.5], [-254.0, 127.0]])
+    q, scale = quantize_int8(w)
+    assert q.dtype == torch.int8 and q[0].tolist() == [0, 0] and q[1].tolist() == [127, -64]
+    assert scale.tolist() == pytest.approx([1.0, 1 / 127, 2.0])
+    assert torch.all((dequantize_int8(q, scale) - w).abs() <= scale.view(-1, 1) / 2 + 1e-6)
+    with pytest.raises(FetalheadError, match="unknown weight dtype"):
+        export_weights(build_model(tiny_cfg()), tiny_cfg(), None, tmp_path / "x.pt", dtype="int4")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_int8_weights_without_their_scales_are_refused(tmp_path):
+    cfg = tiny_cfg()
+    path = export_weights(build_model(cfg), cfg, None, tmp_path / "q8.pt", dtype="int8")
+    ckpt = torch.load(path, weights_only=True)
+    first = next(k for k, v in ckpt["model"].items() if v.dtype == torch.int8)
+    del ckpt["scales"][first]  # read as raw int8 values, the network would be garbage
+    torch.save(ckpt, path)
+    with pytest.raises(FetalheadError, match="without a scale") as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value)
 
 
 def test_bad_files_raise_one_line_errors(tmp_path):
