@@ -49,6 +49,7 @@ __all__ = [
     "estimate_bias",
     "fit_ellipse",
     "head_ellipse",
+    "largest_component_boundary",
     "gestational_age_weeks",
     "hc_from_mask",
     "reference_mask_hcs",
@@ -157,8 +158,9 @@ def _normalise(cx: float, cy: float, a: float, b: float, angle_rad: float) -> El
     return Ellipse(float(cx), float(cy), float(a), float(b), float(angle_rad))
 
 
-def _largest_component_boundary(mask: np.ndarray) -> np.ndarray | None:
-    """Outer boundary pixels (N, 2) int32 (x, y) of the largest 8-connected component."""
+def largest_component_boundary(mask: np.ndarray) -> np.ndarray | None:
+    """Outer boundary pixels (N, 2) int32 (x, y) of the largest 8-connected component of a
+    uint8 (H, W) mask (nonzero = head); None when it has none. The points `fit_ellipse` fits."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return None
@@ -198,7 +200,7 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
     if not binary.any():  # also guards zero-size arrays, which crash OpenCV's labelling
         return None
     try:
-        points = _largest_component_boundary(binary)
+        points = largest_component_boundary(binary)
         if points is None or len(points) < MIN_BOUNDARY_POINTS:
             return None
         (cx, cy), (w, h), angle_deg = cv2.fitEllipse(points.astype(np.float32))
