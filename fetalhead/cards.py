@@ -238,7 +238,7 @@ def _image_weighting(cfg: Any) -> str:
 
 #: how the weights of a shipped file are stored, by the file's "dtype" entry
 STORAGE = {"float32": "fp32", "float16": "fp16",
-           "int8": "int8 (one scale per output channel; biases and norms in fp16)"}
+           "int8": "int8 (one scale per channel; biases and norms in fp16)"}
 
 
 def storage_text(model: str, dtype: str, size_bytes: int) -> str:

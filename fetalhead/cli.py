@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p, "FILE", "file to write", required=True)
     p.add_argument("--dtype", choices=("float16", "int8"), default="float16",
                    help="how the weights are stored: float16 (half the size of float32) or int8 "
-                   "(a quarter: one scale per output channel; check it on the validation part); "
+                   "(a quarter: one scale per channel; check it on the validation part); "
                    "both are read back as float32 (default: float16)")
     p.add_argument("--run", default=None, metavar="NAME",
                    help="the training run the weights come from: its name in "

@@ -306,7 +306,7 @@ def test_the_storage_line_quotes_the_fp16_figures_only_for_int8_weights(tmp_path
     monkeypatch.setattr(cards, "RESULTS_DIR", tmp_path)
     assert storage_text("m", "float16", 3 * 2**20) == "Weights in fp16: 3.0 MiB; read back as fp32."
     alone = storage_text("m", "int8", 2**20)
-    assert alone.startswith("Weights in int8 (one scale per output channel") and "fp16 file" not in alone
+    assert alone.startswith("Weights in int8 (one scale per channel") and "fp16 file" not in alone
     (tmp_path / "quantization").mkdir()
     record = {"metrics": {"ellipse_dice": {"mean": 0.97851}, "hc_abs_error_mm": {"mean": 1.7683}}}
     (tmp_path / "quantization" / "m_fp16_val.json").write_text(json.dumps(record))
