@@ -34,9 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from fetalhead.data import data_dir, image_path, load_image
+from fetalhead.data import data_dir
 from fetalhead.device import device_name, resolve_device
 from fetalhead.ellipse import (
     Ellipse,
@@ -44,10 +43,13 @@ from fetalhead.ellipse import (
     ellipse_points,
     largest_component_boundary,
 )
-from fetalhead.errors import FetalheadError, exit_status
+from fetalhead.errors import exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor, measure
 from fetalhead.results import provenance, write_results
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script out_of_fold.py
+from out_of_fold import held_out_passes  # noqa: E402
 
 VARIANTS = ("library", "no_data_aware", "moments", "sharpest_70", "image_edges_4px")
 NO_DATA_WINDOW = 7  #: px: a pixel is "no data" when this window around it is all zero
@@ -56,7 +58,6 @@ MIN_KEPT = 0.5  #: the no-data-aware fit needs at least this share of the bounda
 SHARPEST = 0.7  #: share of the boundary kept by `sharpest_70`
 EDGE_REACH = 4.0  #: px along the normal searched by `image_edges_4px`
 EDGE_POINTS = 180
-BATCH = 8
 
 
 def fit_points(points: np.ndarray) -> Ellipse | None:
@@ -189,24 +190,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
-    root = data_dir(args.data)
-    if not args.rows.is_file():
-        raise FetalheadError(f"{args.rows}: no such file; run benchmarks/out_of_fold.py first")
-    table = pd.read_csv(args.rows)
-    frames = []
-    for k, part in table.groupby("fold", sort=True):
-        model = Predictor.from_checkpoint(args.models / f"fold{k}" / "last.pt", tta=False)
-        names, sizes = list(part["filename"]), [float(px) for px in part["pixel_size_mm"]]
-        rows = []
-        with tqdm(total=len(names), desc=f"fold {k}", unit="image", dynamic_ncols=True) as bar:
-            for start in range(0, len(names), BATCH):
-                images = [load_image(image_path(n, root=root)) for n in names[start:start + BATCH]]
-                for image, prob, px in zip(images, model.probabilities(images), sizes[start:start + BATCH],
-                                           strict=True):
-                    rows.append({f"hc_{v}_mm": hc for v, hc in variants(prob, image, px).items()})
-                bar.update(len(images))
-        frames.append(part.assign(**pd.DataFrame(rows, index=part.index)))
-    table = pd.concat(frames).sort_index()
+    def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:
+        return [{f"hc_{v}_mm": hc for v, hc in variants(prob, image, px).items()}
+                for image, prob, px in zip(images, model.probabilities(images), sizes, strict=True)]
+
+    table = held_out_passes(args.rows, args.models, data_dir(args.data), per_batch)
     record = {
         "what": "ways from the mask to the HC, on out-of-fold predictions",
         "n_images": len(table), "variants": summary(table),

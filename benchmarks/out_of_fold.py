@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from fetalhead.cache import ArraySet, load_arrays
 from fetalhead.config import get_config
+from fetalhead.data import image_path, load_image
 from fetalhead.device import device_name, resolve_device
 from fetalhead.errors import FetalheadError, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
@@ -40,6 +43,33 @@ from fetalhead.results import provenance, write_results
 from fetalhead.train import fit
 
 OOF_CSV = "out_of_fold.csv"
+BATCH = 8  #: images per forward pass in `held_out_passes`
+
+#: per_batch(fold, its model, images uint8 (H, W), their pixel sizes mm) -> one dict per image
+PerBatch = Callable[[int, Predictor, list[np.ndarray], list[float]], list[dict[str, float]]]
+
+
+def held_out_passes(rows: Path, models: Path, root: Path, per_batch: PerBatch) -> pd.DataFrame:
+    """The rows of this script's per-image CSV `rows` (filename, pixel_size_mm, fold ...) with
+    the columns `per_batch` gives each image: every fold's model (`models`/fold<k>/last.pt,
+    without flips) over the images it held out, read from `root` `BATCH` at a time, with a
+    progress bar. For scripts that ask more of the fold models (review_signals.py,
+    fit_variants.py). FetalheadError when `rows` or a model is missing."""
+    if not rows.is_file():
+        raise FetalheadError(f"{rows}: no such file; run benchmarks/out_of_fold.py first")
+    table = pd.read_csv(rows)
+    frames = []
+    for k, part in table.groupby("fold", sort=True):
+        model = Predictor.from_checkpoint(models / f"fold{k}" / "last.pt", tta=False)
+        names, sizes = list(part["filename"]), [float(px) for px in part["pixel_size_mm"]]
+        out: list[dict[str, float]] = []
+        with tqdm(total=len(names), desc=f"fold {k}", unit="image", dynamic_ncols=True) as bar:
+            for start in range(0, len(names), BATCH):
+                images = [load_image(image_path(n, root=root)) for n in names[start:start + BATCH]]
+                out.extend(per_batch(int(k), model, images, sizes[start:start + BATCH]))
+                bar.update(len(images))
+        frames.append(part.assign(**pd.DataFrame(out, index=part.index)))
+    return pd.concat(frames).sort_index()
 
 
 def review_summary(table: pd.DataFrame, thresholds: dict[str, float]) -> dict:

@@ -27,21 +27,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from fetalhead.data import data_dir, image_path, load_image
+from fetalhead.data import data_dir
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import FetalheadError, exit_status
+from fetalhead.errors import exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import provenance, write_results
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script out_of_fold.py
+from out_of_fold import held_out_passes  # noqa: E402
+
 #: the ends F (mm) tried for a signal's scale, 1 - signal / F; inf (the signal left out) comes
 #: first, so a scale is taken only where it catches more than the score alone
 F_GRID_MM = (float("inf"), 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 RESCALE = 1.25  #: the second network size, as a multiple of the trained one
-BATCH = 8  #: images per forward pass
 
 
 def auc(positive: np.ndarray, signal: np.ndarray) -> float:
@@ -136,24 +137,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
-    root = data_dir(args.data)
-    if not args.rows.is_file():
-        raise FetalheadError(f"{args.rows}: no such file; run benchmarks/out_of_fold.py first")
-    table = pd.read_csv(args.rows)
-    frames = []
-    for k, part in table.groupby("fold", sort=True):
-        model = Predictor.from_checkpoint(args.models / f"fold{k}" / "last.pt", tta=False)
-        second = (Predictor.from_checkpoint(args.second / f"fold{k}" / "last.pt", tta=False)
-                  if args.second is not None else None)
-        names, sizes = list(part["filename"]), [float(px) for px in part["pixel_size_mm"]]
-        rows = []
-        with tqdm(total=len(names), desc=f"fold {k}", unit="image", dynamic_ncols=True) as bar:
-            for start in range(0, len(names), BATCH):
-                images = [load_image(image_path(n, root=root)) for n in names[start:start + BATCH]]
-                rows.extend(extra_passes(model, images, sizes[start:start + BATCH], second))
-                bar.update(len(images))
-        frames.append(part.assign(**pd.DataFrame(rows, index=part.index)))
-    table = pd.concat(frames).sort_index()
+    seconds: dict[int, Predictor] = {}  # the second model of each fold, loaded once
+
+    def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:
+        if args.second is not None and fold not in seconds:
+            seconds[fold] = Predictor.from_checkpoint(args.second / f"fold{fold}" / "last.pt", tta=False)
+        return extra_passes(model, images, sizes, seconds.get(fold))
+
+    table = held_out_passes(args.rows, args.models, data_dir(args.data), per_batch)
     for signal, column in SIGNALS.items():
         table[signal] = (table[column] - table["hc_pred_mm"]).abs()
     gross = _gross(table)

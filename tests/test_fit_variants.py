@@ -3,31 +3,24 @@ known, and the script end to end on tiny models."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from scripts import load_benchmark
 
 from fetalhead.ellipse import Ellipse, annotation_bias_mm, fit_ellipse
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_variants.py"
 PX = 0.1  # mm per pixel
 SHAPE = (270, 400)
 
 
 @pytest.fixture(scope="module")
 def mod():
-    spec = importlib.util.spec_from_file_location("fit_variants", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("fit_variants")
 
 
 def _hc(e: Ellipse) -> float:
@@ -109,10 +102,7 @@ def test_summary_by_hand(mod):
 
 
 def test_the_script_end_to_end_on_tiny_models(mod, make_synthetic_hc18, cache_tmp, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("out_of_fold", SCRIPT.parent / "out_of_fold.py")
-    oof = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = oof
-    spec.loader.exec_module(oof)
+    oof = load_benchmark("out_of_fold")
     root = make_synthetic_hc18(size=(64, 96), per_part=4)
     out = tmp_path / "oof"
     assert oof.main(["--quick", "--folds", "2", "--seconds", "2", "--out", str(out), "--data", str(root)]) == 0

@@ -3,26 +3,21 @@ logged with their exit codes and do not stop the stages after them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from scripts import load_benchmark
 
 from fetalhead.checkpoint import load_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_session.py"
 MAX_FILES, MAX_MIB = 8, 16  # what the GPU machine gives back
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_session", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("gpu_session")
 
 
 @pytest.fixture

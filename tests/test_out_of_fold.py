@@ -3,26 +3,18 @@ and every train image is scored exactly once."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scripts import load_benchmark
 
 from fetalhead.data import parse_filename
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "out_of_fold.py"
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("out_of_fold", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("out_of_fold")
 
 
 def test_folds_deal_whole_exams_evenly():

@@ -3,28 +3,16 @@ only on folds the choice never saw, and the script end to end on tiny models."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from scripts import load_benchmark
 
 
 def test_auc_by_hand():
-    mod = _load("review_signals")
+    mod = load_benchmark("review_signals")
     y = np.array([0, 0, 1, 1], bool)
     assert mod.auc(y, [1, 2, 3, 4]) == pytest.approx(1.0)
     assert mod.auc(y, [4, 3, 2, 1]) == pytest.approx(0.0)
@@ -34,7 +22,7 @@ def test_auc_by_hand():
 
 
 def test_joined_score_is_the_smaller_and_an_infinite_scale_leaves_the_score():
-    mod = _load("review_signals")
+    mod = load_benchmark("review_signals")
     score = np.array([0.9, 0.2, np.nan])
     signal = np.array([3.0, 0.0, 0.0])
     assert mod.joined_score(score, signal, 6.0) == pytest.approx([0.5, 0.2, 0.0])
@@ -57,7 +45,7 @@ def _table(seed: int = 0) -> pd.DataFrame:
 
 
 def test_nested_catches_find_what_the_signal_gives_away_and_the_score_misses():
-    mod = _load("review_signals")
+    mod = load_benchmark("review_signals")
     table = _table()
     alone = mod.nested_catches(table, None)
     joined = mod.nested_catches(table, "signal")
@@ -74,7 +62,7 @@ def test_a_signal_that_only_helps_on_one_fold_is_not_counted_there():
     """Fold 2's gross errors are given away by the signal, the other folds' are not: a scale
     chosen without fold 2 cannot have been fitted to it (the inner folds show no gain), so the
     joined score catches nothing more than the score alone on fold 2."""
-    mod = _load("review_signals")
+    mod = load_benchmark("review_signals")
     table = _table()
     table.loc[(table["fold"] != 2) & (table["hc_abs_error_mm"] > 6), "signal"] = 0.2
     joined = mod.nested_catches(table, "signal")
@@ -90,7 +78,7 @@ def test_extra_passes_measure_the_same_head_again_and_the_second_model_apart():
     from fetalhead.ellipse import Ellipse
     from fetalhead.predict import Predictor
 
-    mod = _load("review_signals")
+    mod = load_benchmark("review_signals")
     orig = (120, 180)
     head, bigger = Ellipse(95.0, 60.0, 60.0, 40.0, 0.3), Ellipse(95.0, 60.0, 66.0, 44.0, 0.3)
     first = Predictor(EllipseLogits(head, orig), (64, 96), bias_correction=False)
@@ -107,7 +95,7 @@ def test_extra_passes_measure_the_same_head_again_and_the_second_model_apart():
 
 
 def test_the_script_end_to_end_on_tiny_models(make_synthetic_hc18, cache_tmp, tmp_path, capsys):
-    oof, mod = _load("out_of_fold"), _load("review_signals")
+    oof, mod = load_benchmark("out_of_fold"), load_benchmark("review_signals")
     root = make_synthetic_hc18(size=(64, 96), per_part=4)
     out = tmp_path / "oof"
     assert oof.main(["--quick", "--folds", "2", "--seconds", "2", "--out", str(out), "--data", str(root)]) == 0
@@ -132,7 +120,7 @@ def test_the_script_end_to_end_on_tiny_models(make_synthetic_hc18, cache_tmp, tm
 
 @pytest.mark.parametrize("what", ["rows", "models"])
 def test_missing_inputs_are_one_line_errors(make_synthetic_hc18, tmp_path, capsys, what):
-    mod = _load("review_signals")
+    mod = load_benchmark("review_signals")
     rows = tmp_path / "rows.csv"
     if what == "models":
         pd.DataFrame({"filename": ["001_HC.png"], "pixel_size_mm": [0.1], "fold": [0]}).to_csv(rows, index=False)
