@@ -137,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
-    seconds: dict[int, Predictor] = {}  # the second model of each fold, loaded once
+    second_models: dict[int, Predictor] = {}  # of each fold, loaded once
 
     def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:
-        if args.second is not None and fold not in seconds:
-            seconds[fold] = Predictor.from_checkpoint(args.second / f"fold{fold}" / "last.pt", tta=False)
-        return extra_passes(model, images, sizes, seconds.get(fold))
+        if args.second is not None and fold not in second_models:
+            second_models[fold] = Predictor.from_checkpoint(args.second / f"fold{fold}" / "last.pt", tta=False)
+        return extra_passes(model, images, sizes, second_models.get(fold))
 
     table = held_out_passes(args.rows, args.models, data_dir(args.data), per_batch)
     for signal, column in SIGNALS.items():
