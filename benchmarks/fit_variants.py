@@ -41,6 +41,7 @@ from fetalhead.ellipse import (
     Ellipse,
     annotation_bias_mm,
     ellipse_points,
+    fit_ellipse_points,
     largest_component_boundary,
 )
 from fetalhead.errors import exit_status
@@ -58,13 +59,6 @@ MIN_KEPT = 0.5  #: the no-data-aware fit needs at least this share of the bounda
 SHARPEST = 0.7  #: share of the boundary kept by `sharpest_70`
 EDGE_REACH = 4.0  #: px along the normal searched by `image_edges_4px`
 EDGE_POINTS = 180
-
-
-def fit_points(points: np.ndarray) -> Ellipse | None:
-    """Least-squares ellipse (px) through points (N, 2) as (x, y); None for fewer than 5."""
-    if len(points) < 5:
-        return None
-    return Ellipse.from_box(cv2.fitEllipse(np.asarray(points, np.float32)))
 
 
 def _hc(ellipse: Ellipse | None, pixel_size_mm: float) -> float:
@@ -94,7 +88,7 @@ def hc_no_data_aware(mask: np.ndarray, image: np.ndarray, pixel_size_mm: float) 
     size = 2 * (NO_DATA_WINDOW // 2 + NO_DATA_MARGIN) + 1  # the erosion's shrink back, then the margin
     near = cv2.dilate(no_data(image).astype(np.uint8), np.ones((size, size), np.uint8)) > 0
     keep = ~near[points[:, 1], points[:, 0]]
-    return _hc(fit_points(points[keep] if keep.mean() >= MIN_KEPT else points), pixel_size_mm)
+    return _hc(fit_ellipse_points(points[keep] if keep.mean() >= MIN_KEPT else points, mask.shape), pixel_size_mm)
 
 
 def hc_moments(mask: np.ndarray, pixel_size_mm: float) -> float:
@@ -118,7 +112,7 @@ def hc_sharpest(mask: np.ndarray, prob: np.ndarray, pixel_size_mm: float, keep: 
     p = np.asarray(prob, np.float32)
     grad = cv2.GaussianBlur(np.hypot(cv2.Sobel(p, cv2.CV_32F, 1, 0), cv2.Sobel(p, cv2.CV_32F, 0, 1)), (5, 5), 0)
     g = grad[points[:, 1], points[:, 0]]
-    return _hc(fit_points(points[g >= np.quantile(g, 1.0 - keep)]), pixel_size_mm)
+    return _hc(fit_ellipse_points(points[g >= np.quantile(g, 1.0 - keep)], mask.shape), pixel_size_mm)
 
 
 def outward_normals(e: Ellipse, points: np.ndarray) -> np.ndarray:
@@ -153,7 +147,7 @@ def hc_image_edges(e: Ellipse | None, image: np.ndarray, pixel_size_mm: float, r
     centre = np.median(move[keep])
     spread = np.median(np.abs(move[keep] - centre)) + 0.5
     keep &= np.abs(move - centre) < 3 * spread
-    return _hc(fit_points((pts + move[:, None] * normal)[keep]), pixel_size_mm)
+    return _hc(fit_ellipse_points((pts + move[:, None] * normal)[keep], image.shape), pixel_size_mm)
 
 
 def variants(prob: np.ndarray, image: np.ndarray, pixel_size_mm: float) -> dict[str, float]:

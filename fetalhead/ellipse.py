@@ -48,6 +48,7 @@ __all__ = [
     "ellipse_points",
     "estimate_bias",
     "fit_ellipse",
+    "fit_ellipse_points",
     "head_ellipse",
     "largest_component_boundary",
     "gestational_age_weeks",
@@ -201,14 +202,25 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
         return None
     try:
         points = largest_component_boundary(binary)
-        if points is None or len(points) < MIN_BOUNDARY_POINTS:
-            return None
-        (cx, cy), (w, h), angle_deg = cv2.fitEllipse(points.astype(np.float32))
+    except cv2.error:
+        return None
+    return None if points is None else fit_ellipse_points(points, binary.shape)
+
+
+def fit_ellipse_points(points: np.ndarray, shape: tuple[int, ...]) -> Ellipse | None:
+    """Least-squares ellipse (pixels) through points (N, 2) as (x, y) of an image of `shape`
+    (H, W): the fit `fit_ellipse` makes through a mask's boundary. None for fewer than
+    `MIN_BOUNDARY_POINTS` points or a degenerate fit (semi-minor axis below `MIN_SEMI_AXIS_PX`,
+    non-finite, or far larger than the image). Never raises cv2.error."""
+    if len(points) < MIN_BOUNDARY_POINTS:
+        return None
+    try:
+        (cx, cy), (w, h), angle_deg = cv2.fitEllipse(np.asarray(points, np.float32))
     except cv2.error:
         return None
     # cv2 returns FULL axes and the angle (degrees) of the `w` side, from +x towards +y.
     values = np.array([cx, cy, w, h, angle_deg], dtype=np.float64)
-    limit = 10.0 * max(binary.shape)  # a fit far larger than the image is a degenerate conic
+    limit = 10.0 * max(shape[:2])  # a fit far larger than the image is a degenerate conic
     if not np.all(np.isfinite(values)) or max(w, h) > 2 * limit:
         return None
     if min(w, h) < 2 * MIN_SEMI_AXIS_PX:

@@ -21,6 +21,7 @@ from fetalhead.ellipse import (
     ellipse_circumference,
     estimate_bias,
     fit_ellipse,
+    fit_ellipse_points,
     gestational_age_weeks,
     hc_from_mask,
 )
@@ -248,3 +249,15 @@ def test_annotation_bias_constants_are_consistent():
     # Per-pixel bias times the median HC18 pixel size (0.128 mm) is close to the additive one.
     assert annotation_bias_mm(0.128) == pytest.approx(ANNOTATION_BIAS_MM, rel=0.1)
     assert 4.5 < ANNOTATION_BIAS_PX < 7.5  # a line of ~1.5-2 px: 2*pi*(width/2)
+
+
+def test_fit_ellipse_points_recovers_the_curve_and_refuses_too_few_or_degenerate_points():
+    t = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+    a, b, th = 150.0, 90.0, 0.4
+    x = 400 + a * np.cos(t) * np.cos(th) - b * np.sin(t) * np.sin(th)
+    y = 270 + a * np.cos(t) * np.sin(th) + b * np.sin(t) * np.cos(th)
+    e = fit_ellipse_points(np.stack([x, y], axis=1), SHAPE)
+    assert (e.cx, e.cy, e.a, e.b, e.angle_rad) == pytest.approx((400, 270, a, b, th), abs=1e-3)
+    assert fit_ellipse_points(np.stack([x, y], axis=1)[:9], SHAPE) is None  # fewer than 10 points
+    line = np.stack([np.arange(30.0), 2 * np.arange(30.0)], axis=1)
+    assert fit_ellipse_points(line, SHAPE) is None  # collinear: no head
