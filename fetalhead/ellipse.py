@@ -42,6 +42,7 @@ __all__ = [
     "Ellipse",
     "annotation_bias_mm",
     "challenge_row",
+    "distance_to_ellipse",
     "ellipse_circumference",
     "ellipse_dice",
     "ellipse_hausdorff_px",
@@ -247,26 +248,55 @@ def ellipse_points(e: Ellipse, n: int) -> np.ndarray:
     return np.stack([x, y], axis=1)
 
 
-def _to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """Distance (n,) from each point (n, 2) to the closed polygon (m, 2) (its segments), with
-    OpenCV's exact point-to-contour distance (cv2.pointPolygonTest)."""
-    contour = polygon.astype(np.float32).reshape(-1, 1, 2)
-    return np.array([abs(cv2.pointPolygonTest(contour, (float(x), float(y)), True)) for x, y in points])
+def distance_to_ellipse(points: np.ndarray, e: Ellipse, iterations: int = 64) -> np.ndarray:
+    """Exact distance (n,) from each point (n, 2) as (x, y) to the CURVE of `e` (same unit).
+
+    Eberly's robust method ("Distance from a point to an ellipse, an ellipsoid, or a
+    hyperellipsoid", Geometric Tools): in the ellipse's own frame and first quadrant the closest
+    curve point solves one monotone equation in one unknown, found by bisection to float
+    precision for all points at once.
+    """
+    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+    dx, dy = points[:, 0] - e.cx, points[:, 1] - e.cy
+    u, v = np.abs(dx * c + dy * s), np.abs(dy * c - dx * s)  # along the a and the b axis
+    if e.a < e.b:
+        u, v = v, u
+    e0 = max(e.a, e.b)
+    e1 = max(min(e.a, e.b), 1e-9 * max(e0, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # off the major axis: root of (r0 z0 / (t + r0))^2 + (z1 / (t + 1))^2 = 1
+        z0, z1 = u / e0, v / e1
+        g = z0**2 + z1**2 - 1.0
+        r0 = (e0 / e1) ** 2
+        n0 = r0 * z0
+        lo, hi = z1 - 1.0, np.where(g < 0, 0.0, np.hypot(n0, z1) - 1.0)
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            above = (n0 / (mid + r0)) ** 2 + (z1 / (mid + 1.0)) ** 2 > 1.0
+            lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
+        t = 0.5 * (lo + hi)
+        off_axis = np.where(g == 0, 0.0, np.hypot(r0 * u / (t + r0) - u, v / (t + 1.0) - v))
+        # on the major axis (v = 0): near the centre the closest point lies off the axis
+        num, den = e0 * u, e0**2 - e1**2
+        inner = num < den
+        q = np.where(inner, num / (den if den > 0 else 1.0), 1.0)
+        on_axis = np.where(inner, np.hypot(e0 * q - u, e1 * np.sqrt(np.clip(1.0 - q**2, 0.0, None))),
+                           np.abs(u - e0))
+    # points within a rounding error of the axis count as on it (the distance moves by less)
+    return np.where(v > 1e-9 * e0, off_axis, on_axis)
 
 
 def ellipse_hausdorff_px(e1: Ellipse, e2: Ellipse) -> float:
     """Symmetric Hausdorff distance (pixels) between two ellipse CURVES (not masks).
 
-    Each curve is sampled every 0.25 px or closer and measured to the other drawn as a polygon
-    of 1 px segments: exact to about 0.15 px, far below the sub-millimetre differences
-    compared (HC18 pixels are 0.05-0.3 mm).
+    Each curve is sampled every 0.25 px or closer and measured exactly to the other curve
+    (`distance_to_ellipse`): for head-like ellipses within 0.01 px of the true value (the
+    distance along a curve is smooth at its maximum; tests check 0.002 px).
     """
-    def points(e: Ellipse, step: float) -> np.ndarray:
-        return ellipse_points(e, max(64, math.ceil(e.circumference / step)))
+    def points(e: Ellipse) -> np.ndarray:
+        return ellipse_points(e, max(64, math.ceil(e.circumference / 0.25)))
 
-    d12 = _to_polygon(points(e1, 0.25), points(e2, 1.0)).max()
-    d21 = _to_polygon(points(e2, 0.25), points(e1, 1.0)).max()
-    return float(max(d12, d21))
+    return float(max(distance_to_ellipse(points(e1), e2).max(), distance_to_ellipse(points(e2), e1).max()))
 
 
 def ellipse_dice(e1: Ellipse, e2: Ellipse, shape: tuple[int, int]) -> float:

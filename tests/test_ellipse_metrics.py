@@ -9,12 +9,14 @@ import math
 
 import numpy as np
 import pytest
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import directed_hausdorff
 from test_evaluate import MapPredictor
 
 from fetalhead.ellipse import (
     ANNOTATION_BIAS_PX,
     Ellipse,
+    distance_to_ellipse,
     ellipse_dice,
     ellipse_hausdorff_px,
     ellipse_points,
@@ -40,9 +42,27 @@ def test_hausdorff_matches_scipy_on_dense_samples(seed):
                        rng.uniform(0, math.pi))
 
     e1, e2 = random_ellipse(), random_ellipse()
-    p1, p2 = ellipse_points(e1, 20000), ellipse_points(e2, 20000)
+    if seed % 2:  # a near miss, as a good prediction is
+        e2 = Ellipse(e1.cx + 2.0, e1.cy - 1.0, e1.a + 3.0, e1.b - 1.0, e1.angle_rad + 0.03)
+    p1, p2 = ellipse_points(e1, 100_000), ellipse_points(e2, 100_000)
     want = max(directed_hausdorff(p1, p2)[0], directed_hausdorff(p2, p1)[0])
-    assert ellipse_hausdorff_px(e1, e2) == pytest.approx(want, abs=0.15)
+    assert ellipse_hausdorff_px(e1, e2) == pytest.approx(want, abs=0.002)
+
+
+@pytest.mark.parametrize(("a", "b", "angle"), [(120.0, 80.0, 0.4), (90.0, 90.0, 0.0), (150.0, 12.0, 2.0),
+                                                (60.0, 100.0, 1.0)])
+def test_distance_to_ellipse_matches_the_nearest_of_dense_curve_points(a, b, angle):
+    e = Ellipse(400.0, 270.0, a, b, angle)
+    rng = np.random.default_rng(0)
+    c, s = math.cos(angle), math.sin(angle)
+    along = np.array([[c, s]]) * rng.uniform(-200, 200, (50, 1))  # on the a axis, centre included
+    across = np.array([[-s, c]]) * rng.uniform(-200, 200, (50, 1))  # on the b axis
+    points = np.concatenate([rng.uniform([150, 20], [650, 520], (400, 2)), ellipse_points(e, 50),
+                             np.array([[e.cx, e.cy]]) + np.concatenate([along, across, [[0.0, 0.0]]])])
+    want, _ = cKDTree(ellipse_points(e, 400_000)).query(points)  # samples 0.003 px apart or closer
+    got = distance_to_ellipse(points, e)
+    assert got.shape == (len(points),)
+    np.testing.assert_allclose(got, want, atol=2e-3)
 
 
 def test_ellipse_dice_matches_the_pixel_count_of_the_overlap():
