@@ -14,6 +14,7 @@ from fetalhead.ellipse import (
     ANNOTATION_BIAS_MM,
     ANNOTATION_BIAS_PX,
     HADLOCK_HC_RANGE_MM,
+    MIN_SEMI_AXIS_PX,
     SUBMISSION_COLUMNS,
     Ellipse,
     annotation_bias_mm,
@@ -106,6 +107,14 @@ def test_fit_accepts_bool_255_and_three_channels():
     for variant in (m.astype(bool), m * 255, np.dstack([m * 255] * 3)):
         e = fit_ellipse(variant)
         assert e == pytest.approx(ref)
+
+
+def test_fit_counts_a_head_in_any_channel():
+    # nonzero in ANY channel is head: a mask drawn in the green channel of an RGB image
+    m = draw_filled(400, 270, 200, 120, 25)
+    rgb = np.zeros((*m.shape, 3), np.uint8)
+    rgb[..., 1] = m * 255
+    assert fit_ellipse(rgb) == pytest.approx(fit_ellipse(m))
 
 
 def test_fit_uses_largest_component():
@@ -226,6 +235,11 @@ def test_hadlock_range_inverts_14_and_42_weeks():
     assert math.isnan(weeks) and ok is False
 
 
+def test_hadlock_range_ends_are_in_range():
+    lo, hi = HADLOCK_HC_RANGE_MM
+    assert gestational_age_weeks(lo)[1] is True and gestational_age_weeks(hi)[1] is True
+
+
 def test_estimate_bias_recovers_planted_models():
     rng = np.random.default_rng(1)
     px = rng.uniform(0.05, 0.4, 500)
@@ -261,3 +275,14 @@ def test_fit_ellipse_points_recovers_the_curve_and_refuses_too_few_or_degenerate
     assert fit_ellipse_points(np.stack([x, y], axis=1)[:9], SHAPE) is None  # fewer than 10 points
     line = np.stack([np.arange(30.0), 2 * np.arange(30.0)], axis=1)
     assert fit_ellipse_points(line, SHAPE) is None  # collinear: no head
+
+
+@pytest.mark.parametrize("b,is_head", [(0.7, False), (0.9, False), (1.2, True), (3.0, True)])
+def test_fit_ellipse_points_refuses_a_semi_minor_axis_below_the_minimum(b, is_head):
+    # MIN_SEMI_AXIS_PX is a SEMI-axis: a flat ellipse with b below it is a line, not a head
+    t = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    points = np.stack([400 + 100 * np.cos(t), 270 + b * np.sin(t)], axis=1)
+    e = fit_ellipse_points(points, SHAPE)
+    assert (e is not None) == is_head == (b >= MIN_SEMI_AXIS_PX)
+    if is_head:
+        assert e.b == pytest.approx(b, abs=0.05)

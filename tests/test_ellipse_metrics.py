@@ -116,6 +116,15 @@ def test_group_bootstrap_weights_exams_by_their_frames_and_drops_nans():
     assert bootstrap_ci([np.nan], groups=[1]) != bootstrap_ci([np.nan], groups=[1])  # (nan, nan)
 
 
+def test_group_bootstrap_means_are_over_images_not_over_exam_means():
+    # exam A: three frames of 1, exam B: one frame of 0. Resampling two exams gives AA (mean 1),
+    # AB or BA (3 frames of 1 and one of 0: mean 0.75, half the time) or BB (0); the 30 % and
+    # 70 % quantiles both fall in the 0.75 half. A mean of exam means would give 0.5 there.
+    v = np.array([1.0, 1.0, 1.0, 0.0])
+    g = np.array([1, 1, 1, 2])
+    assert bootstrap_ci(v, groups=g, n=4000, alpha=0.6) == pytest.approx((0.75, 0.75))
+
+
 # ----------------------------------------------------------------------------- whole part
 
 

@@ -122,6 +122,28 @@ def test_summary_table_columns_and_values():
         assert t.loc[m, "ci_low"] < t.loc[m, "mean"] < t.loc[m, "ci_high"]
 
 
+def test_summary_table_counts_the_exams_with_a_finite_value():
+    df = pd.DataFrame({"exam": [1, 1, 2, 3], "dice": [0.9, 0.8, 0.7, 0.6],
+                       "hausdorff_mm": [1.0, 2.0, np.nan, np.nan]})  # exams 2 and 3: no head
+    t = summary_table(df, n_boot=200)
+    assert (t.loc["dice", "n"], t.loc["dice", "n_exams"]) == (4, 3)
+    assert (t.loc["hausdorff_mm", "n"], t.loc["hausdorff_mm", "n_exams"]) == (2, 1)
+
+
+def test_summary_table_interval_resamples_exams_at_the_given_alpha():
+    # 40 exams of 3 identical frames: the exam interval is much wider than the image one
+    per_exam = np.random.default_rng(3).normal(0.0, 2.0, 40)
+    df = pd.DataFrame({"hc_error_mm": np.repeat(per_exam, 3), "exam": np.repeat(np.arange(40), 3)})
+
+    def width(table):
+        return table.loc["hc_error_mm", "ci_high"] - table.loc["hc_error_mm", "ci_low"]
+
+    assert width(summary_table(df)) > 1.5 * width(summary_table(df.drop(columns="exam")))
+    # a 50 % interval of a near-normal mean is z(0.75) / z(0.975) = 0.674 / 1.960 of the 95 % one
+    ratio = width(summary_table(df, alpha=0.5)) / width(summary_table(df, alpha=0.05))
+    assert ratio == pytest.approx(0.674 / 1.960, rel=0.2)
+
+
 # ----------------------------------------------------------------------------- evaluate_split
 
 

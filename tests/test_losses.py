@@ -126,3 +126,18 @@ def test_per_image_weights_weigh_each_images_loss():
         (0.5 * dice_only[0] + 1.5 * dice_only[1]) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="weight"):
         loss(logits, target, torch.ones(3))
+
+
+def test_weights_scale_the_loss_they_are_not_normalised():
+    # the batch value is mean(weight * loss_i): doubling every weight doubles the loss, and a
+    # zero weight drops an image without raising the others' share
+    torch.manual_seed(4)
+    logits = torch.randn(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    loss = BCEDiceLoss()
+    plain = loss(logits, target).item()
+    assert loss(logits, target, torch.full((2,), 2.0)).item() == pytest.approx(2 * plain, rel=1e-6)
+    first = loss(logits[:1], target[:1]).item()
+    assert loss(logits, target, torch.tensor([1.0, 0.0])).item() == pytest.approx(first / 2, rel=1e-6)
+    assert soft_dice_loss(logits, target, weight=torch.full((2,), 3.0)).item() == pytest.approx(
+        3 * soft_dice_loss(logits, target).item(), rel=1e-6)

@@ -160,3 +160,14 @@ def test_dice_batch_matches_numpy_dice():
     probs = torch.sigmoid(logits)
     np.testing.assert_allclose(dice_batch(probs, target, from_logits=False).numpy(), expected)
     assert out[3] == 1.0
+
+
+def test_dice_batch_thresholds_the_sigmoid_strictly():
+    # Logits +-0.3 are probabilities 0.574 / 0.426: head / background, though both are < 0.5
+    # as raw numbers. A probability of exactly 0.5 is not head (`predict.measure`: prob > 0.5).
+    target = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+    logits = torch.tensor([[[0.3, 0.3, -0.3, -0.3]]])
+    assert dice_batch(logits, target).item() == pytest.approx(1.0)
+    at_threshold = torch.tensor([[[0.5, 0.5, 0.5, 0.5]]])
+    assert dice_batch(at_threshold, target, from_logits=False).item() == 0.0  # all background
+    assert dice_batch(torch.zeros(1, 1, 4), target).item() == 0.0  # logit 0 = probability 0.5

@@ -185,3 +185,51 @@ def test_review_threshold_is_the_largest_that_flags_at_most_the_share():
     assert (scores < t).sum() == 10 and (scores < t + 0.01).sum() > 10
     assert review_threshold(pd.Series([0.9, np.nan, 0.95]), 0.34) == pytest.approx(0.9)  # NaN counts as 0
     assert review_threshold(np.array([0.5, 0.7]), 0.0) == pytest.approx(0.5)  # flags none
+
+
+@pytest.mark.parametrize("side", ["top", "bottom", "left", "right"])
+def test_border_contact_counts_every_side_of_the_image(side):
+    # the head of test_a_head_cut_by_the_border, turned so the image cuts it on `side`
+    cut = Ellipse(330.0, 135.0, 110.0, 90.0, 0.0).to_mask(SHAPE)  # cut by the right side
+    mask = {"right": cut, "left": cut[:, ::-1], "top": cut[:, ::-1].T, "bottom": cut.T}[side]
+    mask = np.ascontiguousarray(mask)  # top and bottom: a 400 x 270 image
+    frame = np.ones(mask.shape, bool)
+    frame[1:-1, 1:-1] = False  # the image's outermost pixels, each once
+    q = _case(mask)
+    on_border = int((mask.astype(bool) & frame).sum())
+    assert on_border > 0
+    assert q.border_contact == pytest.approx(on_border / fit_ellipse(mask).circumference)
+    assert q.border_contact > SCALES["border_contact"][0] and q.score == 0.0
+
+
+def test_the_band_in_mm_of_hc_does_not_depend_on_the_networks_resolution():
+    # band_px is in network pixels (image pixels / scale); the band in mm of HC is measured on
+    # the image, so the network's size must not change it
+    prob = _soft_head(20.0)
+    mask = HEAD.to_mask(SHAPE)
+    fg = prob > 0.5
+    e = fit_ellipse(mask)
+    q1, q4 = (quality(prob, mask, fg, e, 150.0, 0.1, scale=s) for s in (1.0, 4.0))
+    assert q4.band_px == pytest.approx(q1.band_px / 4)
+    assert q4.hc_band_mm == pytest.approx(q1.hc_band_mm)
+    assert q1.hc_band_mm == pytest.approx(2 * math.pi * q1.band_px * 0.1)
+
+
+def test_the_plausible_hc_range_includes_its_ends():
+    good = dict(ellipse_iou=0.99, one_component=1.0, border_contact=0.0, band_px=1.0,
+                hc_band_mm=1.0, flip_agreement=float("nan"))
+    lo, hi = HC_PLAUSIBLE_MM
+    assert score_signals(**good, hc_mm=lo) == 1.0 and score_signals(**good, hc_mm=hi) == 1.0
+
+
+def test_review_threshold_never_flags_more_than_the_share_off_the_grid():
+    # scores with more than two decimals: the 2-decimal threshold must round DOWN, or the
+    # image at the cut would be flagged too
+    scores = np.arange(100) / 100.0 + 0.007  # the 11th lowest is 0.107: threshold 0.10, not 0.11
+    assert review_threshold(scores, 0.10) == pytest.approx(0.10)
+    for seed in range(5):
+        scores = np.random.default_rng(seed).uniform(0.3, 1.0, 200)
+        t = review_threshold(scores, 0.10)
+        assert t == round(t, 2)
+        assert (scores < t).sum() <= 20  # at most 10 %
+        assert (scores < t + 0.01).sum() > 20  # and the next 2-decimal value would flag more

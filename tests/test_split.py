@@ -82,6 +82,20 @@ def test_make_split_other_fractions():
         make_split(names, fractions=(0.5, 0.2, 0.2))
 
 
+def test_make_split_uses_each_fraction_for_its_own_part():
+    names = pd.DataFrame({"filename": [f"{e:03d}_HC.png" for e in range(40)]})
+    counts = make_split(names, fractions=(0.6, 0.3, 0.1))["split"].value_counts()
+    assert (counts["train"], counts["val"], counts["test"]) == (24, 12, 4)
+    counts = make_split(names, fractions=(0.6, 0.1, 0.3))["split"].value_counts()
+    assert (counts["train"], counts["val"], counts["test"]) == (24, 4, 12)
+
+
+def test_make_split_refuses_negative_fractions():
+    names = pd.DataFrame({"filename": [f"{e:03d}_HC.png" for e in range(40)]})
+    with pytest.raises(ValueError, match="non-negative"):
+        make_split(names, fractions=(1.2, -0.1, -0.1))  # sums to 1
+
+
 def test_load_split():
     split = load_split()
     assert list(split.columns) == ["filename", "exam", "frame", "split"]

@@ -175,6 +175,39 @@ def test_draws_have_the_requested_distribution():
     assert tb.vflip.sum().item() == 0 and not any(d.vflip for d in nb)
 
 
+def test_draws_are_independent_of_each_other():
+    # each parameter has its own random number: no two are correlated, and the four flip
+    # combinations are equally likely (1/4 each), in both implementations
+    params = AugmentParams(rotate_deg=20.0, hflip=True, vflip=True, scale=0.1, intensity=0.1)
+    n = 4000
+    tb = draw_batch(params, n, torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(0)
+    nb = [draw_pair(params, rng) for _ in range(n)]
+    fields = ("angle_deg", "scale", "hflip", "vflip", "gain", "bias")
+    for cols in ([getattr(tb, f).numpy().astype(float) for f in fields],
+                 [np.array([float(getattr(d, f)) for d in nb]) for f in fields]):
+        r = np.corrcoef(np.stack(cols))
+        assert np.abs(r - np.eye(len(fields))).max() < 0.06  # about 4 standard errors
+        h, v = cols[2].astype(bool), cols[3].astype(bool)
+        for both in (h & v, h & ~v, ~h & v, ~h & ~v):
+            assert abs(both.mean() - 0.25) < 0.03
+
+
+def test_intensity_is_clipped_to_the_unit_range():
+    # x' = clip(g x + b, 0, 1): a strong gain saturates the bright end, a negative bias the dark
+    image = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (H, W // 64 + 1))[:, :W]  # every grey level
+    mask = asymmetric_mask()
+    x = image.astype(np.float64) / 255.0
+    draws = [AugmentDraw(gain=1.5, bias=0.2), AugmentDraw(gain=0.8, bias=-0.3)]
+    ti, _ = apply_batch(to_float(to_batch([image] * 2)), to_batch([mask] * 2), BatchDraw.from_draws(draws))
+    for k, d in enumerate(draws):
+        expected = np.clip(d.gain * x + d.bias, 0.0, 1.0)
+        assert (expected == 0).any() or (expected == 1).any()  # the clip really matters here
+        ni, _ = apply_pair(image, mask, d)
+        np.testing.assert_allclose(ni, np.rint(expected * 255), atol=1)
+        np.testing.assert_allclose(ti[k, 0].numpy(), expected, atol=1e-4)  # grid on pixel centres
+
+
 def test_same_seed_same_batch():
     mask = asymmetric_mask()
     imgs, msks = to_float(to_batch([pair_from_mask(mask)] * 4)), to_batch([mask] * 4)
