@@ -231,6 +231,10 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         out.mkdir()
         (out / "b_mask.png").write_bytes(b"precious")
         return ["predict", *good, *px, *base], 1, "use --overwrite"
+    if name == "existing overlay":
+        out.mkdir()
+        (out / "a_overlay.png").write_bytes(b"precious")
+        return ["predict", *good, *px, *base], 1, "a_overlay.png exists"
     if name == "batch size zero":
         return ["predict", *good, *px, *base, "--batch-size", "0"], 2, "at least 1"
     raise AssertionError(name)
@@ -243,7 +247,7 @@ BAD_INPUTS = [
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
-    "batch size zero",
+    "existing overlay", "batch size zero",
 ]
 
 
@@ -360,6 +364,33 @@ def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
     assert (out / "predictions.csv").read_text().startswith("filename,status")
     assert (out / "keep.txt").read_text() == "not ours"
     assert not [p for p in tmp_path.rglob(".fetalhead-*")]
+
+
+def test_evaluate_refuses_to_replace_any_one_report_file(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
+    from fetalhead.evaluate import REPORT_FILES
+
+    out = tmp_path / "report"
+    for name in REPORT_FILES:  # each file of an earlier report alone is enough to refuse
+        if out.exists():
+            shutil.rmtree(out)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(b"earlier")
+        before = snapshot(tmp_path)
+        code, _, err = run(["evaluate", "--data", synthetic_hc18, "--checkpoint", untrained_checkpoint,
+                            "--out", out, "--quiet", "--part", "val"], capfd)
+        assert_one_line_error(code, err, 1, "use --overwrite")
+        assert snapshot(tmp_path) == before, name
+
+
+def test_a_multi_line_error_message_is_printed_on_one_line(capfd, monkeypatch, tmp_path):
+    from fetalhead.errors import FetalheadError
+
+    def fail(args):
+        raise FetalheadError("first part\n  second part")
+
+    monkeypatch.setattr("fetalhead.commands.run", fail)
+    code, _, err = run(["cards"], capfd)
+    assert_one_line_error(code, err, 1, "first part second part")
 
 
 def test_no_head_found_is_a_row_not_a_crash(tmp_path, capfd):

@@ -205,6 +205,18 @@ def test_outline_cut_by_the_image_border():
     assert iou(annotation_to_mask(ring), filled) > 0.97
 
 
+def test_a_thick_outline_is_filled():
+    # a ring about 5 px wide is still an outline by the rule: a 3x3 erosion removes over half
+    # of it (SciPy's erosion as the oracle: it keeps 48.7 %)
+    box = ((80.0, 60.0), (100.0, 70.0), 25.0)
+    ring = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(ring, box, 1, 3)
+    assert 0.4 < ndimage.binary_erosion(ring, np.ones((3, 3))).sum() / ring.sum() < 0.5
+    filled = ndimage.binary_fill_holes(ring).astype(np.uint8)
+    assert filled.sum() > 4 * ring.sum()  # the case can tell a filled mask from the ring
+    np.testing.assert_array_equal(annotation_to_mask(ring), filled)
+
+
 @pytest.mark.parametrize("layout", ["gray01", "gray255", "rgb255", "bool"])
 def test_filled_mask_is_kept_as_it_is(layout):
     filled = np.zeros((120, 160), np.uint8)
@@ -347,6 +359,23 @@ def test_size_mismatch(synthetic_hc18):
     cv2.imwrite(str(ann), np.zeros((10, 12, 3), np.uint8))
     with pytest.raises(FetalheadError, match="size mismatch: annotation .*000_HC_Annotation.png") as exc:
         load_pair(img, ann)
+    one_line(exc)
+
+
+def test_a_transposed_annotation_is_a_size_mismatch(tmp_path):
+    Image.fromarray(np.zeros((40, 60), np.uint8)).save(tmp_path / "i.png")
+    Image.fromarray(np.zeros((60, 40), np.uint8)).save(tmp_path / "a.png")  # same pixel count
+    with pytest.raises(FetalheadError, match="size mismatch.*60x40.*40x60") as exc:
+        load_pair(tmp_path / "i.png", tmp_path / "a.png")
+    one_line(exc)
+
+
+def test_an_oversized_image_is_refused_before_it_is_decoded(tmp_path):
+    from fetalhead.data import MAX_SIDE
+
+    Image.fromarray(np.zeros((40, MAX_SIDE + 8), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(FetalheadError, match="image too large: .*wide.png") as exc:
+        load_image(tmp_path / "wide.png")
     one_line(exc)
 
 

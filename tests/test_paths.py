@@ -47,6 +47,16 @@ def test_shipped_checkpoint_names_and_best_present(monkeypatch, tmp_path):
     assert shipped_checkpoint() == tmp_path / "weights" / f"fetalhead_{SHIPPED_MODELS[-1]}.pt"
 
 
+def test_each_shipped_model_has_its_own_file_and_the_first_present_wins(monkeypatch, tmp_path):
+    monkeypatch.setattr("fetalhead.paths.PACKAGE_DIR", tmp_path)
+    files = [tmp_path / "weights" / f"fetalhead_{m}.pt" for m in SHIPPED_MODELS]
+    assert [shipped_checkpoint(m) for m in SHIPPED_MODELS] == files
+    (tmp_path / "weights").mkdir()
+    for f in files:
+        f.write_bytes(b"x")
+    assert shipped_checkpoint() == files[0]  # all present: the best (first) one
+
+
 @pytest.mark.parametrize("module,forbidden", [
     ("fetalhead.predict", {"fetalhead.train", "fetalhead.cache", "fetalhead.evaluate", "fetalhead.widgets"}),
     ("fetalhead.checkpoint", {"fetalhead.train", "fetalhead.cache"}),

@@ -294,6 +294,21 @@ def test_no_head_gives_a_status_not_an_error():
     assert row["status"] == STATUS_NO_HEAD and math.isnan(row["center_x_mm"])
 
 
+def test_the_predictors_threshold_is_the_one_applied():
+    """logits k (1 - r) > logit(t) <=> r < 1 - logit(t) / k: a threshold of 0.9 keeps the
+    ellipse scaled by 1 - ln(9) / 8 (about 0.725), in closed form; `measure(threshold=...)`
+    overrides it."""
+    model = EllipseLogits(TRUE, ORIG, k=8.0)
+    pred = Predictor(model, (64, 96), device="cpu", threshold=0.9)
+    f = 1 - math.log(9.0) / 8.0
+    inner = _inside(Ellipse(TRUE.cx, TRUE.cy, TRUE.a * f, TRUE.b * f, TRUE.angle_rad), ORIG)
+    mask = pred.predict(_image(), 0.1).mask
+    assert 2 * np.logical_and(mask, inner).sum() / (mask.sum() + inner.sum()) > 0.99
+    full = pred.measure(pred.probabilities([_image()])[0], 0.1, threshold=0.5).mask
+    truth = _inside(TRUE, ORIG)
+    assert 2 * np.logical_and(full, truth).sum() / (full.sum() + truth.sum()) > 0.99
+
+
 def test_tta_averages_the_mirrored_prediction():
     off_centre = Ellipse(cx=250.0, cy=250.0, a=150.0, b=100.0, angle_rad=0.3)
     model = EllipseLogits(off_centre, ORIG)

@@ -67,6 +67,60 @@ def test_the_kept_epoch_is_the_checkpoints_own_not_the_best_of_the_history():
     assert kept_epoch(hist, 9)["epoch"] == 3  # an epoch the history lacks: the same
 
 
+def test_a_metric_without_any_value_is_stored_as_null_and_shown_as_a_dash(tmp_path):
+    df = _df(4)
+    df["hc_error_mm"] = np.nan  # no head measured anywhere: no HC figure at all
+    rec = results_record(df, summary_table(df, n_boot=50), model="small", part="test", tta=False, command="c")
+    text = json.dumps(rec, allow_nan=False)  # strict JSON: no NaN literal
+    assert json.loads(text)["metrics"]["hc_error_mm"]["mean"] is None
+    assert "| - |" in results_table([rec])
+
+
+def test_a_dice_equal_to_the_target_reaches_it(monkeypatch):
+    import fetalhead.results as results
+
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "val_dice": [0.5, 0.97, 0.98], "seconds": [10.0, 20.0, 30.0]})
+    monkeypatch.setattr(results, "training_run", lambda run: ({"machine": "m"}, hist))
+    assert results.training_summary("r_30s", target=0.97).endswith("validation Dice 0.97 after 20 s (epoch 2)")
+
+
+def test_the_card_reports_the_epoch_its_weights_file_names(monkeypatch):
+    """A later epoch better by less than min_delta did not replace the kept weights: the card
+    quotes the weights' own epoch (2), not the history's best (3)."""
+    import fetalhead.cards as cards
+    import fetalhead.checkpoint as checkpoint
+    from fetalhead.config import get_config
+
+    cfg = get_config("small", quick=False)
+    hist = pd.DataFrame({"epoch": [1, 2, 3], "val_dice": [0.9, 0.97910, 0.97915], "seconds": [10.0, 20.0, 30.0]})
+    monkeypatch.setattr(checkpoint, "load_checkpoint",
+                        lambda path: (None, cfg, {"training_run": "plain_30s", "epoch": 2}))
+    monkeypatch.setattr(cards, "training_run",
+                        lambda run: ({"machine": "m", "command": "c", "date": "d"}, hist))
+    monkeypatch.setattr(cards, "review_limitation", lambda folder=None: "- review")
+    card = " ".join(model_card("small", records=[]).split())
+    assert "the weights shipped are those of epoch 2 (20 s), validation Dice 0.9791 " in card
+
+
+def test_the_review_table_leaves_out_records_with_flips():
+    flag = {"n_images": 10, "n_review": 1, "fraction_set_aside": 0.1, "n_gross": 1, "gross_caught": 1,
+            "hc_abs_error_mm_all": 2.0, "hc_abs_error_mm_kept": 1.0, "hc_abs_error_mm_kept_ci": [0.5, 1.5],
+            "hc_abs_error_mm_oracle": 0.9}
+    records = [{"model": SHIPPED_MODELS[0], "part": "test", "tta": tta, "review_flag": flag} for tta in (False, True)]
+    rows = review_table(records).splitlines()[2:]
+    assert len(rows) == 1 and "flips" not in rows[0]
+
+
+def test_markers_in_the_wrong_order_are_a_one_line_error():
+    from fetalhead.cards import _between
+    from fetalhead.errors import FetalheadError
+
+    start, end = README_MARKERS
+    with pytest.raises(FetalheadError, match="lacks the lines"):
+        _between(f"a\n{end}\nb\n{start}\nc\n", README_MARKERS, "table")
+    assert _between(f"a\n{start}\nold\n{end}\nc\n", README_MARKERS, "new") == f"a\n{start}\nnew\n{end}\nc\n"
+
+
 def test_the_review_table_shows_each_shipped_models_flag():
     flag = {"n_images": 160, "n_review": 12, "fraction_set_aside": 0.075, "n_gross": 6, "gross_caught": 4,
             "hc_abs_error_mm_all": 2.3, "hc_abs_error_mm_kept": 1.9, "hc_abs_error_mm_kept_ci": [1.6, 2.2],

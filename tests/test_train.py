@@ -78,6 +78,20 @@ def test_early_stopping_on_a_score_sequence():
     assert (again.best_epoch, again.bad_epochs, again.should_stop) == (2, 2, True)
 
 
+def test_a_tie_is_not_an_improvement():
+    # "improved by min_delta" with min_delta 0 means strictly better: an equal score keeps the
+    # earlier epoch's weights and counts as a bad epoch
+    model = torch.nn.Linear(1, 1, bias=False)
+    stopper = EarlyStopping(patience=1, min_delta=0.0)
+    for epoch in (1, 2):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        assert stopper.step(0.5, epoch, model) is (epoch == 1)
+    assert (stopper.best_epoch, stopper.bad_epochs, stopper.should_stop) == (1, 1, True)
+    stopper.restore(model)
+    assert model.weight.item() == 1.0
+
+
 def test_fit_stops_early_and_restores_the_best_epoch(tmp_path):
     # min_delta = 1 makes any later epoch "no better": best is epoch 1, stop after epoch 2
     cfg = tiny_cfg(epochs=6, patience=1, min_delta=1.0)
@@ -275,6 +289,18 @@ def test_int8_weights_without_their_scales_are_refused(tmp_path):
     with pytest.raises(FetalheadError, match="without a scale") as e:
         load_checkpoint(path)
     assert "\n" not in str(e.value)
+
+
+def test_int8_weights_with_one_scale_for_the_whole_tensor_are_refused(tmp_path):
+    # a single per-tensor scale would broadcast silently over every slice: refused
+    cfg = tiny_cfg()
+    path = export_weights(build_model(cfg), cfg, None, tmp_path / "q8.pt", dtype="int8")
+    ckpt = torch.load(path, weights_only=True)
+    first = next(k for k, v in ckpt["model"].items() if v.dtype == torch.int8)
+    ckpt["scales"][first] = ckpt["scales"][first].max()  # 0-d
+    torch.save(ckpt, path)
+    with pytest.raises(FetalheadError, match="without a scale per slice"):
+        load_checkpoint(path)
 
 
 def test_bad_files_raise_one_line_errors(tmp_path):
@@ -509,6 +535,41 @@ def test_time_budget_follows_the_clock_not_the_step_count(tmp_path):
     assert len(slow.history) < 0.7 * len(fast.history)
     for h in (fast.history, slow.history):
         assert h["lr"].iloc[-1] < 0.05 * cfg.lr
+
+
+def test_time_budget_keeps_back_the_validations_time(tmp_path, monkeypatch):
+    """The budget includes validation: with a validation that takes 2 s (of a 6 s budget) the
+    run stops training early enough that its last validation still ends inside the budget,
+    give or take one epoch's training steps (4 steps of a few 0.05 s clock reads)."""
+    import fetalhead.train as tr
+
+    clock = FakeClock(0.05)
+    real = tr.evaluate_arrays
+
+    def slow_validation(*args, **kwargs):
+        clock.t += 2.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "evaluate_arrays", slow_validation)
+    cfg = tiny_cfg(epochs=2, time_budget_s=6.0, last_every_s=1e9)
+    res = fit(cfg, synthetic_set(16), synthetic_set(4, seed=1), tmp_path, progress=False, clock=clock)
+    assert len(res.history) >= 2
+    assert res.history["seconds"].iloc[-1] <= 6.0 + 0.6
+
+
+def test_seconds_in_the_history_add_up_over_a_resume(tmp_path):
+    """history.csv's seconds are those since the run began, resumed parts included: a run
+    stopped after epoch 1 and resumed records the same seconds as an uninterrupted one (the
+    same fake clock, 1 s per read, about 3 reads an epoch), give or take a read or two."""
+    cfg = tiny_cfg(epochs=2)
+    train, val = synthetic_set(8), synthetic_set(4, seed=1)
+    full = fit(cfg, train, val, tmp_path / "full", progress=False, clock=FakeClock(1.0))
+    fit(cfg, train, val, tmp_path / "part", progress=False, callback=lambda e, h: e == 1, clock=FakeClock(1.0))
+    resumed = fit(cfg, train, val, tmp_path / "part", resume=tmp_path / "part" / "last.pt", progress=False,
+                  clock=FakeClock(1.0))
+    a, b = full.history["seconds"].to_numpy(), resumed.history["seconds"].to_numpy()
+    assert a[1] >= 1.5 * a[0]  # the case can tell: epoch 2 ends well after epoch 1
+    assert b == pytest.approx(a, abs=1.5)
 
 
 def test_a_weights_only_file_cannot_be_resumed(tmp_path):
