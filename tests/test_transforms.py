@@ -157,12 +157,15 @@ def test_random_augmentation_keeps_image_and_mask_aligned():
         assert np.count_nonzero((ti[k, 0].numpy() * 255 > 100) != (m > 0)) <= 0.2 * boundary_pixels(m) + 2
 
 
+def _draws(params: AugmentParams, n: int = 4000) -> tuple[BatchDraw, list[AugmentDraw]]:
+    """`n` draws of `params` from each implementation (torch batch, numpy list), seeded."""
+    rng = np.random.default_rng(0)
+    return draw_batch(params, n, torch.Generator().manual_seed(0)), [draw_pair(params, rng) for _ in range(n)]
+
+
 def test_draws_have_the_requested_distribution():
     params = AugmentParams(rotate_deg=20.0, hflip=True, vflip=False, scale=0.1, intensity=0.1)
-    n = 4000
-    tb = draw_batch(params, n, torch.Generator().manual_seed(0))
-    rng = np.random.default_rng(0)
-    nb = [draw_pair(params, rng) for _ in range(n)]
+    tb, nb = _draws(params)
     for name, lo, hi in [("angle_deg", -20, 20), ("scale", 0.9, 1.1), ("gain", 0.9, 1.1), ("bias", -0.1, 0.1)]:
         t = getattr(tb, name).numpy()
         v = np.array([getattr(d, name) for d in nb])
@@ -178,11 +181,7 @@ def test_draws_have_the_requested_distribution():
 def test_draws_are_independent_of_each_other():
     # each parameter has its own random number: no two are correlated, and the four flip
     # combinations are equally likely (1/4 each), in both implementations
-    params = AugmentParams(rotate_deg=20.0, hflip=True, vflip=True, scale=0.1, intensity=0.1)
-    n = 4000
-    tb = draw_batch(params, n, torch.Generator().manual_seed(0))
-    rng = np.random.default_rng(0)
-    nb = [draw_pair(params, rng) for _ in range(n)]
+    tb, nb = _draws(AugmentParams(rotate_deg=20.0, hflip=True, vflip=True, scale=0.1, intensity=0.1))
     fields = ("angle_deg", "scale", "hflip", "vflip", "gain", "bias")
     for cols in ([getattr(tb, f).numpy().astype(float) for f in fields],
                  [np.array([float(getattr(d, f)) for d in nb]) for f in fields]):
