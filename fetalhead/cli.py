@@ -140,6 +140,13 @@ def _add_count(p: argparse.ArgumentParser, flag: str, help: str) -> None:
     p.add_argument(flag, type=_positive_int, default=None, metavar="N", help=help)
 
 
+def _add_review(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--review-below", type=_unit_float, default=None, metavar="SCORE",
+                   help="quality score in [0, 1] below which a measurement gets status "
+                   "\"review\": higher flags more images and catches more errors (default: "
+                   "the model's own; the shipped models' is in their cards)")
+
+
 def _command(sub: argparse._SubParsersAction, name: str, help: str, description: str, *,
              data: bool = True, checkpoint: bool = False) -> argparse.ArgumentParser:
     """A sub-parser for command `name` with the options `_add_common` gives it."""
@@ -219,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which held-out part of the split (default: test)")
     _add_out(p, "DIR", "report folder (default: outputs/)", overwrite="replace an existing report")
     _add_count(p, "--limit", "score only the first N images")
+    _add_review(p)
     p.add_argument("--results", type=_path, default=None, metavar="FILE",
                    help="also write the summary with its provenance (command, machine, date, "
                    "commit) to this JSON file, e.g. results/default_test.json")
@@ -235,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="pixel size in millimetres, the same for every image")
     size.add_argument("--pixel-csv", type=_path, metavar="FILE",
                       help="CSV with a filename column and a pixel size (mm) column")
+    _add_review(p)
 
     p = _command(sub, "submit", "write the HC18 challenge CSV for the 335 test images",
                  "Predict the official test set and write the challenge "
@@ -253,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop with an error instead of downloading HC18 when it is missing")
     _add_count(p, "--epochs", "override the training preset's number of epochs")
     _add_count(p, "--limit", "evaluate only the first N held-out images (a quick check)")
+    _add_review(p)
 
     p = _command(sub, "cards", "rewrite the model cards and the README's tables from results/",
                  "Rewrite the Markdown card beside each shipped weights file and the README's "

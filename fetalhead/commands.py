@@ -111,7 +111,8 @@ def _tqdm(iterable, quiet: bool, **kw):
 
 def _load_predictor(args: argparse.Namespace) -> Predictor:
     """The Predictor for --checkpoint, else --model, else the best shipped model; says which."""
-    predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, tta=args.tta)
+    predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, tta=args.tta,
+                                          review_below=vars(args).get("review_below"))
     _say(f"model: {describe_model(predictor)}")
     return predictor
 
@@ -125,7 +126,8 @@ def describe_model(predictor: Predictor) -> str:
     trained = predictor.meta.get("trained_on") if predictor.meta else None
     extra = f", trained on {trained}" if trained else ""
     arch = f"preset '{cfg.name}', width {cfg.base_channels}, {cfg.image_size[0]}x{cfg.image_size[1]} px" if cfg else ""
-    return f"{name} ({arch}{extra}){', test-time flips' if predictor.tta else ''}"
+    flips = ", test-time flips" if predictor.tta else ""
+    return f"{name} ({arch}{extra}){flips}, review below quality {predictor.review_below:g}"
 
 
 # ---------------------------------------------------------------- commands
@@ -340,7 +342,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
         ckpt = _train(preset, out / f"train-{preset}", root=root, epochs=args.epochs,
                       quiet=args.quiet, overwrite=True)
         _say(f"      trained checkpoint: {ckpt}")
-    predictor = Predictor.from_checkpoint(ckpt, tta=args.tta)
+    predictor = Predictor.from_checkpoint(ckpt, tta=args.tta, review_below=args.review_below)
     _say(f"[2/4] model: {describe_model(predictor)}")
 
     # 3. held-out test split: metrics and figures

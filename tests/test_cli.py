@@ -811,3 +811,35 @@ def test_export_keeps_the_precision_the_model_trained_in(tmp_path, capfd):
                           trained_on="CPU: test", precision="bf16")
     assert run(["export", "--checkpoint", best, "--out", tmp_path / "out.pt"], capfd)[0] == 0
     assert load_checkpoint(tmp_path / "out.pt")[2]["precision"] == "bf16"
+
+
+def test_review_below_chooses_the_flag(tmp_path, capfd, synthetic_tiny):
+    """--review-below sets the quality below which a measurement gets status "review", is said
+    with the model, and reaches the stored evaluation record; out of [0, 1] it is refused."""
+    import json
+
+    root, ckpt = synthetic_tiny
+    images = _test_set_images(root, tmp_path / "in", 4)
+    tables = {}
+    for below in ("0", "1"):
+        code, stdout, err = run(["predict", *images, "--pixel-size", "0.12", "--out", tmp_path / below,
+                                 "--checkpoint", ckpt, "--quiet", "--review-below", below], capfd)
+        assert code == 0, err
+        assert f"review below quality {below}" in stdout
+        tables[below] = pd.read_csv(tmp_path / below / "predictions.csv")
+    never, always = tables["0"], tables["1"]
+    measured = never["status"] != "no head found"
+    assert measured.any() and (never.loc[measured, "status"] == "ok").all()  # nothing scores below 0
+    pd.testing.assert_series_equal(never["quality"], always["quality"])  # the score itself is unchanged
+    below_one = always.loc[measured, "quality"] < 1
+    assert below_one.any()
+    assert (always.loc[measured, "status"] == np.where(below_one, "review", "ok")).all()
+    res = tmp_path / "val.json"
+    code, _, err = run(["evaluate", "--data", root, "--checkpoint", ckpt, "--part", "val", "--out", tmp_path / "r",
+                        "--quiet", "--results", res, "--review-below", "0.75"], capfd)
+    assert code == 0, err
+    assert json.loads(res.read_text())["review_flag"]["review_below"] == 0.75
+    code, _, err = run(["predict", *images, "--pixel-size", "0.12", "--out", tmp_path / "bad",
+                        "--checkpoint", ckpt, "--review-below", "1.5"], capfd)
+    assert_one_line_error(code, err, 2, "between 0 and 1")
+    assert not (tmp_path / "bad").exists()
