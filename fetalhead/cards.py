@@ -59,7 +59,8 @@ protocols, and never a substitute for a trained sonographer's measurement."""
 LIMITATIONS = """\
 - Trained and evaluated on HC18 only: 2D ultrasound from one centre (Radboud University
   Medical Center, Nijmegen), Voluson E8 and 730 machines, fetuses of about 10-40 weeks. Other
-  scanners, settings or planes were never seen.
+  scanners, settings or planes were never seen: measure it on labelled scans of your own
+  (`fetalhead evaluate --images DIR --masks DIR --pixel-csv FILE`) before relying on it.
 - The held-out test part has 160 images from 121 examinations; the intervals are wide
   accordingly, and the official 335-image HC18 test set (labels hidden) may differ.
 {review}

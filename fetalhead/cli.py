@@ -222,14 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "evaluate", "score a checkpoint on the held-out split",
                  "Segment the held-out images, score them at original "
                  "resolution against the annotations and write metrics and figures.", checkpoint=True)
-    p.add_argument("--part", choices=("test", "val"), default="test",
-                   help="which held-out part of the split (default: test)")
+    p.add_argument("--part", choices=("test", "val"), default=None,
+                   help="which held-out part of HC18's split (default: test)")
     _add_out(p, "DIR", "report folder (default: outputs/)", overwrite="replace an existing report")
     _add_count(p, "--limit", "score only the first N images")
     _add_review(p)
     p.add_argument("--results", type=_path, default=None, metavar="FILE",
                    help="also write the summary with its provenance (command, machine, date, "
                    "commit) to this JSON file, e.g. results/default_test.json")
+    own = p.add_argument_group("your own labelled images, instead of HC18's split")
+    own.add_argument("--images", type=_path, default=None, metavar="DIR",
+                     help="folder of images to score against their masks")
+    own.add_argument("--masks", type=_path, default=None, metavar="DIR",
+                     help="folder of the masks (default: the images' folder)")
+    own.add_argument("--mask-pattern", default=None, metavar="PATTERN",
+                     help="a mask's file name from its image's {stem}, {name} or {suffix} "
+                     "(default: {stem}_Annotation.png, as HC18's)")
+    size = own.add_mutually_exclusive_group()
+    size.add_argument("--pixel-size", type=_pixel_size, metavar="MM",
+                      help="pixel size in millimetres, the same for every image")
+    size.add_argument("--pixel-csv", type=_path, metavar="FILE",
+                      help="CSV with a filename column and a pixel size (mm) column")
 
     p = _command(sub, "predict", "segment your own images and measure HC",
                  f"Segment images (or folders of {'/'.join(IMAGE_SUFFIXES)} images; "

@@ -45,6 +45,7 @@ from fetalhead.download import download_hc18
 from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import (
     check_submission,
+    evaluate_folder,
     evaluate_split,
     flag_summary,
     predict_challenge,
@@ -60,7 +61,7 @@ from fetalhead.files import (
     refuse_overwrite,
     staged_dir,
 )
-from fetalhead.folder import collect_images, read_pixel_csv
+from fetalhead.folder import MASK_PATTERN, FolderDataset, collect_images, read_pixel_csv
 from fetalhead.paths import PACKAGE_DIR, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
     STATUS_NO_HEAD,
@@ -223,28 +224,62 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _own_images(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[float]] | None:
+    """(images, masks, pixel sizes) of `evaluate --images`, checked; None without --images."""
+    own = {"--masks": args.masks, "--mask-pattern": args.mask_pattern, "--pixel-size": args.pixel_size,
+           "--pixel-csv": args.pixel_csv}
+    if args.images is None:
+        given = [k for k, v in own.items() if v is not None]
+        if given:
+            raise FetalheadError(f"{given[0]} needs --images DIR (your own labelled images)")
+        return None
+    for flag, value in (("--data", args.data), ("--part", args.part)):
+        if value is not None:
+            raise FetalheadError(f"{flag} is for HC18's split; --images scores your own folder instead")
+    if args.pixel_size is None and args.pixel_csv is None:
+        raise FetalheadError("--images needs --pixel-size MM or --pixel-csv FILE")
+    ds = FolderDataset(args.images, args.masks, args.mask_pattern or MASK_PATTERN)
+    images = ds.image_paths[:args.limit] if args.limit else ds.image_paths
+    masks = [ds.mask_path(i) for i in range(len(images))]
+    missing = [im.name for im, m in zip(images, masks, strict=True) if m is None]
+    if missing:
+        raise FetalheadError(f"{len(missing)} of {len(images)} images have no mask "
+                             f"({ds.mask_pattern} in {ds.mask_dir}), e.g. {missing[0]}")
+    for path in [*images, *masks]:
+        check_image_file(path)
+    return images, masks, _pixel_sizes(images, args.pixel_size, args.pixel_csv)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    root = check_data_dir(data_dir(args.data))
+    own = _own_images(args)
+    part = "folder" if own is not None else (args.part or "test")
+    root = check_data_dir(data_dir(args.data)) if own is None else None
     out = args.out if args.out is not None else _default_out("outputs")
     check_output_dir(out)
     refuse_overwrite([out / f for f in report_files()], args.overwrite)
     if args.results is not None:
         check_output_file(args.results, args.overwrite, "--results")
     predictor = _load_predictor(args)
-    seen = args.part in str(getattr(predictor.config, "train_parts", "train")).split("+")
+    seen = part in str(getattr(predictor.config, "train_parts", "train")).split("+")
     if seen:
-        _say(f"note: this model trained on the {args.part} part, so these figures are not held out")
-    df = evaluate_split(predictor, part=args.part, root=root, limit=args.limit,
-                        progress=not args.quiet, batch_size=args.batch_size)
+        _say(f"note: this model trained on the {part} part, so these figures are not held out")
+    if own is None:
+        df = evaluate_split(predictor, part=part, root=root, limit=args.limit,
+                            progress=not args.quiet, batch_size=args.batch_size)
+        files = None
+    else:
+        images, masks, sizes = own
+        df = evaluate_folder(predictor, images, masks, sizes, progress=not args.quiet, batch_size=args.batch_size)
+        files = {im.name: (im, m) for im, m in zip(images, masks, strict=True)}
     with staged_dir(out) as stage:
-        write_report(df, stage, predictor=predictor, root=root)
+        write_report(df, stage, predictor=predictor, root=root, files=files)
     table = summary_table(df)
     _say(table.to_string(float_format=lambda v: f"{v:.4f}"))
     _say(f"report written to {out}")
     if args.results is not None:
         ckpt = Path(predictor.checkpoint)
         model = args.model or (ckpt.stem.removeprefix("fetalhead_") if args.checkpoint is None else str(ckpt))
-        record = results_record(df, table, model=model, part=args.part, tta=predictor.tta,
+        record = results_record(df, table, model=model, part=part, tta=predictor.tta,
                                 command="fetalhead " + shlex.join(args.argv),
                                 trained_on=predictor.meta.get("trained_on"),
                                 device=device_name(predictor.device),

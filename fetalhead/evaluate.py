@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +32,12 @@ from fetalhead.data import (
 from fetalhead.ellipse import (
     SUBMISSION_COLUMNS,
     Ellipse,
+    annotation_bias_mm,
     challenge_row,
     ellipse_dice,
     ellipse_hausdorff_px,
     fit_ellipse,
+    hc_from_mask,
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
@@ -56,6 +58,7 @@ __all__ = [
     "bootstrap_ci",
     "check_submission",
     "ellipse_scores",
+    "evaluate_folder",
     "evaluate_split",
     "flag_summary",
     "predict_challenge",
@@ -128,18 +131,58 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         names = names[:limit]
     if not names:
         raise FetalheadError(f"no images of split part {part!r} in {root}")
+    items = [(n, image_path(n, root=root), annotation_path(n, root), float(table.at[n, "pixel_size_mm"]),
+              float(table.at[n, "hc_mm"]), parse_filename(n)[0]) for n in names]
+    return _score_items(predictor, items, f"evaluate {part}", progress, batch_size)
+
+
+def evaluate_folder(predictor: Predictor, images: Sequence[Path], masks: Sequence[Path],
+                    pixel_sizes: Sequence[float], progress: bool = True, batch_size: int = 8) -> pd.DataFrame:
+    """Segment and score your own labelled images, as `evaluate_split` scores HC18's.
+
+    Args:
+        predictor: a loaded `Predictor`.
+        images, masks: image files and their masks (same size; filled, or an ellipse outline
+            that is filled, as HC18's annotations are read by `fetalhead.data.load_mask`).
+        pixel_sizes: mm per pixel of each image.
+    Returns:
+        DataFrame with `EVAL_COLUMNS`, one row per image. The reference HC (`hc_true_mm`) is
+        the circumference of the ellipse fitted to the mask, on the same footing as the
+        predicted one (`hc_from_mask` less `annotation_bias_mm`: masks drawn like HC18's, the
+        outline's line included). `exam` comes from HC18-style names (`010_2HC.png`), else
+        each image is its own examination (-1, -2, ...) for the intervals.
+    """
+    if not (len(images) == len(masks) == len(pixel_sizes)):
+        raise FetalheadError(f"{len(images)} images, {len(masks)} masks and {len(pixel_sizes)} pixel sizes")
+    if not images:
+        raise FetalheadError("no images to score")
+    items = []
+    for i, (img, mask, px) in enumerate(zip(images, masks, pixel_sizes, strict=True)):
+        try:
+            exam = parse_filename(img)[0]
+        except FetalheadError:
+            exam = -(i + 1)
+        items.append((Path(img).name, Path(img), Path(mask), float(px), None, exam))
+    return _score_items(predictor, items, "evaluate", progress, batch_size)
+
+
+def _score_items(predictor: Predictor, items: list[tuple[str, Path, Path, float, float | None, int]],
+                 desc: str, progress: bool, batch_size: int) -> pd.DataFrame:
+    """`EVAL_COLUMNS` rows of (name, image file, mask file, pixel size mm, reference HC mm or
+    None for the mask's own, exam), predicted in batches."""
     rows = []
-    bar = tqdm(total=len(names), desc=f"evaluate {part}", unit="image", disable=not progress,
-               dynamic_ncols=True)
-    for start in _chunks(len(names), batch_size):
-        chunk = names[start:start + batch_size]
-        pairs = [load_pair(image_path(n, root=root), annotation_path(n, root)) for n in chunk]
-        sizes = [float(table.at[n, "pixel_size_mm"]) for n in chunk]
-        preds = predictor.predict_batch([im for im, _ in pairs], sizes, batch_size=batch_size)
-        for name, (_, gt), px, pred in zip(chunk, pairs, sizes, preds, strict=True):
-            true_hc = float(table.at[name, "hc_mm"])
+    bar = tqdm(total=len(items), desc=desc, unit="image", disable=not progress, dynamic_ncols=True)
+    for start in _chunks(len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        pairs = [load_pair(image, mask) for _, image, mask, *_ in chunk]
+        preds = predictor.predict_batch([im for im, _ in pairs], [it[3] for it in chunk], batch_size=batch_size)
+        for (name, _, mask_file, px, true_hc, exam), (_, gt), pred in zip(chunk, pairs, preds, strict=True):
+            if true_hc is None:
+                true_hc = hc_from_mask(gt, px, bias_mm=float(annotation_bias_mm(px)))
+                if not math.isfinite(true_hc):
+                    raise FetalheadError(f"mask {mask_file}: no ellipse in it to compare with")
             err = pred.hc_mm - true_hc
-            rows.append({"filename": name, "exam": parse_filename(name)[0], "pixel_size_mm": px,
+            rows.append({"filename": name, "exam": exam, "pixel_size_mm": px,
                          **ellipse_scores(pred.head_ellipse, gt, px), **score_pair(pred.mask, gt, px),
                          "hc_pred_mm": pred.hc_mm, "hc_true_mm": true_hc, "hc_error_mm": err,
                          "hc_abs_error_mm": abs(err), "status": pred.status,
@@ -272,10 +315,12 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predictor | None = None,
-                 root: str | os.PathLike | None = None) -> dict[str, Path]:
+                 root: str | os.PathLike | None = None,
+                 files: Mapping[str, tuple[Path, Path]] | None = None) -> dict[str, Path]:
     """Write `REPORT_FILES` into `out_dir`: the per-image table, the summary (CSV and JSON)
-    and the figures (examples only when `predictor` is given: it re-predicts 3 images).
-    Returns {relative name: path}."""
+    and the figures (examples only when `predictor` is given: it re-predicts 3 images, HC18's
+    under `root`, or `files`: {file name: (image file, mask file)} for `evaluate_folder`'s
+    table, whose reference HC is the mask's). Returns {relative name: path}."""
     from fetalhead import report
 
     out = Path(out_dir)
@@ -298,12 +343,14 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
         "metrics": {m: {k: _finite_or_none(v) for k, v in row.items()} for m, row in table.iterrows()},
     }
     keep("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    reference = "CSV" if files is None else "mask"
     figures = {
-        "figures/eval_bland_altman.png": report.bland_altman(df["hc_pred_mm"], df["hc_true_mm"]),
+        "figures/eval_bland_altman.png": report.bland_altman(df["hc_pred_mm"], df["hc_true_mm"], reference=reference),
         "figures/eval_dice.png": report.dice_histogram(df["dice"]),
     }
     if predictor is not None:
-        figures["figures/eval_examples.png"] = report.prediction_examples(df, predictor, root=root)
+        figures["figures/eval_examples.png"] = report.prediction_examples(df, predictor, root=root, files=files,
+                                                                          reference=reference)
     for name, fig in figures.items():
         save_figure(fig, Path(name).name, out_dir=out / "figures", dpi=120)
         written[name] = out / name

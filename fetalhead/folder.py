@@ -32,7 +32,10 @@ from fetalhead.data import (
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 
-__all__ = ["FolderDataset", "collect_images", "read_pixel_csv"]
+__all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "read_pixel_csv"]
+
+#: a mask's file name from its image's: HC18's ("010_HC.png" -> "010_HC_Annotation.png")
+MASK_PATTERN = "{stem}_Annotation.png"
 
 # stems of masks (HC18's annotations) and of what `fetalhead predict` writes: never inputs
 _NOT_INPUTS = ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX)
@@ -119,7 +122,7 @@ class FolderDataset:
         self,
         image_dir: str | os.PathLike,
         mask_dir: str | os.PathLike | None = None,
-        mask_pattern: str = "{stem}_Annotation.png",
+        mask_pattern: str = MASK_PATTERN,
         pixel_csv: str | os.PathLike | None = None,
     ) -> None:
         self.image_dir = Path(image_dir)

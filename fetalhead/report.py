@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -83,9 +85,13 @@ def pick_examples(df: pd.DataFrame, column: str = "dice") -> dict[str, int]:
 
 
 def prediction_examples(df: pd.DataFrame, predictor: Predictor,
-                        root: str | os.PathLike | None = None) -> Figure:
-    """Best, median and worst image of an `evaluate_split` table by Dice: each re-predicted
-    with `predictor`, shown with the annotation and the predicted ellipse (`plot_prediction`)."""
+                        root: str | os.PathLike | None = None,
+                        files: Mapping[str, tuple[Path, Path]] | None = None,
+                        reference: str = "CSV") -> Figure:
+    """Best, median and worst image of an `evaluate_split` (or `evaluate_folder`) table by
+    Dice: each re-predicted with `predictor`, shown with the annotation and the predicted
+    ellipse (`plot_prediction`). Images and masks are HC18's under `root`, or `files`:
+    {file name: (image file, mask file)}; `reference` names where the true HC comes from."""
     from fetalhead.data import annotation_path, image_path, load_pair
 
     picks = pick_examples(df)
@@ -93,10 +99,12 @@ def prediction_examples(df: pd.DataFrame, predictor: Predictor,
     axes = fig.subplots(1, len(picks))
     for k, (ax, (label, i)) in enumerate(zip(np.atleast_1d(axes), picks.items(), strict=True)):
         row = df.iloc[i]
-        image, gt = load_pair(image_path(row["filename"], root=root), annotation_path(row["filename"], root))
+        name = row["filename"]
+        image, gt = load_pair(*(files[name] if files is not None else
+                                (image_path(name, root=root), annotation_path(name, root))))
         pred = predictor.predict(image, float(row["pixel_size_mm"]))
-        title = (f"{label}: {row['filename']}  Dice {row['dice']:.3f}\n"
-                 f"HC {row['hc_pred_mm']:.1f} mm (CSV {row['hc_true_mm']:.1f} mm)")
+        title = (f"{label}: {name}  Dice {row['dice']:.3f}\n"
+                 f"HC {row['hc_pred_mm']:.1f} mm ({reference} {row['hc_true_mm']:.1f} mm)")
         plot_prediction(image, pred, gt, ax=ax, title=title, legend=k == 0)
     return fig
 
@@ -113,9 +121,11 @@ def limits_of_agreement(pred: ArrayLike, true: ArrayLike) -> tuple[float, float,
     return mean, mean - 1.96 * sd, mean + 1.96 * sd
 
 
-def bland_altman(hc_pred: ArrayLike, hc_true: ArrayLike, ax: Axes | None = None) -> Figure:
-    """Bland-Altman plot of predicted vs CSV head circumference (mm): the difference
-    pred - CSV against the mean of the two, with the bias and the 95 % limits of agreement."""
+def bland_altman(hc_pred: ArrayLike, hc_true: ArrayLike, ax: Axes | None = None,
+                 reference: str = "CSV") -> Figure:
+    """Bland-Altman plot of predicted vs reference head circumference (mm; `reference` names
+    it): the difference pred - reference against the mean of the two, with the bias and the
+    95 % limits of agreement."""
     pred, true = np.asarray(hc_pred, np.float64), np.asarray(hc_true, np.float64)
     ok = np.isfinite(pred) & np.isfinite(true)
     fig, ax = new_axes(ax, figsize=(5.5, 4.0))
@@ -129,8 +139,8 @@ def bland_altman(hc_pred: ArrayLike, hc_true: ArrayLike, ax: Axes | None = None)
         ax.legend(fontsize=8, loc="best")
     ax.axhline(0, color="0.6", lw=0.8)
     missing = int((~ok).sum())
-    ax.set_xlabel("mean of predicted and CSV HC (mm)")
-    ax.set_ylabel("predicted - CSV HC (mm)")
+    ax.set_xlabel(f"mean of predicted and {reference} HC (mm)")
+    ax.set_ylabel(f"predicted - {reference} HC (mm)")
     ax.set_title(f"Bland-Altman, n = {int(ok.sum())}" + (f" ({missing} without a head)" if missing else ""),
                  fontsize=10)
     return fig

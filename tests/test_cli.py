@@ -843,3 +843,50 @@ def test_review_below_chooses_the_flag(tmp_path, capfd, synthetic_tiny):
                         "--checkpoint", ckpt, "--review-below", "1.5"], capfd)
     assert_one_line_error(code, err, 2, "between 0 and 1")
     assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
+    """evaluate --images scores a folder of your own images against their masks (any mask
+    folder and naming, pixel sizes given or from a CSV); what it cannot do is refused in one
+    line before anything is written."""
+    import json
+
+    from fetalhead.data import annotation_path, image_path, read_training_csv
+
+    root, ckpt = synthetic_tiny
+    table = read_training_csv(root).head(4)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "seg").mkdir()
+    for k, name in enumerate(table["filename"]):
+        shutil.copy(image_path(name, root=root), tmp_path / "img" / f"scan{k}.png")
+        shutil.copy(annotation_path(name, root), tmp_path / "seg" / f"scan{k}_mask.png")
+    pd.DataFrame({"filename": [f"scan{k}.png" for k in range(4)],
+                  "pixel size(mm)": table["pixel_size_mm"]}).to_csv(tmp_path / "px.csv", index=False)
+    own = ["--images", tmp_path / "img", "--masks", tmp_path / "seg", "--mask-pattern", "{stem}_mask.png"]
+    res = tmp_path / "own.json"
+    code, stdout, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-csv", tmp_path / "px.csv",
+                             "--out", tmp_path / "report", "--quiet", "--results", res], capfd)
+    assert code == 0, err
+    per_image = pd.read_csv(tmp_path / "report" / "metrics_per_image.csv")
+    assert list(per_image["filename"]) == [f"scan{k}.png" for k in range(4)]
+    np.testing.assert_allclose(per_image["pixel_size_mm"], table["pixel_size_mm"])
+    assert list(per_image["exam"]) == [-1, -2, -3, -4]  # no HC18 names: each its own examination
+    assert (tmp_path / "report" / "figures" / "eval_examples.png").is_file()
+    rec = json.loads(res.read_text())
+    assert rec["part"] == "folder" and rec["n_images"] == 4 and rec["seen_in_training"] is False
+    code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-size", "0.1", "--limit", "2",
+                        "--out", tmp_path / "two", "--quiet"], capfd)
+    assert code == 0, err
+    assert (pd.read_csv(tmp_path / "two" / "metrics_per_image.csv")["pixel_size_mm"] == 0.1).all()
+    (tmp_path / "seg" / "scan3_mask.png").unlink()
+    before = snapshot(tmp_path)
+    for extra, words in ((["--pixel-size", "0.1"], "1 of 4 images have no mask"),
+                         ([], "--images needs --pixel-size MM or --pixel-csv FILE"),
+                         (["--pixel-size", "0.1", "--part", "val"], "--part is for HC18's split"),
+                         (["--pixel-size", "0.1", "--data", root], "--data is for HC18's split")):
+        code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, *extra, "--out", tmp_path / "no"], capfd)
+        assert_one_line_error(code, err, 1, words)
+    code, _, err = run(["evaluate", "--checkpoint", ckpt, "--masks", tmp_path / "seg", "--data", root,
+                        "--out", tmp_path / "no"], capfd)
+    assert_one_line_error(code, err, 1, "--masks needs --images DIR")
+    assert snapshot(tmp_path) == before

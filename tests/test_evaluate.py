@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from oracles import conic_fit_semi_axes
+from PIL import Image
 from scipy.special import ellipe
 from test_predict import Constant, synthetic_tiny_model
 
@@ -27,6 +28,7 @@ from fetalhead.evaluate import (
     SUMMARY_METRICS,
     bootstrap_ci,
     check_submission,
+    evaluate_folder,
     evaluate_split,
     predict_challenge,
     summary_table,
@@ -215,6 +217,44 @@ def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     assert summary["metrics"]["dice"]["mean"] == 1.0
     table = pd.read_csv(out / "summary.csv", index_col="metric")
     assert table.loc["dice", "mean"] == 1.0
+
+
+def test_evaluate_folder_scores_like_the_split(synthetic_tiny, tmp_path):
+    """Your own folder is scored as HC18's split is, image by image; only the reference HC
+    differs: the mask's own (less the annotation bias), not the CSV's."""
+    import shutil
+
+    from fetalhead.data import annotation_path, image_path, load_mask, read_training_csv
+    from fetalhead.ellipse import annotation_bias_mm, hc_from_mask
+
+    root, ckpt = synthetic_tiny
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    split = evaluate_split(predictor, "val", root=root, progress=False)
+    px = read_training_csv(root).set_index("filename")["pixel_size_mm"]
+    names = list(split["filename"])
+    images, masks = [], []
+    for k, name in enumerate(names):  # the last one renamed: not an HC18 name, its own examination
+        images.append(tmp_path / (name if k < len(names) - 1 else "scan.png"))
+        masks.append(tmp_path / "masks" / f"{images[-1].stem}.png")
+        masks[-1].parent.mkdir(exist_ok=True)
+        shutil.copy(image_path(name, root=root), images[-1])
+        shutil.copy(annotation_path(name, root), masks[-1])
+    own = evaluate_folder(predictor, images, masks, [px[n] for n in names], progress=False, batch_size=4)
+    assert list(own.columns) == EVAL_COLUMNS and len(own) == len(names) >= 3
+    assert list(own["filename"]) == [*names[:-1], "scan.png"]
+    assert list(own["exam"]) == [*split["exam"][:-1], -len(names)]
+    same = [c for c in EVAL_COLUMNS if c not in ("filename", "exam", "hc_true_mm", "hc_error_mm", "hc_abs_error_mm")]
+    pd.testing.assert_frame_equal(own[same], split[same])
+    reference = [hc_from_mask(load_mask(m), px[n]) - annotation_bias_mm(px[n]) for m, n in zip(masks, names, strict=True)]
+    np.testing.assert_allclose(own["hc_true_mm"], reference, rtol=1e-12)
+    np.testing.assert_allclose(own["hc_error_mm"], own["hc_pred_mm"] - own["hc_true_mm"], rtol=1e-12)
+    np.testing.assert_allclose(own["hc_abs_error_mm"], own["hc_error_mm"].abs(), rtol=1e-12)
+    empty = tmp_path / "empty.png"
+    Image.fromarray(np.zeros_like(load_mask(masks[0]))).save(empty)
+    with pytest.raises(FetalheadError, match="empty.png: no ellipse"):
+        evaluate_folder(predictor, images[:1], [empty], [0.1], progress=False)
+    with pytest.raises(FetalheadError, match="2 images, 1 masks"):
+        evaluate_folder(predictor, images[:2], masks[:1], [0.1, 0.1], progress=False)
 
 
 # ----------------------------------------------------------------------------- challenge
