@@ -69,6 +69,10 @@ def _unit_float(text: str) -> float:
     return _float(text, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 
 
+def _open_unit_float(text: str) -> float:
+    return _float(text, lambda v: 0.0 < v < 1.0, "between 0 and 1, both excluded")
+
+
 def _parts(text: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
     bad = [p for p in parts if p not in PARTS]
@@ -147,6 +151,25 @@ def _add_review(p: argparse.ArgumentParser) -> None:
                    "the model's own; the shipped models' is in their cards)")
 
 
+def _add_own_images(p: argparse.ArgumentParser, what: str) -> argparse._ArgumentGroup:
+    """--images, --masks, --mask-pattern and --pixel-size | --pixel-csv: a folder of your own
+    labelled images instead of HC18's split (`what` the command does with them)."""
+    own = p.add_argument_group("your own labelled images, instead of HC18's split")
+    own.add_argument("--images", type=_path, default=None, metavar="DIR",
+                     help=f"folder of images to {what}")
+    own.add_argument("--masks", type=_path, default=None, metavar="DIR",
+                     help="folder of the masks (default: the images' folder)")
+    own.add_argument("--mask-pattern", default=None, metavar="PATTERN",
+                     help="a mask's file name from its image's {stem}, {name} or {suffix} "
+                     "(default: {stem}_Annotation.png, as HC18's)")
+    size = own.add_mutually_exclusive_group()
+    size.add_argument("--pixel-size", type=_pixel_size, metavar="MM",
+                      help="pixel size in millimetres, the same for every image")
+    size.add_argument("--pixel-csv", type=_path, metavar="FILE",
+                      help="CSV with a filename column and a pixel size (mm) column")
+    return own
+
+
 def _command(sub: argparse._SubParsersAction, name: str, help: str, description: str, *,
              data: bool = True, checkpoint: bool = False) -> argparse.ArgumentParser:
     """A sub-parser for command `name` with the options `_add_common` gives it."""
@@ -199,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read arrays from a compact cache file (see prepare-cache)")
     p.add_argument("--quick", action="store_true",
                    help="quick mode: few images, few epochs (as FETALHEAD_QUICK=1)")
+    p.add_argument("--init", default=None, metavar="MODEL|FILE",
+                   help="start from these weights instead of random ones (fine-tuning): a shipped "
+                   "model (small, default) or a checkpoint, of the preset's network")
+    own = _add_own_images(p, "train on (and validate on a share of them)")
+    own.add_argument("--val-fraction", type=_open_unit_float, default=None, metavar="F",
+                     help="share of the examinations kept for validation (default 0.2)")
 
     p = _command(sub, "export", "write a checkpoint's weights as a small file (fp16 or int8)",
                  "Write the weights of a checkpoint (best.pt, last.pt) in half precision (or "
@@ -230,19 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=_path, default=None, metavar="FILE",
                    help="also write the summary with its provenance (command, machine, date, "
                    "commit) to this JSON file, e.g. results/default_test.json")
-    own = p.add_argument_group("your own labelled images, instead of HC18's split")
-    own.add_argument("--images", type=_path, default=None, metavar="DIR",
-                     help="folder of images to score against their masks")
-    own.add_argument("--masks", type=_path, default=None, metavar="DIR",
-                     help="folder of the masks (default: the images' folder)")
-    own.add_argument("--mask-pattern", default=None, metavar="PATTERN",
-                     help="a mask's file name from its image's {stem}, {name} or {suffix} "
-                     "(default: {stem}_Annotation.png, as HC18's)")
-    size = own.add_mutually_exclusive_group()
-    size.add_argument("--pixel-size", type=_pixel_size, metavar="MM",
-                      help="pixel size in millimetres, the same for every image")
-    size.add_argument("--pixel-csv", type=_path, metavar="FILE",
-                      help="CSV with a filename column and a pixel size (mm) column")
+    _add_own_images(p, "score against their masks")
 
     p = _command(sub, "predict", "segment your own images and measure HC",
                  f"Segment images (or folders of {'/'.join(IMAGE_SUFFIXES)} images; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -62,7 +63,7 @@ from fetalhead.files import (
     staged_dir,
 )
 from fetalhead.folder import MASK_PATTERN, FolderDataset, collect_images, read_pixel_csv
-from fetalhead.paths import PACKAGE_DIR, data_dir, repo_root, shipped_checkpoint
+from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
     STATUS_NO_HEAD,
     STATUS_REVIEW,
@@ -72,6 +73,7 @@ from fetalhead.predict import (
 )
 from fetalhead.report import draw_overlay
 from fetalhead.results import results_record, write_results
+from fetalhead.split import split_groups
 from fetalhead.train import fit
 
 __all__ = ["RUN_FILES", "describe_model", "run"]
@@ -153,10 +155,13 @@ def _cmd_prepare_cache(args: argparse.Namespace) -> int:
 def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None = None,
            resume: Path | None = None, cache: Path | None = None, quick: bool | None = None,
            quiet: bool = False, overwrite: bool = False, time_budget: float | None = None,
-           seed: int | None = None, settings: Sequence[tuple[str, Any]] = ()) -> Path:
+           seed: int | None = None, settings: Sequence[tuple[str, Any]] = (), own: FolderDataset | None = None,
+           val_fraction: float | None = None, init: str | None = None) -> Path:
     """Train preset `preset` into `out_dir`; return the best checkpoint's path. `settings`
     ((field, value) pairs) override the preset's fields last. An earlier run's files there
-    are replaced only with `overwrite` or when resuming the run kept there."""
+    are replaced only with `overwrite` or when resuming the run kept there. `own`: your own
+    labelled images instead of HC18's split, `val_fraction` of their examinations kept for
+    validation; `init`: a shipped model's name or a checkpoint to start from."""
     overrides: dict = {"epochs": epochs} if epochs is not None else {}
     if time_budget is not None:
         overrides["time_budget_s"] = time_budget
@@ -170,7 +175,15 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     # resuming continues the run in its own folder; another run's files elsewhere stay safe
     same_run = resume is not None and resume.resolve().parent == out_dir.resolve()
     refuse_overwrite([out_dir / f for f in RUN_FILES], overwrite or same_run)
-    if cache is not None:
+    start = _initial_weights(init) if init is not None else None
+    if own is not None:
+        arrays = own.to_arrays(cfg.image_size)
+        arrays.meta["split"] = split_groups(arrays.meta["exam"], val_fraction or 0.2, cfg.seed)
+        train, val = arrays.part("train"), arrays.part("val")
+        if not quiet:
+            _say(f"your own images: {len(train)} to train on, {len(val)} to validate on "
+                 f"({val.meta['exam'].nunique()} of {arrays.meta['exam'].nunique()} examinations)")
+    elif cache is not None:
         check_input_file(cache, "--cache")
         arrays = load_compact_cache(cache)
         if "train" not in arrays or "val" not in arrays:
@@ -193,16 +206,30 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
             _say(f"training on the train and val parts ({len(train)} images): validation Dice is "
                  "measured on seen images, so ship last.pt and judge on the test part")
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet)
+    result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet, init=start)
     return Path(result.checkpoint_path)
 
 
+def _initial_weights(init: str) -> dict[str, torch.Tensor]:
+    """The weights (float32 state dict) of a shipped model `init` ("small", "default") or of
+    the checkpoint file `init`; says which."""
+    path = shipped_checkpoint(init) if init in SHIPPED_MODELS else Path(init)
+    if not path.is_file():
+        raise FetalheadError(f"--init {init}: no such file" + ("" if init in SHIPPED_MODELS else
+                             f" (or a shipped model: {', '.join(SHIPPED_MODELS)})"))
+    model, cfg, _ = load_checkpoint(path)
+    _say(f"starting from the weights of {path} (preset {cfg.name!r}, width {cfg.base_channels})")
+    return {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    own = _own_dataset(args, {"--data": args.data, "--cache": args.cache})
     out = args.out if args.out is not None else _default_out("runs") / args.preset
-    root = None if args.cache is not None else data_dir(args.data)
+    root = None if args.cache is not None or own is not None else data_dir(args.data)
     ckpt = _train(args.preset, out, root=root, epochs=args.epochs, resume=args.resume,
                   cache=args.cache, quick=args.quick, quiet=args.quiet, overwrite=args.overwrite,
-                  time_budget=args.time_budget, seed=args.seed, settings=args.overrides)
+                  time_budget=args.time_budget, seed=args.seed, settings=args.overrides, own=own,
+                  val_fraction=args.val_fraction, init=args.init)
     _say(f"best checkpoint: {ckpt}")
     return 0
 
@@ -224,34 +251,39 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _own_images(args: argparse.Namespace) -> tuple[list[Path], list[Path], list[float]] | None:
-    """(images, masks, pixel sizes) of `evaluate --images`, checked; None without --images."""
+def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> FolderDataset | None:
+    """The folder of --images, every image with a mask and a pixel size, checked before
+    anything is written; None without --images. `instead_of`: {HC18 option: its value}, the
+    options --images replaces."""
     own = {"--masks": args.masks, "--mask-pattern": args.mask_pattern, "--pixel-size": args.pixel_size,
-           "--pixel-csv": args.pixel_csv}
+           "--pixel-csv": args.pixel_csv, "--val-fraction": getattr(args, "val_fraction", None)}
     if args.images is None:
         given = [k for k, v in own.items() if v is not None]
         if given:
             raise FetalheadError(f"{given[0]} needs --images DIR (your own labelled images)")
         return None
-    for flag, value in (("--data", args.data), ("--part", args.part)):
+    for flag, value in instead_of.items():
         if value is not None:
-            raise FetalheadError(f"{flag} is for HC18's split; --images scores your own folder instead")
+            raise FetalheadError(f"{flag} is for HC18's split; --images uses your own folder instead")
     if args.pixel_size is None and args.pixel_csv is None:
         raise FetalheadError("--images needs --pixel-size MM or --pixel-csv FILE")
-    ds = FolderDataset(args.images, args.masks, args.mask_pattern or MASK_PATTERN)
-    images = ds.image_paths[:args.limit] if args.limit else ds.image_paths
-    masks = [ds.mask_path(i) for i in range(len(images))]
-    missing = [im.name for im, m in zip(images, masks, strict=True) if m is None]
+    ds = FolderDataset(args.images, args.masks, args.mask_pattern or MASK_PATTERN, pixel_csv=args.pixel_csv,
+                       pixel_size_mm=args.pixel_size)
+    missing = [p.name for i, p in enumerate(ds.image_paths) if ds.mask_path(i) is None]
     if missing:
-        raise FetalheadError(f"{len(missing)} of {len(images)} images have no mask "
+        raise FetalheadError(f"{len(missing)} of {len(ds)} images have no mask "
                              f"({ds.mask_pattern} in {ds.mask_dir}), e.g. {missing[0]}")
-    for path in [*images, *masks]:
+    unknown = [p.name for i, p in enumerate(ds.image_paths) if not math.isfinite(ds.pixel_size(i))]
+    if unknown:
+        raise FetalheadError(f"{unknown[0]}: no pixel size for this image in {args.pixel_csv}")
+    for i, path in enumerate(ds.image_paths):
         check_image_file(path)
-    return images, masks, _pixel_sizes(images, args.pixel_size, args.pixel_csv)
+        check_image_file(ds.mask_path(i))
+    return ds
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    own = _own_images(args)
+    own = _own_dataset(args, {"--data": args.data, "--part": args.part})
     part = "folder" if own is not None else (args.part or "test")
     root = check_data_dir(data_dir(args.data)) if own is None else None
     out = args.out if args.out is not None else _default_out("outputs")
@@ -268,8 +300,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                             progress=not args.quiet, batch_size=args.batch_size)
         files = None
     else:
-        images, masks, sizes = own
-        df = evaluate_folder(predictor, images, masks, sizes, progress=not args.quiet, batch_size=args.batch_size)
+        n = min(len(own), args.limit or len(own))
+        images, masks = own.image_paths[:n], [own.mask_path(i) for i in range(n)]
+        df = evaluate_folder(predictor, images, masks, [own.pixel_size(i) for i in range(n)],
+                             progress=not args.quiet, batch_size=args.batch_size)
         files = {im.name: (im, m) for im, m in zip(images, masks, strict=True)}
     with staged_dir(out) as stage:
         write_report(df, stage, predictor=predictor, root=root, files=files)

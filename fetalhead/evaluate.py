@@ -41,6 +41,7 @@ from fetalhead.ellipse import (
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
+from fetalhead.folder import exam_of
 from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, Predictor
@@ -149,8 +150,8 @@ def evaluate_folder(predictor: Predictor, images: Sequence[Path], masks: Sequenc
         DataFrame with `EVAL_COLUMNS`, one row per image. The reference HC (`hc_true_mm`) is
         the circumference of the ellipse fitted to the mask, on the same footing as the
         predicted one (`hc_from_mask` less `annotation_bias_mm`: masks drawn like HC18's, the
-        outline's line included). `exam` comes from HC18-style names (`010_2HC.png`), else
-        each image is its own examination (-1, -2, ...) for the intervals.
+        outline's line included). `exam`: `fetalhead.folder.exam_of` (HC18-style names, else
+        each image its own examination), which the intervals resample.
     """
     if not (len(images) == len(masks) == len(pixel_sizes)):
         raise FetalheadError(f"{len(images)} images, {len(masks)} masks and {len(pixel_sizes)} pixel sizes")
@@ -158,11 +159,7 @@ def evaluate_folder(predictor: Predictor, images: Sequence[Path], masks: Sequenc
         raise FetalheadError("no images to score")
     items = []
     for i, (img, mask, px) in enumerate(zip(images, masks, pixel_sizes, strict=True)):
-        try:
-            exam = parse_filename(img)[0]
-        except FetalheadError:
-            exam = -(i + 1)
-        items.append((Path(img).name, Path(img), Path(mask), float(px), None, exam))
+        items.append((Path(img).name, Path(img), Path(mask), float(px), None, exam_of(Path(img).name, i)[0]))
     return _score_items(predictor, items, "evaluate", progress, batch_size)
 
 

@@ -9,6 +9,7 @@ may be filled or thin outlines, like HC18's.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,13 +33,23 @@ from fetalhead.data import (
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 
-__all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "read_pixel_csv"]
+__all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "exam_of", "read_pixel_csv"]
 
 #: a mask's file name from its image's: HC18's ("010_HC.png" -> "010_HC_Annotation.png")
 MASK_PATTERN = "{stem}_Annotation.png"
 
 # stems of masks (HC18's annotations) and of what `fetalhead predict` writes: never inputs
 _NOT_INPUTS = ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX)
+
+
+def exam_of(name: str | os.PathLike, index: int) -> tuple[int, int]:
+    """(exam, frame) of the image `name`, item `index` (0-based) of a folder: parsed from an
+    HC18-style name (`010_2HC.png` -> (10, 2)), else an examination of its own, -(index + 1),
+    frame 1 (negative, so it never meets a parsed one)."""
+    try:
+        return parse_filename(name)
+    except FetalheadError:
+        return -(index + 1), 1
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -112,8 +123,8 @@ class FolderDataset:
             `{name}` (full name) or `{suffix}` (".png"). Files that are some image's mask are
             not listed as images.
         pixel_csv: CSV with columns `filename, pixel size(mm)` (mm per pixel, each checked by
-            `fetalhead.data.validate_pixel_size`); images not in
-            it get nan.
+            `fetalhead.data.validate_pixel_size`; an image is looked up by name, then by stem).
+        pixel_size_mm: mm per pixel of every image not in `pixel_csv`; without it they get nan.
     Item i is a dict: image uint8 (H, W), mask uint8 {0,1} (H, W) or None, pixel_size_mm
     float (nan when unknown), filename str.
     """
@@ -124,6 +135,7 @@ class FolderDataset:
         mask_dir: str | os.PathLike | None = None,
         mask_pattern: str = MASK_PATTERN,
         pixel_csv: str | os.PathLike | None = None,
+        pixel_size_mm: float | None = None,
     ) -> None:
         self.image_dir = Path(image_dir)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else self.image_dir
@@ -139,6 +151,7 @@ class FolderDataset:
         if not self.image_paths:
             raise FetalheadError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.image_dir}")
         self.pixel_sizes = read_pixel_csv(pixel_csv) if pixel_csv is not None else {}
+        self.default_pixel_size = validate_pixel_size(pixel_size_mm) if pixel_size_mm is not None else math.nan
 
     def _mask_name(self, image: Path) -> str:
         try:
@@ -152,6 +165,12 @@ class FolderDataset:
         """Path of image `index`'s mask, or None when there is none."""
         path = self.mask_dir / self._mask_name(self.image_paths[index])
         return path if path.is_file() else None
+
+    def pixel_size(self, index: int) -> float:
+        """mm per pixel of image `index`: from the CSV (by name, then stem), else the default
+        (nan when there is none)."""
+        path = self.image_paths[index]
+        return float(self.pixel_sizes.get(path.name, self.pixel_sizes.get(path.stem, self.default_pixel_size)))
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -170,7 +189,7 @@ class FolderDataset:
                     f"size mismatch: mask {mask_file} is {mask.shape[0]}x{mask.shape[1]} but "
                     f"image {path.name} is {image.shape[0]}x{image.shape[1]} (HxW)"
                 )
-        px = float(self.pixel_sizes.get(path.name, np.nan))
+        px = self.pixel_size(index)
         return {"image": image, "mask": mask, "pixel_size_mm": px, "filename": path.name}
 
     def to_arrays(self, size: tuple[int, int] = DEFAULT_SIZE) -> ArraySet:
@@ -178,7 +197,7 @@ class FolderDataset:
 
         masks is None when no image has a mask; otherwise images without one get an all-zero
         mask and meta column `has_mask` tells them apart. meta has `META_COLUMNS` (split
-        "folder"; exam and frame from HC18-style names, else -1 and 1) plus `has_mask`.
+        "folder"; exam and frame from `exam_of`) plus `has_mask`.
         """
         h, w = int(size[0]), int(size[1])
         n = len(self)
@@ -191,10 +210,7 @@ class FolderDataset:
             images[i] = resize_image(item["image"], (h, w))
             if item["mask"] is not None:
                 masks[i] = resize_mask(item["mask"], (h, w))
-            try:
-                exam, frame = parse_filename(item["filename"])
-            except FetalheadError:
-                exam, frame = -1, 1
+            exam, frame = exam_of(item["filename"], i)
             rows[i] = {
                 "filename": item["filename"], "pixel_size_mm": item["pixel_size_mm"],
                 "hc_mm": np.nan, "exam": exam, "frame": frame, "split": "folder",

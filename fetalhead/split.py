@@ -13,13 +13,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from fetalhead.data import parse_filename, read_test_csv
 from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
 
-__all__ = ["LABELLED_PARTS", "PARTS", "SPLIT_FILE", "load_split", "make_split", "save_split"]
+__all__ = ["LABELLED_PARTS", "PARTS", "SPLIT_FILE", "load_split", "make_split", "save_split", "split_groups"]
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "hc18_split.csv"
 LABELLED_PARTS = ("train", "val", "test")  #: the parts of the 999 labelled images, in this order
@@ -52,6 +53,22 @@ def make_split(
     part_of.update({int(e): "val" for e in order[n_train:n_train + n_val]})
     part_of.update({int(e): "test" for e in order[n_train + n_val:]})
     return pd.DataFrame({"filename": names, "exam": exams, "split": [part_of[int(e)] for e in exams]})
+
+
+def split_groups(groups: npt.ArrayLike, val_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """"train" or "val" for each item of `groups` (N,) (examination numbers): whole groups go
+    to validation, round(val_fraction x the number of groups) of them (at least one, and at
+    least one left for training), drawn by `numpy.random.default_rng(seed)` from the sorted
+    unique groups. Raises FetalheadError for fewer than 2 groups."""
+    g = np.asarray(groups)
+    unique = np.unique(g)
+    if len(unique) < 2:
+        raise FetalheadError(f"{len(unique)} examination(s): a training and a validation part need at least 2")
+    if not 0.0 < val_fraction < 1.0:
+        raise FetalheadError(f"the validation fraction must be between 0 and 1, got {val_fraction}")
+    n_val = min(max(int(round(val_fraction * len(unique))), 1), len(unique) - 1)
+    val = np.random.default_rng(seed).permutation(unique)[:n_val]
+    return np.where(np.isin(g, val), "val", "train")
 
 
 def save_split(split: pd.DataFrame, path: str | os.PathLike = SPLIT_FILE) -> Path:

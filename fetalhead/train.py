@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,6 +321,7 @@ def fit(
     progress: bool = True,
     callback: Callable[[int, pd.DataFrame], bool | None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> FitResult:
     """Train a U-Net on `train` (an ArraySet: images uint8 (N,H,W), masks uint8 {0,1} (N,H,W),
     H x W = cfg.image_size), select on `val`, write best.pt, last.pt and history.csv to `out_dir`.
@@ -332,7 +333,9 @@ def fit(
     validation Dice is kept. The last epoch may be cut short.
     `resume`: a last.pt to continue from, exactly as if never interrupted (epoch mode).
     `callback(epoch, history)` runs after every epoch; returning True stops training there.
-    `clock`: seconds (tests pass a fake one). Returns a FitResult with the best weights restored.
+    `clock`: seconds (tests pass a fake one). `init`: a state dict of the same network to start
+    from instead of random weights (fine-tuning; `resume` still wins). Returns a FitResult with
+    the best weights restored.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +347,15 @@ def fit(
 
     # 1. seed, model, and its memory layout
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(dev)
+    model = build_model(cfg)
+    if init is not None:
+        try:
+            model.load_state_dict(init)
+        except RuntimeError as exc:  # missing keys or other shapes: another network
+            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+            raise FetalheadError(f"the starting weights are not of preset {cfg.name!r}'s network "
+                                 f"(width {cfg.base_channels}, {cfg.padding} padding): {first}") from None
+    model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

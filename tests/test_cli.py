@@ -890,3 +890,84 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
                         "--out", tmp_path / "no"], capfd)
     assert_one_line_error(code, err, 1, "--masks needs --images DIR")
     assert snapshot(tmp_path) == before
+
+
+def _own_folder(root: Path, folder: Path, n: int, names=None) -> Path:
+    """Copies of the first `n` labelled images of the HC18 folder `root` in folder/img (named
+    `names`, default their own) with their masks in folder/seg as <stem>_mask.png, and
+    folder/px.csv with their pixel sizes."""
+    from fetalhead.data import annotation_path, image_path, read_training_csv
+
+    table = read_training_csv(root).head(n)
+    names = list(table["filename"]) if names is None else names
+    (folder / "img").mkdir(parents=True)
+    (folder / "seg").mkdir()
+    for name, new in zip(table["filename"], names, strict=True):
+        shutil.copy(image_path(name, root=root), folder / "img" / new)
+        shutil.copy(annotation_path(name, root), folder / "seg" / f"{Path(new).stem}_mask.png")
+    pd.DataFrame({"filename": names, "pixel size(mm)": table["pixel_size_mm"]}).to_csv(folder / "px.csv", index=False)
+    return folder
+
+
+def test_train_on_your_own_images_from_given_weights(tmp_path, capfd, monkeypatch, synthetic_tiny):
+    """train --images trains on your own folder, whole examinations split off for validation;
+    --init starts from a shipped model's or a checkpoint's weights."""
+    from types import SimpleNamespace
+
+    import fetalhead.commands as commands
+    from fetalhead.checkpoint import load_checkpoint
+
+    root, ckpt = synthetic_tiny
+    folder = _own_folder(root, tmp_path / "own", 10)
+    seen = {}
+
+    def fake_fit(cfg, train, val, out_dir, **kwargs):
+        seen.update(train=train, val=val, init=kwargs["init"])
+        return SimpleNamespace(checkpoint_path=Path(out_dir) / "best.pt")
+
+    monkeypatch.setattr(commands, "fit", fake_fit)
+    own = ["--images", folder / "img", "--masks", folder / "seg", "--mask-pattern", "{stem}_mask.png",
+           "--pixel-csv", folder / "px.csv"]
+    tiny = ["--preset", "cpu", "--set", "image_size=64x96", "--set", "base_channels=4"]
+    code, out, err = run(["train", *tiny, *own, "--val-fraction", "0.3", "--init", ckpt, "--out", tmp_path / "r"], capfd)
+    assert code == 0, err
+    train, val = seen["train"], seen["val"]
+    assert len(train) + len(val) == 10 and train.size == (64, 96) and train.masks is not None
+    assert not set(train.meta["exam"]) & set(val.meta["exam"])  # whole examinations
+    assert val.meta["exam"].nunique() == round(0.3 * (train.meta["exam"].nunique() + val.meta["exam"].nunique()))
+    px = pd.read_csv(folder / "px.csv").set_index("filename")["pixel size(mm)"]
+    np.testing.assert_allclose(train.meta["pixel_size_mm"], px[train.meta["filename"]].to_numpy())
+    weights = load_checkpoint(ckpt)[0].state_dict()
+    assert seen["init"].keys() == weights.keys()
+    assert all(torch.equal(seen["init"][k], v.float() if v.is_floating_point() else v) for k, v in weights.items())
+    assert f"starting from the weights of {ckpt}" in out and "to validate on" in out
+    code, _, err = run(["train", *tiny, *own, "--out", tmp_path / "r2"], capfd)
+    assert code == 0 and seen["init"] is None, err  # random weights without --init
+    code, _, err = run(["train", *tiny, *own, "--init", "small", "--out", tmp_path / "r3"], capfd)
+    assert code == 0 and len(seen["init"]) > 0, err  # a shipped model by name (width 8)
+    before = snapshot(tmp_path)
+    for argv, words in (([*own, "--cache", tmp_path / "c.npz"], "--cache is for HC18's split"),
+                        (["--val-fraction", "0.2"], "--val-fraction needs --images DIR"),
+                        ([*own, "--init", tmp_path / "nothing.pt"], "nothing.pt: no such file"),
+                        ([*own, "--init", folder / "px.csv"], "px.csv")):
+        code, _, err = run(["train", *tiny, *argv, "--out", tmp_path / "no"], capfd)
+        assert_one_line_error(code, err, 1, words)
+    code, _, err = run(["train", *tiny, *own, "--val-fraction", "1", "--out", tmp_path / "no"], capfd)
+    assert_one_line_error(code, err, 2, "between 0 and 1")
+    assert snapshot(tmp_path) == before
+
+
+def test_train_on_your_own_images_end_to_end(tmp_path, capfd, synthetic_tiny):
+    """A real (tiny) fine-tuning run on your own folder; weights of another network are refused."""
+    root, ckpt = synthetic_tiny
+    folder = _own_folder(root, tmp_path / "own", 6, names=[f"scan{k}.png" for k in range(6)])
+    own = ["--images", folder / "img", "--masks", folder / "seg", "--mask-pattern", "{stem}_mask.png",
+           "--pixel-size", "0.15"]
+    tiny = ["--preset", "cpu", "--set", "image_size=64x96", "--set", "base_channels=4", "--epochs", "2"]
+    code, out, err = run(["train", *tiny, *own, "--init", ckpt, "--out", tmp_path / "run"], capfd)
+    assert code == 0, err
+    assert "5 to train on, 1 to validate on (1 of 6 examinations)" in out  # names not HC18's: one each
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 2
+    code, _, err = run(["train", *tiny[:-4], "--set", "base_channels=8", "--epochs", "1", *own,
+                        "--init", ckpt, "--out", tmp_path / "wide"], capfd)
+    assert_one_line_error(code, err, 1, "not of preset 'cpu''s network (width 8")

@@ -11,7 +11,7 @@ import pytest
 from fetalhead.cache import META_COLUMNS, resize_image, resize_mask
 from fetalhead.data import load_image, load_mask, read_training_csv
 from fetalhead.errors import FetalheadError
-from fetalhead.folder import FolderDataset, collect_images, read_pixel_csv
+from fetalhead.folder import FolderDataset, collect_images, exam_of, read_pixel_csv
 
 
 def test_hc18_layout(synthetic_hc18):
@@ -62,7 +62,7 @@ def test_own_layout_with_missing_masks_and_pixel_sizes(tmp_path):
     assert arrays.masks[1:].sum() == 0
     np.testing.assert_array_equal(arrays.images[0], resize_image(a["image"], (15, 20)))
     np.testing.assert_array_equal(arrays.masks[0], resize_mask(a["mask"], (15, 20)))
-    assert list(arrays.meta["exam"]) == [-1, -1, -1] and (arrays.meta["split"] == "folder").all()
+    assert list(arrays.meta["exam"]) == [-1, -2, -3] and (arrays.meta["split"] == "folder").all()  # each its own
     assert (arrays.meta[["orig_h", "orig_w"]].to_numpy() == [30, 40]).all()
 
 
@@ -148,3 +148,20 @@ def _touch(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x")
     return path
+
+
+def test_pixel_sizes_by_name_then_stem_then_the_default(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((8, 8), np.uint8))
+    (tmp_path / "px.csv").write_text("filename,pixel size(mm)\na.png,0.12\nb,0.2\n")
+    ds = FolderDataset(tmp_path, pixel_csv=tmp_path / "px.csv", pixel_size_mm=0.3)
+    assert [ds.pixel_size(i) for i in range(3)] == [0.12, 0.2, 0.3]
+    assert ds[2]["pixel_size_mm"] == 0.3 and ds.to_arrays((4, 4)).meta["pixel_size_mm"].tolist() == [0.12, 0.2, 0.3]
+    assert math.isnan(FolderDataset(tmp_path).pixel_size(0))
+    with pytest.raises(FetalheadError, match="pixel size"):
+        FolderDataset(tmp_path, pixel_size_mm=-1.0)
+
+
+def test_exam_of_parses_hc18_names_else_one_examination_each():
+    assert exam_of("010_2HC.png", 5) == (10, 2) and exam_of("010_HC.png", 0) == (10, 1)
+    assert exam_of("scan.png", 0) == (-1, 1) and exam_of("scan.png", 6) == (-7, 1)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from fetalhead.data import parse_filename, read_training_csv
-from fetalhead.split import SPLIT_FILE, load_split, make_split, save_split
+from fetalhead.errors import FetalheadError
+from fetalhead.split import SPLIT_FILE, load_split, make_split, save_split, split_groups
 
 
 @pytest.fixture
@@ -115,3 +116,20 @@ def test_load_split_with_synthetic_challenge(synthetic_hc18):
     split = load_split(include_challenge=True, root=synthetic_hc18)
     assert list(split.loc[split["split"] == "challenge", "filename"]) == [
         "000_HC.png", "001_HC.png", "002_HC.png"]
+
+
+def test_split_groups_keeps_examinations_whole():
+    groups = np.array([3, 3, 1, 2, 2, 2, 5, 7, 7, 9])  # 6 examinations
+    parts = split_groups(groups, val_fraction=0.34, seed=4)
+    assert set(parts) == {"train", "val"}
+    for g in np.unique(groups):
+        assert len(set(parts[groups == g])) == 1  # an examination is never split
+    assert len(np.unique(groups[parts == "val"])) == 2  # round(0.34 x 6)
+    assert (split_groups(groups, 0.34, seed=4) == parts).all()  # seeded
+    assert any((split_groups(groups, 0.34, seed=s) != parts).any() for s in range(5, 10))
+    shuffled = np.random.default_rng(0).permutation(len(groups))  # the same groups, whatever the order
+    assert (split_groups(groups[shuffled], 0.34, seed=4) == parts[shuffled]).all()
+    assert list(split_groups([1, 2], 0.01)).count("val") == 1  # at least one for validation...
+    assert list(split_groups([1, 2], 0.99)).count("train") == 1  # ...and one for training
+    with pytest.raises(FetalheadError, match="at least 2"):
+        split_groups([4, 4, 4])

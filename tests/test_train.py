@@ -578,3 +578,20 @@ def test_a_weights_only_file_cannot_be_resumed(tmp_path):
     with pytest.raises(FetalheadError, match="weights-only"):
         fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path / "again",
             resume=tmp_path / "best.pt", progress=False)
+
+
+def test_fit_starts_from_given_weights(tmp_path):
+    """init: training starts from those weights (with a tiny learning rate the kept network is
+    still them), not from the seed's random ones; another network's weights are refused."""
+    cfg = tiny_cfg(epochs=1, lr=1e-12, weight_decay=0.0, ema_decay=0.0)
+    torch.manual_seed(123)
+    start = weights(build_model(cfg))
+    res = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "init", progress=False, init=start)
+    plain = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "plain", progress=False)
+    conv = [k for k in start if start[k].ndim == 4]  # the convolution kernels
+    kept, random = weights(res.model), weights(plain.model)
+    assert conv and all(torch.allclose(kept[k], start[k], atol=1e-6) for k in conv)
+    assert not any(torch.allclose(random[k], start[k], atol=1e-3) for k in conv)
+    with pytest.raises(FetalheadError, match="not of preset 'default''s network"):
+        fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "wide", progress=False,
+            init=weights(build_model(tiny_cfg(base_channels=8))))
