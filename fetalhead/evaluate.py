@@ -157,9 +157,8 @@ def evaluate_folder(predictor: Predictor, images: Sequence[Path], masks: Sequenc
         raise FetalheadError(f"{len(images)} images, {len(masks)} masks and {len(pixel_sizes)} pixel sizes")
     if not images:
         raise FetalheadError("no images to score")
-    items = []
-    for i, (img, mask, px) in enumerate(zip(images, masks, pixel_sizes, strict=True)):
-        items.append((Path(img).name, Path(img), Path(mask), float(px), None, exam_of(Path(img).name, i)[0]))
+    items = [(Path(img).name, Path(img), Path(mask), float(px), None, exam_of(Path(img).name, i)[0])
+             for i, (img, mask, px) in enumerate(zip(images, masks, pixel_sizes, strict=True))]
     return _score_items(predictor, items, "evaluate", progress, batch_size)
 
 
