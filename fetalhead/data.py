@@ -20,6 +20,7 @@ import functools
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -42,6 +43,7 @@ __all__ = [
     "annotation_to_mask",
     "check_data_dir",
     "image_path",
+    "load_labelled",
     "load_image",
     "load_mask",
     "load_pair",
@@ -315,6 +317,15 @@ def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
 def load_mask(path: str | os.PathLike) -> np.ndarray:
     """The filled annotation mask of a file, uint8 {0,1} (H, W); see `annotation_to_mask`."""
     return annotation_to_mask(_read_raw(path))
+
+
+def load_labelled(name: str, root: str | os.PathLike | None = None,
+                  files: Mapping[str, tuple[Path, Path]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Image uint8 (H, W) and filled mask uint8 {0,1} (H, W) of the labelled image `name`:
+    HC18's under `root`, or from `files` = {name: (image file, mask file)} (your own folder)."""
+    if files is not None:
+        return load_pair(*files[name])
+    return load_pair(image_path(name, root=root), annotation_path(name, root))
 
 
 def load_pair(image_file: str | os.PathLike, mask_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

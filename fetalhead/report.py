@@ -92,7 +92,7 @@ def prediction_examples(df: pd.DataFrame, predictor: Predictor,
     Dice: each re-predicted with `predictor`, shown with the annotation and the predicted
     ellipse (`plot_prediction`). Images and masks are HC18's under `root`, or `files`:
     {file name: (image file, mask file)}; `reference` names where the true HC comes from."""
-    from fetalhead.data import annotation_path, image_path, load_pair
+    from fetalhead.data import load_labelled
 
     picks = pick_examples(df)
     fig = Figure(figsize=(12.0, 3.3), layout="constrained")
@@ -100,8 +100,7 @@ def prediction_examples(df: pd.DataFrame, predictor: Predictor,
     for k, (ax, (label, i)) in enumerate(zip(np.atleast_1d(axes), picks.items(), strict=True)):
         row = df.iloc[i]
         name = row["filename"]
-        image, gt = load_pair(*(files[name] if files is not None else
-                                (image_path(name, root=root), annotation_path(name, root))))
+        image, gt = load_labelled(name, root=root, files=files)
         pred = predictor.predict(image, float(row["pixel_size_mm"]))
         title = (f"{label}: {name}  Dice {row['dice']:.3f}\n"
                  f"HC {row['hc_pred_mm']:.1f} mm ({reference} {row['hc_true_mm']:.1f} mm)")

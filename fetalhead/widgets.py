@@ -21,8 +21,9 @@ from __future__ import annotations
 import html
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -230,6 +231,7 @@ class PredictionViewer:
         results: pd.DataFrame,
         root: str | os.PathLike | None = None,
         n_cases: int | None = 24,
+        files: Mapping[str, tuple[Path, Path]] | None = None,
         **kwargs: Any,
     ) -> PredictionViewer:
         """View the `n_cases` lowest-Dice rows of `fetalhead.evaluate.evaluate_split`'s table.
@@ -240,10 +242,12 @@ class PredictionViewer:
             root: HC18 folder (default `fetalhead.paths.data_dir()`).
             n_cases: how many cases to load (worst Dice first); None = all rows. Each
                 540x800 case holds about 2.5 MB (image, mask, float32 probabilities).
+            files: {file name: (image file, mask file)} for `evaluate_folder`'s table (your
+                own images) instead of HC18's under `root`.
         Images and masks are read at original resolution; the viewer starts sorted by Dice,
         worst first. Other keyword arguments go to `from_predictor`.
         """
-        from fetalhead.data import annotation_path, image_path, load_pair
+        from fetalhead.data import load_labelled
 
         missing = {"filename", "pixel_size_mm", "hc_true_mm", "dice"} - set(results.columns)
         if missing:
@@ -253,7 +257,7 @@ class PredictionViewer:
         if n_cases is not None:
             rows = rows.head(int(n_cases))
         names = list(rows["filename"])
-        pairs = [load_pair(image_path(n, root=root), annotation_path(n, root)) for n in names]
+        pairs = [load_labelled(n, root=root, files=files) for n in names]
         kwargs.setdefault("sort", "dice_asc")
         return cls.from_predictor(
             predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from pathlib import Path
 
 import cv2
 import matplotlib.pyplot as plt
@@ -282,6 +283,30 @@ def test_from_evaluation_shows_what_evaluate_reports(synthetic_hc18):
         assert s.hc_pred_mm == pytest.approx(by_name.at[name, "hc_pred_mm"], nan_ok=True)
         assert s.hc_true_mm == pytest.approx(by_name.at[name, "hc_true_mm"])
     assert v.current_dice == pytest.approx(results["dice"].min())
+
+
+def test_from_evaluation_of_your_own_folder(synthetic_hc18, tmp_path):
+    """The viewer over `evaluate_folder`'s table reads each image and mask from `files`."""
+    import shutil
+
+    from fetalhead.data import annotation_path, image_path, read_training_csv
+    from fetalhead.evaluate import evaluate_folder
+    from fetalhead.predict import Predictor
+
+    predictor = Predictor(IntensityLogits(), (64, 96), device="cpu")
+    table = read_training_csv(synthetic_hc18).head(3)
+    images, masks = [], []
+    for k, name in enumerate(table["filename"]):
+        images.append(Path(shutil.copy(image_path(name, root=synthetic_hc18), tmp_path / f"scan{k}.png")))
+        masks.append(Path(shutil.copy(annotation_path(name, synthetic_hc18), tmp_path / f"scan{k}_m.png")))
+    results = evaluate_folder(predictor, images, masks, list(table["pixel_size_mm"]), progress=False)
+    files = {im.name: (im, m) for im, m in zip(images, masks, strict=True)}
+    v = PredictionViewer.from_evaluation(predictor, results, files=files, n_cases=None)
+    by_name = results.set_index("filename")
+    assert sorted(v._filenames) == sorted(files)
+    for i in range(len(v)):
+        assert v.stats(i).dice == pytest.approx(by_name.at[v._filenames[i], "dice"], abs=1e-12)
+        assert v.stats(i).hc_true_mm == pytest.approx(by_name.at[v._filenames[i], "hc_true_mm"])
 
 
 def test_viewer_sorts_and_filters_by_quality():
