@@ -559,9 +559,10 @@ def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monke
 def test_main_with_a_checkpoint_and_missing_data(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
     out = tmp_path / "o"
     code, stdout, err = run(["main", "--data", synthetic_hc18, "--out", out, "--checkpoint",
-                             untrained_checkpoint, "--quiet", "--limit", "1"], capfd)
+                             untrained_checkpoint, "--quiet", "--limit", "1", "--review-below", "0.6"], capfd)
     assert code == 0, err
     assert f"model: checkpoint {untrained_checkpoint}" in stdout and len(pd.read_csv(out / "metrics_per_image.csv")) == 1
+    assert "review below quality 0.6" in stdout  # the threshold given is the one used
     code, _, err = run(["main", "--data", tmp_path / "nowhere", "--no-download", "--out", tmp_path / "x"], capfd)
     assert_one_line_error(code, err, 1, "HC18 data not found")
     assert not (tmp_path / "x").exists()
@@ -874,6 +875,11 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     assert (tmp_path / "report" / "figures" / "eval_examples.png").is_file()
     rec = json.loads(res.read_text())
     assert rec["part"] == "folder" and rec["n_images"] == 4 and rec["seen_in_training"] is False
+    (tmp_path / "px_short.csv").write_text("filename,pixel size(mm)\nscan0.png,0.1\n")
+    code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-csv", tmp_path / "px_short.csv",
+                        "--out", tmp_path / "short"], capfd)
+    assert_one_line_error(code, err, 1, "scan1.png: no pixel size")
+    assert not (tmp_path / "short").exists()
     code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-size", "0.1", "--limit", "2",
                         "--out", tmp_path / "two", "--quiet"], capfd)
     assert code == 0, err

@@ -125,6 +125,7 @@ def test_split_groups_keeps_examinations_whole():
     for g in np.unique(groups):
         assert len(set(parts[groups == g])) == 1  # an examination is never split
     assert len(np.unique(groups[parts == "val"])) == 2  # round(0.34 x 6)
+    assert len(np.unique(groups[split_groups(groups, 0.3) == "val"])) == 2  # round(1.8), not 1
     assert (split_groups(groups, 0.34, seed=4) == parts).all()  # seeded
     assert any((split_groups(groups, 0.34, seed=s) != parts).any() for s in range(5, 10))
     shuffled = np.random.default_rng(0).permutation(len(groups))  # the same groups, whatever the order
