@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "train,val is enough for training and fits 320x480 in 45 MiB)")
 
     p = _command(sub, "train", "train a U-Net on the training split",
-                 "Train on the exam-grouped training split, early-stop on "
-                 "validation Dice, write checkpoints and a history CSV to --out.")
+                 "Train on the exam-grouped training split (or your own labelled images: "
+                 "--images), early-stop on validation Dice, write checkpoints and a history CSV to --out.")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
                    help="training recipe (fetalhead.config.PRESETS; default: default)")
     _add_out(p, "DIR", "run folder (default: runs/<preset>)",
@@ -249,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "\"review\" (choose on the validation part; default: the library's)")
 
     p = _command(sub, "evaluate", "score a checkpoint on the held-out split",
-                 "Segment the held-out images, score them at original "
-                 "resolution against the annotations and write metrics and figures.", checkpoint=True)
+                 "Segment the held-out images (or your own labelled images: --images), score "
+                 "them at original resolution against the annotations and write metrics and "
+                 "figures.", checkpoint=True)
     p.add_argument("--part", choices=("test", "val"), default=None,
                    help="which held-out part of HC18's split (default: test)")
     _add_out(p, "DIR", "report folder (default: outputs/)", overwrite="replace an existing report")
