@@ -62,7 +62,13 @@ from fetalhead.files import (
     refuse_overwrite,
     staged_dir,
 )
-from fetalhead.folder import MASK_PATTERN, FolderDataset, collect_images, read_pixel_csv
+from fetalhead.folder import (
+    MASK_PATTERN,
+    FolderDataset,
+    collect_images,
+    lookup_pixel_size,
+    read_pixel_csv,
+)
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
     STATUS_NO_HEAD,
@@ -101,7 +107,7 @@ def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Pa
         raise FetalheadError(f"--pixel-csv: {e}") from None
     sizes = []
     for img in images:
-        value = table.get(img.name, table.get(img.stem))
+        value = lookup_pixel_size(table, img)
         if value is None:
             raise FetalheadError(f"{img.name}: no pixel size for this image in {pixel_csv}")
         sizes.append(value)

@@ -33,7 +33,7 @@ from fetalhead.data import (
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 
-__all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "exam_of", "read_pixel_csv"]
+__all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "exam_of", "lookup_pixel_size", "read_pixel_csv"]
 
 #: a mask's file name from its image's: HC18's ("010_HC.png" -> "010_HC_Annotation.png")
 MASK_PATTERN = "{stem}_Annotation.png"
@@ -50,6 +50,13 @@ def exam_of(name: str | os.PathLike, index: int) -> tuple[int, int]:
         return parse_filename(name)
     except FetalheadError:
         return -(index + 1), 1
+
+
+def lookup_pixel_size(table: dict[str, float], image: str | os.PathLike) -> float | None:
+    """The pixel size (mm) of `image` in a `read_pixel_csv` table: by file name, then by stem
+    (`010_HC.png`, then `010_HC`); None when it is not there."""
+    path = Path(image)
+    return table.get(path.name, table.get(path.stem))
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -169,8 +176,8 @@ class FolderDataset:
     def pixel_size(self, index: int) -> float:
         """mm per pixel of image `index`: from the CSV (by name, then stem), else the default
         (nan when there is none)."""
-        path = self.image_paths[index]
-        return float(self.pixel_sizes.get(path.name, self.pixel_sizes.get(path.stem, self.default_pixel_size)))
+        value = lookup_pixel_size(self.pixel_sizes, self.image_paths[index])
+        return float(self.default_pixel_size if value is None else value)
 
     def __len__(self) -> int:
         return len(self.image_paths)
