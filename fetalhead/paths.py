@@ -69,7 +69,7 @@ def figures_dir() -> Path:
 
 #: the shipped models, best first by the validation part's HC mean absolute difference
 #: (results/<model>_val.json; a test keeps this order honest): "small" (U-Net width 8 at
-#: 192x288, fast on a CPU) and "default" (width 32 at 320x480, the GPU recipe)
+#: 192x288, fast on a CPU) and "default" (width 32 at 192x288, trained on a GPU)
 SHIPPED_MODELS = ("small", "default")
 
 

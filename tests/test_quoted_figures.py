@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fetalhead.checkpoint import load_checkpoint
 from fetalhead.paths import PACKAGE_DIR, repo_root
 
 ROOT = repo_root()
@@ -27,6 +28,12 @@ def _mib(model: str) -> str:
     return f"{(PACKAGE_DIR / 'weights' / f'fetalhead_{model}.pt').stat().st_size / 2**20:.1f} MiB"
 
 
+def _size(model: str) -> str:
+    """A shipped model's input size as the README gives it: "HxW px"."""
+    cfg = load_checkpoint(PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt")[1]
+    return f"{cfg.image_size[0]}x{cfg.image_size[1]} px"
+
+
 def _prose(path: str) -> str:
     """The document with whitespace runs made single spaces (prose is wrapped anywhere)."""
     return re.sub(r"\s+", " ", (ROOT / path).read_text())
@@ -38,6 +45,14 @@ def _throughput(path: str) -> str:
     return f"{speed['fp32']:.1f} images/s in fp32 and {speed['bf16']:.1f} images/s in bf16"
 
 
+def _gpu_runs_quote() -> str:
+    """Validation HC of the H200 runs of 300 s: the default preset against the small recipe."""
+    val = lambda run: _mean(f"results/{run}_val.json", "hc_abs_error_mm")  # noqa: E731
+    recipe = [val(f"small{x}_h200_300s") for x in ("", "_s1", "_w16", "_w32")]
+    return (f"HC {val('default_w32pw_h200_300s'):.2f} mm at width 32, {val('default_w16pw_h200_300s'):.2f} mm at width 16) "
+            f"than the `small` recipe at 192x288 ({min(recipe):.2f} to {max(recipe):.2f} mm at widths 8 to 32)")
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -47,7 +62,8 @@ def _readme_quotes() -> list[str]:
             f"`results/small_cpu_bf16_ema_s1_val.json`; "
             f"{_mean('results/small_cpu_bf16_pw_s1_val.json', 'hc_abs_error_mm'):.2f} mm without averaging")
     ratios = [f"{_read(f'benchmarks/{name}.json')['bf16_over_fp32']:.2f}x on" for name in ("precision_cpu", "precision_cpu_amd")]
-    return [refit, seed, f"192x288 px, {_mib('small')}", f"320x480 px, {_mib('default')} in int8", *ratios]
+    return [refit, seed, _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+            *ratios]
 
 
 def _benchmarks_quotes() -> list[str]:
@@ -62,7 +78,7 @@ def _benchmarks_quotes() -> list[str]:
     q8, fp16 = "results/default_val.json", "results/quantization/default_fp16_val.json"
     int8 = (f"moved by {_mean(q8, 'hc_abs_error_mm') - _mean(fp16, 'hc_abs_error_mm'):+.3f} mm of HC and "
             f"{100 * (_mean(q8, 'ellipse_dice') - _mean(fp16, 'ellipse_dice')):+.3f} points of ellipse Dice")
-    return [f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8,
+    return [f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
             _throughput("benchmarks/precision_cpu.json") + " mixed precision, "
             f"{_read('benchmarks/precision_cpu.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_amd.json") + ", "
