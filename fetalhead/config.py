@@ -115,6 +115,8 @@ PRESETS: dict[str, TrainConfig] = {
     # Ours, for a GPU: aspect-preserving 320x480 (HC18 is 540x800), bf16 + channels_last,
     # larger batch, AdamW + one-cycle, richer augmentation; meant to run with a time budget
     # (`fetalhead train --time-budget 240`). Width 32 keeps the fp16 export under 16 MiB.
+    # The shipped `default` model is not this preset but `small` at width 32: in 300 s on one
+    # H200 it beat this preset on the validation part (runs *_h200_300s in results/training).
     "default": TrainConfig(last_every_s=60.0),
     # What a 2-core CPU can train in minutes: a narrow U-Net at low resolution. Used by
     # `fetalhead main` when no GPU and no shipped weights exist; never shipped as the model.

@@ -135,15 +135,17 @@ def kept_epoch(hist: pd.DataFrame, epoch: int | None = None) -> pd.Series:
 
 
 def training_summary(run: str, target: float = 0.97, epoch: int | None = None) -> str:
-    """One line about a stored training run: machine, epochs and seconds, the validation Dice
-    (at the training size) of the kept weights (`kept_epoch`) and when, and the seconds to
-    validation Dice `target`."""
+    """One line about a stored training run: machine (and how many other runs shared it: the
+    record's `shared_with`), epochs and seconds, the validation Dice (at the training size) of
+    the kept weights (`kept_epoch`) and when, and the seconds to validation Dice `target`."""
     record, hist = training_run(run)
+    others = int(record.get("shared_with", 0))
+    shared = f" shared with {others} other run{'s' * (others > 1)}" if others else ""
     best = kept_epoch(hist, epoch)
     hit = hist[hist["val_dice"] >= target]
     when = f"{hit['seconds'].iloc[0]:.0f} s (epoch {int(hit['epoch'].iloc[0])})" if len(hit) else "not reached"
     seen = " (on images it trained on)" if record.get("recipe_run") else ""
-    return (f"`{run}` on {record['machine'].split(' (')[0]}: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; "
+    return (f"`{run}` on {record['machine'].split(' (')[0]}{shared}: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; "
             f"kept weights: validation Dice{seen} {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
             f"validation Dice {target} after {when}")
 

@@ -172,6 +172,8 @@ def test_training_summary_names_the_kept_epoch_and_seen_validation(monkeypatch):
     assert "0.9700 at epoch 3" in results.training_summary("plain_30s", epoch=3)
     record["recipe_run"] = "chooser"  # refit on train + val: its validation images were seen
     assert "validation Dice (on images it trained on) 0.9700 at epoch 3" in results.training_summary("x", epoch=3)
+    record["shared_with"] = 3  # three other runs trained on the same device at the same time
+    assert results.training_summary("plain_30s").startswith("`plain_30s` on a CPU shared with 3 other runs: 3 epochs")
 
 
 def test_refit_weights_take_their_validation_rows_from_the_run_that_chose_the_recipe(monkeypatch):
