@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from fetalhead.checkpoint import (
@@ -50,6 +50,7 @@ __all__ = [
     "center_crop_like",
     "build_optimizer",
     "build_scheduler",
+    "ema_decay_at",
     "image_weights",
     "train_step",
     "evaluate_arrays",
@@ -301,14 +302,36 @@ def _to_device_arrays(arrays: Any, limit: int | None, size: tuple[int, int], dev
     return to(images), to(masks), w
 
 
+def ema_decay_at(decay: float, n: int) -> float:
+    """The moving average's decay at its update number `n` (n >= 1; update 0 copies the
+    weights): `decay`, warmed up as min(decay, (1 + n) / (10 + n)) so that a short run's
+    average follows the network instead of holding its first steps (0.999 from n = 8990)."""
+    return min(decay, (1.0 + n) / (10.0 + n))
+
+
+def _ema_update(decay: float):
+    """`AveragedModel`'s multi_avg_fn: averaged <- d averaged + (1 - d) current, d = ema_decay_at."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        d = ema_decay_at(decay, int(n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
+        else:  # integer buffers (BatchNorm's step count)
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(a * d + c * (1.0 - d))
+
+    return update
+
+
 def _averaged(model: nn.Module, decay: float) -> AveragedModel | None:
-    """An exponential moving average of `model`'s weights and buffers with `decay` per update
-    (None for 0); its first update copies the weights."""
+    """An exponential moving average of `model`'s weights and buffers (None for decay 0): its
+    first update copies the weights, the later ones decay by `ema_decay_at(decay, n)`."""
     if not decay:
         return None
     if not 0.0 < decay < 1.0:
         raise FetalheadError(f"ema_decay must be in [0, 1), got {decay}")
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=_ema_update(decay), use_buffers=True)
 
 
 def fit(

@@ -169,8 +169,9 @@ def test_resume_continues_exactly(tmp_path, ema_decay):
 
 def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
     """With ema_decay the weights validated, kept in best.pt and returned are the moving
-    average, not the raw weights that keep training; decay 0.5 over 2 steps of one epoch:
-    average = 0.5 * (weights after step 1) + 0.5 * (after step 2)."""
+    average, not the raw weights that keep training; decay 0.5 over 2 steps of one epoch, warmed
+    up to min(0.5, 2/11) at the second update: average = d * (weights after step 1) + (1 - d) *
+    (after step 2)."""
     train, val = synthetic_set(8), synthetic_set(4, seed=1)
     steps = []  # the raw weights after each optimizer step, from a run without averaging
     import fetalhead.train as tr
@@ -191,7 +192,7 @@ def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
     got = weights(avg.model)
     for k, v in got.items():
         if v.is_floating_point() and "running_var" not in k and "running_mean" not in k:
-            assert torch.allclose(v, 0.5 * steps[0][k] + 0.5 * steps[1][k], atol=1e-6), k
+            assert torch.allclose(v, 2 / 11 * steps[0][k] + 9 / 11 * steps[1][k], atol=1e-6), k
     assert not same_weights(got, weights(raw.model))  # the raw run kept the last raw weights
     assert same_weights(got, weights(load_checkpoint(tmp_path / "avg" / "best.pt")[0]))
     # last.pt (one epoch: the same epoch) gives the averaged weights too, as export ships them
@@ -203,6 +204,20 @@ def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
     assert avg.history["val_dice"].iloc[0] != raw.history["val_dice"].iloc[0]  # the average was validated
     with pytest.raises(FetalheadError, match="ema_decay"):
         fit(replace(cfg, ema_decay=1.0), train, val, tmp_path / "bad", progress=False)
+
+
+def test_the_average_warms_up_to_its_decay():
+    """At update n the decay is min(decay, (1 + n) / (10 + n)): the first updates follow the
+    network (a short run's average does not hold its start), and from n = 8990 it is 0.999."""
+    from fetalhead.train import ema_decay_at
+
+    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
+    assert ema_decay_at(0.999, 90) == pytest.approx(0.91)
+    assert ema_decay_at(0.999, 8989) < 0.999 == ema_decay_at(0.999, 8990) == ema_decay_at(0.999, 10**6)
+    assert ema_decay_at(0.5, 1) == pytest.approx(2 / 11) and ema_decay_at(0.5, 8) == 0.5
+    # after 2,700 updates (a width-32 run of 63 epochs) the first 100 weigh little in the average
+    kept = np.prod([ema_decay_at(0.999, n) for n in range(100, 2700)])
+    assert kept < 1e-3 < np.prod([0.999] * 2600)
 
 
 def test_resume_refuses_a_different_config(tmp_path):
