@@ -40,6 +40,7 @@ from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW, Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import provenance, write_results
+from fetalhead.split import exam_order
 from fetalhead.train import fit
 
 OOF_CSV = "out_of_fold.csv"
@@ -84,9 +85,7 @@ def review_summary(table: pd.DataFrame, thresholds: dict[str, float]) -> dict:
 
 def fold_of_exams(exams: np.ndarray, folds: int, seed: int = 0) -> dict[int, int]:
     """Exam number -> fold in [0, folds): the sorted exams shuffled with `seed`, dealt in turn."""
-    unique = np.unique(np.asarray(exams, int))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    return {int(unique[i]): k % folds for k, i in enumerate(order)}
+    return {int(e): k % folds for k, e in enumerate(exam_order(np.asarray(exams, int), seed))}
 
 
 def fold_sets(train: ArraySet, folds: int, seed: int = 0) -> list[tuple[ArraySet, list[str]]]:

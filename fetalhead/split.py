@@ -20,11 +20,18 @@ from fetalhead.data import parse_filename, read_test_csv
 from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
 
-__all__ = ["LABELLED_PARTS", "PARTS", "SPLIT_FILE", "load_split", "make_split", "save_split", "split_groups"]
+__all__ = ["LABELLED_PARTS", "PARTS", "SPLIT_FILE", "exam_order", "load_split", "make_split", "save_split", "split_groups"]
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "hc18_split.csv"
 LABELLED_PARTS = ("train", "val", "test")  #: the parts of the 999 labelled images, in this order
 PARTS = (*LABELLED_PARTS, "challenge")  #: "challenge" = the 335 unlabelled test_set images
+
+
+def exam_order(exams: npt.ArrayLike, seed: int = 0) -> np.ndarray:
+    """The unique examination numbers of `exams` (N,), sorted (so the order of the rows does
+    not matter), then permuted by `numpy.random.default_rng(seed)`: the order in which whole
+    examinations are dealt into parts or folds."""
+    return np.random.default_rng(seed).permutation(np.unique(np.asarray(exams)))
 
 
 def make_split(
@@ -45,10 +52,9 @@ def make_split(
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
     names = sorted(df["filename"].astype(str))
     exams = np.array([parse_filename(f)[0] for f in names], dtype=np.int64)
-    unique = np.unique(exams)  # sorted, so the result does not depend on the row order
-    order = np.random.default_rng(seed).permutation(unique)
-    n_train = int(round(fractions[0] * len(unique)))
-    n_val = int(round(fractions[1] * len(unique)))
+    order = exam_order(exams, seed)
+    n_train = int(round(fractions[0] * len(order)))
+    n_val = int(round(fractions[1] * len(order)))
     part_of = {int(e): "train" for e in order[:n_train]}
     part_of.update({int(e): "val" for e in order[n_train:n_train + n_val]})
     part_of.update({int(e): "test" for e in order[n_train + n_val:]})
@@ -61,14 +67,13 @@ def split_groups(groups: npt.ArrayLike, val_fraction: float = 0.2, seed: int = 0
     least one left for training), drawn by `numpy.random.default_rng(seed)` from the sorted
     unique groups. Raises FetalheadError for fewer than 2 groups."""
     g = np.asarray(groups)
-    unique = np.unique(g)
-    if len(unique) < 2:
-        raise FetalheadError(f"{len(unique)} examination(s): a training and a validation part need at least 2")
+    order = exam_order(g, seed)
+    if len(order) < 2:
+        raise FetalheadError(f"{len(order)} examination(s): a training and a validation part need at least 2")
     if not 0.0 < val_fraction < 1.0:
         raise FetalheadError(f"the validation fraction must be between 0 and 1, got {val_fraction}")
-    n_val = min(max(int(round(val_fraction * len(unique))), 1), len(unique) - 1)
-    val = np.random.default_rng(seed).permutation(unique)[:n_val]
-    return np.where(np.isin(g, val), "val", "train")
+    n_val = min(max(int(round(val_fraction * len(order))), 1), len(order) - 1)
+    return np.where(np.isin(g, order[:n_val]), "val", "train")
 
 
 def save_split(split: pd.DataFrame, path: str | os.PathLike = SPLIT_FILE) -> Path:
