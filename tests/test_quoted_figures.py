@@ -53,6 +53,33 @@ def _gpu_runs_quote() -> str:
             f"than the `small` recipe at 192x288 ({min(recipe):.2f} to {max(recipe):.2f} mm at widths 8 to 32)")
 
 
+def _epochs(run: str) -> int:
+    """Epochs a recorded training run trained: the rows of its history."""
+    return len((ROOT / "results" / "training" / f"{run}.csv").read_text().strip().splitlines()) - 1
+
+
+def _seconds(run: str) -> int:
+    """Wall-clock seconds of a recorded training run: its history's last `seconds`, rounded."""
+    last = (ROOT / "results" / "training" / f"{run}.csv").read_text().strip().splitlines()
+    return round(float(last[-1].split(",")[last[0].split(",").index("seconds")]))
+
+
+def _epochs_quotes() -> list[str]:
+    """Runs side by side on one GPU train fewer epochs each, and validation HC follows epochs."""
+    hc = lambda name: _mean(f"results/{name}.json", "hc_abs_error_mm")  # noqa: E731
+    alone, shared = "default_h200_330s", "default_w32pw_h200_300s"
+    call2 = sum(_epochs(f"small{x}_h200_300s") for x in ("_160", "_w16", "_w32", "_s1"))
+    return [f"made {_epochs(alone)} epochs in {_seconds(alone)} s alone, `{alone}`, and {_epochs(shared)} epochs in "
+            f"{_seconds(shared)} s beside three others",
+            f"seed 0, {_epochs('small_cpu_bf16_ema_5100s')} epochs on the CPU (`small_cpu_bf16_ema_5100s`) against "
+            f"{_epochs('small_h200_300s')} on the GPU (`small_h200_300s`): HC {hc('small_val'):.2f} against "
+            f"{hc('small_h200_300s_val'):.2f} mm",
+            f"seed 1, {_epochs('small_cpu_bf16_ema_s1_5100s')} epochs against {_epochs('small_s1_h200_300s')} "
+            f"(`small_cpu_bf16_ema_s1_5100s`, `small_s1_h200_300s`): HC {hc('small_cpu_bf16_ema_s1_val'):.2f} against "
+            f"{hc('small_s1_h200_300s_val'):.2f} mm",
+            f"the four runs of the second call made {call2} epochs together in 300 s"]
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -78,7 +105,7 @@ def _benchmarks_quotes() -> list[str]:
     q8, fp16 = "results/default_val.json", "results/quantization/default_fp16_val.json"
     int8 = (f"moved by {_mean(q8, 'hc_abs_error_mm') - _mean(fp16, 'hc_abs_error_mm'):+.3f} mm of HC and "
             f"{100 * (_mean(q8, 'ellipse_dice') - _mean(fp16, 'ellipse_dice')):+.3f} points of ellipse Dice")
-    return [f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
+    return [*_epochs_quotes(), f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
             _throughput("benchmarks/precision_cpu.json") + " mixed precision, "
             f"{_read('benchmarks/precision_cpu.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_amd.json") + ", "
