@@ -88,7 +88,11 @@ def _readme_quotes() -> list[str]:
     seed = (f"HC {_mean('results/small_cpu_bf16_ema_s1_val.json', 'hc_abs_error_mm'):.2f} mm: "
             f"`results/small_cpu_bf16_ema_s1_val.json`; "
             f"{_mean('results/small_cpu_bf16_pw_s1_val.json', 'hc_abs_error_mm'):.2f} mm without averaging")
-    ratios = [f"{_read(f'benchmarks/{name}.json')['bf16_over_fp32']:.2f}x on" for name in ("precision_cpu", "precision_cpu_amd")]
+    ratios = [f"{_read(f'benchmarks/{name}.json')['bf16_over_fp32']:.2f}x on" for name in
+              ("precision_cpu", "precision_cpu_amd", "precision_cpu_avx2")]
+    fp32 = {r["precision"]: r["images_per_s"] for r in _read("benchmarks/precision_cpu_avx2.json")["throughput"]}["fp32"]
+    bf16 = {r["precision"]: r["images_per_s"] for r in _read("benchmarks/precision_cpu_amd.json")["throughput"]}["bf16"]
+    ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     return [refit, seed, _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
@@ -109,7 +113,9 @@ def _benchmarks_quotes() -> list[str]:
             _throughput("benchmarks/precision_cpu.json") + " mixed precision, "
             f"{_read('benchmarks/precision_cpu.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_amd.json") + ", "
-            f"{_read('benchmarks/precision_cpu_amd.json')['bf16_over_fp32']:.2f}x"]
+            f"{_read('benchmarks/precision_cpu_amd.json')['bf16_over_fp32']:.2f}x",
+            _throughput("benchmarks/precision_cpu_avx2.json") + " (emulated), "
+            f"{_read('benchmarks/precision_cpu_avx2.json')['bf16_over_fp32']:.2f}x"]
 
 
 @pytest.mark.parametrize(("doc", "quotes"), [("README.md", _readme_quotes), ("benchmarks/README.md", _benchmarks_quotes)])
