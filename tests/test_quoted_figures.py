@@ -39,9 +39,13 @@ def _prose(path: str) -> str:
     return re.sub(r"\s+", " ", (ROOT / path).read_text())
 
 
+def _speeds(path: str) -> dict[str, float]:
+    """Training images/s by precision in a `fetalhead bench --precision` file."""
+    return {r["precision"]: r["images_per_s"] for r in _read(path)["throughput"]}
+
+
 def _throughput(path: str) -> str:
-    d = _read(path)
-    speed = {r["precision"]: r["images_per_s"] for r in d["throughput"]}
+    speed = _speeds(path)
     return f"{speed['fp32']:.1f} images/s in fp32 and {speed['bf16']:.1f} images/s in bf16"
 
 
@@ -90,8 +94,7 @@ def _readme_quotes() -> list[str]:
             f"{_mean('results/small_cpu_bf16_pw_s1_val.json', 'hc_abs_error_mm'):.2f} mm without averaging")
     ratios = [f"{_read(f'benchmarks/{name}.json')['bf16_over_fp32']:.2f}x on" for name in
               ("precision_cpu", "precision_cpu_amd", "precision_cpu_avx2")]
-    fp32 = {r["precision"]: r["images_per_s"] for r in _read("benchmarks/precision_cpu_avx2.json")["throughput"]}["fp32"]
-    bf16 = {r["precision"]: r["images_per_s"] for r in _read("benchmarks/precision_cpu_amd.json")["throughput"]}["bf16"]
+    fp32, bf16 = _speeds("benchmarks/precision_cpu_avx2.json")["fp32"], _speeds("benchmarks/precision_cpu_amd.json")["bf16"]
     ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     return [refit, seed, _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
