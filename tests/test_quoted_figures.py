@@ -84,6 +84,23 @@ def _epochs_quotes() -> list[str]:
             f"the four runs of the second call made {call2} epochs together in 300 s"]
 
 
+def _second_opinion_quote() -> str:
+    """The two shipped models as each other's second opinion on the test part."""
+    small, default = (_read(f"results/review/second_opinion_{m}_test.json") for m in ("small", "default"))
+
+    def caught(s: dict[str, Any]) -> str:
+        return f"{s['gross_caught']} of {s['n_gross']}"
+
+    both, alone = small["flag or second opinion"], small["flag alone"]
+    return (f"their HC errors correlate {small['hc_error_correlation']:.2f} (both are the `small` recipe, at widths 8 and "
+            f"32), so for `small` it catches {caught(both)} gross errors with {100 * both['fraction_set_aside']:.1f} % "
+            f"flagged (the flag alone: {caught(alone)} with {100 * alone['fraction_set_aside']:.1f} %), for `default` "
+            f"{caught(default['flag or second opinion'])} with "
+            f"{100 * default['flag or second opinion']['fraction_set_aside']:.1f} % (the flag alone: "
+            + ("the same)" if caught(default["flag alone"]) == caught(default["flag or second opinion"])
+               else f"{caught(default['flag alone'])})"))
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -112,7 +129,7 @@ def _benchmarks_quotes() -> list[str]:
     q8, fp16 = "results/default_val.json", "results/quantization/default_fp16_val.json"
     int8 = (f"moved by {_mean(q8, 'hc_abs_error_mm') - _mean(fp16, 'hc_abs_error_mm'):+.3f} mm of HC and "
             f"{100 * (_mean(q8, 'ellipse_dice') - _mean(fp16, 'ellipse_dice')):+.3f} points of ellipse Dice")
-    return [*_epochs_quotes(), f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
+    return [*_epochs_quotes(), _second_opinion_quote(), f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
             _throughput("benchmarks/precision_cpu.json") + " mixed precision, "
             f"{_read('benchmarks/precision_cpu.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_amd.json") + ", "
