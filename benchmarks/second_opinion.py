@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fetalhead.data import read_csv
 from fetalhead.errors import FetalheadError, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM, flag_summary
+from fetalhead.files import check_input_file
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
 from fetalhead.results import provenance, write_results
 
@@ -37,12 +39,8 @@ COLUMNS = ("filename", "exam", "hc_pred_mm", "hc_abs_error_mm", "hc_error_mm", "
 
 def read_rows(path: Path) -> pd.DataFrame:
     """A per-image table of `fetalhead evaluate` (one row per image); one-line errors."""
-    if not path.is_file():
-        raise FetalheadError(f"{path}: no such file")
-    try:
-        table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FetalheadError(f"{path}: not a per-image table ({str(exc).splitlines()[0]})") from None
+    check_input_file(path, "per-image table")
+    table = read_csv(path)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it metrics_per_image.csv of fetalhead evaluate?)")

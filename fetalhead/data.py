@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,6 +49,7 @@ __all__ = [
     "load_mask",
     "load_pair",
     "parse_filename",
+    "read_csv",
     "read_test_csv",
     "read_training_csv",
     "training_pairs",
@@ -118,14 +120,21 @@ def annotation_path(filename: str, root: str | os.PathLike | None = None) -> Pat
     return data_dir(root) / TRAIN_DIR / f"{stem}_Annotation.png"
 
 
+def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
+    """`pandas.read_csv(path, **kwargs)` with its column names stripped of spaces; a file that
+    cannot be read or parsed as CSV is a one-line FetalheadError naming it."""
+    try:
+        table = pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
 def _read_csv(path: Path, columns: list[str], root: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FetalheadError(f"missing file {path}; {_how_to_get_data(root)}")
-    try:
-        raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw = read_csv(path)
     missing = [c for c in columns if c not in raw.columns]
     if missing:
         raise FetalheadError(f"{path} lacks column(s) {missing}; found {list(raw.columns)}")

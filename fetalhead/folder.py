@@ -28,6 +28,7 @@ from fetalhead.data import (
     load_image,
     load_mask,
     parse_filename,
+    read_csv,
     validate_pixel_size,
 )
 from fetalhead.errors import FetalheadError
@@ -97,12 +98,8 @@ def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
     an error; errors name the line."""
     path = Path(path)
     check_input_file(path, "pixel-size CSV")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
-    cols = [str(c).strip() for c in df.columns]
-    df.columns = cols
+    df = read_csv(path, dtype=str, keep_default_na=False)
+    cols = list(df.columns)
     name_col = "filename" if "filename" in cols else cols[0]
     size_cols = [c for c in cols if "pixel" in c.lower() and c != name_col]
     if not size_cols:

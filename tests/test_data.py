@@ -393,3 +393,24 @@ def test_bad_csv(synthetic_hc18):
         with pytest.raises(FetalheadError, match=words) as exc:
             read_test_csv(synthetic_hc18)
         one_line(exc)
+
+
+@pytest.mark.parametrize("content", [b"", b"a,b\n1,2,3,4\n\"unclosed\n", b"\xff\xfe\x00garbage\x00\xff"])
+def test_an_unreadable_csv_is_one_line_naming_the_file(tmp_path, content):
+    from fetalhead.data import read_csv
+    from fetalhead.folder import read_pixel_csv
+
+    path = tmp_path / "sizes.csv"
+    path.write_bytes(content)
+    for read in (read_csv, read_pixel_csv):
+        with pytest.raises(FetalheadError) as info:
+            read(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_read_csv_strips_the_column_names(tmp_path):
+    from fetalhead.data import read_csv
+
+    path = tmp_path / "t.csv"
+    path.write_text(" filename , pixel size(mm)\nx.png,0.1\n")
+    assert list(read_csv(path).columns) == ["filename", "pixel size(mm)"]
