@@ -88,16 +88,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     rows, other = read_rows(args.rows), read_rows(args.other)
     joined = with_second_opinion(rows, other, args.limit_mm)
 
-    def summary(table: pd.DataFrame) -> dict:
-        s = flag_summary(table)
-        s["hc_abs_error_mm_kept_ci"] = list(s["hc_abs_error_mm_kept_ci"])
-        return s
-
     record = {
         "what": "a second network's HC as a review signal: flag where the two differ by more than limit_mm",
         "rows": str(args.rows), "other": str(args.other), "limit_mm": args.limit_mm,
         "hc_error_correlation": error_correlation(rows, other),
-        "flag alone": summary(rows), "flag or second opinion": summary(joined),
+        "flag alone": flag_summary(rows), "flag or second opinion": flag_summary(joined),
         "command": "python benchmarks/second_opinion.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **provenance(),
     }

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from fetalhead.checkpoint import load_checkpoint
@@ -57,15 +58,17 @@ def _gpu_runs_quote() -> str:
             f"than the `small` recipe at 192x288 ({min(recipe):.2f} to {max(recipe):.2f} mm at widths 8 to 32)")
 
 
+def _history(run: str) -> pd.DataFrame:
+    """A recorded training run's history: one row per epoch (`seconds`: wall clock so far)."""
+    return pd.read_csv(ROOT / "results" / "training" / f"{run}.csv")
+
+
 def _epochs(run: str) -> int:
-    """Epochs a recorded training run trained: the rows of its history."""
-    return len((ROOT / "results" / "training" / f"{run}.csv").read_text().strip().splitlines()) - 1
+    return len(_history(run))
 
 
 def _seconds(run: str) -> int:
-    """Wall-clock seconds of a recorded training run: its history's last `seconds`, rounded."""
-    last = (ROOT / "results" / "training" / f"{run}.csv").read_text().strip().splitlines()
-    return round(float(last[-1].split(",")[last[0].split(",").index("seconds")]))
+    return round(float(_history(run)["seconds"].iloc[-1]))
 
 
 def _epochs_quotes() -> list[str]:
