@@ -14,7 +14,7 @@ Annotation bias: the models learn the FILLED HC18 masks, which include the sonog
 line, so a predicted boundary lies about 0.9 px outside the annotated ellipse, like the
 ground-truth masks. By default the same per-pixel correction as for ground-truth masks is
 subtracted (`fetalhead.ellipse.annotation_bias_mm`: 5.8 px of perimeter x pixel size; the
-ellipse is shrunk by the matching 0.92 px), so HC and the challenge ellipse are comparable
+ellipse is shrunk by the matching 0.93 px), so HC and the challenge ellipse are comparable
 with the CSV. `bias_correction=False` turns it off.
 """
 
