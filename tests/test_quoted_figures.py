@@ -25,6 +25,11 @@ def _mean(path: str, metric: str) -> float:
     return _read(path)["metrics"][metric]["mean"]
 
 
+def _hc(record: str) -> float:
+    """HC mean absolute difference (mm) of a stored evaluation record `results/<record>.json`."""
+    return _mean(f"results/{record}.json", "hc_abs_error_mm")
+
+
 def _mib(model: str) -> str:
     return f"{(PACKAGE_DIR / 'weights' / f'fetalhead_{model}.pt').stat().st_size / 2**20:.1f} MiB"
 
@@ -52,7 +57,7 @@ def _throughput(path: str) -> str:
 
 def _gpu_runs_quote() -> str:
     """Validation HC of the H200 runs of 300 s: the default preset against the small recipe."""
-    val = lambda run: _mean(f"results/{run}_val.json", "hc_abs_error_mm")  # noqa: E731
+    val = lambda run: _hc(f"{run}_val")  # noqa: E731
     recipe = [val(f"small{x}_h200_300s") for x in ("", "_s1", "_w16", "_w32")]
     return (f"HC {val('default_w32pw_h200_300s'):.2f} mm at width 32, {val('default_w16pw_h200_300s'):.2f} mm at width 16) "
             f"than the `small` recipe at 192x288 ({min(recipe):.2f} to {max(recipe):.2f} mm at widths 8 to 32)")
@@ -73,17 +78,16 @@ def _seconds(run: str) -> int:
 
 def _epochs_quotes() -> list[str]:
     """Runs side by side on one GPU train fewer epochs each, and validation HC follows epochs."""
-    hc = lambda name: _mean(f"results/{name}.json", "hc_abs_error_mm")  # noqa: E731
     alone, shared = "default_h200_330s", "default_w32pw_h200_300s"
     call2 = sum(_epochs(f"small{x}_h200_300s") for x in ("_160", "_w16", "_w32", "_s1"))
     return [f"made {_epochs(alone)} epochs in {_seconds(alone)} s alone, `{alone}`, and {_epochs(shared)} epochs in "
             f"{_seconds(shared)} s beside three others",
             f"seed 0, {_epochs('small_cpu_bf16_ema_5100s')} epochs on the CPU (`small_cpu_bf16_ema_5100s`) against "
-            f"{_epochs('small_h200_300s')} on the GPU (`small_h200_300s`): HC {hc('small_val'):.2f} against "
-            f"{hc('small_h200_300s_val'):.2f} mm",
+            f"{_epochs('small_h200_300s')} on the GPU (`small_h200_300s`): HC {_hc('small_val'):.2f} against "
+            f"{_hc('small_h200_300s_val'):.2f} mm",
             f"seed 1, {_epochs('small_cpu_bf16_ema_s1_5100s')} epochs against {_epochs('small_s1_h200_300s')} "
-            f"(`small_cpu_bf16_ema_s1_5100s`, `small_s1_h200_300s`): HC {hc('small_cpu_bf16_ema_s1_val'):.2f} against "
-            f"{hc('small_s1_h200_300s_val'):.2f} mm",
+            f"(`small_cpu_bf16_ema_s1_5100s`, `small_s1_h200_300s`): HC {_hc('small_cpu_bf16_ema_s1_val'):.2f} against "
+            f"{_hc('small_s1_h200_300s_val'):.2f} mm",
             f"the four runs of the second call made {call2} epochs together in 300 s",
             _avx2_quote("made {avx2} epochs in its 85 minutes (`{name}`): HC {hc_avx2:.2f} mm, worse than "
                         "{gpu} epochs' {hc_gpu:.2f}")]
@@ -91,10 +95,9 @@ def _epochs_quotes() -> list[str]:
 
 def _avx2_quote(template: str) -> str:
     """The small preset's seed-0 run on a CPU without bf16 hardware, set against the other two."""
-    hc = lambda name: _mean(f"results/{name}.json", "hc_abs_error_mm")  # noqa: E731
     name = "small_cpu_avx2_5100s"
-    return template.format(name=name, avx2=_epochs(name), hc_avx2=hc(f"{name}_val"), gpu=_epochs("small_h200_300s"),
-                           hc_gpu=hc("small_h200_300s_val"), cpu=_epochs("small_cpu_bf16_ema_5100s"), hc_cpu=hc("small_val"))
+    return template.format(name=name, avx2=_epochs(name), hc_avx2=_hc(f"{name}_val"), gpu=_epochs("small_h200_300s"),
+                           hc_gpu=_hc("small_h200_300s_val"), cpu=_epochs("small_cpu_bf16_ema_5100s"), hc_cpu=_hc("small_val"))
 
 
 def _second_opinion_quote() -> str:
