@@ -72,13 +72,10 @@ MIN_BOUNDARY_POINTS = 10
 #: A fitted semi-minor axis below this (pixels) is a line, not a head: "no head".
 MIN_SEMI_AXIS_PX = 1.0
 
-# Measured on the TRAINING split only (693 images of fetalhead/splits/hc18_split.csv):
-#   HC18_DIR=/work/shared/hc18 python -c "from fetalhead.ellipse import *; \
-#     d = reference_mask_hcs('train'); \
-#     print(estimate_bias(d.hc_mask_mm, d.hc_mm, d.pixel_size_mm, model='per_pixel'), \
-#           estimate_bias(d.hc_mask_mm, d.hc_mm, model='additive'))"
-#   -> 5.816 px, 0.761 mm. MAE of mask HC vs the CSV, train / val:
-#   uncorrected 0.827 / 0.791 mm; additive 0.227 / 0.213 mm; per-pixel 0.039 / 0.033 mm.
+# Estimated on the TRAINING split only (693 images of fetalhead/splits/hc18_split.csv) by
+# `python benchmarks/annotation_offset.py --results results/annotation/offset.json`,
+# which stores the estimates and, per part, what each correction leaves (tests/test_bias.py
+# recomputes them from the data; tests/test_annotation_offset.py checks these constants).
 #: HC from a filled GT mask minus the CSV HC, in pixels of circumference (2*pi * ~0.93 px).
 ANNOTATION_BIAS_PX = 5.816
 #: The same bias as one constant in mm (additive model; less accurate, kept for reference).

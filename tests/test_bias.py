@@ -6,6 +6,7 @@ The filled masks include the sonographer's drawn line, so their HC is ~0.8 mm to
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -18,9 +19,12 @@ from fetalhead.ellipse import (
     estimate_bias,
     reference_mask_hcs,
 )
+from fetalhead.paths import repo_root
 from fetalhead.split import load_split
 
 MAX_MAE_MM = 0.5  # required accuracy of the corrected GT-mask HC vs the CSV
+#: the stored record of `benchmarks/annotation_offset.py`, which the README quotes
+STORED = repo_root() / "results" / "annotation" / "offset.json"
 
 
 def report(d, label):
@@ -64,6 +68,11 @@ def test_bias_corrected_mae_full_split(hc18_dir, part):
     raw, additive, per_pixel = report(d, part)
     assert per_pixel < MAX_MAE_MM
     assert per_pixel < additive < raw
+    stored = json.loads(STORED.read_text())["parts"][part]
+    assert stored["n_images"] == len(d)
+    left = stored["mae_left_mm"]
+    assert (raw, additive, per_pixel) == pytest.approx((left["uncorrected"], left["additive"], left["per_pixel"]),
+                                                       abs=1e-9)
     if part == "train":  # the shipped constants are this split's estimates
         k = estimate_bias(d["hc_mask_mm"], d["hc_mm"], d["pixel_size_mm"], model="per_pixel")
         c = estimate_bias(d["hc_mask_mm"], d["hc_mm"], model="additive")

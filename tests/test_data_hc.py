@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,6 +11,7 @@ import pytest
 
 from fetalhead.data import load_mask, read_training_csv, training_pairs
 from fetalhead.ellipse import hc_from_mask
+from fetalhead.paths import repo_root
 
 
 @pytest.mark.slow
@@ -28,3 +30,6 @@ def test_hc_from_every_real_mask_matches_the_csv(hc18_dir):
           f"max |d| {np.abs(diff).max():.3f} mm, mean d {diff.mean():+.3f} mm")
     assert np.abs(diff).mean() <= 1.0
     assert np.abs(diff).max() <= 3.0  # the data README reports 2.4 mm at most
+    stored = json.loads((repo_root() / "results" / "annotation" / "offset.json").read_text())["all"]
+    assert (len(diff), diff.mean(), np.abs(diff).max(), int((diff < 0).sum())) == pytest.approx(
+        (stored["n_images"], stored["mean_mm"], stored["max_abs_mm"], stored["n_mask_smaller"]), abs=1e-9)

@@ -117,6 +117,19 @@ def _second_opinion_quote() -> str:
                else f"{caught(default['flag alone'])})"))
 
 
+def _annotation_quotes() -> list[str]:
+    """The offset of HC from the filled annotations against the CSV, and what the correction leaves."""
+    r = _read("results/annotation/offset.json")
+    every, left = r["all"], {part: r["parts"][part]["mae_left_mm"] for part in ("train", "val", "test")}
+    return [f"an HC {every['mean_mm']:.2f} mm larger than the CSV on average (all {every['n_images']} images; at most "
+            f"{every['max_abs_mm']:.1f} mm; {every['n_mask_smaller']} of them smaller). That offset is a fixed "
+            f"{r['estimated_on_train']['per_pixel_px']:.1f} px of perimeter",
+            f"on the validation part the ground-truth masks then match the CSV to {left['val']['per_pixel']:.3f} mm "
+            f"(train {left['train']['per_pixel']:.3f} mm, test {left['test']['per_pixel']:.3f} mm; a constant in mm "
+            f"would leave {left['val']['additive']:.2f} mm on the validation part)",
+            f"all {every['n_images']} annotations (HC from mask vs CSV: {every['mean_mm']:.2f} mm mean)"]
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -131,7 +144,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
-    return [refit, seed, _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, *_annotation_quotes(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 
