@@ -18,7 +18,8 @@ on one device, and their ratio (on CPUs with bf16 matrix units "auto" trains in 
 3. Time to validation Dice 0.97 (training resolution) with the default recipe: `fit` with a
    callback that stops at the target or at a time cap.
 4. Inference latency per 800x540 image: the network alone and `Predictor.predict` (resize,
-   network, resize back, ellipse, HC), on the CPU with all cores and on the GPU if present.
+   network, resize back, ellipse, HC), on the CPU with all cores and on the GPU if present
+   (`--latency-only` also measures each shipped model with its own weights and input size).
 
 Data come from a compact cache file (`fetalhead prepare-cache`), so the benchmark runs on a
 machine that cannot see the HC18 folder; see benchmarks/README.md.
@@ -191,14 +192,18 @@ def time_to_dice(cfg: TrainConfig, train: Any, val: Any, target: float = 0.97, c
                 seconds_per_epoch=float(h["seconds"].iloc[-1]) / len(h))
 
 
-def measure_latency(cfg: TrainConfig, device: torch.device, repeats: int = 10, warmup: int = 2) -> dict[str, Any]:
+def measure_latency(cfg: TrainConfig, device: torch.device, repeats: int = 10, warmup: int = 2,
+                    model: nn.Module | None = None) -> dict[str, Any]:
     """Median milliseconds per 800x540 image (batch 1) on `device`: the network alone at the
     training size, `Predictor.predict` end to end (resize, network, resize back, ellipse,
-    quality), and the same with test-time flips (a second, mirrored network pass)."""
+    quality), and the same with test-time flips (a second, mirrored network pass). `model`:
+    trained weights of `cfg`'s architecture (default: freshly initialised ones)."""
     from fetalhead.predict import Predictor
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg).eval()
+    if model is None:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg)
+    model = model.eval()
     pred = Predictor(model, cfg.image_size, device=device)
     flips = Predictor(model, cfg.image_size, device=device, tta=True)
     rng = np.random.default_rng(0)
@@ -344,21 +349,47 @@ def format_table(res: dict[str, Any]) -> str:
 
 
 def format_latency(res: dict[str, Any]) -> str:
-    """Plain-text summary of `latency_only`'s results: one line per preset and device."""
+    """Plain-text summary of `latency_only`'s results: one line per shipped model or preset
+    architecture and device."""
+    rows = [(f"model {m}", per_dev) for m, per_dev in res.get("models", {}).items()]
+    rows += [(f"preset {p}", per_dev) for p, per_dev in res["latency"].items()]
     return "\n".join(
-        f"{preset:8s} {d:5s} {r['image_size'][0]}x{r['image_size'][1]}: network {r['network_ms']:.1f} ms, "
+        f"{name:15s} {d:5s} {r['image_size'][0]}x{r['image_size'][1]}: network {r['network_ms']:.1f} ms, "
         f"predict {r['predict_ms']:.1f} ms, with flips {r['predict_flips_ms']:.1f} ms "
         f"per {HC18_SHAPE[1]}x{HC18_SHAPE[0]} image"
-        for preset, per_dev in res["latency"].items() for d, r in per_dev.items())
+        for name, per_dev in rows for d, r in per_dev.items())
+
+
+def _shipped_latency(dev: torch.device) -> dict[str, dict[str, Any]]:
+    """`measure_latency` of each shipped model present, with its own weights and input size, on
+    the CPU (and on `dev` when it is a GPU); each row also names the model's width, the
+    weights' storage and their training run."""
+    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in SHIPPED_MODELS:
+        path = shipped_checkpoint(name)
+        if not path.is_file():
+            continue
+        model, cfg, meta = load_checkpoint(path)
+        about = dict(base_channels=cfg.base_channels, dtype=meta.get("dtype", "float16"),
+                     training_run=meta.get("training_run"))
+        out[name] = {"cpu": {**measure_latency(cfg, torch.device("cpu"), model=model), **about}}
+        if dev.type == "cuda":
+            out[name]["cuda"] = {**measure_latency(cfg, dev, repeats=50, warmup=10, model=model.to(dev)), **about}
+    return out
 
 
 def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device: str | None = None) -> dict[str, Any]:
-    """Benchmark 4 alone: per-image latency of each preset's architecture on the CPU (all
-    cores) and on the GPU if present. Latency depends on the architecture, not the weights."""
+    """Benchmark 4 alone: per-image latency of each shipped model (its weights, its input
+    size; key "models") and of each preset's architecture (freshly initialised; key "latency")
+    on the CPU with all cores, and on the GPU if present."""
     dev = resolve_device(device)
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     try:
+        models = _shipped_latency(dev)
         lat = {p: {"cpu": measure_latency(get_config(p, quick=False), torch.device("cpu"))} for p in presets}
     finally:
         torch.set_num_threads(threads)
@@ -366,7 +397,7 @@ def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device:
         for p in presets:
             lat[p]["cuda"] = measure_latency(get_config(p, quick=False), dev, repeats=50, warmup=10)
     return dict(device=device_name(dev), cpu=device_name(torch.device("cpu")), cpu_count=os.cpu_count(),
-                torch=torch.__version__, latency=lat)
+                torch=torch.__version__, models=models, latency=lat)
 
 
 def compare_precision(preset: str = "small", device: str | torch.device | None = None, steps: int = 20,

@@ -32,7 +32,7 @@ from fetalhead.results import (
 )
 
 __all__ = ["BENCH_FILES", "BENCH_MARKERS", "LATENCY_MARKERS", "README_MARKERS", "REVIEW_MARKERS", "REVIEW_TEXT_MARKERS", "bench_table",
-           "current_results", "latency_table", "model_card", "readme_with_table", "review_figures", "review_limitation", "review_table",
+           "current_results", "latency_table", "latency_text", "model_card", "readme_with_table", "review_figures", "review_limitation", "review_table",
            "review_text", "shipped_runs", "write_all"]
 
 #: the README's generated results table sits between these two lines
@@ -307,7 +307,7 @@ or `fetalhead predict --model {model}`.
   input {cfg.image_size[0]}x{cfg.image_size[1]} px (HC18 images, 540x800, are resized; the mask is
   scored and measured back at the original size), "{cfg.padding}" padding.
 - {storage_text(model, meta.get("dtype", "float16"), path.stat().st_size)}
-
+{latency_text(model)}
 ## Training
 
 - Data: HC18 (van den Heuvel et al. 2018, doi:10.1371/journal.pone.0200412; Zenodo record
@@ -398,21 +398,35 @@ def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
 
 
 def latency_table(file: str = LATENCY_FILE) -> str:
-    """Markdown table of a `--latency-only` file: per preset's architecture, CPU milliseconds per
-    800x540 image for the network alone and for `Predictor.predict` without and with test-time
-    flips (median)."""
+    """Markdown table of a `--latency-only` file: per shipped model (its weights) and per
+    preset's architecture, CPU milliseconds per 800x540 image for the network alone and for
+    `Predictor.predict` without and with test-time flips (median)."""
     res = json.loads(((repo_root() or Path.cwd()) / file).read_text())
-    lines = ["| architecture | input | network | `Predictor.predict` | with test-time flips |",
+    lines = ["| weights | input | network | `Predictor.predict` | with test-time flips |",
              "|---|---|---|---|---|"]
-    for preset, per_device in res["latency"].items():
-        r = per_device["cpu"]
+    rows = [(f"shipped `{m}` (width {d['cpu']['base_channels']})", d["cpu"]) for m, d in res.get("models", {}).items()]
+    rows += [(f"`{p}` preset's architecture", d["cpu"]) for p, d in res["latency"].items()]
+    for name, r in rows:
         flips = f"{r['predict_flips_ms']:.1f} ms" if "predict_flips_ms" in r else "-"
-        lines.append(f"| `{preset}` preset | {r['image_size'][0]}x{r['image_size'][1]} | "
+        lines.append(f"| {name} | {r['image_size'][0]}x{r['image_size'][1]} | "
                      f"{r['network_ms']:.1f} ms | {r['predict_ms']:.1f} ms | {flips} |")
-    first = next(iter(res["latency"].values()))["cpu"]
+    first = rows[0][1]
     lines.append(f"\n{res['cpu']}, {first['threads']} threads, torch {res['torch']} "
                  f"([{Path(file).name}]({file})).")
     return "\n".join(lines)
+
+
+def latency_text(model: str, file: str = LATENCY_FILE) -> str:
+    """A model card's line on the shipped model's CPU latency, from the `--latency-only` file
+    (empty when the file has no row for it)."""
+    res = json.loads(((repo_root() or Path.cwd()) / file).read_text())
+    r = res.get("models", {}).get(model, {}).get("cpu")
+    if r is None:
+        return ""
+    return (f"- CPU latency per 800x540 image (batch 1, median of {r['repeats']}): "
+            f"{r['predict_ms']:.1f} ms for `Predictor.predict` ({r['network_ms']:.1f} ms of it the network), "
+            f"{r['predict_flips_ms']:.1f} ms with test-time flips; {res['cpu']}, {r['threads']} threads "
+            f"(`fetalhead bench --latency-only`, `{file}`).\n")
 
 
 def _between(text: str, markers: tuple[str, str], body: str) -> str:

@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny models and images: a smoke test")
     only = p.add_mutually_exclusive_group()
     only.add_argument("--latency-only", action="store_true",
-                      help="only the per-image latency of the default, small and cpu architectures")
+                      help="only the per-image latency of the shipped models and of the default, small and cpu architectures")
     only.add_argument("--precision", choices=sorted(PRESETS), default=None, metavar="PRESET",
                       help="only the training throughput of PRESET in fp32 and in bf16, and their ratio")
     return parser

@@ -11,9 +11,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fetalhead.bench import forward_flops, peak_flops
+from fetalhead.checkpoint import load_checkpoint
 from fetalhead.cli import main
 from fetalhead.config import get_config
 from fetalhead.model import build_model
+from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
 
 
 @pytest.mark.parametrize("size,padding", [((64, 96), "same"), ((50, 70), "same"), ((188, 188), "valid")])
@@ -105,12 +107,20 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"] and old.read_text() == "earlier results"
 
 
-def test_latency_only_reports_both_architectures_on_the_cpu(tmp_path):
+def test_latency_only_reports_the_shipped_models_and_the_architectures_on_the_cpu(tmp_path):
     out = tmp_path / "lat.json"
     assert main(["bench", "--latency-only", "--device", "cpu", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     lat = res["latency"]
     assert set(lat) == {"default", "small", "cpu"}
+    shipped = [m for m in SHIPPED_MODELS if shipped_checkpoint(m).is_file()]
+    assert shipped and list(res["models"]) == shipped
+    for name, per_device in res["models"].items():  # each with its own weights' size and width
+        cfg, meta = load_checkpoint(shipped_checkpoint(name))[1:]
+        row = per_device["cpu"]
+        assert row["image_size"] == list(cfg.image_size) and row["base_channels"] == cfg.base_channels
+        assert row["training_run"] == meta["training_run"] and row["dtype"] == meta["dtype"]
+        assert all(np.isfinite(row[k]) and row[k] > 0 for k in ("network_ms", "predict_ms", "predict_flips_ms"))
     # timings are only checked for being measured (no speed assertions: the bench is the measure)
     for preset in lat:
         row = lat[preset]["cpu"]

@@ -130,6 +130,13 @@ def _annotation_quotes() -> list[str]:
             f"all {every['n_images']} annotations (HC from mask vs CSV: {every['mean_mm']:.2f} mm mean)"]
 
 
+def _latency_quote() -> str:
+    """How much less time the presets' `predict` took on the Intel Xeon than in the current file."""
+    now, xeon = (_read(f"benchmarks/{f}.json")["latency"] for f in ("latency_cpu", "latency_cpu_xeon"))
+    ratios = [now[p]["cpu"]["predict_ms"] / xeon[p]["cpu"]["predict_ms"] for p in now]
+    return f"the presets' `predict` took {min(ratios):.1f}x to {max(ratios):.1f}x less time"
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -144,7 +151,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
-    return [refit, seed, *_annotation_quotes(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 

@@ -369,3 +369,20 @@ def test_the_storage_line_quotes_the_fp16_figures_only_for_int8_weights(tmp_path
     text = storage_text("m", "int8", 2**20)
     assert "97.85 %" in text and "1.77 mm" in text and "results/quantization/m_fp16_val.json" in text
     assert storage_text("m", "float16", 2**20) == "Weights in fp16: 1.0 MiB; read back as fp32."
+
+
+@pytest.mark.skipif(ROOT is None, reason="not a checkout")
+def test_the_stored_latency_measures_the_shipped_weights():
+    """The README's latency table and the cards' latency lines come from benchmarks/latency_cpu.json:
+    it must hold a row for every shipped model, measured on those weights (run, width, size)."""
+    from fetalhead.checkpoint import load_checkpoint
+
+    rows = json.loads((ROOT / "benchmarks" / "latency_cpu.json").read_text())["models"]
+    shipped = [m for m in SHIPPED_MODELS if (PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt").is_file()]
+    assert list(rows) == shipped, "run `fetalhead bench --latency-only --out benchmarks/latency_cpu.json --overwrite`"
+    for model in shipped:
+        _, cfg, meta = load_checkpoint(PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt")
+        row = rows[model]["cpu"]
+        assert (row["training_run"], row["base_channels"], row["image_size"]) == (
+            meta["training_run"], cfg.base_channels, list(cfg.image_size)), f"{model}: re-measure its latency"
+        assert f"{row['predict_ms']:.1f} ms for `Predictor.predict`" in model_card(model)
