@@ -71,6 +71,8 @@ LIMITATIONS = """\
 #: the out-of-fold summaries the limitations quote (`benchmarks/out_of_fold.py`, `review_signals.py`)
 OUT_OF_FOLD_FILE = "review/out_of_fold_small.json"
 SIGNALS_FILE = "review/signals_small.json"
+#: the shipped models as each other's second opinion on the test part (benchmarks/second_opinion.py)
+SECOND_OPINION_FILE = "review/second_opinion_{model}_test.json"
 
 
 #: a gross error whose mask fits its own ellipse at least this well (IoU) is a "clean ellipse"
@@ -88,9 +90,11 @@ def review_figures(folder: Path | None = None) -> dict[str, Any]:
     signals = json.loads((folder / SIGNALS_FILE).read_text())
     gross = rows["hc_abs_error_mm"] > GROSS_ERROR_MM
     large = rows["hc_true_mm"] > rows["hc_true_mm"].quantile(0.8)
+    pair = {m: json.loads(f.read_text()) for m in SHIPPED_MODELS
+            if (f := folder / SECOND_OPINION_FILE.format(model=m)).is_file()}
     return {"oof": oof, "flag": oof["review"][f"at most {MAX_FLAGGED:.0%} flagged"], "at_half": oof["review"]["at 0.5"],
             "n_gross": int(gross.sum()), "clean": int((gross & (rows["q_ellipse_iou"] >= CLEAN_ELLIPSE_IOU)).sum()),
-            "large": int((gross & large).sum()), "signals": signals}
+            "large": int((gross & large).sum()), "signals": signals, "pair": pair}
 
 
 def _wrap(text: str) -> str:
@@ -111,6 +115,24 @@ def _second_opinions(f: dict[str, Any]) -> str:
     return (f"a second model of each fold, trained with another seed, made {second['n_gross']['both']} of the same "
             f"{second['n_gross']['first model']} gross errors (their HC errors correlate "
             f"{second['hc_error_correlation']:.2f}); joined to the score, {verdict}")
+
+
+def _shipped_pair(f: dict[str, Any]) -> str:
+    """A sentence on the shipped models as each other's second opinion on the test part ("" when
+    neither is stored)."""
+    if not f["pair"]:
+        return ""
+
+    def caught(s: dict[str, Any]) -> str:
+        return f"{s['gross_caught']} of {s['n_gross']} with {100 * s['fraction_set_aside']:.1f} % flagged"
+
+    parts = [f"`{m}` {caught(r['flag or second opinion'])} (the flag alone: {caught(r['flag alone'])})"
+             for m, r in f["pair"].items()]
+    files = ", ".join(f"results/{SECOND_OPINION_FILE.format(model=m)}" for m in f["pair"])
+    first = next(iter(f["pair"].values()))
+    return (f" The other shipped model as a second opinion, on the test part: flagging also where the two HCs differ "
+            f"by more than {first['limit_mm']:g} mm catches for {', for '.join(parts)}; their HC errors correlate "
+            f"{first['hc_error_correlation']:.2f} ({files}).")
 
 
 def review_limitation(folder: Path | None = None) -> str:
@@ -145,7 +167,7 @@ def review_text(folder: Path | None = None) -> str:
         f"of {flag['n_gross']} gross errors ({half['gross_caught']} of {half['n_gross']} at 0.5, flagging "
         f"{half['fraction_set_aside'] * 100:.1f} %): {f['clean']} of the {f['n_gross']} are clean ellipses a few "
         f"per cent off, which the shape of the mask does not reveal, and {f['large']} of the {f['n_gross']} are on "
-        f"the largest fifth of heads. Nor does asking again: {_second_opinions(f)}. Gross errors are "
+        f"the largest fifth of heads. Nor does asking again: {_second_opinions(f)}.{_shipped_pair(f)} Gross errors are "
         f"|HC difference| > {GROSS_ERROR_MM:g} mm; the last column is what setting aside the truly worst "
         "images, as many as were flagged, would leave (test part; the model cards give the validation part):")
 

@@ -349,6 +349,20 @@ def test_the_review_paragraphs_quote_the_stored_out_of_fold_summaries(tmp_path):
     assert "a 1.5x larger pass catches more than the score alone (2 of 4," in text
 
 
+def test_the_review_text_quotes_the_shipped_models_as_each_others_second_opinion(tmp_path):
+    _stored_review(tmp_path, best_other=2)
+    assert "The other shipped model" not in review_text(tmp_path)  # nothing stored, nothing said
+
+    def flag(caught: int, flagged: float) -> dict:
+        return {"gross_caught": caught, "n_gross": 5, "fraction_set_aside": flagged}
+
+    write_results({"limit_mm": 6.0, "hc_error_correlation": 0.812, "flag alone": flag(1, 0.05),
+                   "flag or second opinion": flag(3, 0.075)}, tmp_path / "review" / "second_opinion_small_test.json")
+    text = " ".join(review_text(tmp_path).split())
+    assert ("differ by more than 6 mm catches for `small` 3 of 5 with 7.5 % flagged (the flag alone: 1 of 5 with "
+            "5.0 % flagged); their HC errors correlate 0.81 (results/review/second_opinion_small_test.json)") in text
+
+
 def test_the_review_paragraphs_say_so_when_a_second_opinion_helps(tmp_path):
     _stored_review(tmp_path, best_other=4)
     text = " ".join(review_text(tmp_path).split())
