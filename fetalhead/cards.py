@@ -392,15 +392,20 @@ def run_budget(run: str) -> str:
     return run.rsplit("_", 1)[-1].removesuffix("s")
 
 
+def _bench_file(file: str) -> dict[str, Any]:
+    """A stored benchmark JSON by its repo-relative path (relative to the working folder
+    outside a checkout)."""
+    return json.loads(((repo_root() or Path.cwd()) / file).read_text())
+
+
 def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
     """Markdown table of GPU benchmark files (repo-relative paths): training images/s of both
     recipes at each size, their ratio, model FLOP utilisation, and per-image latency."""
-    root = repo_root() or Path.cwd()
     head = ["GPU", "size", "reference img/s (MFU)", "default img/s (MFU)", "default / reference",
             "latency network / `predict`", "file"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for f in files:
-        res = json.loads((root / f).read_text())
+        res = _bench_file(f)
         lat = res.get("latency", {}).get("cuda")
         for key, ratio in res.get("speedup", {}).items():
             h, w = (int(v) for v in key.split("x"))
@@ -423,7 +428,7 @@ def latency_table(file: str = LATENCY_FILE) -> str:
     """Markdown table of a `--latency-only` file: per shipped model (its weights) and per
     preset's architecture, CPU milliseconds per 800x540 image for the network alone and for
     `Predictor.predict` without and with test-time flips (median)."""
-    res = json.loads(((repo_root() or Path.cwd()) / file).read_text())
+    res = _bench_file(file)
     lines = ["| weights | input | network | `Predictor.predict` | with test-time flips |",
              "|---|---|---|---|---|"]
     rows = [(f"shipped `{m}` (width {d['cpu']['base_channels']})", d["cpu"]) for m, d in res.get("models", {}).items()]
@@ -441,7 +446,7 @@ def latency_table(file: str = LATENCY_FILE) -> str:
 def latency_text(model: str, file: str = LATENCY_FILE) -> str:
     """A model card's line on the shipped model's CPU latency, from the `--latency-only` file
     (empty when the file has no row for it)."""
-    res = json.loads(((repo_root() or Path.cwd()) / file).read_text())
+    res = _bench_file(file)
     r = res.get("models", {}).get(model, {}).get("cpu")
     if r is None:
         return ""
