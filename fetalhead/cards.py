@@ -75,6 +75,13 @@ SIGNALS_FILE = "review/signals_small.json"
 SECOND_OPINION_FILE = "review/second_opinion_{model}_test.json"
 
 
+#: each shipped model's review threshold from its own scores on the unlabelled challenge images
+#: (benchmarks/review_calibration.py)
+CALIBRATION_FILE = "review/calibration_{model}.json"
+
+#: the labelled parts' names in sentences
+PART_WORDS = {"train": "train", "val": "validation", "test": "test"}
+
 #: a gross error whose mask fits its own ellipse at least this well (IoU) is a "clean ellipse"
 CLEAN_ELLIPSE_IOU = 0.96
 
@@ -97,9 +104,35 @@ def review_figures(folder: Path | None = None) -> dict[str, Any]:
             "large": int((gross & large).sum()), "signals": signals, "pair": pair}
 
 
+def calibration(model: str, review_below: float | None = None, folder: Path | None = None) -> dict[str, Any] | None:
+    """The stored calibration of shipped model `model`'s review threshold (results/review/
+    calibration_<model>.json), or None when there is none. FetalheadError when `review_below`
+    (the threshold its weights file carries) is given and differs from the stored one."""
+    path = (Path(folder) if folder is not None else RESULTS_DIR) / CALIBRATION_FILE.format(model=model)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if review_below is not None and record["review_below"] != review_below:
+        raise FetalheadError(f"fetalhead_{model}.pt reviews below {review_below:g}, but {path.name} chose "
+                             f"{record['review_below']:g}: re-export the weights with --review-below")
+    return record
+
+
+def _threshold_rule(model: str, review_below: float) -> str:
+    """The card's sentence on where its threshold comes from."""
+    c = calibration(model, review_below)
+    if c is None:
+        return "the threshold its weights file carries"
+    return (f"the largest threshold that flags at most {100 * c['max_flagged']:.0f} % of this model's own "
+            f"predictions on HC18's {c['n_images']} unlabelled challenge images (no label read: "
+            f"`benchmarks/review_calibration.py`; results/{CALIBRATION_FILE.format(model=model)})")
+
+
 def _wrap(text: str) -> str:
-    return textwrap.fill(" ".join(text.split()), width=95, initial_indent="- ", subsequent_indent="  ",
-                         break_on_hyphens=False, break_long_words=False)
+    """A Markdown bullet of `text` in lines of at most 95 characters; a number and its " %" stay on one line."""
+    filled = textwrap.fill(" ".join(text.split()).replace(" %", "\0%"), width=95, initial_indent="- ",
+                           subsequent_indent="  ", break_on_hyphens=False, break_long_words=False)
+    return filled.replace("\0%", " %")
 
 
 def _second_opinions(f: dict[str, Any]) -> str:
@@ -143,15 +176,16 @@ def review_limitation(folder: Path | None = None) -> str:
         "The mean is held down by a few hard images: on the test part most errors above 6 mm are "
         "large, late-gestation heads on coarse images (over- and under-measured). The review flag "
         "looks for them through the width of the undecided band in mm of HC, but most of them are "
-        "clean ellipses a few per cent off: on out-of-fold predictions of the train part, where its "
-        f"threshold was chosen, a flag on {flag['fraction_set_aside'] * 100:.0f} % of the images caught "
+        f"clean ellipses a few per cent off: on out-of-fold predictions of the train part, a flag on {flag['fraction_set_aside'] * 100:.0f} % of the images caught "
         f"{flag['gross_caught']} of {flag['n_gross']} gross errors (results/{OUT_OF_FOLD_FILE}). They are "
         f"not chance: {_second_opinions(f)}. Look at each measurement: the per-image table of "
         "`fetalhead evaluate` shows the worst cases.")
 
 
-def review_text(folder: Path | None = None) -> str:
-    """The README's paragraph on the review flag and how its threshold was chosen (`review_figures`)."""
+def review_text(folder: Path | None = None, records: list[dict[str, Any]] | None = None) -> str:
+    """The README's paragraph on the review flag and how its threshold was chosen (`review_figures`,
+    the calibrations in `folder` and the evaluation `records` of the shipped weights, default
+    `current_results()`)."""
     f = review_figures(folder)
     oof, flag, half = f["oof"], f["flag"], f["at_half"]
     return _wrap(
@@ -159,17 +193,45 @@ def review_text(folder: Path | None = None) -> str:
         "(`fetalhead.quality`; notebook 05 explains it). It flags malformed masks (two blobs, a "
         "ragged outline, a head cut by the border) and the measurements whose band of undecided "
         "pixels along the outline is wide in mm of HC: coarse images, mostly late-gestation heads, "
-        f"where the network cannot place the outline finely enough. The threshold ({flag['review_below']:g}) "
-        f"is the largest that flags at most {MAX_FLAGGED * 100:.0f} % of {oof['n_images']} out-of-fold "
-        f"predictions of the train part ({oof['folds']} models of the {oof['preset']} preset, each scoring "
-        f"the examinations it did not train on; benchmarks/README.md gives the commands, this summary's is "
-        f"`{oof['command']}`). There it caught {flag['gross_caught']} "
+        f"where the network cannot place the outline finely enough. {_thresholds_text(folder, records)} On "
+        f"{oof['n_images']} out-of-fold predictions of the train part ({oof['folds']} models of the {oof['preset']} "
+        f"preset, each scoring the examinations it did not train on; benchmarks/README.md gives the commands, this "
+        f"summary's is `{oof['command']}`), the largest threshold that flags at most {MAX_FLAGGED * 100:.0f} % of "
+        f"them ({flag['review_below']:g}) caught {flag['gross_caught']} "
         f"of {flag['n_gross']} gross errors ({half['gross_caught']} of {half['n_gross']} at 0.5, flagging "
         f"{half['fraction_set_aside'] * 100:.1f} %): {f['clean']} of the {f['n_gross']} are clean ellipses a few "
         f"per cent off, which the shape of the mask does not reveal, and {f['large']} of the {f['n_gross']} are on "
         f"the largest fifth of heads. Nor does asking again: {_second_opinions(f)}.{_shipped_pair(f)} Gross errors are "
         f"|HC difference| > {GROSS_ERROR_MM:g} mm; the last column is what setting aside the truly worst "
         "images, as many as were flagged, would leave (test part; the model cards give the validation part):")
+
+
+def _thresholds_text(folder: Path | None = None, records: list[dict[str, Any]] | None = None) -> str:
+    """The README's sentences on the shipped models' thresholds and what they flag on the held-out
+    parts (`records` at those thresholds, default `current_results()`); "" when none is calibrated."""
+    stored = {m: c for m in SHIPPED_MODELS if (c := calibration(m, folder=folder)) is not None}
+    if not stored:
+        return ""
+    records = current_results() if records is None else records
+    first = next(iter(stored.values()))
+    each = ", ".join(f"{c['review_below']:g} for `{m}`" for m, c in stored.items())
+    files = ", ".join(f"results/{CALIBRATION_FILE.format(model=m)}" for m in stored)
+    text = (f"Each shipped model's threshold is the largest that flags at most {100 * first['max_flagged']:.0f} % "
+            f"of its own predictions on HC18's {first['n_images']} unlabelled challenge images (no label read: "
+            f"`benchmarks/review_calibration.py`): {each} ({files}); a stronger network is surer of itself, "
+            f"and a threshold taken from weaker models flags fewer of its images.")
+    held_out = []
+    for m, c in stored.items():
+        mine = sorted((r for r in records if r["model"] == m and not r["tta"]
+                       and (r.get("review_flag") or {}).get("review_below") == c["review_below"]),
+                      key=lambda r: r["part"] != "val")
+        parts = [f"{100 * r['review_flag']['fraction_set_aside']:.1f} % of the {PART_WORDS[r['part']]} part "
+                 f"({r['review_flag']['n_gross']} gross errors there)" for r in mine]
+        if parts:
+            held_out.append(f"`{m}` {' and '.join(parts)}")
+    if held_out:
+        text += f" On held-out images the same thresholds flag: {'; '.join(held_out)}."
+    return text
 
 
 def _results_rows(records: list[dict[str, Any]]) -> str:
@@ -186,7 +248,7 @@ def _results_rows(records: list[dict[str, Any]]) -> str:
 def _flag_rows(records: list[dict[str, Any]], first: str = "part") -> str:
     """Markdown table of the records' review flags; the first column holds `first` ("part" or
     "model") of each record."""
-    head = [first, "flagged", "gross errors flagged", "HC mean abs. diff. mm: all", "unflagged",
+    head = [first, "review below", "flagged", "gross errors flagged", "HC mean abs. diff. mm: all", "unflagged",
             "setting aside the truly worst as many"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
@@ -195,7 +257,7 @@ def _flag_rows(records: list[dict[str, Any]], first: str = "part") -> str:
             continue
         lo, hi = f["hc_abs_error_mm_kept_ci"]
         label = r[first] + (" + flips" if r.get("tta") else "")
-        lines.append(f"| {label} | {100 * f['fraction_set_aside']:.1f} % ({f['n_review']} of {f['n_images']}) | "
+        lines.append(f"| {label} | {f['review_below']:g} | {100 * f['fraction_set_aside']:.1f} % ({f['n_review']} of {f['n_images']}) | "
                      f"{f['gross_caught']} of {f['n_gross']} | {f['hc_abs_error_mm_all']:.2f} | "
                      f"{f['hc_abs_error_mm_kept']:.2f} [{lo:.2f}, {hi:.2f}] | {f['hc_abs_error_mm_oracle']:.2f} |")
     return "\n".join(lines)
@@ -283,6 +345,7 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
     from fetalhead.checkpoint import load_checkpoint
     from fetalhead.model import build_model
+    from fetalhead.predict import REVIEW_BELOW
 
     path = PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt"
     _, cfg, meta = load_checkpoint(path)
@@ -310,6 +373,11 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
         val_rows = (f"on the validation part (its rows are of run\n`{chosen_by}`, the same recipe trained on "
                     f"the train part alone, which chose the\nrecipe and test-time flips: these weights trained on those "
                     f"images)")
+    review_below = float(meta.get("review_below", REVIEW_BELOW))  # as the Predictor reads the file
+    flag_intro = textwrap.fill(
+        f"Each measurement gets a quality score (`fetalhead.quality`); below {review_below:g} its status is "
+        f'"review": {_threshold_rule(model, review_below)}. Gross errors are |HC difference| > '
+        f"{GROSS_ERROR_MM:g} mm:", width=95, break_on_hyphens=False, break_long_words=False)
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`
@@ -360,10 +428,7 @@ means over the images where a head was found. Evaluated with:
 
 ## Review flag
 
-Each measurement gets a quality score (`fetalhead.quality`); below {meta.get('review_below')} its status is
-"review": the largest threshold that flags at most 10 % of the out-of-fold predictions of the
-train part (`benchmarks/out_of_fold.py`; results/review/out_of_fold_small.json). Gross errors
-are |HC difference| > 6 mm:
+{flag_intro}
 
 {_flag_rows(mine)}
 
@@ -473,7 +538,7 @@ def readme_with_table(readme: str, records: list[dict[str, Any]] | None = None) 
     if REVIEW_MARKERS[0] in readme:
         readme = _between(readme, REVIEW_MARKERS, review_table(records))
     if REVIEW_TEXT_MARKERS[0] in readme:
-        readme = _between(readme, REVIEW_TEXT_MARKERS, review_text())
+        readme = _between(readme, REVIEW_TEXT_MARKERS, review_text(records=records))
     if BENCH_MARKERS[0] in readme:
         readme = _between(readme, BENCH_MARKERS, bench_table())
     if LATENCY_MARKERS[0] in readme:

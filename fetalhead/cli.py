@@ -234,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
                  "int8) with its config and metrics: the file that is shipped.", data=False)
     p.add_argument("--checkpoint", type=_path, required=True, metavar="FILE", help="checkpoint to read")
     _add_out(p, "FILE", "file to write", required=True)
-    p.add_argument("--dtype", choices=("float16", "int8"), default="float16",
+    p.add_argument("--dtype", choices=("float16", "int8"), default=None,
                    help="how the weights are stored: float16 (half the size of float32) or int8 "
                    "(a quarter: one scale per channel; check it on the validation part); "
-                   "both are read back as float32 (default: float16)")
+                   "both are read back as float32 (default: as the file's, when it is an "
+                   "exported one, else float16)")
     p.add_argument("--run", default=None, metavar="NAME",
                    help="the training run the weights come from: its name in "
                    "results/training/runs.json, which the model card reads")
@@ -246,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "validation part; default: off)")
     p.add_argument("--review-below", type=_unit_float, default=None, metavar="SCORE",
                    help="quality score in [0, 1] below which a measurement gets status "
-                   "\"review\" (choose on the validation part; default: the library's)")
+                   "\"review\" (choose it on images the model did not train on: benchmarks/review_calibration.py; "
+                   "default: the file's, else the library's)")
 
     p = _command(sub, "evaluate", "score a checkpoint on the held-out split",
                  "Segment the held-out images (or your own labelled images: --images), score "

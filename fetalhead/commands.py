@@ -248,11 +248,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
     info = {k: meta[k] for k in ("trained_on", "seconds", "precision", "training_run", "tta", "review_below") if k in meta}
     chosen = {"training_run": args.run, "tta": args.tta, "review_below": args.review_below}
     info.update({k: v for k, v in chosen.items() if v is not None})
+    # a re-export of an exported file keeps its storage (int8 stays int8: requantizing is exact)
+    dtype = args.dtype or (meta["dtype"] if meta.get("weights_only") and meta.get("dtype") in ("float16", "int8")
+                           else "float16")
     with atomic_file(args.out) as tmp:
-        export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), dtype=args.dtype, **info)
+        export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), dtype=dtype, **info)
         load_checkpoint(tmp)  # read back before it replaces anything: the shipped file is usable
     val_dice = (meta.get("metrics") or {}).get("val_dice", float("nan"))
-    _say(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB in {args.dtype}, preset {cfg.name!r}, "
+    _say(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB in {dtype}, preset {cfg.name!r}, "
          f"epoch {meta.get('epoch')}, val Dice {val_dice:.4f})")
     return 0
 

@@ -68,7 +68,7 @@ STATUS_REVIEW = "review"  #: a head was measured, but its quality score is below
 STATUS_NO_HEAD = "no head found"
 #: quality score below which a measurement is flagged for review: 0.5 is where the `hc_band_mm`
 #: signal says the outline's band spans a gross HC error (`fetalhead.quality.SCALES`); each
-#: shipped weights file carries the threshold chosen for it on the validation part ("review_below")
+#: shipped weights file carries the threshold chosen for it ("review_below": `fetalhead.quality`)
 REVIEW_BELOW = 0.5
 
 

@@ -21,9 +21,10 @@ The raw signals of a prediction with a head:
 Each is mapped to [0, 1] by `SCALES` (1 at or beyond the "good" end, 0 at or beyond the "bad"
 end, linear between) and the score is the smallest: one bad sign is enough to doubt. The ends
 were read off the validation part's distributions (never the test part); a prediction whose
-score is below the predictor's `review_below` is flagged for review. The shipped models'
-threshold flags at most 10 % of out-of-fold predictions of the train part
-(`benchmarks/out_of_fold.py`), where gross errors are many enough to count.
+score is below the predictor's `review_below` is flagged for review. Each shipped model's
+threshold flags at most `MAX_FLAGGED` of its own predictions on HC18's unlabelled challenge
+images (`review_threshold`; `benchmarks/review_calibration.py`): no label is read, and a
+stronger network, surer of itself, gets a higher threshold than a weaker one.
 """
 
 from __future__ import annotations

@@ -660,7 +660,7 @@ def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capf
 
 
 def test_export_int8_keeps_what_the_file_says_and_refuses_other_dtypes(tmp_path, capfd, untrained_checkpoint):
-    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.checkpoint import load_checkpoint, read_checkpoint
 
     half, q8 = tmp_path / "half.pt", tmp_path / "q8.pt"
     assert run(["export", "--checkpoint", untrained_checkpoint, "--out", half, "--run", "r1"], capfd)[0] == 0
@@ -669,6 +669,13 @@ def test_export_int8_keeps_what_the_file_says_and_refuses_other_dtypes(tmp_path,
     meta = load_checkpoint(q8)[2]
     assert (meta["dtype"], meta["training_run"]) == ("int8", "r1")
     assert q8.stat().st_size < 0.75 * half.stat().st_size
+    again = tmp_path / "again.pt"  # a re-export (a new threshold) keeps int8 and the very same weights
+    code, stdout, err = run(["export", "--checkpoint", q8, "--out", again, "--review-below", "0.5"], capfd)
+    assert code == 0 and "in int8" in stdout, err
+    first, second = read_checkpoint(q8), read_checkpoint(again)
+    assert (second["dtype"], second["review_below"]) == ("int8", 0.5)
+    assert all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+    assert all(torch.equal(first["scales"][k], second["scales"][k]) for k in first["scales"])
     before = snapshot(tmp_path)
     code, _, err = run(["export", "--checkpoint", half, "--out", tmp_path / "x.pt", "--dtype", "int4"], capfd)
     assert_one_line_error(code, err, 2, "--dtype")

@@ -98,6 +98,7 @@ def test_the_card_reports_the_epoch_its_weights_file_names(monkeypatch):
     monkeypatch.setattr(cards, "training_run",
                         lambda run: ({"machine": "m", "command": "c", "date": "d"}, hist))
     monkeypatch.setattr(cards, "review_limitation", lambda folder=None: "- review")
+    monkeypatch.setattr(cards, "_threshold_rule", lambda model, review_below: "a rule")
     card = " ".join(model_card("small", records=[]).split())
     assert "the weights shipped are those of epoch 2 (20 s), validation Dice 0.9791 " in card
 
@@ -105,7 +106,7 @@ def test_the_card_reports_the_epoch_its_weights_file_names(monkeypatch):
 def test_the_review_table_leaves_out_records_with_flips():
     flag = {"n_images": 10, "n_review": 1, "fraction_set_aside": 0.1, "n_gross": 1, "gross_caught": 1,
             "hc_abs_error_mm_all": 2.0, "hc_abs_error_mm_kept": 1.0, "hc_abs_error_mm_kept_ci": [0.5, 1.5],
-            "hc_abs_error_mm_oracle": 0.9}
+            "hc_abs_error_mm_oracle": 0.9, "review_below": 0.5}
     records = [{"model": SHIPPED_MODELS[0], "part": "test", "tta": tta, "review_flag": flag} for tta in (False, True)]
     rows = review_table(records).splitlines()[2:]
     assert len(rows) == 1 and "flips" not in rows[0]
@@ -124,13 +125,13 @@ def test_markers_in_the_wrong_order_are_a_one_line_error():
 def test_the_review_table_shows_each_shipped_models_flag():
     flag = {"n_images": 160, "n_review": 12, "fraction_set_aside": 0.075, "n_gross": 6, "gross_caught": 4,
             "hc_abs_error_mm_all": 2.3, "hc_abs_error_mm_kept": 1.9, "hc_abs_error_mm_kept_ci": [1.6, 2.2],
-            "hc_abs_error_mm_oracle": 1.5}
+            "hc_abs_error_mm_oracle": 1.5, "review_below": 0.79}
     records = [{"model": m, "part": part, "tta": False, "review_flag": flag}
                for m in reversed(SHIPPED_MODELS) for part in ("val", "test")]
     records.append({"model": "other", "part": "test", "tta": False, "review_flag": flag})
     rows = review_table(records).splitlines()[2:]
     assert [r.split(" | ")[0] for r in rows] == [f"| {m}" for m in SHIPPED_MODELS]  # best first, test only
-    assert rows[0] == f"| {SHIPPED_MODELS[0]} | 7.5 % (12 of 160) | 4 of 6 | 2.30 | 1.90 [1.60, 2.20] | 1.50 |"
+    assert rows[0] == f"| {SHIPPED_MODELS[0]} | 0.79 | 7.5 % (12 of 160) | 4 of 6 | 2.30 | 1.90 [1.60, 2.20] | 1.50 |"
 
 
 @pytest.mark.skipif(ROOT is None, reason="not a checkout")
@@ -342,9 +343,10 @@ def test_the_review_paragraphs_quote_the_stored_out_of_fold_summaries(tmp_path):
     assert "made 3 of the same 4 gross errors" in card and "correlate 0.88" in card
     assert card.startswith("- ") and "results/review/signals_small.json" in card
     text = " ".join(review_text(tmp_path).split())
-    assert "The threshold (0.31) is the largest that flags at most 10 % of 40" in text
-    assert "(5 models of the tiny preset" in text and "`python oof --x`" in text
+    assert "On 40 out-of-fold predictions of the train part (5 models of the tiny preset" in text
+    assert "`python oof --x`), the largest threshold that flags at most 10 % of them (0.31)" in text
     assert "caught 3 of 4 gross errors (4 of 4 at 0.5, flagging 12.5 %)" in text
+    assert "challenge images" not in text  # no calibration stored, none quoted
     assert "3 of the 4 are clean ellipses" in text and "1 of the 4 are on the largest fifth" in text
     assert "a 1.5x larger pass catches more than the score alone (2 of 4," in text
 
@@ -361,6 +363,27 @@ def test_the_review_text_quotes_the_shipped_models_as_each_others_second_opinion
     text = " ".join(review_text(tmp_path).split())
     assert ("differ by more than 6 mm catches for `small` 3 of 5 with 7.5 % flagged (the flag alone: 1 of 5 with "
             "5.0 % flagged); their HC errors correlate 0.81 (results/review/second_opinion_small_test.json)") in text
+
+
+def test_the_review_text_quotes_each_calibrated_threshold_and_what_it_flags_held_out(tmp_path):
+    _stored_review(tmp_path, best_other=2)
+    small, default = SHIPPED_MODELS[0], SHIPPED_MODELS[1]
+    for m, t in ((small, 0.7), (default, 0.8)):
+        write_results({"review_below": t, "max_flagged": 0.1, "n_images": 335},
+                      tmp_path / "review" / f"calibration_{m}.json")
+
+    def rec(model, part, below, flagged, tta=False):
+        return {"model": model, "part": part, "tta": tta,
+                "review_flag": {"review_below": below, "fraction_set_aside": flagged, "n_gross": 3}}
+
+    records = [rec(default, "test", 0.8, 0.15), rec(default, "val", 0.8, 0.089), rec(default, "val", 0.8, 0.2, tta=True),
+               rec(small, "val", 0.28, 0.03), rec(small, "test", 0.7, 0.12)]
+    text = " ".join(review_text(tmp_path, records).split())
+    assert "flags at most 10 % of its own predictions on HC18's 335 unlabelled challenge images" in text
+    assert f"0.7 for `{small}`, 0.8 for `{default}`" in text
+    # records at another threshold (a refit's recipe run) and with flips are left out; val before test
+    assert (f"the same thresholds flag: `{small}` 12.0 % of the test part (3 gross errors there); `{default}` 8.9 % "
+            "of the validation part (3 gross errors there) and 15.0 % of the test part") in text
 
 
 def test_the_review_paragraphs_say_so_when_a_second_opinion_helps(tmp_path):
