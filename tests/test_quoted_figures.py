@@ -101,20 +101,43 @@ def _avx2_quote(template: str) -> str:
 
 
 def _second_opinion_quote() -> str:
-    """The two shipped models as each other's second opinion on the test part."""
+    """The two shipped models as each other's second opinion on the test part, at the shipped thresholds."""
     small, default = (_read(f"results/review/second_opinion_{m}_test.json") for m in ("small", "default"))
+    verdict = ("it adds nothing" if all(r["flag alone"] == r["flag or second opinion"] for r in (small, default))
+               else "it adds")
+    threshold = _read("results/review/calibration_small.json")["review_below"]
+    return (f"at the shipped thresholds ({threshold:g}, below) {verdict}, as the flag alone already catches "
+            f"{small['flag alone']['gross_caught']} of {small['flag alone']['n_gross']} (`small`) and "
+            f"{default['flag alone']['gross_caught']} of {default['flag alone']['n_gross']} (`default`)")
 
-    def caught(s: dict[str, Any]) -> str:
-        return f"{s['gross_caught']} of {s['n_gross']}"
 
-    both, alone = small["flag or second opinion"], small["flag alone"]
-    return (f"their HC errors correlate {small['hc_error_correlation']:.2f} (both are the `small` recipe, at widths 8 and "
-            f"32), so for `small` it catches {caught(both)} gross errors with {100 * both['fraction_set_aside']:.1f} % "
-            f"flagged (the flag alone: {caught(alone)} with {100 * alone['fraction_set_aside']:.1f} %), for `default` "
-            f"{caught(default['flag or second opinion'])} with "
-            f"{100 * default['flag or second opinion']['fraction_set_aside']:.1f} % (the flag alone: "
-            + ("the same)" if caught(default["flag alone"]) == caught(default["flag or second opinion"])
-               else f"{caught(default['flag alone'])})"))
+def _calibration_quotes() -> list[str]:
+    """Each shipped model's threshold from the challenge images, and what it flags held out."""
+    cal = {m: _read(f"results/review/calibration_{m}.json") for m in ("small", "default")}
+    flags = {(m, p): _read(f"results/{m}_{p}.json")["review_flag"] for m in ("small", "default") for p in ("val", "test")}
+    small, default = cal["small"], cal["default"]
+    assert small["review_below"] == default["review_below"], "the prose gives one threshold for both"
+    dval, st, dt = flags[("default", "val")], flags[("small", "test")], flags[("default", "test")]
+    same_test = f"{100 * st['fraction_set_aside']:.1f} % ({st['n_review']} of {st['n_images']})"
+    assert dt["fraction_set_aside"] == st["fraction_set_aside"], "the prose says both flag the same share"
+
+    def kept(f: dict[str, Any]) -> str:
+        lo, hi = f["hc_abs_error_mm_kept_ci"]
+        return f"{f['hc_abs_error_mm_kept']:.2f} mm [{lo:.2f}, {hi:.2f}]"
+
+    assert dval["gross_caught"] == dval["n_gross"] == 2, "the prose says both gross errors were flagged"
+    return [f"{small['review_below']:g} for both, flagging {100 * small['fraction_flagged']:.1f} % of the challenge images "
+            f"(0.28 flagged {100 * small['fraction_flagged_as_predicted']:.1f} % and "
+            f"{100 * default['fraction_flagged_as_predicted']:.1f} %)",
+            f"flags {100 * dval['fraction_set_aside']:.1f} % of it ({dval['n_review']} of {dval['n_images']}, both gross "
+            f"errors among them)",
+            f"on the test part both models flag {same_test}",
+            f"catching {st['gross_caught']} of {st['n_gross']} gross errors (`small`) and {dt['gross_caught']} of "
+            f"{dt['n_gross']} (`default`)",
+            f"the unflagged HC mean absolute difference falls to {kept(st)} and {kept(dt)}",
+            f"({st['hc_abs_error_mm_all']:.2f} and {dt['hc_abs_error_mm_all']:.2f} mm for all)",
+            f"({flags[('small', 'test')]['n_gross']} and {dt['n_gross']} gross errors against "
+            f"{flags[('small', 'val')]['n_gross']} and {dval['n_gross']})"]
 
 
 def _annotation_quotes() -> list[str]:
@@ -167,7 +190,7 @@ def _benchmarks_quotes() -> list[str]:
     q8, fp16 = "results/default_val.json", "results/quantization/default_fp16_val.json"
     int8 = (f"moved by {_mean(q8, 'hc_abs_error_mm') - _mean(fp16, 'hc_abs_error_mm'):+.3f} mm of HC and "
             f"{100 * (_mean(q8, 'ellipse_dice') - _mean(fp16, 'ellipse_dice')):+.3f} points of ellipse Dice")
-    return [*_epochs_quotes(), _second_opinion_quote(), f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
+    return [*_epochs_quotes(), _second_opinion_quote(), *_calibration_quotes(), f"HC errors correlate {seeds:.2f} across seeds, {nets:.2f} across the two networks", fit, int8, _gpu_runs_quote(),
             _throughput("benchmarks/precision_cpu.json") + " mixed precision, "
             f"{_read('benchmarks/precision_cpu.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_amd.json") + ", "
