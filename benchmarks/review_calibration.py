@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fetalhead.data import read_csv
+from fetalhead.data import read_image_table
 from fetalhead.errors import FetalheadError, exit_status
-from fetalhead.files import check_input_file
 from fetalhead.predict import STATUS_REVIEW
 from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import provenance, write_results
@@ -38,15 +37,9 @@ QUANTILES = (0.02, 0.05, 0.10, 0.20, 0.50)
 
 def read_predictions(path: Path) -> pd.DataFrame:
     """The predictions.csv of `fetalhead predict` (one row per image); one-line errors."""
-    check_input_file(path, "predictions table")
-    table = read_csv(path)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it predictions.csv of fetalhead predict?)")
+    table = read_image_table(path, COLUMNS, "predictions.csv of fetalhead predict")
     if table.empty:
         raise FetalheadError(f"{path}: no images listed")
-    if table["filename"].duplicated().any():
-        raise FetalheadError(f"{path}: {table['filename'][table['filename'].duplicated()].iloc[0]} is listed twice")
     return table
 
 

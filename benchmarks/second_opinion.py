@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fetalhead.data import read_csv
+from fetalhead.data import read_image_table
 from fetalhead.errors import FetalheadError, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM, flag_summary
-from fetalhead.files import check_input_file
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
 from fetalhead.results import provenance, write_results
 
@@ -39,14 +38,7 @@ COLUMNS = ("filename", "exam", "hc_pred_mm", "hc_abs_error_mm", "hc_error_mm", "
 
 def read_rows(path: Path) -> pd.DataFrame:
     """A per-image table of `fetalhead evaluate` (one row per image); one-line errors."""
-    check_input_file(path, "per-image table")
-    table = read_csv(path)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it metrics_per_image.csv of fetalhead evaluate?)")
-    if table["filename"].duplicated().any():
-        raise FetalheadError(f"{path}: {table['filename'][table['filename'].duplicated()].iloc[0]} is listed twice")
-    return table
+    return read_image_table(path, COLUMNS, "metrics_per_image.csv of fetalhead evaluate")
 
 
 def with_second_opinion(rows: pd.DataFrame, other: pd.DataFrame, limit_mm: float = GROSS_ERROR_MM) -> pd.DataFrame:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.errors import FetalheadError
+from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "load_pair",
     "parse_filename",
     "read_csv",
+    "read_image_table",
     "read_test_csv",
     "read_training_csv",
     "training_pairs",
@@ -128,6 +130,21 @@ def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
     table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def read_image_table(path: Path, columns: tuple[str, ...], made_by: str) -> pd.DataFrame:
+    """A CSV with one row per image: a `filename` column naming each image once, and `columns`.
+    `made_by` names the file in errors ("predictions.csv of fetalhead predict"); one-line
+    FetalheadErrors for a missing or unreadable file, a missing column, a name listed twice."""
+    check_input_file(path, "table")
+    table = read_csv(path)
+    missing = [c for c in dict.fromkeys(("filename", *columns)) if c not in table.columns]
+    if missing:
+        raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it {made_by}?)")
+    twice = table["filename"].duplicated()
+    if twice.any():
+        raise FetalheadError(f"{path}: {table['filename'][twice].iloc[0]} is listed twice")
     return table
 
 

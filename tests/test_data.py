@@ -6,6 +6,7 @@ import shutil
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from oracles import iou
 from PIL import Image
@@ -414,3 +415,18 @@ def test_read_csv_strips_the_column_names(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(" filename , pixel size(mm)\nx.png,0.1\n")
     assert list(read_csv(path).columns) == ["filename", "pixel size(mm)"]
+
+
+def test_read_image_table_names_each_image_once_and_has_the_columns(tmp_path):
+    from fetalhead.data import read_image_table
+
+    path = tmp_path / "rows.csv"
+    pd.DataFrame({"filename": ["a.png", "b.png"], "hc_mm": [100.0, 150.0]}).to_csv(path, index=False)
+    assert read_image_table(path, ("hc_mm",), "a table")["hc_mm"].tolist() == [100.0, 150.0]
+    with pytest.raises(FetalheadError, match=r"no column quality \(is it a table of hc\?\)"):
+        read_image_table(path, ("hc_mm", "quality"), "a table of hc")
+    pd.DataFrame({"filename": ["a.png", "a.png"], "hc_mm": [1.0, 2.0]}).to_csv(path, index=False)
+    with pytest.raises(FetalheadError, match="a.png is listed twice"):
+        read_image_table(path, ("hc_mm",), "a table")
+    with pytest.raises(FetalheadError):
+        read_image_table(tmp_path / "none.csv", ("hc_mm",), "a table")
