@@ -83,25 +83,3 @@ def test_each_shipped_model_carries_its_stored_calibration(name):
     ckpt = read_checkpoint(ROOT / "fetalhead" / "weights" / f"fetalhead_{name}.pt")
     assert ckpt["review_below"] == record["review_below"]
     assert record["fraction_flagged"] <= record["max_flagged"] and record["n_images"] == 335
-
-
-def test_a_card_refuses_a_threshold_that_is_not_the_stored_one(tmp_path):
-    from fetalhead.cards import CALIBRATION_FILE, calibration
-    from fetalhead.errors import FetalheadError
-
-    path = tmp_path / CALIBRATION_FILE.format(model="small")
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"review_below": 0.79, "max_flagged": 0.1, "n_images": 335}))
-    assert calibration("small", 0.79, folder=tmp_path)["review_below"] == 0.79
-    with pytest.raises(FetalheadError, match="re-export"):
-        calibration("small", 0.28, folder=tmp_path)
-    assert calibration("default", 0.28, folder=tmp_path) is None  # none stored: nothing to hold it to
-
-
-def test_a_wrapped_paragraph_keeps_a_number_and_its_percent_sign_together():
-    from fetalhead.cards import _wrap
-
-    # a plain fill at 95 characters ends the first line with "10" and starts the second with "%"
-    text = _wrap("x" * 89 + " 10 % of them, and more words after it to fill another line")
-    assert text.splitlines()[1].startswith("  10 % of them")
-    assert "10 % of them" in " ".join(text.split()) and "\0" not in text
