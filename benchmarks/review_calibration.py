@@ -25,7 +25,7 @@ import pandas as pd
 
 from fetalhead.data import read_image_table
 from fetalhead.errors import FetalheadError, exit_status
-from fetalhead.predict import STATUS_REVIEW
+from fetalhead.predict import STATUS_OK, STATUS_REVIEW
 from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import provenance, write_results
 
@@ -51,7 +51,7 @@ def calibration(table: pd.DataFrame, max_flagged: float = MAX_FLAGGED) -> dict[s
     return {
         "n_images": int(len(scores)), "max_flagged": float(max_flagged), "review_below": threshold,
         "fraction_flagged": float(np.mean(scores < threshold)),
-        "fraction_flagged_as_predicted": float(np.mean(table["status"].to_numpy() != "ok")),
+        "fraction_flagged_as_predicted": float(np.mean(table["status"].to_numpy() != STATUS_OK)),
         "n_review_as_predicted": int(np.sum(table["status"].to_numpy() == STATUS_REVIEW)),
         "score_quantiles": {f"{q:g}": float(np.quantile(scores, q)) for q in QUANTILES},
     }

@@ -24,6 +24,9 @@ from fetalhead.errors import FetalheadError
 from fetalhead.paths import SHIPPED_MODELS
 from fetalhead.split import LABELLED_PARTS, PARTS
 
+#: how `fetalhead export` may store the weights (`fetalhead.checkpoint.WEIGHT_DTYPES` less float32)
+EXPORT_DTYPES = ("float16", "int8")
+
 __all__ = ["build_parser", "main"]
 
 PROG = "fetalhead"
@@ -234,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "int8) with its config and metrics: the file that is shipped.", data=False)
     p.add_argument("--checkpoint", type=_path, required=True, metavar="FILE", help="checkpoint to read")
     _add_out(p, "FILE", "file to write", required=True)
-    p.add_argument("--dtype", choices=("float16", "int8"), default=None,
+    p.add_argument("--dtype", choices=EXPORT_DTYPES, default=None,
                    help="how the weights are stored: float16 (half the size of float32) or int8 "
                    "(a quarter: one scale per channel; check it on the validation part); "
                    "both are read back as float32 (default: as the file's, when it is an "

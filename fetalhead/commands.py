@@ -39,6 +39,7 @@ from fetalhead.cache import (
 )
 from fetalhead.cards import write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
+from fetalhead.cli import EXPORT_DTYPES
 from fetalhead.config import get_config
 from fetalhead.data import MASK_SUFFIX, OVERLAY_SUFFIX, check_data_dir
 from fetalhead.device import device_name
@@ -249,8 +250,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     chosen = {"training_run": args.run, "tta": args.tta, "review_below": args.review_below}
     info.update({k: v for k, v in chosen.items() if v is not None})
     # a re-export of an exported file keeps its storage (int8 stays int8: requantizing is exact)
-    dtype = args.dtype or (meta["dtype"] if meta.get("weights_only") and meta.get("dtype") in ("float16", "int8")
-                           else "float16")
+    kept = meta.get("dtype") if meta.get("weights_only") else None
+    dtype = args.dtype or (kept if kept in EXPORT_DTYPES else "float16")
     with atomic_file(args.out) as tmp:
         export_weights(model, cfg, meta.get("metrics"), tmp, epoch=meta.get("epoch"), dtype=dtype, **info)
         load_checkpoint(tmp)  # read back before it replaces anything: the shipped file is usable

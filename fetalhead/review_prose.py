@@ -30,8 +30,6 @@ OUT_OF_FOLD_FILE = "review/out_of_fold_small.json"
 SIGNALS_FILE = "review/signals_small.json"
 #: the shipped models as each other's second opinion on the test part (benchmarks/second_opinion.py)
 SECOND_OPINION_FILE = "review/second_opinion_{model}_test.json"
-
-
 #: each shipped model's review threshold from its own scores on the unlabelled challenge images
 #: (benchmarks/review_calibration.py)
 CALIBRATION_FILE = "review/calibration_{model}.json"
@@ -133,9 +131,9 @@ def review_limitation(folder: Path | None = None) -> str:
         "The mean is held down by a few hard images: on the test part most errors above 6 mm are "
         "large, late-gestation heads on coarse images (over- and under-measured). The review flag "
         "looks for them through the width of the undecided band in mm of HC, but most of them are "
-        f"clean ellipses a few per cent off: on out-of-fold predictions of the train part, a flag on {flag['fraction_set_aside'] * 100:.0f} % of the images caught "
-        f"{flag['gross_caught']} of {flag['n_gross']} gross errors (results/{OUT_OF_FOLD_FILE}). They are "
-        f"not chance: {_second_opinions(f)}. Look at each measurement: the per-image table of "
+        "clean ellipses a few per cent off: on out-of-fold predictions of the train part, a flag on "
+        f"{flag['fraction_set_aside'] * 100:.0f} % of the images caught {flag['gross_caught']} of {flag['n_gross']} "
+        f"gross errors (results/{OUT_OF_FOLD_FILE}). They are not chance: {_second_opinions(f)}. Look at each measurement: the per-image table of "
         "`fetalhead evaluate` shows the worst cases.")
 
 
