@@ -34,9 +34,9 @@ from fetalhead.ellipse import (
     estimate_bias,
     reference_mask_hcs,
 )
-from fetalhead.errors import FetalheadError, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, exit_status
 from fetalhead.paths import data_dir
-from fetalhead.results import provenance, write_results
+from fetalhead.results import check_new_results, provenance, write_results
 from fetalhead.split import LABELLED_PARTS
 
 
@@ -85,7 +85,7 @@ def summarise(d: pd.DataFrame) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="HC18 folder (default: $HC18_DIR or the cache)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
     args = p.parse_args(argv)
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
-    if args.results.exists():
-        raise FetalheadError(f"{args.results}: exists; choose another name or remove it")
+    check_new_results(args.results)
     root = data_dir(args.data)
     if not root.is_dir():
         raise FetalheadError(f"{root}: no HC18 folder there (give --data or set $HC18_DIR)")

@@ -44,10 +44,10 @@ from fetalhead.ellipse import (
     fit_ellipse_points,
     largest_component_boundary,
 )
-from fetalhead.errors import exit_status
+from fetalhead.errors import OneLineParser, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor, measure
-from fetalhead.results import provenance, write_results
+from fetalhead.results import check_new_results, provenance, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script out_of_fold.py
 from out_of_fold import held_out_passes  # noqa: E402
@@ -174,7 +174,7 @@ def summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=Path, required=True, help="out_of_fold.py's per-image CSV")
     p.add_argument("--models", type=Path, default=Path("runs/oof"), help="out_of_fold.py's --out folder")
     p.add_argument("--data", type=Path, default=None)
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+    check_new_results(args.results)
     def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:
         return [{f"hc_{v}_mm": hc for v, hc in variants(prob, image, px).items()}
                 for image, prob, px in zip(images, model.probabilities(images), sizes, strict=True)]

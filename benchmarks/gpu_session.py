@@ -155,12 +155,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--stages {args.stages!r}: choose from {', '.join(STAGES)}")
         if not args.cache.is_file():
             raise ValueError(f"no carry file {args.cache}")
+        for flag, budget in (("--budget-default", args.budget_default), ("--budget-small", args.budget_small)):
+            if not budget > 0:  # NaN too
+                raise ValueError(f"{flag} {budget:g}: must be a positive number of seconds")
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} exists and is not a folder")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # e.g. a file where a parent folder should be
+            raise ValueError(f"cannot create --out {args.out}: {e.strerror}") from None
     except ValueError as e:
         print(f"gpu_session: error: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
         runs = [Run(r.name, r.preset, DRY_RUN_BUDGET_S, r.settings) for r in runs]
-    args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu_session_"))
     s = Session(args.out, work)
     py, cache = args.python, str(args.cache.resolve())

@@ -31,15 +31,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from fetalhead.cache import ArraySet, load_arrays
-from fetalhead.config import get_config
-from fetalhead.data import image_path, load_image
+from fetalhead.config import PRESETS, get_config
+from fetalhead.data import image_path, load_image, read_image_table
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import FetalheadError, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW, Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
-from fetalhead.results import provenance, write_results
+from fetalhead.results import check_new_results, provenance, write_results
 from fetalhead.split import exam_order
 from fetalhead.train import fit
 
@@ -55,10 +55,10 @@ def held_out_passes(rows: Path, models: Path, root: Path, per_batch: PerBatch) -
     the columns `per_batch` gives each image: every fold's model (`models`/fold<k>/last.pt,
     without flips) over the images it held out, read from `root` `BATCH` at a time, with a
     progress bar. For scripts that ask more of the fold models (review_signals.py,
-    fit_variants.py). FetalheadError when `rows` or a model is missing."""
-    if not rows.is_file():
+    fit_variants.py). FetalheadError when `rows` or a model is missing, or `rows` lacks a column."""
+    if not rows.exists():  # a folder is named as one by read_image_table
         raise FetalheadError(f"{rows}: no such file; run benchmarks/out_of_fold.py first")
-    table = pd.read_csv(rows)
+    table = read_image_table(rows, ("fold", "pixel_size_mm"), "the per-image CSV of benchmarks/out_of_fold.py")
     frames = []
     for k, part in table.groupby("fold", sort=True):
         model = Predictor.from_checkpoint(models / f"fold{k}" / "last.pt", tta=False)
@@ -96,10 +96,10 @@ def fold_sets(train: ArraySet, folds: int, seed: int = 0) -> list[tuple[ArraySet
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1500.0, help="training seconds per fold")
-    p.add_argument("--preset", default="small")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--seed", type=int, default=None,
                    help="the models' seed (default: the preset's); the folds are dealt the same way whatever it is")
     p.add_argument("--out", type=Path, default=Path("runs/oof"))
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if args.folds < 2:
         raise FetalheadError(f"--folds must be at least 2, got {args.folds}")
+    if args.results is not None and args.stage != "train":  # before hours of training
+        check_new_results(args.results)
     root = data_dir(args.data)
     cfg = replace(get_config(args.preset, quick=args.quick or None), time_budget_s=args.seconds)
     if args.seed is not None:

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.data import read_image_table
-from fetalhead.errors import FetalheadError, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, exit_status
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
 from fetalhead.quality import MAX_FLAGGED, review_threshold
-from fetalhead.results import provenance, write_results
+from fetalhead.results import check_new_results, provenance, write_results
 
 #: the columns of `fetalhead predict`'s predictions.csv this script reads
 COLUMNS = ("filename", "status", "quality")
@@ -58,7 +58,7 @@ def calibration(table: pd.DataFrame, max_flagged: float = MAX_FLAGGED) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--predictions", type=Path, required=True, help="predictions.csv of fetalhead predict")
     p.add_argument("--max-flagged", type=float, default=MAX_FLAGGED,
                    help=f"the largest share of images to flag (default {MAX_FLAGGED:g})")
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if not 0.0 < args.max_flagged < 1.0:
         raise FetalheadError(f"--max-flagged {args.max_flagged}: must be a share between 0 and 1")
-    if args.results.exists():
-        raise FetalheadError(f"{args.results}: exists; choose another name or remove it")
+    check_new_results(args.results)
     record = {
         "what": "the largest review threshold that flags at most max_flagged of a model's predictions "
                 "on unlabelled images (no label read)",

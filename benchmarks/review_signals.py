@@ -30,11 +30,11 @@ import pandas as pd
 
 from fetalhead.data import data_dir
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import exit_status
+from fetalhead.errors import OneLineParser, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
-from fetalhead.results import provenance, write_results
+from fetalhead.results import check_new_results, provenance, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script out_of_fold.py
 from out_of_fold import held_out_passes  # noqa: E402
@@ -126,7 +126,7 @@ SIGNALS = {"mirrored_hc_mm": "hc_mirrored_mm", "rescaled_hc_mm": "hc_rescaled_mm
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=Path, required=True, help="out_of_fold.py's per-image CSV")
     p.add_argument("--models", type=Path, default=Path("runs/oof"), help="out_of_fold.py's --out folder")
     p.add_argument("--second", type=Path, default=None, help="the same folds' models of another seed or preset")
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+    check_new_results(args.results)
     second_models: dict[int, Predictor] = {}  # of each fold, loaded once
 
     def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.data import read_image_table
-from fetalhead.errors import FetalheadError, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM, flag_summary
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
-from fetalhead.results import provenance, write_results
+from fetalhead.results import check_new_results, provenance, write_results
 
 #: the columns of `fetalhead evaluate`'s metrics_per_image.csv this script reads
 COLUMNS = ("filename", "exam", "hc_pred_mm", "hc_abs_error_mm", "hc_error_mm", "status")
@@ -63,7 +63,7 @@ def error_correlation(rows: pd.DataFrame, other: pd.DataFrame) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=Path, required=True, help="metrics_per_image.csv of the model measured")
     p.add_argument("--other", type=Path, required=True, help="metrics_per_image.csv of the second model, same images")
     p.add_argument("--limit-mm", type=float, default=GROSS_ERROR_MM, help="HC difference (mm) that flags (default 6)")
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if not (np.isfinite(args.limit_mm) and args.limit_mm > 0):
         raise FetalheadError(f"--limit-mm {args.limit_mm}: must be a positive number of mm")
-    if args.results.exists():
-        raise FetalheadError(f"{args.results}: exists; choose another name or remove it")
+    check_new_results(args.results)
     rows, other = read_rows(args.rows), read_rows(args.other)
     joined = with_second_opinion(rows, other, args.limit_mm)
 

@@ -371,6 +371,11 @@ def load_compact_cache(path: str | os.PathLike) -> dict[str, ArraySet]:
     path = Path(path)
     if not path.is_file():
         raise FetalheadError(f"missing compact cache {path}; build it with `fetalhead prepare-cache`")
+    # np.load reads anything: a .npy gives an array, other bytes a refusal to unpickle whose
+    # advice (allow_pickle) is wrong here; a compact cache is always a zip (.npz)
+    if not zipfile.is_zipfile(path):
+        raise FetalheadError(f"not a fetalhead compact cache: {path} (not a .npz archive; "
+                             "build one with `fetalhead prepare-cache`)")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "format" not in z or str(z["format"]) != "fetalhead-compact-v1":

@@ -9,7 +9,6 @@ checks that the committed ones are up to date.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from fetalhead.results import (
     kept_epoch,
     load_results,
     metric_cell,
+    read_json,
     results_table,
     training_run,
     training_summary,
@@ -167,7 +167,7 @@ def storage_text(model: str, dtype: str, size_bytes: int) -> str:
     before = RESULTS_DIR / "quantization" / f"{model}_fp16_val.json"
     if dtype != "int8" or not before.is_file():
         return text
-    m = json.loads(before.read_text())["metrics"]
+    m = read_json(before)["metrics"]
     return (f"{text}\n  The fp16 file they were made from, on the validation part: ellipse Dice "
             f"{100 * m['ellipse_dice']['mean']:.2f} %, HC mean\n  absolute difference "
             f"{m['hc_abs_error_mm']['mean']:.2f} mm (`results/quantization/{model}_fp16_val.json`; "
@@ -293,7 +293,7 @@ def run_budget(run: str) -> str:
 def _bench_file(file: str) -> dict[str, Any]:
     """A stored benchmark JSON by its repo-relative path (relative to the working folder
     outside a checkout)."""
-    return json.loads(((repo_root() or Path.cwd()) / file).read_text())
+    return read_json((repo_root() or Path.cwd()) / file)
 
 
 def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:

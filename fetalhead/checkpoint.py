@@ -107,6 +107,8 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """The raw dict of a fetalhead checkpoint file (weights, config, metrics, metadata), read
     without unpickling arbitrary objects; FetalheadError when it is missing or not ours."""
     path = Path(path)
+    if path.is_dir():
+        raise FetalheadError(f"checkpoint {path} is a folder; give a .pt file")
     if not path.is_file():
         raise FetalheadError(f"checkpoint not found: {path}")
     try:

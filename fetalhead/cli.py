@@ -20,7 +20,7 @@ from pathlib import Path
 from fetalhead import __version__
 from fetalhead.config import DEFAULT_SIZE, PRESETS, parse_override
 from fetalhead.data import IMAGE_SUFFIXES, MASK_SUFFIX, OVERLAY_SUFFIX, validate_pixel_size
-from fetalhead.errors import FetalheadError
+from fetalhead.errors import FetalheadError, OneLineParser, one_line
 from fetalhead.paths import SHIPPED_MODELS
 from fetalhead.split import LABELLED_PARTS, PARTS
 
@@ -33,14 +33,6 @@ PROG = "fetalhead"
 
 
 # ---------------------------------------------------------------- argument parsing
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (`fetalhead: error: ...`, exit 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sub = self.prog.split(" ", 1)[1] + " " if " " in self.prog else ""
-        self.exit(2, f"{PROG}: error: {_one_line(message)} (see `{PROG} {sub}--help`)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -74,6 +66,11 @@ def _unit_float(text: str) -> float:
 
 def _open_unit_float(text: str) -> float:
     return _float(text, lambda v: 0.0 < v < 1.0, "between 0 and 1, both excluded")
+
+
+def _dice(text: str) -> float:
+    # a Dice above 1 is never reached: the run would go on to its time cap
+    return _float(text, lambda v: 0.0 < v <= 1.0, "above 0 and at most 1")
 
 
 def _parts(text: str) -> tuple[str, ...]:
@@ -183,7 +180,7 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str, description:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `fetalhead` with one sub-parser per command."""
-    parser = _Parser(prog=PROG, description="Fetal head segmentation and head circumference "
+    parser = OneLineParser(prog=PROG, description="Fetal head segmentation and head circumference "
                      "(HC18) with a U-Net.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -318,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed training steps per recipe and size (default 20)")
     p.add_argument("--warmup", type=_positive_int, default=5, metavar="N",
                    help="untimed steps before them, cuDNN's autotuning included (default 5)")
-    p.add_argument("--target", type=_positive_float, default=0.97, metavar="DICE",
+    p.add_argument("--target", type=_dice, default=0.97, metavar="DICE",
                    help="validation Dice to reach (default 0.97)")
     p.add_argument("--cap", type=_positive_float, default=600.0, metavar="SECONDS",
                    help="time cap of the Dice run (default 600)")
@@ -338,15 +335,18 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- helpers
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 # ---------------------------------------------------------------- entry point
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """`warnings.showwarning` for the command line: one line, without Python's source location
+    and code line (noise to a user, and a second line before any error)."""
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
+
+
 def _os_error_message(e: OSError) -> str:
-    what = e.strerror or _one_line(e)
+    what = e.strerror or one_line(e)
     return f"{what}: {e.filename}" if e.filename else what
 
 
@@ -366,11 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from fetalhead import commands
 
-        # sides are checked against MAX_SIDE; Pillow's own warning would be a second line
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        return commands.run(args)
+        with warnings.catch_warnings():  # restores the filters and showwarning on the way out
+            warnings.showwarning = _show_warning
+            # sides are checked against MAX_SIDE; Pillow's own warning would be a second line
+            warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            return commands.run(args)
     except FetalheadError as e:
-        print(f"{PROG}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
     except OSError as e:  # e.g. the disk filled up or permissions changed while writing
         print(f"{PROG}: error: {_os_error_message(e)}", file=sys.stderr)
     except KeyboardInterrupt:

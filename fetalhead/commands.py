@@ -70,6 +70,7 @@ from fetalhead.folder import (
     lookup_pixel_size,
     read_pixel_csv,
 )
+from fetalhead.model import valid_output_size
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
     STATUS_NO_HEAD,
@@ -83,10 +84,12 @@ from fetalhead.results import results_record, write_results
 from fetalhead.split import split_groups
 from fetalhead.train import fit
 
-__all__ = ["RUN_FILES", "describe_model", "run"]
+__all__ = ["LIST_UP_TO", "RUN_FILES", "describe_model", "measurement_line", "run"]
 
 PREDICTIONS_CSV = "predictions.csv"
 RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a run folder
+#: `predict` lists each image's measurement on the terminal when it measured at most this many
+LIST_UP_TO = 10
 
 
 def _say(msg: str) -> None:
@@ -176,6 +179,9 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         overrides["seed"] = seed
     overrides.update(settings)
     cfg = get_config(preset, quick=quick or None, **overrides)
+    if cfg.padding == "valid":  # checked now, not when the first batch meets the network
+        for side in cfg.image_size:
+            valid_output_size(side)
     if resume is not None:
         check_input_file(resume, "--resume")
     check_output_dir(out_dir)
@@ -212,7 +218,6 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         if not quiet:
             _say(f"training on the train and val parts ({len(train)} images): validation Dice is "
                  "measured on seen images, so ship last.pt and judge on the test part")
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet, init=start)
     return Path(result.checkpoint_path)
 
@@ -221,6 +226,8 @@ def _initial_weights(init: str) -> dict[str, torch.Tensor]:
     """The weights (float32 state dict) of a shipped model `init` ("small", "default") or of
     the checkpoint file `init`; says which."""
     path = shipped_checkpoint(init) if init in SHIPPED_MODELS else Path(init)
+    if path.is_dir():
+        raise FetalheadError(f"--init {init} is a folder; give a .pt file")
     if not path.is_file():
         raise FetalheadError(f"--init {init}: no such file" + ("" if init in SHIPPED_MODELS else
                              f" (or a shipped model: {', '.join(SHIPPED_MODELS)})"))
@@ -277,8 +284,8 @@ def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> Folder
             raise FetalheadError(f"{flag} is for HC18's split; --images uses your own folder instead")
     if args.pixel_size is None and args.pixel_csv is None:
         raise FetalheadError("--images needs --pixel-size MM or --pixel-csv FILE")
-    ds = FolderDataset(args.images, args.masks, args.mask_pattern or MASK_PATTERN, pixel_csv=args.pixel_csv,
-                       pixel_size_mm=args.pixel_size)
+    pattern = MASK_PATTERN if args.mask_pattern is None else args.mask_pattern  # "" is refused, not the default
+    ds = FolderDataset(args.images, args.masks, pattern, pixel_csv=args.pixel_csv, pixel_size_mm=args.pixel_size)
     missing = [p.name for i, p in enumerate(ds.image_paths) if ds.mask_path(i) is None]
     if missing:
         raise FetalheadError(f"{len(missing)} of {len(ds)} images have no mask "
@@ -334,6 +341,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def measurement_line(row: dict[str, Any]) -> str:
+    """One image's measurement for the terminal (a row of predictions.csv): name, HC in mm,
+    status and quality score."""
+    if row["status"] == STATUS_NO_HEAD:
+        return f"  {row['filename']}: no head found"
+    return f"  {row['filename']}: HC {row['hc_mm']:.1f} mm, {row['status']} (quality {row['quality']:.2f})"
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     # 1. validate everything before writing anything
     images = collect_images(args.paths)
@@ -367,6 +382,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     notes = [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
     _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} images to {out}"
          + (f" ({', '.join(notes)})" if notes else ""))
+    if len(rows) <= LIST_UP_TO and not args.quiet:  # a few scans: their numbers at a glance
+        for row in rows:
+            _say(measurement_line(row))
     return 0
 
 
@@ -474,7 +492,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_cards(args: argparse.Namespace) -> int:
-    for path in write_all():
+    try:
+        written = write_all()
+    except (KeyError, IndexError, TypeError) as e:  # a stored record lacks what a card quotes
+        raise FetalheadError("the stored results (results/, benchmarks/) lack what the cards quote: "
+                             f"{type(e).__name__} {e}") from None
+    for path in written:
         if not args.quiet:
             _say(f"wrote {path}")
     return 0

@@ -169,8 +169,9 @@ _QUICK = dict(max_train_images=48, max_val_images=16, epochs=2, batch_size=8, pa
               time_budget_s=None, ema_decay=0.0)
 
 
-def get_config(name: str = "default", quick: bool | None = None, **overrides: Any) -> TrainConfig:
-    """Preset `name`, shrunk by quick mode (default: read $FETALHEAD_QUICK), then `overrides`."""
+def get_config(name: str = "default", /, quick: bool | None = None, **overrides: Any) -> TrainConfig:
+    """Preset `name`, shrunk by quick mode (default: read $FETALHEAD_QUICK), then `overrides`
+    (`name` is positional-only, so an override of the field `name` does not collide with it)."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     cfg = PRESETS[name]

@@ -214,6 +214,8 @@ def download_hc18(
     it again after an interruption only fetches what is missing.
     """
     root = data_dir(root)
+    if root.exists() and not root.is_dir():  # mkdir would say only "File exists"
+        raise FetalheadError(f"HC18 folder {root} is a file, not a folder")
     root.mkdir(parents=True, exist_ok=True)
     if checksums is None:
         need = [a for a, folder in ARCHIVES.items() if not _folder_complete(root, folder)]

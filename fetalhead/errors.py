@@ -1,9 +1,11 @@
-"""The one exception type the command line turns into a one-line error."""
+"""The one exception type the command line turns into a one-line error, and the argument
+parser whose usage errors are one line too."""
 
+import argparse
 import sys
 from collections.abc import Callable
 
-__all__ = ["FetalheadError", "exit_status"]
+__all__ = ["FetalheadError", "OneLineParser", "exit_status", "one_line"]
 
 
 class FetalheadError(Exception):
@@ -19,3 +21,17 @@ def exit_status(run: Callable[[], object]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def one_line(text: object) -> str:
+    """`text` with its line breaks and runs of spaces as single spaces."""
+    return " ".join(str(text).split())
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage error is one line, `PROG: error: ... (see `PROG --help`)`, exit 2,
+    instead of the usage block and the error (the command line and the benchmark scripts)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        name = self.prog.split(" ", 1)[0]  # "fetalhead" of "fetalhead predict"
+        self.exit(2, f"{name}: error: {one_line(message)} (see `{self.prog} --help`)\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import string
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,8 @@ __all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "exam_of", "lookup
 
 #: a mask's file name from its image's: HC18's ("010_HC.png" -> "010_HC_Annotation.png")
 MASK_PATTERN = "{stem}_Annotation.png"
+#: the fields a mask pattern may hold
+_PATTERN_FIELDS = ("stem", "name", "suffix")
 
 # stems of masks (HC18's annotations) and of what `fetalhead predict` writes: never inputs
 _NOT_INPUTS = ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX)
@@ -117,6 +120,22 @@ def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
     return out
 
 
+def _checked_pattern(pattern: str) -> str:
+    """`pattern` when its fields are plain {stem}, {name} or {suffix}, {stem} or {name} among
+    them; a one-line FetalheadError else. Checked before any use: a conversion or format spec
+    ("{stem:>999999999}") could build a name of gigabytes, and a pattern without the image's
+    stem or name gives every image the same mask."""
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(pattern) if name is not None]
+    except ValueError:  # an unmatched brace
+        fields = [("", "", None)]
+    if (not any(name in ("stem", "name") for name, _, _ in fields)
+            or any(name not in _PATTERN_FIELDS or spec or conv for name, spec, conv in fields)):
+        raise FetalheadError(f"bad mask_pattern {pattern!r}: build it from {{stem}} or {{name}} (and {{suffix}}), "
+                             "e.g. {stem}_mask.png")
+    return pattern
+
+
 class FolderDataset:
     """Images of `image_dir` with optional masks and pixel sizes.
 
@@ -143,7 +162,7 @@ class FolderDataset:
     ) -> None:
         self.image_dir = Path(image_dir)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else self.image_dir
-        self.mask_pattern = mask_pattern
+        self.mask_pattern = _checked_pattern(mask_pattern)
         if not self.image_dir.is_dir():
             raise FetalheadError(f"image folder not found: {self.image_dir}")
         if not self.mask_dir.is_dir():
@@ -158,12 +177,7 @@ class FolderDataset:
         self.default_pixel_size = validate_pixel_size(pixel_size_mm) if pixel_size_mm is not None else math.nan
 
     def _mask_name(self, image: Path) -> str:
-        try:
-            return self.mask_pattern.format(stem=image.stem, name=image.name, suffix=image.suffix)
-        except (KeyError, IndexError) as exc:
-            raise FetalheadError(
-                f"bad mask_pattern {self.mask_pattern!r}: use {{stem}}, {{name}} or {{suffix}}"
-            ) from exc
+        return self.mask_pattern.format(stem=image.stem, name=image.name, suffix=image.suffix)
 
     def mask_path(self, index: int) -> Path | None:
         """Path of image `index`'s mask, or None when there is none."""

@@ -19,10 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from fetalhead.files import atomic_file
+from fetalhead.errors import FetalheadError
+from fetalhead.files import atomic_file, check_output_file
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "kept_epoch", "load_results", "metric_cell", "provenance", "results_record", "results_table", "training_run", "training_summary",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "check_new_results", "kept_epoch", "load_results", "metric_cell",
+           "provenance", "read_json", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
 #: where the stored results live in a checkout
@@ -105,6 +107,14 @@ def provenance(device: str | None = None) -> dict[str, str | None]:
     }
 
 
+def check_new_results(path: Path, flag: str = "--results") -> None:
+    """FetalheadError unless `path` is a new file that can be written, checked before the work:
+    the benchmark scripts have no --overwrite and never replace a stored result."""
+    if path.exists():
+        raise FetalheadError(f"{path}: exists; choose another name or remove it")
+    check_output_file(path, overwrite=False, flag=flag)  # a file where its folder should be, no permission
+
+
 def write_results(record: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write `record` as indented JSON (atomically); returns the path."""
     path = Path(path)
@@ -113,16 +123,25 @@ def write_results(record: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """A stored JSON file; a one-line FetalheadError naming it when it is not valid JSON (a
+    missing file is the OSError the command line reports)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FetalheadError(f"{path}: not valid JSON ({e})") from None
+
+
 def load_results(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every results/*.json record, sorted by file name."""
     folder = Path(folder) if folder is not None else RESULTS_DIR
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [read_json(p) for p in sorted(folder.glob("*.json"))]
 
 
 def training_run(run: str) -> tuple[dict[str, Any], pd.DataFrame]:
     """(record, history) of a stored training run: its entry in results/training/runs.json
     (command, machine, date, notes) and its history CSV (`fetalhead.train.HISTORY_COLUMNS`)."""
-    runs = json.loads((RESULTS_DIR / "training" / "runs.json").read_text())
+    runs = read_json(RESULTS_DIR / "training" / "runs.json")
     return runs[run], pd.read_csv(RESULTS_DIR / "training" / f"{run}.csv")
 
 

@@ -9,7 +9,6 @@ read from results/review/; `fetalhead.cards` puts the paragraphs in place.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.paths import SHIPPED_MODELS
 from fetalhead.quality import MAX_FLAGGED
-from fetalhead.results import RESULTS_DIR
+from fetalhead.results import RESULTS_DIR, read_json
 
 __all__ = ["CALIBRATION_FILE", "calibration", "review_figures", "review_limitation", "review_text", "threshold_rule", "wrap"]
 
@@ -47,12 +46,12 @@ def review_figures(folder: Path | None = None) -> dict[str, Any]:
     how many gross errors are clean ellipses and on the largest fifth of heads, and the second
     opinions of `review_signals.py`."""
     folder = Path(folder) if folder is not None else RESULTS_DIR
-    oof = json.loads((folder / OUT_OF_FOLD_FILE).read_text())
+    oof = read_json(folder / OUT_OF_FOLD_FILE)
     rows = pd.read_csv((folder / OUT_OF_FOLD_FILE).with_suffix(".csv"))
-    signals = json.loads((folder / SIGNALS_FILE).read_text())
+    signals = read_json(folder / SIGNALS_FILE)
     gross = rows["hc_abs_error_mm"] > GROSS_ERROR_MM
     large = rows["hc_true_mm"] > rows["hc_true_mm"].quantile(0.8)
-    pair = {m: json.loads(f.read_text()) for m in SHIPPED_MODELS
+    pair = {m: read_json(f) for m in SHIPPED_MODELS
             if (f := folder / SECOND_OPINION_FILE.format(model=m)).is_file()}
     return {"oof": oof, "flag": oof["review"][f"at most {MAX_FLAGGED:.0%} flagged"], "at_half": oof["review"]["at 0.5"],
             "n_gross": int(gross.sum()), "clean": int((gross & (rows["q_ellipse_iou"] >= CLEAN_ELLIPSE_IOU)).sum()),
@@ -66,7 +65,7 @@ def calibration(model: str, review_below: float | None = None, folder: Path | No
     path = (Path(folder) if folder is not None else RESULTS_DIR) / CALIBRATION_FILE.format(model=model)
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_json(path)
     if review_below is not None and record["review_below"] != review_below:
         raise FetalheadError(f"fetalhead_{model}.pt reviews below {review_below:g}, but {path.name} chose "
                              f"{record['review_below']:g}: re-export the weights with --review-below")

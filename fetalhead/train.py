@@ -361,7 +361,6 @@ def fit(
     the best weights restored.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     budget = float(cfg.time_budget_s) if cfg.time_budget_s else None
@@ -378,6 +377,7 @@ def fit(
             first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
             raise FetalheadError(f"the starting weights are not of preset {cfg.name!r}'s network "
                                  f"(width {cfg.base_channels}, {cfg.padding} padding): {first}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
     if channels_last:

@@ -239,8 +239,11 @@ def test_compact_cache_errors(tmp_path):
     with pytest.raises(FetalheadError, match="missing compact cache"):
         load_compact_cache(tmp_path / "none.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(FetalheadError, match="corrupt compact cache"):
+    with pytest.raises(FetalheadError, match="not a fetalhead compact cache.*not a .npz archive"):
         load_compact_cache(tmp_path / "bad.npz")
+    np.save(tmp_path / "array.npy", np.arange(3))  # np.load gives an array, not an archive
+    with pytest.raises(FetalheadError, match="not a fetalhead compact cache.*not a .npz archive"):
+        load_compact_cache(tmp_path / "array.npy")
     good = tmp_path / "good.npz"
     np.savez_compressed(good, x=np.arange(100000))
     data = good.read_bytes()

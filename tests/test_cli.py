@@ -132,7 +132,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(capfd):
                         (["train", "--preset", "huge"], "invalid choice"),
                         (["train", "--set", "width=16"], "unknown setting 'width'"),
                         (["prepare-cache", "--size", "abc", "--out", "x"], "HEIGHTxWIDTH"),
-                        (["evaluate", "--limit", "0"], "at least 1")]:
+                        (["evaluate", "--limit", "0"], "at least 1"),
+                        (["bench", "--target", "2"], "at most 1")]:  # a Dice never reached
         code, _, err = run(argv, capfd)
         assert_one_line_error(code, err, 2, words)
 
@@ -364,6 +365,26 @@ def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
     assert (out / "predictions.csv").read_text().startswith("filename,status")
     assert (out / "keep.txt").read_text() == "not ours"
     assert not [p for p in tmp_path.rglob(".fetalhead-*")]
+
+
+def test_predict_lists_a_few_measurements_on_the_terminal(tmp_path, capfd, synthetic_tiny):
+    from fetalhead.commands import measurement_line
+
+    root, ckpt = synthetic_tiny
+    images = _test_set_images(root, tmp_path / "in", 2)
+    base = ["predict", *images, "--pixel-size", "0.15", "--checkpoint", ckpt]
+    code, stdout, err = run([*base, "--out", tmp_path / "o"], capfd)
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "o" / "predictions.csv")
+    lines = [line for line in stdout.splitlines() if line.startswith("  ")]
+    assert lines == [measurement_line(row) for row in df.to_dict("records")]
+    measured = df[df["status"] != "no head found"]
+    for row in measured.to_dict("records"):
+        assert f"{row['filename']}: HC {row['hc_mm']:.1f} mm, {row['status']}" in stdout
+    code, stdout, err = run([*base, "--out", tmp_path / "q", "--quiet"], capfd)
+    assert code == 0 and not [line for line in stdout.splitlines() if line.startswith("  ")], stdout
+    assert measurement_line({"filename": "x.png", "status": "no head found", "hc_mm": float("nan"),
+                             "quality": float("nan")}) == "  x.png: no head found"
 
 
 def test_evaluate_refuses_to_replace_any_one_report_file(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
@@ -619,6 +640,27 @@ def test_train_prepare_cache_and_their_errors(tmp_path, capfd, monkeypatch, synt
     assert not (tmp_path / "r2").exists()
 
 
+def test_an_image_size_the_valid_unet_cannot_take_is_refused_before_any_work(tmp_path, capfd):
+    # before the data is looked for and before --out is made, not at the first training step
+    code, _, err = run(["train", "--quick", "--set", "padding=valid", "--data", tmp_path / "no-data",
+                        "--out", tmp_path / "run"], capfd)
+    assert_one_line_error(code, err, 1, "does not fit the 'valid' U-Net; use 188")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_warning_is_one_line_without_the_source_location(tmp_path, capfd, monkeypatch):
+    import warnings
+
+    def warns(root=None, progress=True, **kw):
+        warnings.warn("cannot read checksums;\nthe archives will not be MD5-checked", stacklevel=2)
+        return Path(root)
+
+    monkeypatch.setattr("fetalhead.commands.download_hc18", warns)
+    code, _, err = run(["download", "--data", tmp_path / "hc", "--quiet"], capfd)
+    assert code == 0
+    assert err == "fetalhead: warning: cannot read checksums; the archives will not be MD5-checked\n"
+
+
 def test_download_wraps_download_hc18(tmp_path, capfd, monkeypatch):
     from fetalhead.errors import FetalheadError
 
@@ -656,6 +698,8 @@ def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capf
     assert_one_line_error(code, err, 1, "exists")
     code, _, err = run(["export", "--checkpoint", junk, "--out", tmp_path / "x.pt"], capfd)
     assert_one_line_error(code, err, 1, "not a fetalhead checkpoint")
+    code, _, err = run(["export", "--checkpoint", tmp_path, "--out", tmp_path / "x.pt"], capfd)
+    assert_one_line_error(code, err, 1, "is a folder; give a .pt file")
     assert snapshot(tmp_path) == before  # nothing written, nothing overwritten
 
 
@@ -962,6 +1006,7 @@ def test_train_on_your_own_images_from_given_weights(tmp_path, capfd, monkeypatc
     for argv, words in (([*own, "--cache", tmp_path / "c.npz"], "--cache is for HC18's split"),
                         (["--val-fraction", "0.2"], "--val-fraction needs --images DIR"),
                         ([*own, "--init", tmp_path / "nothing.pt"], "nothing.pt: no such file"),
+                        ([*own, "--init", tmp_path], "is a folder; give a .pt file"),
                         ([*own, "--init", folder / "px.csv"], "px.csv")):
         code, _, err = run(["train", *tiny, *argv, "--out", tmp_path / "no"], capfd)
         assert_one_line_error(code, err, 1, words)
@@ -984,3 +1029,4 @@ def test_train_on_your_own_images_end_to_end(tmp_path, capfd, synthetic_tiny):
     code, _, err = run(["train", *tiny[:-4], "--set", "base_channels=8", "--epochs", "1", *own,
                         "--init", ckpt, "--out", tmp_path / "wide"], capfd)
     assert_one_line_error(code, err, 1, "not of preset 'cpu''s network (width 8")
+    assert not (tmp_path / "wide").exists()  # refused before its folder is made

@@ -44,6 +44,11 @@ def test_quick_mode_shrinks_and_overrides_win(monkeypatch):
         get_config("nope")
 
 
+def test_an_override_of_the_name_field_does_not_collide_with_the_preset_argument():
+    key, value = parse_override("name=mine")  # `fetalhead train --set name=mine`
+    assert get_config("small", quick=True, **{key: value}).name == "mine"
+
+
 def test_the_small_preset_fits_its_promises():
     from fetalhead.model import build_model
 

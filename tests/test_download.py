@@ -154,6 +154,13 @@ def test_http_error_names_the_file(server, tmp_path):
         download_file(f"{server.url}/missing.zip", tmp_path / "missing.zip", progress=False)
 
 
+def test_a_file_where_the_data_folder_should_be_is_named(tmp_path):
+    (tmp_path / "hc18").write_text("not a folder")
+    with pytest.raises(FetalheadError, match="HC18 folder .*hc18 is a file, not a folder"):
+        download_hc18(tmp_path / "hc18", api_url="http://127.0.0.1:9/none", progress=False)
+    assert (tmp_path / "hc18").read_text() == "not a folder"
+
+
 def test_md5sum():
     assert md5sum(Path(__file__)) == md5(Path(__file__).read_bytes())
 

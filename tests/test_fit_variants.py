@@ -127,3 +127,16 @@ def test_missing_rows_are_a_one_line_error(mod, make_synthetic_hc18, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "out_of_fold.py" in err[0]
     assert not result.exists()
+
+
+@pytest.mark.parametrize("case", ["columns", "stored"])
+def test_rows_without_the_columns_or_a_stored_result_are_one_line_errors(mod, tmp_path, capsys, case):
+    rows, result = tmp_path / "rows.csv", tmp_path / "r.json"
+    pd.DataFrame({"filename": ["001_HC.png"], "pixel_size_mm": [0.1]}).to_csv(rows, index=False)  # no fold
+    if case == "stored":
+        result.write_text("{}")  # a stored result is never replaced
+    rc = mod.main(["--rows", str(rows), "--models", str(tmp_path / "none"), "--results", str(result)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert ("no column fold" if case == "columns" else "exists") in err[0]
+    assert not result.exists() if case == "columns" else result.read_text() == "{}"

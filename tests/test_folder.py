@@ -87,6 +87,15 @@ def test_name_pattern_fields(synthetic_hc18, tmp_path):
         FolderDataset(synthetic_hc18 / "test_set", mask_pattern="{base}_m.png")
 
 
+@pytest.mark.parametrize("pattern", ["{stem", "{stem.x}.png", "{stem!z}.png", "{0}.png", "{}.png", "",
+                                     "mask.png", "{suffix}", "{stem!r}.png", "{stem:>5000000000}"])
+def test_a_malformed_mask_pattern_is_a_one_line_error(synthetic_hc18, pattern):
+    # refused before use: str.format would raise several kinds of error, or build a name of
+    # gigabytes (a format spec), or give every image the same mask (no stem or name)
+    with pytest.raises(FetalheadError, match="bad mask_pattern"):
+        FolderDataset(synthetic_hc18 / "test_set", mask_pattern=pattern)
+
+
 def test_errors(tmp_path, synthetic_hc18):
     with pytest.raises(FetalheadError, match="image folder not found"):
         FolderDataset(tmp_path / "nowhere")

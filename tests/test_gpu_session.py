@@ -101,3 +101,19 @@ def test_a_failing_stage_is_logged_and_the_next_still_runs(carry, tmp_path):
 def test_a_missing_carry_file_is_a_one_line_error(tmp_path, capsys):
     assert _module().main(["--cache", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--budget-default", "-5"], "--budget-default -5: must be a positive"),
+    (["--budget-small", "nan"], "--budget-small nan: must be a positive"),
+    (["--out", "{file}"], "exists and is not a folder"),
+    (["--out", "{file}/sub"], "cannot create --out")])
+def test_bad_budgets_and_outputs_are_one_line_errors(extra, words, tmp_path, capsys):
+    carry = tmp_path / "carry.npz"
+    carry.write_bytes(b"")  # only its presence is checked before these
+    (tmp_path / "file").write_text("mine")
+    argv = ["--cache", str(carry), "--out", str(tmp_path / "o"), *(x.format(file=tmp_path / "file") for x in extra)]
+    assert _module().main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "o").exists() and (tmp_path / "file").read_text() == "mine"

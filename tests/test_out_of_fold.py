@@ -83,3 +83,18 @@ def test_evaluating_before_training_is_one_line_error(make_synthetic_hc18, cache
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "last.pt" in err[0]
+
+
+def test_a_stored_result_is_refused_before_any_training(tmp_path, capsys):
+    stored = tmp_path / "oof.json"
+    stored.write_text("{}")
+    rc = _module().main(["--quick", "--out", str(tmp_path / "x"), "--results", str(stored)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "exists" in err[0], err
+    assert stored.read_text() == "{}" and not (tmp_path / "x").exists()
+
+
+def test_an_unknown_preset_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _module().main(["--preset", "huge", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and "invalid choice: 'huge'" in capsys.readouterr().err

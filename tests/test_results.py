@@ -19,6 +19,7 @@ from fetalhead.cards import (
     review_table,
     storage_text,
 )
+from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import summary_table
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, repo_root
 from fetalhead.results import kept_epoch, load_results, results_record, results_table, write_results
@@ -294,6 +295,38 @@ def test_a_readme_without_the_table_markers_is_a_one_line_error_and_stays_as_it_
     err = capsys.readouterr().err
     assert err.startswith("fetalhead: error: the README lacks") and err.count("\n") == 1
     assert readme.read_text() == "# my notes\n"
+
+
+def test_a_new_results_file_is_checked_before_the_work(tmp_path):
+    from fetalhead.results import check_new_results
+
+    check_new_results(tmp_path / "new" / "r.json")  # a missing folder is made when writing
+    (tmp_path / "r.json").write_text("{}")
+    with pytest.raises(FetalheadError, match="exists; choose another name"):
+        check_new_results(tmp_path / "r.json")
+    with pytest.raises(FetalheadError, match="cannot create --results .*is a file, not a folder"):
+        check_new_results(tmp_path / "r.json" / "x.json")
+
+
+def test_a_stored_record_that_is_not_json_is_a_one_line_error_naming_it(tmp_path):
+    (tmp_path / "a_val.json").write_text('{"model": "small", ')  # cut short
+    with pytest.raises(FetalheadError, match=r"a_val.json: not valid JSON \(Expecting"):
+        load_results(tmp_path)
+
+
+def test_a_stored_record_lacking_a_field_is_a_one_line_error_of_the_cards_command(tmp_path, capsys,
+                                                                                   monkeypatch):
+    from fetalhead import cards, cli, commands
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "fetalhead_small.pt").symlink_to(PACKAGE_DIR / "weights" / "fetalhead_small.pt")
+    monkeypatch.setattr(cards, "load_results", lambda: [{"part": "val"}])  # no "model"
+    monkeypatch.setattr(commands, "write_all", lambda: cards.write_all(weights, tmp_path / "README.md"))
+    assert cli.main(["cards"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fetalhead: error: the stored results") and err.count("\n") == 1, err
+    assert not (weights / "fetalhead_small.md").exists()
 
 
 def test_the_card_names_a_per_image_loss_weighting():

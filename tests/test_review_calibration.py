@@ -54,7 +54,7 @@ def test_the_script_end_to_end_and_it_never_overwrites(tmp_path, capsys):
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize("case", ["missing", "columns", "twice", "empty", "share"])
+@pytest.mark.parametrize("case", ["missing", "columns", "twice", "empty", "share", "parent"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     mod = load_benchmark("review_calibration")
     table = tmp_path / "predictions.csv"
@@ -69,9 +69,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
         share = "1.5"
     if case != "missing":
         rows.to_csv(table, index=False)
-    code = mod.main(["--predictions", str(table), "--max-flagged", share, "--results", str(tmp_path / "r.json")])
+    result = tmp_path / "r.json"
+    if case == "parent":  # a file where the results' folder should be
+        (tmp_path / "file").write_text("mine")
+        result = tmp_path / "file" / "r.json"
+    code = mod.main(["--predictions", str(table), "--max-flagged", share, "--results", str(result)])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert code == 2 and err.startswith("error: ") and "\n" not in err, err
     assert not (tmp_path / "r.json").exists()
 
 

@@ -136,3 +136,14 @@ def test_missing_inputs_are_one_line_errors(make_synthetic_hc18, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
     assert not result.exists()
+
+
+def test_a_stored_result_is_never_replaced(tmp_path, capsys):
+    mod = load_benchmark("review_signals")
+    rows, result = tmp_path / "rows.csv", tmp_path / "r.json"
+    pd.DataFrame({"filename": ["001_HC.png"], "pixel_size_mm": [0.1], "fold": [0]}).to_csv(rows, index=False)
+    result.write_text("{}")
+    rc = mod.main(["--rows", str(rows), "--models", str(tmp_path / "none"), "--results", str(result)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "exists" in err[0], err
+    assert result.read_text() == "{}"
