@@ -73,6 +73,12 @@ def _dice(text: str) -> float:
     return _float(text, lambda v: 0.0 < v <= 1.0, "above 0 and at most 1")
 
 
+def _run_name(text: str) -> str:
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give the run's name, without surrounding spaces")
+    return text
+
+
 def _parts(text: str) -> tuple[str, ...]:
     parts = tuple(p.strip() for p in text.split(",") if p.strip())
     bad = [p for p in parts if p not in PARTS]
@@ -239,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(a quarter: one scale per channel; check it on the validation part); "
                    "both are read back as float32 (default: as the file's, when it is an "
                    "exported one, else float16)")
-    p.add_argument("--run", default=None, metavar="NAME",
+    p.add_argument("--run", type=_run_name, default=None, metavar="NAME",
                    help="the training run the weights come from: its name in "
                    "results/training/runs.json, which the model card reads")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,

@@ -163,10 +163,11 @@ class FolderDataset:
         self.image_dir = Path(image_dir)
         self.mask_dir = Path(mask_dir) if mask_dir is not None else self.image_dir
         self.mask_pattern = _checked_pattern(mask_pattern)
-        if not self.image_dir.is_dir():
-            raise FetalheadError(f"image folder not found: {self.image_dir}")
-        if not self.mask_dir.is_dir():
-            raise FetalheadError(f"mask folder not found: {self.mask_dir}")
+        for what, folder in (("image", self.image_dir), ("mask", self.mask_dir)):
+            if folder.is_file():
+                raise FetalheadError(f"{what} folder {folder} is a file; give the folder that holds the {what}s")
+            if not folder.is_dir():
+                raise FetalheadError(f"{what} folder not found: {folder}")
         candidates = _image_files(self.image_dir)
         mask_names = {self._mask_name(p) for p in candidates}
         same = self.mask_dir.resolve() == self.image_dir.resolve()

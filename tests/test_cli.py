@@ -133,7 +133,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(capfd):
                         (["train", "--set", "width=16"], "unknown setting 'width'"),
                         (["prepare-cache", "--size", "abc", "--out", "x"], "HEIGHTxWIDTH"),
                         (["evaluate", "--limit", "0"], "at least 1"),
-                        (["bench", "--target", "2"], "at most 1")]:  # a Dice never reached
+                        (["bench", "--target", "2"], "at most 1"),  # a Dice never reached
+                        (["export", "--checkpoint", "a.pt", "--out", "b.pt", "--run", ""], "the run's name")]:
         code, _, err = run(argv, capfd)
         assert_one_line_error(code, err, 2, words)
 

@@ -99,6 +99,11 @@ def test_a_malformed_mask_pattern_is_a_one_line_error(synthetic_hc18, pattern):
 def test_errors(tmp_path, synthetic_hc18):
     with pytest.raises(FetalheadError, match="image folder not found"):
         FolderDataset(tmp_path / "nowhere")
+    (tmp_path / "scan.png").write_bytes(b"")
+    with pytest.raises(FetalheadError, match="image folder .*scan.png is a file; give the folder"):
+        FolderDataset(tmp_path / "scan.png")
+    with pytest.raises(FetalheadError, match="mask folder .*scan.png is a file"):
+        FolderDataset(synthetic_hc18 / "test_set", tmp_path / "scan.png")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FetalheadError, match="no images"):
         FolderDataset(tmp_path / "empty")
