@@ -44,13 +44,13 @@ from fetalhead.ellipse import (
     fit_ellipse_points,
     largest_component_boundary,
 )
-from fetalhead.errors import OneLineParser, exit_status
+from fetalhead.errors import exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor, measure
 from fetalhead.results import check_new_results, provenance, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script out_of_fold.py
-from out_of_fold import held_out_passes  # noqa: E402
+from out_of_fold import held_out_parser, held_out_passes  # noqa: E402
 
 VARIANTS = ("library", "no_data_aware", "moments", "sharpest_70", "image_edges_4px")
 NO_DATA_WINDOW = 7  #: px: a pixel is "no data" when this window around it is all zero
@@ -174,17 +174,13 @@ def summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=Path, required=True, help="out_of_fold.py's per-image CSV")
-    p.add_argument("--models", type=Path, default=Path("runs/oof"), help="out_of_fold.py's --out folder")
-    p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--results", type=Path, required=True, help="the summary JSON (the per-image CSV beside it)")
-    args = p.parse_args(argv)
+    args = held_out_parser(Path(__file__).name, __doc__.split("\n\n")[0]).parse_args(argv)
     return exit_status(lambda: _run(args, argv))
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     check_new_results(args.results)
+
     def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:
         return [{f"hc_{v}_mm": hc for v, hc in variants(prob, image, px).items()}
                 for image, prob, px in zip(images, model.probabilities(images), sizes, strict=True)]

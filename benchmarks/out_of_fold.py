@@ -50,6 +50,17 @@ BATCH = 8  #: images per forward pass in `held_out_passes`
 PerBatch = Callable[[int, Predictor, list[np.ndarray], list[float]], list[dict[str, float]]]
 
 
+def held_out_parser(script: str, description: str) -> OneLineParser:
+    """The options of a script that asks more of the fold models (--rows, --models, --data,
+    --results), for `held_out_passes`; the script adds its own."""
+    p = OneLineParser(prog=script, description=description)
+    p.add_argument("--rows", type=Path, required=True, help="out_of_fold.py's per-image CSV")
+    p.add_argument("--models", type=Path, default=Path("runs/oof"), help="out_of_fold.py's --out folder")
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--results", type=Path, required=True, help="the summary JSON (the per-image CSV beside it)")
+    return p
+
+
 def held_out_passes(rows: Path, models: Path, root: Path, per_batch: PerBatch) -> pd.DataFrame:
     """The rows of this script's per-image CSV `rows` (filename, pixel_size_mm, fold ...) with
     the columns `per_batch` gives each image: every fold's model (`models`/fold<k>/last.pt,

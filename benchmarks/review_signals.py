@@ -30,14 +30,14 @@ import pandas as pd
 
 from fetalhead.data import data_dir
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import OneLineParser, exit_status
+from fetalhead.errors import exit_status
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import check_new_results, provenance, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script out_of_fold.py
-from out_of_fold import held_out_passes  # noqa: E402
+from out_of_fold import held_out_parser, held_out_passes  # noqa: E402
 
 #: the ends F (mm) tried for a signal's scale, 1 - signal / F; inf (the signal left out) comes
 #: first, so a scale is taken only where it catches more than the score alone
@@ -126,12 +126,8 @@ SIGNALS = {"mirrored_hc_mm": "hc_mirrored_mm", "rescaled_hc_mm": "hc_rescaled_mm
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=Path, required=True, help="out_of_fold.py's per-image CSV")
-    p.add_argument("--models", type=Path, default=Path("runs/oof"), help="out_of_fold.py's --out folder")
+    p = held_out_parser(Path(__file__).name, __doc__.split("\n\n")[0])
     p.add_argument("--second", type=Path, default=None, help="the same folds' models of another seed or preset")
-    p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--results", type=Path, required=True, help="the summary JSON (the per-image CSV beside it)")
     args = p.parse_args(argv)
     return exit_status(lambda: _run(args, argv))
 
