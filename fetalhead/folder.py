@@ -72,8 +72,8 @@ def _image_files(folder: Path) -> list[Path]:
 def collect_images(paths: Sequence[Path]) -> list[Path]:
     """Image files named in `paths` (files, or folders read non-recursively, where masks and
     outputs such as `*_Annotation.*`, `*_mask.*` and `*_overlay.*` are skipped), in order.
-    Raises FetalheadError for a missing path, a folder without images, or two images with the
-    same stem (their outputs would collide)."""
+    A file named twice is listed once. Raises FetalheadError for a missing path, a folder
+    without images, or two images with the same stem (their outputs would collide)."""
     files: list[Path] = []
     for p in paths:
         if not p.exists():
@@ -86,12 +86,16 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
         else:
             files.append(p)
     seen: dict[str, Path] = {}
+    unique: list[Path] = []
     for f in files:
+        if f.stem in seen and seen[f.stem].resolve() == f.resolve():
+            continue  # one file named twice (say, a folder and a file in it): measured once
         if f.stem in seen:
             raise FetalheadError(f"{seen[f.stem]} and {f} have the same name stem {f.stem!r}; "
                                  "their outputs would collide")
         seen[f.stem] = f
-    return files
+        unique.append(f)
+    return unique
 
 
 def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:

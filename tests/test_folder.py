@@ -148,6 +148,9 @@ def test_collect_images_from_files_and_folders(tmp_path):
     single = tmp_path / "z.tif"
     single.write_bytes(b"x")
     assert collect_images([single, folder]) == [single, folder / "a.JPG", folder / "b.png"]
+    # one file named twice, as itself and inside its folder: measured once, in first place
+    assert collect_images([folder / "b.png", folder, tmp_path / "scans" / ".." / "scans" / "b.png"]) == [
+        folder / "b.png", folder / "a.JPG"]
     with pytest.raises(FetalheadError, match="no such file or folder"):
         collect_images([tmp_path / "none.png"])
     (tmp_path / "masks").mkdir()
