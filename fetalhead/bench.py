@@ -45,7 +45,8 @@ from fetalhead.device import autocast_settings, device_name, precision_name, res
 from fetalhead.errors import FetalheadError
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.model import build_model
-from fetalhead.train import build_optimizer, build_scheduler, fit, train_step
+from fetalhead.optim import build_optimizer, build_scheduler
+from fetalhead.train import fit, train_step
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
 __all__ = [

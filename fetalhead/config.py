@@ -60,7 +60,7 @@ class TrainConfig:
     pixel_size_weight: float = 0.0
     # 0: off. Else validate, keep and ship an exponential moving average of the weights (and
     # BatchNorm statistics), updated after every optimizer step with this decay (e.g. 0.999:
-    # about the last 1000 steps), warmed up over the first steps (`train.ema_decay_at`: at
+    # about the last 1000 steps), warmed up over the first steps (`optim.ema_decay_at`: at
     # update n, at most (1 + n) / (10 + n)) so a short run's average is not held at its start;
     # the raw weights keep training. (The shipped weights were trained before the warm-up; for
     # the small model's 21,800 steps the two averages differ by under 1e-5 of their weight.)
