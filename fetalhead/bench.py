@@ -361,10 +361,10 @@ def format_latency(res: dict[str, Any]) -> str:
         for name, per_dev in rows for d, r in per_dev.items())
 
 
-def _shipped_latency(dev: torch.device) -> dict[str, dict[str, Any]]:
+def _shipped_latency(dev: torch.device, repeats: int = 10) -> dict[str, dict[str, Any]]:
     """`measure_latency` of each shipped model present, with its own weights and input size, on
-    the CPU (and on `dev` when it is a GPU); each row also names the model's width, the
-    weights' storage and their training run."""
+    the CPU (`repeats` timed runs; and on `dev` when it is a GPU); each row also names the
+    model's width, the weights' storage and their training run."""
     from fetalhead.checkpoint import load_checkpoint
     from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
 
@@ -376,22 +376,24 @@ def _shipped_latency(dev: torch.device) -> dict[str, dict[str, Any]]:
         model, cfg, meta = load_checkpoint(path)
         about = dict(base_channels=cfg.base_channels, dtype=meta.get("dtype", "float16"),
                      training_run=meta.get("training_run"))
-        out[name] = {"cpu": {**measure_latency(cfg, torch.device("cpu"), model=model), **about}}
+        out[name] = {"cpu": {**measure_latency(cfg, torch.device("cpu"), repeats=repeats, model=model), **about}}
         if dev.type == "cuda":
             out[name]["cuda"] = {**measure_latency(cfg, dev, repeats=50, warmup=10, model=model.to(dev)), **about}
     return out
 
 
-def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device: str | None = None) -> dict[str, Any]:
+def latency_only(presets: tuple[str, ...] = ("default", "small", "cpu"), device: str | None = None,
+                 repeats: int = 10) -> dict[str, Any]:
     """Benchmark 4 alone: per-image latency of each shipped model (its weights, its input
     size; key "models") and of each preset's architecture (freshly initialised; key "latency")
-    on the CPU with all cores, and on the GPU if present."""
+    on the CPU with all cores (medians of `repeats` timed runs), and on the GPU if present."""
     dev = resolve_device(device)
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     try:
-        models = _shipped_latency(dev)
-        lat = {p: {"cpu": measure_latency(get_config(p, quick=False), torch.device("cpu"))} for p in presets}
+        models = _shipped_latency(dev, repeats)
+        lat = {p: {"cpu": measure_latency(get_config(p, quick=False), torch.device("cpu"), repeats=repeats)}
+               for p in presets}
     finally:
         torch.set_num_threads(threads)
     if dev.type == "cuda":

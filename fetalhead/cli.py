@@ -329,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="skip the time-to-Dice run")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda if available")
-    p.add_argument("--quick", action="store_true", help="tiny models and images: a smoke test")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke test: tiny models and images (with --latency-only: one timed run each)")
     only = p.add_mutually_exclusive_group()
     only.add_argument("--latency-only", action="store_true",
                       help="only the per-image latency of the shipped models and of the default, small and cpu architectures")
@@ -339,9 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-# ---------------------------------------------------------------- entry point
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
@@ -354,6 +352,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def _os_error_message(e: OSError) -> str:
     what = e.strerror or one_line(e)
     return f"{what}: {e.filename}" if e.filename else what
+
+
+# ---------------------------------------------------------------- entry point
 
 
 def main(argv: Sequence[str] | None = None) -> int:

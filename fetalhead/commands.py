@@ -476,7 +476,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             _say(f"[bench] {len(res['throughput'])} throughput rows -> {out}")
 
     if args.latency_only:
-        res = latency_only(device=args.device)
+        res = latency_only(device=args.device, repeats=1 if args.quick else 10)  # quick: one timed run, a smoke test
         write(res)
         _say(format_latency(res))
     elif args.precision is not None:
