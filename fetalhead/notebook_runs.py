@@ -63,9 +63,10 @@ def load_training_arrays(cfg: TrainConfig, root: str | os.PathLike | None = None
     """(train, val) ArraySets at `cfg.image_size` for `fit`, capped at `cfg.max_train_images`
     and `cfg.max_val_images` by a random sample (seed `cfg.seed`) of each part.
 
-    `fit` keeps the FIRST images when capping, and HC18 file names grow with gestational age,
-    so the first files are all small heads; a random sample covers every head size. Only the
-    sampled images are decoded.
+    HC18 file names grow with gestational age, so the first files are all small heads; a
+    random sample covers every head size. Sampling here, before loading, means only the
+    sampled images are decoded (`fit` also caps by a seeded random sample, but of arrays
+    already loaded).
     """
     split = load_split(root=root)
     rng = np.random.default_rng(cfg.seed)
