@@ -51,8 +51,10 @@ from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
 __all__ = [
     "PEAK_BF16_FLOPS",
+    "compare_precision",
     "device_name",
     "format_latency",
+    "format_precision",
     "format_table",
     "forward_flops",
     "latency_only",
@@ -127,7 +129,7 @@ def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tens
                        warmup: int = 5, device: torch.device | None = None) -> dict[str, Any]:
     """Training images/s of recipe `cfg` on uint8 images/masks (N,1,H,W) already on `device`.
 
-    The step mirrors `fetalhead.train.fit` (steps 6-8 there). Returns a dict with the recipe
+    The step mirrors `fetalhead.train.fit` (steps 6-7 there; no budget check, no weight averaging). Returns a dict with the recipe
     settings, images_per_s, step_ms, train FLOPs per image and achieved FLOP/s.
     """
     dev = device or images.device
@@ -310,7 +312,7 @@ def run_benchmark(cache: str | os.PathLike | None = None, steps: int = 20, warmu
         update(out)
 
     # 4. latency: CPU with every core, and the GPU if there is one
-    lat_cfg = get_config("default", quick=quick)  # the shipped model's architecture
+    lat_cfg = get_config("default", quick=quick)  # the default preset's architecture, fresh weights (shipped models: --latency-only)
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     try:

@@ -243,14 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=EXPORT_DTYPES, default=None,
                    help="how the weights are stored: float16 (half the size of float32) or int8 "
                    "(a quarter: one scale per channel; check it on the validation part); "
-                   "both are read back as float32 (default: as the file's, when it is an "
-                   "exported one, else float16)")
+                   "both are read back as float32 (default: the file's own int8 or float16 when it "
+                   "is such an export, else float16)")
     p.add_argument("--run", type=_run_name, default=None, metavar="NAME",
                    help="the training run the weights come from: its name in "
                    "results/training/runs.json, which the model card reads")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="recommend test-time flips to whoever loads the file (choose on the "
-                   "validation part; default: off)")
+                   "validation part; default: the file's own choice, else off)")
     p.add_argument("--review-below", type=_unit_float, default=None, metavar="SCORE",
                    help="quality score in [0, 1] below which a measurement gets status "
                    "\"review\" (choose it on images the model did not train on: benchmarks/review_calibration.py; "

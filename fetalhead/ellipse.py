@@ -91,7 +91,7 @@ def ellipse_circumference(a: float, b: float) -> float:
 
     Ramanujan's second approximation (Ramanujan 1914, "Modular equations and approximations
     to pi", Q. J. Math. 45:350-372): ``pi (a+b) (1 + 3h / (10 + sqrt(4 - 3h)))`` with
-    ``h = ((a-b)/(a+b))^2``. Its relative error is below 1e-10 for b/a >= 0.5 (every HC18
+    ``h = ((a-b)/(a+b))^2``. Its relative error is below 5e-10 for b/a >= 0.5 (every HC18
     head), about 1e-6 at b/a = 0.2, 1e-5 at 0.1, and grows to 4e-4 for a flat ellipse (b -> 0).
     """
     a, b = abs(float(a)), abs(float(b))

@@ -112,7 +112,7 @@ def evaluate_split(predictor: Predictor, part: str = "test", root: str | os.Path
         Hausdorff distance between the two curves in mm (how HC18 scores a submission); the
         mask metrics (largest predicted component vs the filled annotation): Dice, IoU,
         pixel accuracy, Hausdorff and ASSD in mm; predicted and CSV HC (mm), their signed and
-        absolute difference (pred - CSV, mm) and the status ("ok" / "no head found"). An
+        absolute difference (pred - CSV, mm) and the status ("ok", "review" or "no head found") with the quality columns. An
         image with no head found scores Dice 0 and ellipse Dice 0; its distances and HC are
         NaN (left out of their means, and counted by `summary_table`'s n).
     """
@@ -354,8 +354,8 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
 
 
 def _fallback_ellipse(shape: tuple[int, int]) -> Ellipse:
-    """A centred ellipse with semi-axes W/4 and H/4 pixels: for HC18's 800 x 540 images about
-    150 mm of perimeter at the median pixel size, near the median HC."""
+    """A centred ellipse with semi-axes W/4 and H/4 pixels: for HC18's 800 x 540 images a
+    perimeter of 1062 px, about 135 mm at the median pixel size (the median HC is 174 mm)."""
     h, w = shape
     return Ellipse((w - 1) / 2, (h - 1) / 2, max(w, h) / 4, min(w, h) / 4, 0.0 if w >= h else math.pi / 2)
 

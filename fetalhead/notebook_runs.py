@@ -82,10 +82,11 @@ def load_training_arrays(cfg: TrainConfig, root: str | os.PathLike | None = None
 
 def training_banner(cfg: TrainConfig, device: torch.device | str, quick: bool) -> str:
     """One plain sentence saying what a notebook training run is: device, preset, quick mode,
-    and whether it can stand for the GPU model (preset "default" on CUDA, not quick)."""
+    and whether it is the full `default` recipe (preset "default" on CUDA, not quick; the
+    shipped `default` model is the `small` recipe at width 32, trained outside the notebook)."""
     dev = torch.device(device).type
     real = dev == "cuda" and cfg.name == "default" and not quick
-    what = ("the full recipe" if real else
+    what = ("the full 'default' recipe" if real else
             "a SHORT demonstration run, NOT a shipped model (those are in "
             "section 5)")
     images = "all" if cfg.max_train_images is None else f"at most {cfg.max_train_images}"

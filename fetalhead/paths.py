@@ -74,9 +74,10 @@ SHIPPED_MODELS = ("small", "default")
 
 
 def shipped_checkpoint(model: str | None = None) -> Path:
-    """Path of a shipped model's weights (fp16, in the package's weights/ folder, each with a
-    model card beside it): `model` ("default" or "small"), else the best one present (the
-    first of SHIPPED_MODELS whose file exists; the first's path when none does)."""
+    """Path of a shipped model's weights (fp16 or int8, as each file's dtype says; in the
+    package's weights/ folder, each with a model card beside it): `model` ("default" or
+    "small"), else the best one present (the first of SHIPPED_MODELS whose file exists; the
+    first's path when none does)."""
     if model is not None and model not in SHIPPED_MODELS:
         raise ValueError(f"unknown shipped model {model!r}; choose one of {', '.join(SHIPPED_MODELS)}")
     paths = [PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt" for m in SHIPPED_MODELS]

@@ -46,7 +46,7 @@ from fetalhead.transforms import AugmentParams, augment_batch, to_float
 __all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "evaluate_arrays", "fit", "image_weights", "train_step"]
 
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
-# learning rate at the epoch's last step, wall seconds since the run began (summed over resumes)
+# learning rate after the epoch's last scheduler step, wall seconds since the run began (summed over resumes)
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
 
 

@@ -50,7 +50,7 @@ def test_training_banner_says_plainly_what_a_run_is():
     text = training_banner(cfg, "cpu", True)
     assert "device: cpu" in text and "quick mode: on" in text and "NOT a shipped model" in text
     full = training_banner(get_config("default", quick=False), "cuda", False)
-    assert "NOT" not in full and "the full recipe" in full
+    assert "NOT" not in full and "the full 'default' recipe" in full
 
 
 def test_live_history_plot_outside_ipython(capsys):
