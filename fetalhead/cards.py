@@ -140,6 +140,16 @@ def _averaging(cfg: Any) -> str:
     return f"; the weights validated and shipped are a moving average (decay {decay:g} per step)" if decay else ""
 
 
+def _coarse_phase(cfg: Any) -> str:
+    """The recipe's note on a coarse-to-fine start: empty without one (and for configs from before it)."""
+    fraction = float(getattr(cfg, "coarse_fraction", 0.0))
+    if not fraction:
+        return ""
+    f, (h, w) = int(cfg.coarse_factor), cfg.image_size
+    return (f"; the first {100 * fraction:g} % of the run trains on images downscaled {f}x "
+            f"({h // f}x{w // f} px), the rest at {h}x{w}")
+
+
 def _precision_before_recorded(precision: str, trained_on: str | None) -> str:
     """The precision of a run from before checkpoints recorded it: "auto" then meant fp32 on
     a CPU and bf16 on the GPUs we trained on."""
@@ -239,7 +249,7 @@ or `fetalhead predict --model {model}`.
   the test part (160 images, 121 exams) was used for the final figures only.
 - Recipe: {cfg.optimizer} (peak learning rate {cfg.lr:g}, weight decay {cfg.weight_decay:g}),
   {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {precision} precision, BCE + Dice loss
-  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}{_averaging(cfg)}.
+  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}{_averaging(cfg)}{_coarse_phase(cfg)}.
 - Command: `{run['command']}`
 - Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
 - Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; the weights shipped are those of epoch

@@ -65,6 +65,12 @@ class TrainConfig:
     # the raw weights keep training. (The shipped weights were trained before the warm-up; for
     # the small model's 21,800 steps the two averages differ by under 1e-5 of their weight.)
     ema_decay: float = 0.0
+    # 0: off. Else the first this fraction of the run (of the budget's seconds, or of `epochs`)
+    # trains on images and masks downscaled by `coarse_factor` (e.g. 192x288 -> 96x144: about
+    # 4x the steps per second on a CPU), the rest at `image_size`; validation is always at
+    # `image_size`. Coarse-to-fine ("progressive resizing"): more epochs in the same time.
+    coarse_fraction: float = 0.0
+    coarse_factor: int = 2  # each side of image_size must be a multiple of 16 x this ("same" padding only)
     # --- early stopping on validation Dice
     patience: int = 12  # epochs without improvement before stopping
     # last.pt (weights + optimizer state, for --resume) at most every this many seconds and
@@ -192,9 +198,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 #: fractions that must stay below 1 (a moving average with decay 1 never moves; a zoom or a
 #: gain of 1 - 1 = 0 blanks the image)
-_BELOW_ONE = {"ema_decay", "scale", "intensity"}
+_BELOW_ONE = {"ema_decay", "scale", "intensity", "coarse_fraction"}
 #: numeric settings that must be above zero (the others must not be negative)
-_POSITIVE = {"base_channels", "batch_size", "epochs", "patience", "lr", "time_budget_s", "max_train_images",
+_POSITIVE = {"base_channels", "batch_size", "coarse_factor", "epochs", "patience", "lr", "time_budget_s", "max_train_images",
              "max_val_images", "dice_smooth"}
 
 

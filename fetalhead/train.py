@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -43,7 +44,8 @@ from fetalhead.model import build_model
 from fetalhead.optim import EarlyStopping, averaged_model, build_optimizer, build_scheduler
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
-__all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "evaluate_arrays", "fit", "image_weights", "train_step"]
+__all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "coarse_size", "downscale_arrays", "evaluate_arrays", "fit",
+           "image_weights", "train_step"]
 
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
 # learning rate after the epoch's last scheduler step, wall seconds since the run began (summed over resumes)
@@ -159,6 +161,29 @@ def _pixel_sizes(arrays: Any) -> np.ndarray:
     return meta["pixel_size_mm"].to_numpy(dtype=np.float64)
 
 
+def coarse_size(cfg: TrainConfig) -> tuple[int, int] | None:
+    """The (H, W) px of the coarse phase (`cfg.coarse_fraction`), or None without one.
+    FetalheadError where `cfg.coarse_factor` does not divide `cfg.image_size` into multiples of
+    16 (the U-Net's four poolings) or the padding is "valid" (its sizes are fixed)."""
+    if not cfg.coarse_fraction:
+        return None
+    f, (h, w) = cfg.coarse_factor, cfg.image_size
+    if cfg.padding != "same":
+        raise FetalheadError('coarse_fraction needs padding="same" (a "valid" network takes one input size)')
+    if f < 2 or h % (16 * f) or w % (16 * f):
+        raise FetalheadError(f"coarse_factor={f}: it must be at least 2, and image_size {h}x{w} a multiple of "
+                             f"{16 * f} on each side (the coarse images must be multiples of 16)")
+    return h // f, w // f
+
+
+def downscale_arrays(images: torch.Tensor, masks: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and masks uint8 (N,1,H,W) -> uint8 (N,1,H/factor,W/factor): images by area
+    averaging, masks by the majority of each factor x factor block (ties count as head)."""
+    x = F.avg_pool2d(images.float(), factor).round().to(torch.uint8)
+    y = (F.avg_pool2d(masks.float(), factor) >= 0.5).to(torch.uint8)
+    return x, y
+
+
 def _to_device_arrays(arrays: Any, limit: int | None, size: tuple[int, int], device: torch.device,
                       what: str, seed: int = 0, weights: np.ndarray | None = None,
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -200,7 +225,9 @@ def fit(
     With it: train until that many seconds (validation included) have passed; the learning
     rate follows the elapsed fraction of the budget, so the schedule is sized by the speed
     measured as the run goes and anneals fully inside the budget; the best epoch by
-    validation Dice is kept. The last epoch may be cut short.
+    validation Dice is kept. The last epoch may be cut short. With `cfg.coarse_fraction`, the
+    epochs that begin in that first fraction of the run train on the arrays downscaled by
+    `cfg.coarse_factor` (`downscale_arrays`); validation stays at `cfg.image_size`.
     `resume`: a last.pt to continue from, exactly as if never interrupted (epoch mode).
     `callback(epoch, history)` runs after every epoch; returning True stops training there.
     `clock`: seconds (tests pass a fake one). `init`: a state dict of the same network to start
@@ -224,6 +251,7 @@ def fit(
             first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
             raise FetalheadError(f"the starting weights are not of preset {cfg.name!r}'s network "
                                  f"(width {cfg.base_channels}, {cfg.padding} padding): {first}") from None
+    coarse = coarse_size(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
@@ -237,6 +265,7 @@ def fit(
     train_x, train_y, train_w = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training",
                                                   cfg.seed, weights)
     val_x, val_y, _ = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation", cfg.seed)
+    coarse_x, coarse_y = downscale_arrays(train_x, train_y, cfg.coarse_factor) if coarse else (None, None)
     n_train = train_x.shape[0]
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = n_train // batch  # drop the last partial batch: BatchNorm dislikes tiny ones
@@ -310,6 +339,9 @@ def fit(
         if budget is None and stopper.should_stop:
             break
         # 5. this epoch's batches: a permutation and an augmentation stream derived from (seed, epoch)
+        # (the first cfg.coarse_fraction of the run trains on the downscaled arrays)
+        progress = elapsed() / budget if budget is not None else (epoch - 1) / max(cfg.epochs, 1)
+        xs, ys = (coarse_x, coarse_y) if coarse and progress < cfg.coarse_fraction else (train_x, train_y)
         seed_perm, seed_aug = _epoch_seeds(cfg.seed, epoch)
         perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed_perm)).to(dev)
         gen = torch.Generator(device=dev).manual_seed(seed_aug)
@@ -319,7 +351,7 @@ def fit(
         for step in range(steps_per_epoch):
             # 6. a batch: index, uint8 -> float in [0, 1], augment image and mask together
             idx = perm[step * batch:(step + 1) * batch]
-            x, y = augment_batch(to_float(train_x[idx]), train_y[idx].float(), aug, gen)
+            x, y = augment_batch(to_float(xs[idx]), ys[idx].float(), aug, gen)
             # 7. forward (mixed precision), loss, backward, optimizer and schedule step
             loss = train_step(train_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype,
                               channels_last, None if train_w is None else train_w[idx])

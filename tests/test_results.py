@@ -347,6 +347,15 @@ def test_the_card_names_weight_averaging():
     assert "decay 0.99 per step" in _averaging(get_config("small", quick=False, ema_decay=0.99))
 
 
+def test_the_card_names_a_coarse_start():
+    from fetalhead.cards import _coarse_phase
+    from fetalhead.config import get_config
+
+    assert _coarse_phase(get_config("small", quick=False)) == ""
+    text = _coarse_phase(get_config("small", quick=False, coarse_fraction=0.5))
+    assert "first 50 % of the run" in text and "downscaled 2x (96x144 px), the rest at 192x288" in text
+
+
 def test_the_storage_line_quotes_the_fp16_figures_only_for_int8_weights(tmp_path, monkeypatch):
     from fetalhead import cards
 

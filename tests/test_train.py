@@ -27,7 +27,14 @@ from fetalhead.device import autocast_settings, precision_name
 from fetalhead.errors import FetalheadError
 from fetalhead.model import build_model
 from fetalhead.synthetic import synthetic_set
-from fetalhead.train import HISTORY_COLUMNS, center_crop_like, fit, image_weights
+from fetalhead.train import (
+    HISTORY_COLUMNS,
+    center_crop_like,
+    coarse_size,
+    downscale_arrays,
+    fit,
+    image_weights,
+)
 
 SIZE = (64, 96)
 
@@ -516,3 +523,55 @@ def test_fit_starts_from_given_weights(tmp_path):
     with pytest.raises(FetalheadError, match="not of preset 'default''s network"):
         fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "wide", progress=False,
             init=weights(build_model(tiny_cfg(base_channels=8))))
+
+
+# ----------------------------------------------------------------------------- coarse-to-fine
+
+
+def test_downscale_arrays_averages_images_and_takes_the_majority_of_mask_blocks():
+    img = torch.tensor([[10, 20, 200, 200], [30, 41, 0, 255]], dtype=torch.uint8)[None, None]
+    mask = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0]], dtype=torch.uint8)[None, None]
+    x, y = downscale_arrays(img, mask, 2)
+    assert x.dtype == y.dtype == torch.uint8 and x.shape == y.shape == (1, 1, 1, 2)
+    assert x.flatten().tolist() == [25, 164]  # (10+20+30+41)/4 = 25.25; (200+200+0+255)/4 = 163.75
+    assert y.flatten().tolist() == [1, 0]  # 3 of 4 head pixels; 1 of 4
+
+
+def test_coarse_size_needs_multiples_of_16_and_same_padding(tmp_path):
+    assert coarse_size(tiny_cfg()) is None  # off by default
+    assert coarse_size(tiny_cfg(coarse_fraction=0.5)) == (32, 48)
+    assert coarse_size(get_config("small", quick=False, coarse_fraction=0.5)) == (96, 144)
+    for kw, match in [(dict(coarse_factor=4), "multiple of 64"), (dict(coarse_factor=1), "at least 2"),
+                      (dict(padding="valid"), "same")]:
+        with pytest.raises(FetalheadError, match=match):
+            coarse_size(tiny_cfg(coarse_fraction=0.5, **kw))
+    with pytest.raises(FetalheadError, match="multiple of 64"):  # refused before any folder is made
+        fit(tiny_cfg(coarse_fraction=0.5, coarse_factor=4), synthetic_set(8), synthetic_set(4, seed=1),
+            tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("budget", [None, 6.0])
+def test_the_first_fraction_of_the_run_trains_coarse_then_full_size(tmp_path, monkeypatch, budget):
+    import fetalhead.train as train_module
+
+    sizes = []
+    real = train_module.augment_batch
+
+    def spy(x, y, *args):
+        sizes.append(tuple(x.shape[2:]))
+        return real(x, y, *args)
+
+    monkeypatch.setattr(train_module, "augment_batch", spy)
+    cfg = tiny_cfg(epochs=4, patience=10, coarse_fraction=0.5, time_budget_s=budget, last_every_s=1e9)
+    res = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path, progress=False,
+              clock=FakeClock(0.05))
+    coarse, full = (32, 48), SIZE
+    assert set(sizes) == {coarse, full}
+    first_full = sizes.index(full)
+    assert all(s == coarse for s in sizes[:first_full]) and all(s == full for s in sizes[first_full:])
+    if budget is None:  # epochs 1-2 begin before half of 4 epochs: 2 steps each at batch 4
+        assert sizes == [coarse] * 4 + [full] * 4
+    else:  # the switch comes about half-way through the budget's seconds
+        assert 0.3 < first_full / len(sizes) < 0.7
+    assert np.isfinite(res.history["val_dice"]).all()
