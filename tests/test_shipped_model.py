@@ -55,7 +55,10 @@ def test_shipped_model_on_the_whole_test_part(model, hc18_dir):
     assert (df["status"] == "review").sum() == stored["review_flag"]["n_review"]
     for name, row in table.iterrows():  # the stored (card, README) figures are these
         for k in ("mean", "ci_low", "ci_high", "median"):
-            assert stored["metrics"][name][k] == pytest.approx(row[k], rel=1e-4, abs=1e-6), (name, k)  # threads: float order
+            # float order (threads, the CPU's vector units) moves a figure by far less than its
+            # last printed digit: 1e-6 of a Dice fraction, 1e-4 mm (a signed mean near 0 mm too)
+            tol = 1e-4 if name.endswith("_mm") else 1e-6
+            assert stored["metrics"][name][k] == pytest.approx(row[k], rel=1e-4, abs=tol), (name, k)
         assert stored["metrics"][name]["n"] == row["n"] and stored["metrics"][name]["n_exams"] == row["n_exams"]
 
 
