@@ -68,7 +68,9 @@ class TrainConfig:
     # 0: off. Else the first this fraction of the run (of the budget's seconds, or of `epochs`)
     # trains on images and masks downscaled by `coarse_factor` (e.g. 192x288 -> 96x144: about
     # 4x the steps per second on a CPU), the rest at `image_size`; validation is always at
-    # `image_size`. Coarse-to-fine ("progressive resizing"): more epochs in the same time.
+    # `image_size`. Coarse-to-fine ("progressive resizing"): more epochs in the same time. (Its
+    # one run with the small preset, half its budget coarse, was no better on the validation
+    # part than the plain recipe: benchmarks/README.md.)
     coarse_fraction: float = 0.0
     coarse_factor: int = 2  # each side of image_size must be a multiple of 16 x this ("same" padding only)
     # --- early stopping on validation Dice
