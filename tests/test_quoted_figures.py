@@ -93,6 +93,21 @@ def _epochs_quotes() -> list[str]:
                         "{gpu} epochs' {hc_gpu:.2f}")]
 
 
+def _coarse_quote() -> str:
+    """The coarse-to-fine run: its epochs at each size (those begun in the first half of its
+    budget were coarse), its validation HC and ellipse Dice, against the GPU's seed-0 run."""
+    name = "small_cpu_bf16_coarse_5100s"
+    started = _history(name)["seconds"].shift(1, fill_value=0.0)
+    coarse = int((started < 0.5 * 5100).sum())
+    full_epoch = _history(name)["seconds"].diff().iloc[coarse + 1:].median()  # s, validation included
+    plain_epoch = _seconds("small_cpu_bf16_ema_5100s") / _epochs("small_cpu_bf16_ema_5100s")
+    return (f"{coarse} epochs at 96x144 and {_epochs(name) - coarse} at 192x288 on a machine slower than the first "
+            f"bf16 run's ({full_epoch:.0f} s a full-size epoch against {plain_epoch:.1f}; `precision_cpu_amd_2026-12-03.json`), validation HC "
+            f"{_hc(f'{name}_val'):.2f} mm (`results/{name}_val.json`; ellipse Dice "
+            f"{100 * _mean(f'results/{name}_val.json', 'ellipse_dice'):.2f} %, 3 images off by more than 6 mm), about "
+            f"what {_epochs('small_h200_300s')} full-size epochs gave on the GPU ({_hc('small_h200_300s_val'):.2f} mm)")
+
+
 def _avx2_quote(template: str) -> str:
     """The small preset's seed-0 run on a CPU without bf16 hardware, set against the other two."""
     name = "small_cpu_avx2_5100s"
@@ -196,7 +211,9 @@ def _benchmarks_quotes() -> list[str]:
             _throughput("benchmarks/precision_cpu_amd.json") + ", "
             f"{_read('benchmarks/precision_cpu_amd.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_avx2.json") + " (emulated), "
-            f"{_read('benchmarks/precision_cpu_avx2.json')['bf16_over_fp32']:.2f}x"]
+            f"{_read('benchmarks/precision_cpu_avx2.json')['bf16_over_fp32']:.2f}x",
+            _throughput("benchmarks/precision_cpu_amd_2026-12-03.json") + ", "
+            f"{_read('benchmarks/precision_cpu_amd_2026-12-03.json')['bf16_over_fp32']:.2f}x", _coarse_quote()]
 
 
 @pytest.mark.parametrize(("doc", "quotes"), [("README.md", _readme_quotes), ("benchmarks/README.md", _benchmarks_quotes)])
