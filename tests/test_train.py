@@ -562,7 +562,15 @@ def test_the_first_fraction_of_the_run_trains_coarse_then_full_size(tmp_path, mo
         sizes.append(tuple(x.shape[2:]))
         return real(x, y, *args)
 
+    validated = []
+    real_eval = train_module.evaluate_arrays
+
+    def eval_spy(model, images, *args, **kwargs):
+        validated.append(tuple(images.shape[2:]))
+        return real_eval(model, images, *args, **kwargs)
+
     monkeypatch.setattr(train_module, "augment_batch", spy)
+    monkeypatch.setattr(train_module, "evaluate_arrays", eval_spy)
     cfg = tiny_cfg(epochs=4, patience=10, coarse_fraction=0.5, time_budget_s=budget, last_every_s=1e9)
     res = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path, progress=False,
               clock=FakeClock(0.05))
@@ -575,3 +583,4 @@ def test_the_first_fraction_of_the_run_trains_coarse_then_full_size(tmp_path, mo
     else:  # the switch comes about half-way through the budget's seconds
         assert 0.3 < first_full / len(sizes) < 0.7
     assert np.isfinite(res.history["val_dice"]).all()
+    assert validated and set(validated) == {full}  # every epoch validates at full size
