@@ -168,12 +168,18 @@ def _add_own_images(p: argparse.ArgumentParser, what: str) -> argparse._Argument
     own.add_argument("--mask-pattern", default=None, metavar="PATTERN",
                      help="a mask's file name from its image's {stem}, {name} or {suffix} "
                      "(default: {stem}_Annotation.png, as HC18's)")
-    size = own.add_mutually_exclusive_group()
+    _add_pixel_size(own)
+    return own
+
+
+def _add_pixel_size(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--pixel-size | --pixel-csv; without either, a DICOM file's own pixel size is used."""
+    size = p.add_mutually_exclusive_group()
     size.add_argument("--pixel-size", type=_pixel_size, metavar="MM",
-                      help="pixel size in millimetres, the same for every image")
+                      help="pixel size in millimetres, the same for every image (default: "
+                      "the size a DICOM file stores)")
     size.add_argument("--pixel-csv", type=_path, metavar="FILE",
                       help="CSV with a filename column and a pixel size (mm) column")
-    return own
 
 
 def _command(sub: argparse._SubParsersAction, name: str, help: str, description: str, *,
@@ -273,15 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "predict", "segment your own images and measure HC",
                  f"Segment images (or folders of {'/'.join(IMAGE_SUFFIXES)} images; "
                  f"*_Annotation.*, *{MASK_SUFFIX}.png and *{OVERLAY_SUFFIX}.png are skipped) and "
-                 f"write <stem>{MASK_SUFFIX}.png, <stem>{OVERLAY_SUFFIX}.png and predictions.csv to --out.",
+                 f"write <stem>{MASK_SUFFIX}.png, <stem>{OVERLAY_SUFFIX}.png and predictions.csv to --out. "
+                 "A DICOM file measures with the pixel size it stores unless --pixel-size or "
+                 "--pixel-csv says otherwise.",
                  data=False, checkpoint=True)
     p.add_argument("paths", nargs="+", type=_path, metavar="PATH", help="image files or folders")
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
-    size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--pixel-size", type=_pixel_size, metavar="MM",
-                      help="pixel size in millimetres, the same for every image")
-    size.add_argument("--pixel-csv", type=_path, metavar="FILE",
-                      help="CSV with a filename column and a pixel size (mm) column")
+    _add_pixel_size(p)
     _add_review(p)
 
     p = _command(sub, "submit", "write the HC18 challenge CSV for the 335 test images",

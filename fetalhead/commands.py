@@ -66,6 +66,7 @@ from fetalhead.files import (
 from fetalhead.folder import (
     MASK_PATTERN,
     FolderDataset,
+    choose_pixel_size,
     collect_images,
     lookup_pixel_size,
     read_pixel_csv,
@@ -102,20 +103,28 @@ def _default_out(name: str) -> Path:
 
 
 def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Path | None) -> list[float]:
-    if pixel_size is not None:
-        return [pixel_size] * len(images)
-    assert pixel_csv is not None  # argparse: one of the two is required
-    try:
-        table = read_pixel_csv(pixel_csv)
-    except FetalheadError as e:
-        raise FetalheadError(f"--pixel-csv: {e}") from None
+    """mm per pixel of each image: --pixel-size, else its row of --pixel-csv, else the one its
+    file stores (DICOM; `choose_pixel_size`). FetalheadError naming the first without one."""
+    table: dict[str, float] = {}
+    if pixel_csv is not None:
+        try:
+            table = read_pixel_csv(pixel_csv)
+        except FetalheadError as e:
+            raise FetalheadError(f"--pixel-csv: {e}") from None
     sizes = []
     for img in images:
-        value = lookup_pixel_size(table, img)
+        given = pixel_size if pixel_csv is None else lookup_pixel_size(table, img)
+        value = choose_pixel_size(img, given)
         if value is None:
-            raise FetalheadError(f"{img.name}: no pixel size for this image in {pixel_csv}")
+            raise FetalheadError(f"{img.name}: {_no_pixel_size(pixel_csv)}")
         sizes.append(value)
     return sizes
+
+
+def _no_pixel_size(pixel_csv: Path | None) -> str:
+    """Why an image has no pixel size, and what to give."""
+    where = f"not in {pixel_csv}" if pixel_csv is not None else "no --pixel-size MM or --pixel-csv FILE given"
+    return f"no pixel size ({where}, and the file stores none)"
 
 
 def _tqdm(iterable, quiet: bool, **kw):
@@ -282,17 +291,15 @@ def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> Folder
     for flag, value in instead_of.items():
         if value is not None:
             raise FetalheadError(f"{flag} is for HC18's split; --images uses your own folder instead")
-    if args.pixel_size is None and args.pixel_csv is None:
-        raise FetalheadError("--images needs --pixel-size MM or --pixel-csv FILE")
     pattern = MASK_PATTERN if args.mask_pattern is None else args.mask_pattern  # "" is refused, not the default
     ds = FolderDataset(args.images, args.masks, pattern, pixel_csv=args.pixel_csv, pixel_size_mm=args.pixel_size)
+    unknown = [p.name for i, p in enumerate(ds.image_paths) if not math.isfinite(ds.pixel_size(i))]
+    if unknown:
+        raise FetalheadError(f"{unknown[0]}: {_no_pixel_size(args.pixel_csv)}")
     missing = [p.name for i, p in enumerate(ds.image_paths) if ds.mask_path(i) is None]
     if missing:
         raise FetalheadError(f"{len(missing)} of {len(ds)} images have no mask "
                              f"({ds.mask_pattern} in {ds.mask_dir}), e.g. {missing[0]}")
-    unknown = [p.name for i, p in enumerate(ds.image_paths) if not math.isfinite(ds.pixel_size(i))]
-    if unknown:
-        raise FetalheadError(f"{unknown[0]}: no pixel size for this image in {args.pixel_csv}")
     for i, path in enumerate(ds.image_paths):
         check_image_file(path)
         check_image_file(ds.mask_path(i))

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fetalhead.dicom import DICOM_SUFFIXES, looks_like_dicom, read_dicom
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
@@ -58,8 +59,8 @@ __all__ = [
     "validate_pixel_size",
 ]
 
-#: file suffixes read as images (HC18's PNGs, your own scans)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: file suffixes read as images (HC18's PNGs, your own scans, DICOM exports)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
 #: what `fetalhead predict` appends to an image's stem for the mask and the overlay it writes
 MASK_SUFFIX, OVERLAY_SUFFIX = "_mask", "_overlay"
 
@@ -241,7 +242,10 @@ def _read_raw(path: str | os.PathLike) -> np.ndarray:
 def decode_image(buf: np.ndarray, source: str | os.PathLike) -> np.ndarray:
     """Decode an image file's bytes `buf` (uint8 (N,)) as stored: (H, W) or (H, W, C) BGR(A),
     uint8 or uint16. FetalheadError naming `source` (one line, nothing printed by the image
-    libraries) when they do not decode."""
+    libraries) when they do not decode. A DICOM file (`fetalhead.dicom`) gives its single
+    frame as 8-bit grayscale."""
+    if looks_like_dicom(buf[:132].tobytes(), source):
+        return read_dicom(source, buf.tobytes()).image
     gray = _pillow_decode(buf, source)
     if gray is not None:
         return gray
@@ -281,7 +285,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
-    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored."""
+    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored. DICOM files too (one
+    frame; its pixel size: `fetalhead.folder.stored_pixel_size`)."""
     arr = _to_uint8(_read_raw(path))
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY

@@ -3,7 +3,8 @@
 Images are the image files of one folder (`IMAGE_SUFFIXES`); `collect_images` gathers them
 from files and folders named on a command line, `FolderDataset` pairs each with its mask,
 found by a file-name pattern (HC18's `"{stem}_Annotation.png"` by default). Pixel sizes
-come from a CSV laid out like HC18's (`filename, pixel size(mm)`, `read_pixel_csv`). Masks
+come from a CSV laid out like HC18's (`filename, pixel size(mm)`, `read_pixel_csv`), one size
+for all, or the file itself (DICOM, `stored_pixel_size`); `choose_pixel_size` decides. Masks
 may be filled or thin outlines, like HC18's.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import string
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,10 +34,20 @@ from fetalhead.data import (
     read_csv,
     validate_pixel_size,
 )
+from fetalhead.dicom import SIZE_TOLERANCE, dicom_pixel_size, looks_like_dicom, read_dicom_header
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 
-__all__ = ["MASK_PATTERN", "FolderDataset", "collect_images", "exam_of", "lookup_pixel_size", "read_pixel_csv"]
+__all__ = [
+    "MASK_PATTERN",
+    "FolderDataset",
+    "choose_pixel_size",
+    "collect_images",
+    "exam_of",
+    "lookup_pixel_size",
+    "read_pixel_csv",
+    "stored_pixel_size",
+]
 
 #: a mask's file name from its image's: HC18's ("010_HC.png" -> "010_HC_Annotation.png")
 MASK_PATTERN = "{stem}_Annotation.png"
@@ -61,6 +73,44 @@ def lookup_pixel_size(table: dict[str, float], image: str | os.PathLike) -> floa
     (`010_HC.png`, then `010_HC`); None when it is not there."""
     path = Path(image)
     return table.get(path.name, table.get(path.stem))
+
+
+def stored_pixel_size(image: str | os.PathLike) -> float | None:
+    """The pixel size (mm per pixel) the image file itself stores (a DICOM file's ultrasound
+    regions or PixelSpacing, `fetalhead.dicom.dicom_pixel_size`), checked by
+    `validate_pixel_size`; None for other files and for DICOM files without one."""
+    path = Path(image)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return None  # unreadable files are reported by the image check, with their reason
+    if not looks_like_dicom(head, path):
+        return None
+    value = dicom_pixel_size(read_dicom_header(path), path)
+    if value is None:
+        return None
+    try:
+        return validate_pixel_size(value)
+    except FetalheadError as e:
+        raise FetalheadError(f"{path.name}: the file's {e}") from None
+
+
+def choose_pixel_size(image: str | os.PathLike, given: float | None) -> float | None:
+    """The pixel size (mm per pixel) to measure `image` with: `given` (yours: --pixel-size, or
+    the image's row of your CSV) when there is one, else the one the file stores
+    (`stored_pixel_size`), else None. Warns when both exist and differ by more than 1 %; with
+    `given`, a file whose stored size is unusable (`stored_pixel_size` raises) is not an error."""
+    if given is None:
+        return stored_pixel_size(image)
+    try:
+        stored = stored_pixel_size(image)
+    except FetalheadError:
+        return given  # yours is what counts; the image check still reports an unreadable file
+    if stored is not None and abs(given - stored) > SIZE_TOLERANCE * max(given, stored):
+        warnings.warn(f"{Path(image).name}: measured with the given pixel size {given:g} mm, "
+                      f"not the {stored:g} mm the file stores", stacklevel=2)
+    return given
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -144,14 +194,15 @@ class FolderDataset:
     """Images of `image_dir` with optional masks and pixel sizes.
 
     Args:
-        image_dir: folder of images (.png, .jpg, .bmp, .tif; any mode, read as 8-bit gray).
+        image_dir: folder of images (.png, .jpg, .bmp, .tif, .dcm; any mode, read as 8-bit gray).
         mask_dir: folder of masks (default: `image_dir`); a missing mask gives None.
         mask_pattern: mask file name from the image's `{stem}` (name without suffix),
             `{name}` (full name) or `{suffix}` (".png"). Files that are some image's mask are
             not listed as images.
         pixel_csv: CSV with columns `filename, pixel size(mm)` (mm per pixel, each checked by
             `fetalhead.data.validate_pixel_size`; an image is looked up by name, then by stem).
-        pixel_size_mm: mm per pixel of every image not in `pixel_csv`; without it they get nan.
+        pixel_size_mm: mm per pixel of every image not in `pixel_csv`; without it they get
+            the size their file stores (DICOM), else nan.
     Item i is a dict: image uint8 (H, W), mask uint8 {0,1} (H, W) or None, pixel_size_mm
     float (nan when unknown), filename str.
     """
@@ -190,10 +241,14 @@ class FolderDataset:
         return path if path.is_file() else None
 
     def pixel_size(self, index: int) -> float:
-        """mm per pixel of image `index`: from the CSV (by name, then stem), else the default
-        (nan when there is none)."""
-        value = lookup_pixel_size(self.pixel_sizes, self.image_paths[index])
-        return float(self.default_pixel_size if value is None else value)
+        """mm per pixel of image `index`: from the CSV (by name, then stem), else the default,
+        else the file's own (DICOM), else nan (`choose_pixel_size`)."""
+        path = self.image_paths[index]
+        value = lookup_pixel_size(self.pixel_sizes, path)
+        if value is None and math.isfinite(self.default_pixel_size):
+            value = self.default_pixel_size
+        chosen = choose_pixel_size(path, value)
+        return math.nan if chosen is None else float(chosen)
 
     def __len__(self) -> int:
         return len(self.image_paths)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dicom_files import region, write_dicom
 from PIL import Image
 from test_predict import build_tiny_checkpoint, synthetic_tiny_model
 
@@ -201,7 +202,7 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
     if name == "pixel size implausible":
         return ["predict", *good, "--pixel-size", "12", *base], 2, "implausible"
     if name == "pixel size missing":
-        return ["predict", *good, *base], 2, "--pixel-size --pixel-csv is required"
+        return ["predict", *good, *base], 1, "a.png: no pixel size (no --pixel-size MM or --pixel-csv FILE given"
     if name == "image not in pixel csv":
         csv.write_text("filename,pixel size(mm)\na.png,0.1\n")
         return ["predict", *good, "--pixel-csv", csv, *base], 1, "b.png: no pixel size"
@@ -239,6 +240,30 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         return ["predict", *good, *px, *base], 1, "a_overlay.png exists"
     if name == "batch size zero":
         return ["predict", *good, *px, *base, "--batch-size", "0"], 2, "at least 1"
+    gray = np.zeros((64, 96), np.uint8)
+    if name == "dicom cine loop":
+        scan = write_dicom(tmp / "cine.dcm", np.zeros((3, 64, 96), np.uint8), photometric="MONOCHROME2")
+        return ["predict", *good, scan, *px, *base], 1, "cine.dcm: a cine loop of 3 frames"
+    if name == "dicom without an image":
+        (tmp / "junk.dcm").write_bytes(bytes(range(256)) * 4)
+        return ["predict", *good, tmp / "junk.dcm", *px, *base], 1, "junk.dcm: a DICOM file without an image"
+    if name == "dicom truncated":
+        data = write_dicom(tmp / "full.dcm", gray, regions=[region(0.01)]).read_bytes()
+        (tmp / "full.dcm").unlink()
+        (tmp / "cut.dcm").write_bytes(data[: len(data) - 3000])
+        return ["predict", *good, tmp / "cut.dcm", *px, *base], 1, "cut.dcm: cannot decode its pixel data"
+    if name == "dicom non-square pixels":
+        scan = write_dicom(tmp / "rect.dcm", gray, regions=[region(0.01, 0.02)])
+        return ["predict", *good, scan, *px, *base], 1, "rect.dcm: non-square pixels (0.1 x 0.2 mm"
+    csv.write_text("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\n")  # the DICOM file's own, then
+    if name == "dicom regions disagree":
+        scan = write_dicom(tmp / "two.dcm", gray, regions=[region(0.01), region(0.03)])
+        return (["predict", *good, scan, "--pixel-csv", csv, *base], 1,
+                "two.dcm: its ultrasound regions have different pixel sizes (0.1 x 0.1, 0.3 x 0.3 mm)")
+    if name == "dicom implausible pixel size":
+        scan = write_dicom(tmp / "far.dcm", gray, regions=[region(0.5)])
+        return (["predict", *good, scan, "--pixel-csv", csv, *base], 1,
+                "far.dcm: the file's pixel size 5 mm is implausible")
     raise AssertionError(name)
 
 
@@ -249,7 +274,8 @@ BAD_INPUTS = [
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
-    "existing overlay", "batch size zero",
+    "existing overlay", "batch size zero", "dicom cine loop", "dicom without an image",
+    "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
 ]
 
 
@@ -339,6 +365,43 @@ def test_predict_images_and_unusual_modes(tmp_path, capfd, synthetic_tiny):
         assert by.loc[name, "hc_mm"] == pytest.approx(by.loc[images[0].name, "hc_mm"], rel=1e-3, nan_ok=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["predictions.csv"] + [f"{p.stem}_{k}.png" for p in images + extra for k in ("mask", "overlay")])
+
+
+def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthetic_tiny):
+    """A DICOM export of a scan measures as the PNG of the same pixels with --pixel-size set to
+    the size its ultrasound region stores; --pixel-size overrides it (with a warning), and so
+    does a --pixel-csv row, while an image missing from the CSV falls back to the file's own."""
+    root, ckpt = synthetic_tiny
+    png = _test_set_images(root, tmp_path / "png", 1)[0]
+    gray = np.asarray(Image.open(png).convert("L"))
+    scan = write_dicom(tmp_path / "dcm" / "scan.dcm", gray, regions=[region(0.015, box=(0, 0, 90, 60)),
+                                                                     region(0.2, spatial_format=4, units=4)])
+    bare = write_dicom(tmp_path / "dcm" / "bare", gray, pixel_spacing=[0.15, 0.15])  # no suffix, no region
+
+    def measured(argv: list, out: str) -> pd.DataFrame:
+        code, _, err = run(["predict", *argv, "--out", tmp_path / out, "--checkpoint", ckpt, "--quiet"], capfd)
+        assert code == 0, err
+        return pd.read_csv(tmp_path / out / "predictions.csv").set_index("filename")
+
+    as_png = measured([png, "--pixel-size", "0.15"], "o_png")
+    as_dicom = measured([tmp_path / "dcm", bare], "o_dcm")  # the folder gives scan.dcm; bare named itself
+    assert sorted(as_dicom.index) == ["bare", "scan.dcm"]
+    assert list(as_dicom["pixel_size_mm"]) == pytest.approx([0.15, 0.15])
+    for name in ("scan.dcm", "bare"):
+        assert as_dicom.loc[name, "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"], rel=1e-6)
+        assert as_dicom.loc[name, "status"] == as_png.loc[png.name, "status"]
+    code, _, err = run(["predict", scan, "--pixel-size", "0.3", "--out", tmp_path / "o_given",
+                        "--checkpoint", ckpt, "--quiet"], capfd)
+    assert code == 0
+    assert err.strip() == ("fetalhead: warning: scan.dcm: measured with the given pixel size 0.3 mm, "
+                           "not the 0.15 mm the file stores")
+    given = pd.read_csv(tmp_path / "o_given" / "predictions.csv").iloc[0]
+    assert given["hc_mm"] == pytest.approx(2 * as_png.loc[png.name, "hc_mm"], rel=1e-6)
+    (tmp_path / "px.csv").write_text("filename,pixel size(mm)\nbare,0.075\n")
+    by_csv = measured([scan, bare, "--pixel-csv", tmp_path / "px.csv"], "o_csv")
+    assert by_csv.loc["bare", "pixel_size_mm"] == pytest.approx(0.075)
+    assert by_csv.loc["scan.dcm", "pixel_size_mm"] == pytest.approx(0.15)
+    assert by_csv.loc["bare", "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"] / 2, rel=1e-6)
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
@@ -939,7 +1002,8 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     (tmp_path / "seg" / "scan3_mask.png").unlink()
     before = snapshot(tmp_path)
     for extra, words in ((["--pixel-size", "0.1"], "1 of 4 images have no mask"),
-                         ([], "--images needs --pixel-size MM or --pixel-csv FILE"),
+                         ([], "scan0.png: no pixel size (no --pixel-size MM or --pixel-csv FILE given, "
+                              "and the file stores none)"),
                          (["--pixel-size", "0.1", "--part", "val"], "--part is for HC18's split"),
                          (["--pixel-size", "0.1", "--data", root], "--data is for HC18's split")):
         code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, *extra, "--out", tmp_path / "no"], capfd)

@@ -38,7 +38,7 @@ def _conda_pip_deps() -> set[str]:
 
 def test_environment_yml_matches_pyproject():
     deps = _pyproject_deps()
-    wanted = deps["runtime"] | deps["notebooks"] | deps["dev"]
+    wanted = set().union(*deps.values())  # the run-time stack and every extra
     got = _conda_pip_deps()
     assert got == wanted, f"only in environment.yml: {got - wanted}; only in pyproject: {wanted - got}"
 

@@ -1,0 +1,181 @@
+"""DICOM scans: the image, and the pixel size (mm) the scanner stored with it.
+
+Ultrasound machines export DICOM. Its Sequence of Ultrasound Regions gives the physical size
+of a pixel in each region of the screen (PhysicalDeltaX/Y, in cm when PhysicalUnits is 3), so
+a DICOM scan measures in millimetres without `--pixel-size`. Other modalities' `PixelSpacing`
+(row, column; mm) is the fallback. Read with pydicom (the optional extra `fetalhead[dicom]`;
+imported only when a DICOM file is read) and its bundled decoders (uncompressed, RLE, and
+through Pillow JPEG baseline and JPEG 2000); a cine loop is refused: HC is measured on one
+frozen frame.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fetalhead.errors import FetalheadError, one_line
+
+__all__ = [
+    "DICOM_SUFFIXES",
+    "DicomScan",
+    "dicom_gray",
+    "dicom_pixel_size",
+    "looks_like_dicom",
+    "read_dicom",
+    "read_dicom_header",
+]
+
+#: file suffixes read as DICOM (files named on the command line are also recognised by content)
+DICOM_SUFFIXES = (".dcm", ".dicom")
+_PREAMBLE = 128  # bytes before the "DICM" marker of a DICOM file
+_MARKER = b"DICM"
+_UNITS_CM = 3  # PhysicalUnitsX/YDirection: centimetres
+_REGION_2D = 1  # RegionSpatialFormat: a 2D (tissue or flow) image region
+#: relative difference above which two pixel sizes (x and y, or two regions) count as different
+SIZE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class DicomScan:
+    """One DICOM frame: image uint8 (H, W), and its pixel size in mm per pixel (None when the
+    file stores none)."""
+
+    image: np.ndarray
+    pixel_size_mm: float | None
+
+
+def looks_like_dicom(head: bytes, name: str | os.PathLike = "") -> bool:
+    """Whether a file starting with the bytes `head` (at least 132 of them for the marker
+    test) named `name` is DICOM: the "DICM" marker after the 128-byte preamble, or a DICOM
+    suffix (files without the preamble)."""
+    return head[_PREAMBLE:_PREAMBLE + len(_MARKER)] == _MARKER or Path(name).suffix.lower() in DICOM_SUFFIXES
+
+
+def _dataset(data: bytes, source: str | os.PathLike, header_only: bool) -> Any:
+    """The pydicom Dataset of a file's bytes; FetalheadError (one line) when it does not parse
+    or pydicom (an optional dependency) is missing."""
+    try:
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+    except ImportError:
+        raise FetalheadError(f"{source}: reading DICOM needs pydicom: pip install 'fetalhead[dicom]' "
+                             "(or pip install pydicom)") from None
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=header_only)
+    except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, TypeError, AttributeError) as e:
+        raise FetalheadError(f"not a readable DICOM file: {source} ({one_line(e) or type(e).__name__})") from None
+
+
+def _positive(value: Any, what: str, source: str | os.PathLike) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise FetalheadError(f"{source}: {what} is not a number ({value!r})") from None
+    if not v > 0 or v == float("inf"):
+        raise FetalheadError(f"{source}: {what} must be positive, not {value!r}")
+    return v
+
+
+def _differ(a: float, b: float) -> bool:
+    return abs(a - b) > SIZE_TOLERANCE * max(a, b)
+
+
+def dicom_pixel_size(ds: Any, source: str | os.PathLike = "DICOM file") -> float | None:
+    """mm per pixel of a pydicom Dataset `ds`: the 2D ultrasound regions' PhysicalDeltaX/Y
+    when in cm (x 10), else PixelSpacing (mm), else None. FetalheadError when the regions
+    disagree, or the pixels are not square (within `SIZE_TOLERANCE`): one size per image is
+    what HC in mm needs."""
+    regions = [r for r in ds.get("SequenceOfUltrasoundRegions", None) or []
+               if r.get("RegionSpatialFormat") == _REGION_2D
+               and r.get("PhysicalUnitsXDirection") == _UNITS_CM
+               and r.get("PhysicalUnitsYDirection") == _UNITS_CM]
+    if regions:
+        sizes = [(10.0 * _positive(r.get("PhysicalDeltaX"), "PhysicalDeltaX", source),
+                  10.0 * _positive(r.get("PhysicalDeltaY"), "PhysicalDeltaY", source)) for r in regions]
+        x, y = sizes[0]
+        if any(_differ(x, sx) or _differ(y, sy) for sx, sy in sizes[1:]):
+            listed = ", ".join(f"{sx:.4g} x {sy:.4g}" for sx, sy in sizes)
+            raise FetalheadError(f"{source}: its ultrasound regions have different pixel sizes ({listed} mm); "
+                                 "give the one of the head's region with --pixel-size")
+        where = "ultrasound region"
+    elif "PixelSpacing" in ds:
+        spacing = ds.PixelSpacing
+        if spacing is None or len(spacing) != 2:
+            raise FetalheadError(f"{source}: PixelSpacing must hold 2 values, not {spacing!r}")
+        y = _positive(spacing[0], "PixelSpacing", source)
+        x = _positive(spacing[1], "PixelSpacing", source)
+        where = "PixelSpacing"
+    else:
+        return None
+    if _differ(x, y):
+        raise FetalheadError(f"{source}: non-square pixels ({x:.4g} x {y:.4g} mm, {where}); "
+                             "HC needs one pixel size: resample the scan to square pixels")
+    return x
+
+
+def _to_uint8(arr: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+    """Pixel values of `bits` stored bits as uint8 0..255 (the full stored range)."""
+    if arr.dtype == np.uint8 and bits <= 8:
+        return arr if bits == 8 else np.round(arr * (255.0 / (2 ** bits - 1))).astype(np.uint8)
+    a = arr.astype(np.float64)
+    if signed:
+        a += 2.0 ** (bits - 1)
+    return np.clip(np.round(a * (255.0 / (2.0 ** bits - 1))), 0, 255).astype(np.uint8)
+
+
+def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file") -> np.ndarray:
+    """The single frame of a pydicom Dataset `ds` as 8-bit grayscale, uint8 (H, W): colour
+    (RGB, YBR, palette) becomes luma (ITU-R BT.601, as `fetalhead.data.load_image`),
+    MONOCHROME1 is inverted, more than 8 stored bits are scaled to 0..255. FetalheadError for
+    a cine loop, a missing image, or pixel data pydicom cannot decode."""
+    if "PixelData" not in ds:
+        raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData)")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise FetalheadError(f"{source}: a cine loop of {frames} frames; export the frame you measure "
+                             "as a single-frame DICOM or image file")
+    try:
+        arr = ds.pixel_array  # YBR comes back as RGB
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+        if photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            arr = apply_color_lut(arr, ds)
+    except FetalheadError:
+        raise
+    except Exception as e:  # pydicom's decoders raise many kinds (missing plugin, bad stream)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", "unknown transfer syntax")
+        raise FetalheadError(f"{source}: cannot decode its pixel data ({name}: {one_line(e) or type(e).__name__})") from None
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        bits = 16 if arr.dtype == np.uint16 else 8  # a palette's 16-bit entries, or 8-bit RGB
+        arr = cv2.cvtColor(_to_uint8(arr[..., :3], bits, False), cv2.COLOR_RGB2GRAY)
+    elif arr.ndim == 2:
+        bits = int(ds.get("BitsStored", 8 * arr.dtype.itemsize) or 8)
+        arr = _to_uint8(arr, bits, int(ds.get("PixelRepresentation", 0) or 0) == 1)
+        if photometric == "MONOCHROME1":  # 0 is white
+            arr = 255 - arr
+    else:
+        raise FetalheadError(f"{source}: unexpected DICOM pixel array of shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def read_dicom_header(path: str | os.PathLike) -> Any:
+    """The pydicom Dataset of a DICOM file without its pixel data (fast: for the pixel size)."""
+    return _dataset(Path(path).read_bytes(), path, header_only=True)
+
+
+def read_dicom(path: str | os.PathLike, data: bytes | None = None) -> DicomScan:
+    """A single-frame DICOM file (its bytes `data`, if already read) as a DicomScan: image
+    uint8 (H, W), pixel size in mm per pixel (or None)."""
+    ds = _dataset(Path(path).read_bytes() if data is None else data, path, header_only=False)
+    return DicomScan(image=dicom_gray(ds, path), pixel_size_mm=dicom_pixel_size(ds, path))

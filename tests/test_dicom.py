@@ -1,0 +1,178 @@
+"""DICOM scans: pixels as 8-bit gray, and the pixel size the file stores (fetalhead.dicom and
+its use by fetalhead.data and fetalhead.folder). The command line's DICOM cases are in
+tests/test_cli.py."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pydicom.examples
+import pydicom.pixels
+import pytest
+from dicom_files import region, write_dicom
+
+from fetalhead.data import load_image
+from fetalhead.dicom import looks_like_dicom, read_dicom
+from fetalhead.errors import FetalheadError
+from fetalhead.folder import FolderDataset, choose_pixel_size, collect_images, stored_pixel_size
+
+GRAY = (np.arange(48 * 80).reshape(48, 80) * 7 % 256).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("regions", "spacing", "want"), [
+    ([region(0.012)], None, 0.12),  # cm -> mm
+    ([region(0.5, units=4, spatial_format=4), region(0.02)], None, 0.2),  # a waveform region is skipped
+    ([region(0.5, spatial_format=2), region(0.02)], None, 0.2),  # so is an M-mode region
+    ([region(0.02, units=4)], None, None),  # a 2D region in other units (seconds) says nothing
+    ([region(0.012), region(0.01202)], None, 0.12),  # two regions within 1 %: the first
+    ([], [0.09, 0.09], 0.09),  # PixelSpacing (mm) when there is no region
+    ([region(0.011)], [0.3, 0.3], 0.11),  # the ultrasound region before PixelSpacing
+    ([], None, None),
+])
+def test_pixel_size_from_regions_then_pixel_spacing(tmp_path, regions, spacing, want):
+    scan = read_dicom(write_dicom(tmp_path / "s.dcm", GRAY, regions=regions, pixel_spacing=spacing))
+    assert scan.pixel_size_mm == (None if want is None else pytest.approx(want))
+    assert np.array_equal(scan.image, GRAY)
+
+
+@pytest.mark.parametrize(("regions", "spacing", "words"), [
+    ([region(0.01, 0.012)], None, "non-square pixels (0.1 x 0.12 mm, ultrasound region)"),
+    ([], [0.1, 0.2], "non-square pixels (0.2 x 0.1 mm, PixelSpacing)"),  # (row, column): x is the column
+    ([region(0.01), region(0.02)], None, "different pixel sizes (0.1 x 0.1, 0.2 x 0.2 mm)"),
+    ([region(0.0)], None, "PhysicalDeltaX must be positive"),
+    ([region(-0.01)], None, "PhysicalDeltaX must be positive"),
+    ([], [0.1, 0.0], "PixelSpacing must be positive"),
+])
+def test_pixel_size_refused(tmp_path, regions, spacing, words):
+    path = write_dicom(tmp_path / "s.dcm", GRAY, regions=regions, pixel_spacing=spacing)
+    with pytest.raises(FetalheadError, match="^" + str(path).replace(".", r"\.") + ": ") as e:
+        read_dicom(path)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_gray_from_bit_depths_and_colour(tmp_path):
+    # 12 bits stored: the stored range 0..4095 becomes 0..255
+    twelve = (np.arange(48 * 80).reshape(48, 80) % 4096).astype(np.uint16)
+    got = read_dicom(write_dicom(tmp_path / "d12.dcm", twelve, bits_stored=12)).image
+    assert got.dtype == np.uint8 and got.shape == (48, 80)
+    assert np.array_equal(got, np.round(twelve * (255 / 4095)).astype(np.uint8))
+    # MONOCHROME1: 0 is white
+    inverted = read_dicom(write_dicom(tmp_path / "m1.dcm", GRAY, photometric="MONOCHROME1")).image
+    assert np.array_equal(inverted, 255 - GRAY)
+    # RGB: luma, as an RGB PNG gives (fetalhead.data.load_image)
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    luma = read_dicom(write_dicom(tmp_path / "rgb.dcm", rgb)).image
+    assert np.array_equal(luma, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    cv2.imwrite(str(tmp_path / "rgb.png"), rgb[..., ::-1])
+    assert np.array_equal(luma, load_image(tmp_path / "rgb.png"))
+
+
+def test_found_by_content_and_by_suffix(tmp_path):
+    no_suffix = write_dicom(tmp_path / "IM0001", GRAY, regions=[region(0.01)])  # as scanners name them
+    no_preamble = write_dicom(tmp_path / "raw.dcm", GRAY, regions=[region(0.01)], preamble=False)
+    for path in (no_suffix, no_preamble):
+        assert looks_like_dicom(path.read_bytes()[:132], path)
+        assert np.array_equal(load_image(path), GRAY)
+        assert stored_pixel_size(path) == pytest.approx(0.1)
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), GRAY)
+    assert not looks_like_dicom(png.read_bytes()[:132], png) and stored_pixel_size(png) is None
+    # a folder lists .dcm files beside images (a file without suffix is named on its own)
+    assert [p.name for p in collect_images([tmp_path])] == ["a.png", "raw.dcm"]
+
+
+def test_choose_pixel_size(tmp_path):
+    scan = write_dicom(tmp_path / "s.dcm", GRAY, regions=[region(0.01)])
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), GRAY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning in these
+        assert choose_pixel_size(scan, None) == pytest.approx(0.1)
+        assert choose_pixel_size(scan, 0.1005) == 0.1005  # within 1 %
+        assert choose_pixel_size(png, 0.2) == 0.2
+        assert choose_pixel_size(png, None) is None
+    with pytest.warns(UserWarning, match="s.dcm: measured with the given pixel size 0.2 mm, not the 0.1 mm"):
+        assert choose_pixel_size(scan, 0.2) == 0.2
+    bad = write_dicom(tmp_path / "bad.dcm", GRAY, regions=[region(0.01), region(0.02)])
+    assert choose_pixel_size(bad, 0.15) == 0.15  # yours counts: the file's disagreement is not an error
+    with pytest.raises(FetalheadError, match="different pixel sizes"):
+        choose_pixel_size(bad, None)
+
+
+def test_folder_dataset_takes_the_files_pixel_size(tmp_path):
+    write_dicom(tmp_path / "img" / "s1.dcm", GRAY, regions=[region(0.011)])
+    write_dicom(tmp_path / "img" / "s2.dcm", GRAY)  # stores none
+    ds = FolderDataset(tmp_path / "img")
+    assert [p.name for p in ds.image_paths] == ["s1.dcm", "s2.dcm"]
+    assert ds.pixel_size(0) == pytest.approx(0.11) and np.isnan(ds.pixel_size(1))
+    assert np.array_equal(ds[0]["image"], GRAY)
+    assert FolderDataset(tmp_path / "img", pixel_size_mm=0.11).pixel_size(1) == pytest.approx(0.11)
+
+
+def test_real_ultrasound_exports():
+    """pydicom's own ultrasound examples: a palette-colour scan whose tissue region stores
+    0.0262 cm per pixel beside a waveform region in seconds; an RGB scan without regions; a
+    JPEG-compressed cine loop of 30 frames."""
+    palette = pydicom.examples.get_path("palette_color")
+    scan = read_dicom(palette)
+    assert scan.pixel_size_mm == pytest.approx(0.2622878766, rel=1e-9)
+    assert scan.image.shape == (350, 800) and scan.image.dtype == np.uint8
+    ds = pydicom.dcmread(palette)  # the palette's colours (16-bit entries) as luma, BT.601
+    rgb = pydicom.pixels.apply_color_lut(ds.pixel_array, ds) / 65535 * 255
+    luma = rgb @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(scan.image - luma).max() <= 1.0
+    assert not np.array_equal(scan.image, ds.pixel_array)  # the palette's indices are not its grays
+    rgb = read_dicom(pydicom.examples.get_path("rgb_color"))
+    assert rgb.pixel_size_mm is None and rgb.image.shape == (240, 320)
+    with pytest.raises(FetalheadError, match="a cine loop of 30 frames"):
+        read_dicom(pydicom.examples.get_path("ybr_color"))
+
+
+@pytest.mark.parametrize("data", [b"", bytes(128) + b"DICM" + bytes(range(256)) * 3])
+def test_files_without_an_image_are_one_line_errors(tmp_path, data):
+    path = tmp_path / "x.dcm"
+    path.write_bytes(data)
+    with pytest.raises(FetalheadError, match="x.dcm: a DICOM file without an image") as e:
+        read_dicom(path)
+    assert "\n" not in str(e.value)
+
+
+def test_parse_errors_are_one_line_errors(tmp_path, monkeypatch):
+    """pydicom reads leniently; whatever it refuses becomes one line naming the file."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    def refuse(*args, **kwargs):
+        raise InvalidDicomError("File is missing DICOM File Meta Information header\nor the 'DICM' prefix")
+
+    monkeypatch.setattr(pydicom, "dcmread", refuse)
+    path = write_dicom(tmp_path / "s.dcm", GRAY)
+    with pytest.raises(FetalheadError) as e:
+        load_image(path)
+    assert str(e.value) == (f"not a readable DICOM file: {path} (File is missing DICOM File Meta "
+                            "Information header or the 'DICM' prefix)")
+
+
+def test_without_pydicom_a_one_line_hint(tmp_path, monkeypatch):
+    import sys
+
+    path = write_dicom(tmp_path / "s.dcm", GRAY, regions=[region(0.01)])
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if not installed: importing it fails
+    with pytest.raises(FetalheadError) as e:
+        load_image(path)
+    assert str(e.value) == f"{path}: reading DICOM needs pydicom: pip install 'fetalhead[dicom]' (or pip install pydicom)"
+    png = tmp_path / "a.png"
+    cv2.imwrite(str(png), GRAY)
+    assert np.array_equal(load_image(png), GRAY) and stored_pixel_size(png) is None  # other files need nothing
+
+
+def test_truncated_pixel_data(tmp_path: Path):
+    data = write_dicom(tmp_path / "full.dcm", GRAY, regions=[region(0.01)]).read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:-1000])
+    with pytest.raises(FetalheadError, match="cut.dcm: cannot decode its pixel data"):
+        load_image(tmp_path / "cut.dcm")
+    assert stored_pixel_size(tmp_path / "cut.dcm") == pytest.approx(0.1)  # the header is intact
