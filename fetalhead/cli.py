@@ -297,9 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
                  "Find HC18 (or download it); train a model if no shipped "
                  "weights exist (or with --retrain); evaluate on the held-out test split "
                  "and predict the 335 official test images. Results go to --out, "
-                 "replacing the previous results of this command there.", checkpoint=True)
+                 "replacing the previous results of this command there (files of the same "
+                 "names that it did not write only with --overwrite).", checkpoint=True)
     p.add_argument("--out", type=_path, default=None, metavar="DIR",
                    help="results folder (default: outputs/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="also replace files in --out that an earlier `fetalhead main` did not write")
     p.add_argument("--retrain", action="store_true", help="train even if shipped weights exist")
     p.add_argument("--no-download", action="store_true",
                    help="stop with an error instead of downloading HC18 when it is missing")

@@ -413,9 +413,38 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the file by which `fetalhead main` knows a results folder as its own
+MAIN_MARKER = ".fetalhead-main"
+SUBMISSION_CSV = "submission.csv"
+
+
+def _main_targets(out: Path) -> list[Path]:
+    """What `fetalhead main` writes into `out`: the report, the submission, a trained model."""
+    return ([out / f for f in report_files()] + [out / SUBMISSION_CSV]
+            + [out / f"train-{preset}" for preset in ("default", "cpu")])
+
+
+def _check_main_out(out: Path, overwrite: bool) -> None:
+    """`fetalhead main` replaces its own earlier results in `out` (the folder holds its
+    marker); files of the same names that it did not write are replaced only with --overwrite."""
+    check_output_dir(out)
+    if overwrite or (out / MAIN_MARKER).is_file():
+        return
+    existing = [t for t in _main_targets(out) if t.exists()]
+    if existing:
+        raise FetalheadError(f"{existing[0]} exists and `fetalhead main` did not write it; "
+                             "use --overwrite to replace it, or another --out")
+
+
+def _claim_main_out(out: Path) -> None:
+    """Mark `out` as `fetalhead main`'s, just before it first writes there."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MAIN_MARKER).write_text("results of `fetalhead main`: its next run here replaces them\n")
+
+
 def _cmd_main(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else _default_out("outputs")
-    check_output_dir(out)
+    _check_main_out(out, args.overwrite)
 
     # 1. data: use the local copy, else download it
     root = data_dir(args.data)
@@ -443,6 +472,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
             _say(f"[2/4] {why} and no GPU: training preset 'cpu', a small CPU STAND-IN model "
                  "(narrow U-Net, low resolution). It is NOT the shipped model and its scores "
                  "are lower.")
+        _claim_main_out(out)
         ckpt = _train(preset, out / f"train-{preset}", root=root, epochs=args.epochs,
                       quiet=args.quiet, overwrite=True)
         _say(f"      trained checkpoint: {ckpt}")
@@ -453,12 +483,13 @@ def _cmd_main(args: argparse.Namespace) -> int:
     _say("[3/4] evaluating on the held-out test split" + (f" (first {args.limit})" if args.limit else ""))
     df = evaluate_split(predictor, part="test", root=root, limit=args.limit,
                         progress=not args.quiet, batch_size=args.batch_size)
+    _claim_main_out(out)
     with staged_dir(out) as stage:
         write_report(df, stage, predictor=predictor, root=root)
 
     # 4. the 335 official test images: challenge CSV
     _say("[4/4] predicting the 335 official test images")
-    n_fallback = _write_submission(predictor, root, out / "submission.csv", args.batch_size, args.quiet)
+    n_fallback = _write_submission(predictor, root, out / SUBMISSION_CSV, args.batch_size, args.quiet)
 
     table = summary_table(df)
     _say("")

@@ -641,6 +641,35 @@ def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monke
     assert "hc_error_mm" in stdout  # the summary table
 
 
+def test_main_replaces_only_its_own_results(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
+    """A second run replaces the first's results; a folder holding files of the same names
+    that `fetalhead main` did not write is left alone unless --overwrite; other files there are
+    never touched."""
+    argv = ["main", "--data", synthetic_hc18, "--checkpoint", untrained_checkpoint, "--quiet", "--limit", "1"]
+    out = tmp_path / "o"
+    assert run([*argv, "--out", out], capfd)[0] == 0
+    assert (out / ".fetalhead-main").is_file()
+    first = (out / "summary.csv").stat().st_mtime_ns
+    code, _, err = run([*argv, "--out", out], capfd)
+    assert code == 0, err
+    assert (out / "summary.csv").stat().st_mtime_ns > first  # its own results: replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "submission.csv").write_text("my own submission\n")
+    (mine / "notes.txt").write_text("keep me\n")
+    before = snapshot(tmp_path)
+    code, _, err = run([*argv, "--out", mine], capfd)
+    assert_one_line_error(code, err, 1, f"{mine / 'submission.csv'} exists and `fetalhead main` did not "
+                                        "write it; use --overwrite to replace it, or another --out")
+    assert snapshot(tmp_path) == before
+    code, _, err = run([*argv, "--out", mine, "--overwrite"], capfd)
+    assert code == 0, err
+    assert (mine / "submission.csv").read_text() != "my own submission\n"
+    assert (mine / "notes.txt").read_text() == "keep me\n"
+    (tmp_path / "empty").mkdir()
+    assert run([*argv, "--out", tmp_path / "empty"], capfd)[0] == 0  # an empty folder is fine
+
+
 def test_main_with_a_checkpoint_and_missing_data(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
     out = tmp_path / "o"
     code, stdout, err = run(["main", "--data", synthetic_hc18, "--out", out, "--checkpoint",
