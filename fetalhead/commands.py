@@ -432,8 +432,8 @@ def _check_main_out(out: Path, overwrite: bool) -> None:
         return
     existing = [t for t in _main_targets(out) if t.exists()]
     if existing:
-        raise FetalheadError(f"{existing[0]} exists and `fetalhead main` did not write it; "
-                             "use --overwrite to replace it, or another --out")
+        raise FetalheadError(f"{existing[0]} exists in a folder not marked as `fetalhead main`'s "
+                             f"(no {MAIN_MARKER}); use --overwrite to replace it, or another --out")
 
 
 def _claim_main_out(out: Path) -> None:

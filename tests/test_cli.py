@@ -659,8 +659,9 @@ def test_main_replaces_only_its_own_results(tmp_path, capfd, synthetic_hc18, unt
     (mine / "notes.txt").write_text("keep me\n")
     before = snapshot(tmp_path)
     code, _, err = run([*argv, "--out", mine], capfd)
-    assert_one_line_error(code, err, 1, f"{mine / 'submission.csv'} exists and `fetalhead main` did not "
-                                        "write it; use --overwrite to replace it, or another --out")
+    assert_one_line_error(code, err, 1, f"{mine / 'submission.csv'} exists in a folder not marked as "
+                                        "`fetalhead main`'s (no .fetalhead-main); use --overwrite to replace "
+                                        "it, or another --out")
     assert snapshot(tmp_path) == before
     code, _, err = run([*argv, "--out", mine, "--overwrite"], capfd)
     assert code == 0, err
