@@ -138,7 +138,10 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file") -> np.ndarray:
     a cine loop, a missing image, or pixel data pydicom cannot decode."""
     if "PixelData" not in ds:
         raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData)")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise FetalheadError(f"{source}: NumberOfFrames is not a number ({ds.get('NumberOfFrames')!r})") from None
     if frames > 1:
         raise FetalheadError(f"{source}: a cine loop of {frames} frames; export the frame you measure "
                              "as a single-frame DICOM or image file")

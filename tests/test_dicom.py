@@ -170,6 +170,21 @@ def test_without_pydicom_a_one_line_hint(tmp_path, monkeypatch):
     assert np.array_equal(load_image(png), GRAY) and stored_pixel_size(png) is None  # other files need nothing
 
 
+def test_malformed_frame_count(tmp_path):
+    import pydicom
+
+    path = write_dicom(tmp_path / "s.dcm", GRAY)
+    ds = pydicom.dcmread(path)
+    ds.NumberOfFrames = 1
+    ds.save_as(path)
+    element = b"\x28\x00\x08\x00IS\x02\x00"  # (0028,0008) Number of Frames, an integer string of 2 bytes
+    data = path.read_bytes()
+    assert data.count(element + b"1 ") == 1
+    path.write_bytes(data.replace(element + b"1 ", element + b"xx"))  # as a broken exporter might
+    with pytest.raises(FetalheadError, match="s.dcm: NumberOfFrames is not a number"):
+        read_dicom(path)
+
+
 def test_truncated_pixel_data(tmp_path: Path):
     data = write_dicom(tmp_path / "full.dcm", GRAY, regions=[region(0.01)]).read_bytes()
     (tmp_path / "cut.dcm").write_bytes(data[:-1000])
