@@ -102,9 +102,10 @@ def _default_out(name: str) -> Path:
     return (root if root is not None else Path.cwd()) / name
 
 
-def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Path | None) -> list[float]:
-    """mm per pixel of each image: --pixel-size, else its row of --pixel-csv, else the one its
-    file stores (DICOM; `choose_pixel_size`). FetalheadError naming the first without one."""
+def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Path | None) -> tuple[list[float], int]:
+    """(mm per pixel of each image, how many of them its file stores): --pixel-size, else its
+    row of --pixel-csv, else the one its file stores (DICOM; `choose_pixel_size`).
+    FetalheadError naming the first without one."""
     table: dict[str, float] = {}
     if pixel_csv is not None:
         try:
@@ -112,13 +113,15 @@ def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Pa
         except FetalheadError as e:
             raise FetalheadError(f"--pixel-csv: {e}") from None
     sizes = []
+    from_files = 0
     for img in images:
         given = pixel_size if pixel_csv is None else lookup_pixel_size(table, img)
         value = choose_pixel_size(img, given)
         if value is None:
             raise FetalheadError(f"{img.name}: {_no_pixel_size(pixel_csv)}")
         sizes.append(value)
-    return sizes
+        from_files += given is None
+    return sizes, from_files
 
 
 def _no_pixel_size(pixel_csv: Path | None) -> str:
@@ -359,7 +362,7 @@ def measurement_line(row: dict[str, Any]) -> str:
 def _cmd_predict(args: argparse.Namespace) -> int:
     # 1. validate everything before writing anything
     images = collect_images(args.paths)
-    sizes = _pixel_sizes(images, args.pixel_size, args.pixel_csv)
+    sizes, from_files = _pixel_sizes(images, args.pixel_size, args.pixel_csv)
     out: Path = args.out
     check_output_dir(out)
     targets = [out / PREDICTIONS_CSV]
@@ -386,7 +389,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
     n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
-    notes = [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
+    notes = ([f"{from_files} with the pixel size their file stores"] * bool(from_files)
+             + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review))
     _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} images to {out}"
          + (f" ({', '.join(notes)})" if notes else ""))
     if len(rows) <= LIST_UP_TO and not args.quiet:  # a few scans: their numbers at a glance

@@ -378,14 +378,19 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
                                                                      region(0.2, spatial_format=4, units=4)])
     bare = write_dicom(tmp_path / "dcm" / "bare", gray, pixel_spacing=[0.15, 0.15])  # no suffix, no region
 
+    said = {}
+
     def measured(argv: list, out: str) -> pd.DataFrame:
-        code, _, err = run(["predict", *argv, "--out", tmp_path / out, "--checkpoint", ckpt, "--quiet"], capfd)
+        code, stdout, err = run(["predict", *argv, "--out", tmp_path / out, "--checkpoint", ckpt, "--quiet"], capfd)
         assert code == 0, err
+        said[out] = stdout
         return pd.read_csv(tmp_path / out / "predictions.csv").set_index("filename")
 
     as_png = measured([png, "--pixel-size", "0.15"], "o_png")
     as_dicom = measured([tmp_path / "dcm", bare], "o_dcm")  # the folder gives scan.dcm; bare named itself
     assert sorted(as_dicom.index) == ["bare", "scan.dcm"]
+    assert "for 2 images" in said["o_dcm"] and "(2 with the pixel size their file stores" in said["o_dcm"]
+    assert "their file stores" not in said["o_png"]
     assert list(as_dicom["pixel_size_mm"]) == pytest.approx([0.15, 0.15])
     for name in ("scan.dcm", "bare"):
         assert as_dicom.loc[name, "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"], rel=1e-6)
@@ -402,6 +407,7 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
     assert by_csv.loc["bare", "pixel_size_mm"] == pytest.approx(0.075)
     assert by_csv.loc["scan.dcm", "pixel_size_mm"] == pytest.approx(0.15)
     assert by_csv.loc["bare", "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"] / 2, rel=1e-6)
+    assert "(1 with the pixel size their file stores" in said["o_csv"]
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
