@@ -175,6 +175,26 @@ def _latency_quote() -> str:
     return f"the presets' `predict` took {min(ratios):.1f}x to {max(ratios):.1f}x less time"
 
 
+def _part_mix_quote() -> str:
+    """What each part's mix of pixel sizes predicts, against the default model's two figures."""
+    mix = _read("results/review/part_mix_small.json")
+    return (f"predicts {mix['val']['expected_mae_mm']:.2f} mm for the validation part and "
+            f"{mix['test']['expected_mae_mm']:.2f} mm for the test part (`results/review/part_mix_small.json`, "
+            f"`benchmarks/part_mix.py`), far less than the gap between `default`'s own two "
+            f"({_hc('default_val'):.2f} and {_hc('default_test'):.2f} mm)")
+
+
+def _part_mix_figures() -> tuple[str, str]:
+    """benchmarks/README.md's sentence on the four parts' predicted errors."""
+    mix = _read("results/review/part_mix_small.json")
+    m = mix["out_of_fold"]["mae_per_band_mm"]
+    return (f"({m[0]:.2f} mm out of fold up to 0.1 mm per pixel, {m[-1]:.2f} mm above 0.25)",
+            f"the mixes predict {mix['train']['expected_mae_mm']:.2f} mm for the train part (its own mean, as it "
+            f"must), {mix['val']['expected_mae_mm']:.2f} for the validation part, {mix['test']['expected_mae_mm']:.2f} "
+            f"for the test part and {mix['challenge']['expected_mae_mm']:.2f} for the challenge images: "
+            f"{mix['test']['expected_mae_mm'] - mix['val']['expected_mae_mm']:.2f} mm between validation and test")
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -189,7 +209,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
-    return [refit, seed, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 
@@ -213,7 +233,8 @@ def _benchmarks_quotes() -> list[str]:
             _throughput("benchmarks/precision_cpu_avx2.json") + " (emulated), "
             f"{_read('benchmarks/precision_cpu_avx2.json')['bf16_over_fp32']:.2f}x",
             _throughput("benchmarks/precision_cpu_amd_2026-12-03.json") + ", "
-            f"{_read('benchmarks/precision_cpu_amd_2026-12-03.json')['bf16_over_fp32']:.2f}x", _coarse_quote()]
+            f"{_read('benchmarks/precision_cpu_amd_2026-12-03.json')['bf16_over_fp32']:.2f}x", _coarse_quote(),
+            *_part_mix_figures()]
 
 
 @pytest.mark.parametrize(("doc", "quotes"), [("README.md", _readme_quotes), ("benchmarks/README.md", _benchmarks_quotes)])
