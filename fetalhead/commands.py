@@ -68,6 +68,7 @@ from fetalhead.folder import (
     FolderDataset,
     choose_pixel_size,
     collect_images,
+    image_stem,
     lookup_pixel_size,
     read_pixel_csv,
 )
@@ -367,7 +368,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     check_output_dir(out)
     targets = [out / PREDICTIONS_CSV]
     for img in images:
-        targets += [out / f"{img.stem}{MASK_SUFFIX}.png", out / f"{img.stem}{OVERLAY_SUFFIX}.png"]
+        targets += [out / f"{image_stem(img)}{MASK_SUFFIX}.png", out / f"{image_stem(img)}{OVERLAY_SUFFIX}.png"]
     refuse_overwrite(targets, args.overwrite)
     for img in images:
         check_image_file(img)
@@ -383,8 +384,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             arrays = [load_input_image(p) for p in chunk]
             preds = predictor.predict_batch(arrays, sizes[start:start + bs], batch_size=bs)
             for path, image, pred in zip(chunk, arrays, preds, strict=True):
-                Image.fromarray(pred.mask * 255).save(stage / f"{path.stem}{MASK_SUFFIX}.png")
-                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{path.stem}{OVERLAY_SUFFIX}.png")
+                Image.fromarray(pred.mask * 255).save(stage / f"{image_stem(path)}{MASK_SUFFIX}.png")
+                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{image_stem(path)}{OVERLAY_SUFFIX}.png")
                 rows.append({"filename": path.name, **pred.to_row()})
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)

@@ -1,6 +1,7 @@
 """A user's own ultrasound images (and, optionally, masks and pixel sizes) from a folder.
 
-Images are the image files of one folder (`IMAGE_SUFFIXES`); `collect_images` gathers them
+Images are the image files of one folder (`IMAGE_SUFFIXES`, and DICOM files whatever their
+name); `collect_images` gathers them
 from files and folders named on a command line, `FolderDataset` pairs each with its mask,
 found by a file-name pattern (HC18's `"{stem}_Annotation.png"` by default). Pixel sizes
 come from a CSV laid out like HC18's (`filename, pixel size(mm)`, `read_pixel_csv`), one size
@@ -44,6 +45,7 @@ __all__ = [
     "choose_pixel_size",
     "collect_images",
     "exam_of",
+    "image_stem",
     "lookup_pixel_size",
     "read_pixel_csv",
     "stored_pixel_size",
@@ -72,7 +74,7 @@ def lookup_pixel_size(table: dict[str, float], image: str | os.PathLike) -> floa
     """The pixel size (mm) of `image` in a `read_pixel_csv` table: by file name, then by stem
     (`010_HC.png`, then `010_HC`); None when it is not there."""
     path = Path(image)
-    return table.get(path.name, table.get(path.stem))
+    return table.get(path.name, table.get(image_stem(path)))
 
 
 def stored_pixel_size(image: str | os.PathLike) -> float | None:
@@ -113,10 +115,32 @@ def choose_pixel_size(image: str | os.PathLike, given: float | None) -> float | 
     return given
 
 
+def image_stem(image: str | os.PathLike) -> str:
+    """The name an image's outputs and mask are named after: its file name without its suffix
+    ("010_HC.png" -> "010_HC"), except a number after the last dot, as in the UIDs that name
+    DICOM files ("1.2.840.113619.2.55.3" stays whole, or every file of a study would clash)."""
+    path = Path(image)
+    return path.name if path.suffix[1:].isdigit() else path.stem
+
+
+def _is_image_file(path: Path) -> bool:
+    """An image suffix, or DICOM by content whatever the name (scanners write "IM0001" or a UID;
+    not the DICOMDIR index of an export)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    if path.name.upper() == "DICOMDIR":
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return looks_like_dicom(head)
+
+
 def _image_files(folder: Path) -> list[Path]:
     """The image files of `folder` (not its subfolders, not hidden ones), sorted by name."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _is_image_file(p))
 
 
 def collect_images(paths: Sequence[Path]) -> list[Path]:
@@ -129,7 +153,7 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
         if not p.exists():
             raise FetalheadError(f"{p}: no such file or folder")
         if p.is_dir():
-            found = [q for q in _image_files(p) if not q.stem.endswith(_NOT_INPUTS)]
+            found = [q for q in _image_files(p) if not image_stem(q).endswith(_NOT_INPUTS)]
             if not found:
                 raise FetalheadError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             files.extend(found)
@@ -138,12 +162,13 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     seen: dict[str, Path] = {}
     unique: list[Path] = []
     for f in files:
-        if f.stem in seen and seen[f.stem].resolve() == f.resolve():
+        stem = image_stem(f)
+        if stem in seen and seen[stem].resolve() == f.resolve():
             continue  # one file named twice (say, a folder and a file in it): measured once
-        if f.stem in seen:
-            raise FetalheadError(f"{seen[f.stem]} and {f} have the same name stem {f.stem!r}; "
+        if stem in seen:
+            raise FetalheadError(f"{seen[stem]} and {f} have the same name stem {stem!r}; "
                                  "their outputs would collide")
-        seen[f.stem] = f
+        seen[stem] = f
         unique.append(f)
     return unique
 
@@ -233,7 +258,7 @@ class FolderDataset:
         self.default_pixel_size = validate_pixel_size(pixel_size_mm) if pixel_size_mm is not None else math.nan
 
     def _mask_name(self, image: Path) -> str:
-        return self.mask_pattern.format(stem=image.stem, name=image.name, suffix=image.suffix)
+        return self.mask_pattern.format(stem=image_stem(image), name=image.name, suffix=image.suffix)
 
     def mask_path(self, index: int) -> Path | None:
         """Path of image `index`'s mask, or None when there is none."""

@@ -408,6 +408,12 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
     assert by_csv.loc["scan.dcm", "pixel_size_mm"] == pytest.approx(0.15)
     assert by_csv.loc["bare", "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"] / 2, rel=1e-6)
     assert "(1 with the pixel size their file stores" in said["o_csv"]
+    study = tmp_path / "study"  # an export's files, named by their UIDs: found by content, named whole
+    for uid in ("1.2.840.113619.2.55.3", "1.2.840.113619.2.55.4"):
+        write_dicom(study / uid, gray, regions=[region(0.015)])
+    measured([study], "o_study")
+    assert sorted(p.name for p in (tmp_path / "o_study").glob("*_mask.png")) == [
+        "1.2.840.113619.2.55.3_mask.png", "1.2.840.113619.2.55.4_mask.png"]
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):

@@ -18,7 +18,13 @@ from dicom_files import region, write_dicom
 from fetalhead.data import load_image
 from fetalhead.dicom import looks_like_dicom, read_dicom
 from fetalhead.errors import FetalheadError
-from fetalhead.folder import FolderDataset, choose_pixel_size, collect_images, stored_pixel_size
+from fetalhead.folder import (
+    FolderDataset,
+    choose_pixel_size,
+    collect_images,
+    image_stem,
+    stored_pixel_size,
+)
 
 GRAY = (np.arange(48 * 80).reshape(48, 80) * 7 % 256).astype(np.uint8)
 
@@ -81,8 +87,16 @@ def test_found_by_content_and_by_suffix(tmp_path):
     png = tmp_path / "a.png"
     cv2.imwrite(str(png), GRAY)
     assert not looks_like_dicom(png.read_bytes()[:132], png) and stored_pixel_size(png) is None
-    # a folder lists .dcm files beside images (a file without suffix is named on its own)
-    assert [p.name for p in collect_images([tmp_path])] == ["a.png", "raw.dcm"]
+    # a folder lists images and DICOM files: by suffix, or by content whatever the name (not
+    # the DICOMDIR index of an export, not other files)
+    write_dicom(tmp_path / "1.2.840.113619.2.55.3", GRAY)
+    write_dicom(tmp_path / "1.2.840.113619.2.55.4", GRAY)  # the same stem but for the UID's last number
+    write_dicom(tmp_path / "DICOMDIR", GRAY)  # stands in for the index: skipped by its name
+    (tmp_path / "notes.txt").write_text("not an image\n" * 20)
+    (tmp_path / "tiny").write_bytes(b"DICM")  # too short for the marker
+    found = collect_images([tmp_path])
+    assert [p.name for p in found] == ["1.2.840.113619.2.55.3", "1.2.840.113619.2.55.4", "IM0001", "a.png", "raw.dcm"]
+    assert [image_stem(p) for p in found] == ["1.2.840.113619.2.55.3", "1.2.840.113619.2.55.4", "IM0001", "a", "raw"]
 
 
 def test_choose_pixel_size(tmp_path):
