@@ -77,18 +77,23 @@ def lookup_pixel_size(table: dict[str, float], image: str | os.PathLike) -> floa
     return table.get(path.name, table.get(image_stem(path)))
 
 
+def _first_bytes(path: Path, n: int = 132) -> bytes | None:
+    """The first `n` bytes of a file (enough for DICOM's marker), or None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return None
+
+
 def stored_pixel_size(image: str | os.PathLike) -> float | None:
     """The pixel size (mm per pixel) the image file itself stores (a DICOM file's ultrasound
     regions or PixelSpacing, `fetalhead.dicom.dicom_pixel_size`), checked by
     `validate_pixel_size`; None for other files and for DICOM files without one."""
     path = Path(image)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
+    head = _first_bytes(path)
+    if head is None or not looks_like_dicom(head, path):
         return None  # unreadable files are reported by the image check, with their reason
-    if not looks_like_dicom(head, path):
-        return None
     value = dicom_pixel_size(read_dicom_header(path), path)
     if value is None:
         return None
@@ -130,12 +135,8 @@ def _is_image_file(path: Path) -> bool:
         return True
     if path.name.upper() == "DICOMDIR":
         return False
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return looks_like_dicom(head)
+    head = _first_bytes(path)
+    return head is not None and looks_like_dicom(head)
 
 
 def _image_files(folder: Path) -> list[Path]:
