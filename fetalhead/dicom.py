@@ -137,7 +137,7 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file") -> np.ndarray:
     MONOCHROME1 is inverted, more than 8 stored bits are scaled to 0..255. FetalheadError for
     a cine loop, a missing image, or pixel data pydicom cannot decode."""
     if "PixelData" not in ds:
-        raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData)")
+        raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData element, or the file is cut off)")
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
