@@ -68,8 +68,10 @@ def _dataset(data: bytes, source: str | os.PathLike, header_only: bool) -> Any:
         raise FetalheadError(f"{source}: reading DICOM needs pydicom: pip install 'fetalhead[dicom]' "
                              "(or pip install pydicom)") from None
 
+    stream = io.BytesIO(data)
+    stream.name = str(source)  # pydicom's own warnings then name the file
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=header_only)
+        return pydicom.dcmread(stream, force=True, stop_before_pixels=header_only)
     except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, TypeError, AttributeError) as e:
         raise FetalheadError(f"not a readable DICOM file: {source} ({one_line(e) or type(e).__name__})") from None
 
