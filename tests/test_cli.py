@@ -255,7 +255,7 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
     if name == "dicom non-square pixels":
         scan = write_dicom(tmp / "rect.dcm", gray, regions=[region(0.01, 0.02)])
         return ["predict", *good, scan, *px, *base], 1, "rect.dcm: non-square pixels (0.1 x 0.2 mm"
-    csv.write_text("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\n")  # the DICOM file's own, then
+    csv.write_text("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\n")  # the PNGs only: a DICOM file falls back to its own
     if name == "dicom regions disagree":
         scan = write_dicom(tmp / "two.dcm", gray, regions=[region(0.01), region(0.03)])
         return (["predict", *good, scan, "--pixel-csv", csv, *base], 1,
