@@ -58,9 +58,10 @@ def looks_like_dicom(head: bytes, name: str | os.PathLike = "") -> bool:
     return head[_PREAMBLE:_PREAMBLE + len(_MARKER)] == _MARKER or Path(name).suffix.lower() in DICOM_SUFFIXES
 
 
-def _dataset(data: bytes, source: str | os.PathLike, header_only: bool) -> Any:
-    """The pydicom Dataset of a file's bytes; FetalheadError (one line) when it does not parse
-    or pydicom (an optional dependency) is missing."""
+def _dataset(data: bytes | None, source: str | os.PathLike, header_only: bool) -> Any:
+    """The pydicom Dataset of a file's bytes `data` (None: read the file `source`, and with
+    `header_only` no further than its pixel data); FetalheadError (one line) when it does not
+    parse or pydicom (an optional dependency) is missing."""
     try:
         import pydicom
         from pydicom.errors import InvalidDicomError
@@ -68,10 +69,11 @@ def _dataset(data: bytes, source: str | os.PathLike, header_only: bool) -> Any:
         raise FetalheadError(f"{source}: reading DICOM needs pydicom: pip install 'fetalhead[dicom]' "
                              "(or pip install pydicom)") from None
 
-    stream = io.BytesIO(data)
-    stream.name = str(source)  # pydicom's own warnings then name the file
     try:
-        return pydicom.dcmread(stream, force=True, stop_before_pixels=header_only)
+        with open(source, "rb") if data is None else io.BytesIO(data) as stream:
+            if data is not None:
+                stream.name = str(source)  # pydicom's own warnings then name the file
+            return pydicom.dcmread(stream, force=True, stop_before_pixels=header_only)
     except (InvalidDicomError, ValueError, KeyError, EOFError, OSError, TypeError, AttributeError) as e:
         raise FetalheadError(f"not a readable DICOM file: {source} ({one_line(e) or type(e).__name__})") from None
 
@@ -175,12 +177,13 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file") -> np.ndarray:
 
 
 def read_dicom_header(path: str | os.PathLike) -> Any:
-    """The pydicom Dataset of a DICOM file without its pixel data (fast: for the pixel size)."""
-    return _dataset(Path(path).read_bytes(), path, header_only=True)
+    """The pydicom Dataset of a DICOM file without its pixel data, which is not read (fast: for
+    the pixel size)."""
+    return _dataset(None, path, header_only=True)
 
 
 def read_dicom(path: str | os.PathLike, data: bytes | None = None) -> DicomScan:
     """A single-frame DICOM file (its bytes `data`, if already read) as a DicomScan: image
     uint8 (H, W), pixel size in mm per pixel (or None)."""
-    ds = _dataset(Path(path).read_bytes() if data is None else data, path, header_only=False)
+    ds = _dataset(data, path, header_only=False)
     return DicomScan(image=dicom_gray(ds, path), pixel_size_mm=dicom_pixel_size(ds, path))
