@@ -72,6 +72,7 @@ from fetalhead.folder import (
     lookup_pixel_size,
     read_pixel_csv,
 )
+from fetalhead.interval import COVERAGE, FACTOR, OFFSET_MM, interval_summary
 from fetalhead.model import valid_output_size
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
@@ -337,6 +338,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_report(df, stage, predictor=predictor, root=root, files=files)
     table = summary_table(df)
     _say(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    held = interval_summary(df)
+    _say(f"the reference HC lies inside the measured HC's {100 * COVERAGE:g} % interval for "
+         f"{held['n_inside']} of {held['n']} images ({100 * held['coverage']:.1f} %)")
     _say(f"report written to {out}")
     if args.results is not None:
         ckpt = Path(predictor.checkpoint)
@@ -347,17 +351,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                 device=device_name(predictor.device),
                                 training_run=predictor.meta.get("training_run"))
         record["review_flag"] = {**flag_summary(df), "review_below": predictor.review_below}
+        record["hc_interval"] = {**held, "factor": FACTOR, "offset_mm": OFFSET_MM, "coverage_aimed": COVERAGE}
         record["seen_in_training"] = seen
         _say(f"results written to {write_results(record, args.results)}")
     return 0
 
 
 def measurement_line(row: dict[str, Any]) -> str:
-    """One image's measurement for the terminal (a row of predictions.csv): name, HC in mm,
-    status and quality score."""
+    """One image's measurement for the terminal (a row of predictions.csv): name, HC with its
+    90 % interval in mm, status and quality score."""
     if row["status"] == STATUS_NO_HEAD:
         return f"  {row['filename']}: no head found"
-    return f"  {row['filename']}: HC {row['hc_mm']:.1f} mm, {row['status']} (quality {row['quality']:.2f})"
+    return (f"  {row['filename']}: HC {row['hc_mm']:.1f} mm (90 % interval {row['hc_low_mm']:.1f} to "
+            f"{row['hc_high_mm']:.1f}), {row['status']} (quality {row['quality']:.2f})")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from fetalhead.ellipse import (
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
+from fetalhead.interval import half_width_mm
 from fetalhead.quality import Quality, mask_dice, quality
 from fetalhead.transforms import resize_image
 
@@ -148,6 +149,8 @@ class Prediction:
             formula's range (see `fetalhead.ellipse.gestational_age_weeks`).
         status: "ok", "review" (measured, but the quality score is low) or "no head found".
         quality: the quality signals and score (`fetalhead.quality`), None when no head.
+        hc_interval_mm: (low, high) mm, the 90 % interval of `hc_mm` for its pixel size
+            (`fetalhead.interval`); (nan, nan) when no head.
     """
 
     mask: np.ndarray
@@ -164,17 +167,26 @@ class Prediction:
     status: str
     quality: Quality | None = None
 
+    @property
+    def hc_interval_mm(self) -> tuple[float, float]:
+        """(low, high) mm: the 90 % interval of `hc_mm` (`fetalhead.interval`); NaNs when no head."""
+        w = half_width_mm(self.pixel_size_mm)
+        return self.hc_mm - w, self.hc_mm + w
+
     def to_row(self) -> dict:
-        """Flat dict for a CSV row: status, quality score and signals, HC, head ellipse in
-        pixels and mm, GA."""
+        """Flat dict for a CSV row: status, quality score and signals, HC with its 90 %
+        interval, head ellipse in pixels and mm, GA."""
         e, m = self.head_ellipse, self.ellipse_mm
         nan = float("nan")
         q = self.quality.to_row() if self.quality else {"quality": nan}
+        low, high = self.hc_interval_mm
         return {
             "status": self.status,
             "quality": q["quality"],
             "pixel_size_mm": self.pixel_size_mm,
             "hc_mm": self.hc_mm,
+            "hc_low_mm": low,
+            "hc_high_mm": high,
             "hc_raw_mm": self.hc_raw_mm,
             "center_x_px": e.cx if e else nan,
             "center_y_px": e.cy if e else nan,

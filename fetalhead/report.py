@@ -33,6 +33,7 @@ from fetalhead.viz import (
 __all__ = [
     "bland_altman",
     "dice_histogram",
+    "interval_plot",
     "risk_coverage_plot",
     "review_scatter",
     "draw_overlay",
@@ -45,7 +46,8 @@ __all__ = [
 
 def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
     """RGB uint8 (H, W, 3): the grayscale image (H, W) with the predicted head ellipse (the
-    bias-corrected outline) and its HC in the palette's ellipse colour, or "no head found"."""
+    bias-corrected outline) and its HC with the half-width of its 90 % interval (mm,
+    `fetalhead.interval`) in the palette's ellipse colour, or "no head found"."""
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     h, w = image.shape
     scale = max(min(h, w) / 540.0, 0.35)  # line and text size relative to an HC18 image
@@ -55,7 +57,8 @@ def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
         f = 1 << 4  # cv2.ellipse takes integers: 4 fractional bits give 1/16-pixel placement
         cv2.ellipse(rgb, (round(e.cx * f), round(e.cy * f)), (round(e.a * f), round(e.b * f)),
                     math.degrees(e.angle_rad), 0, 360, rgb255(ELLIPSE_COLOR), thick, cv2.LINE_AA, 4)
-        text, color = f"HC {pred.hc_mm:.1f} mm", rgb255(ELLIPSE_COLOR)
+        low, high = pred.hc_interval_mm
+        text, color = f"HC {pred.hc_mm:.1f} mm +- {(high - low) / 2:.1f}", rgb255(ELLIPSE_COLOR)
     else:
         text, color = pred.status, rgb255(NO_HEAD_COLOR)
     cv2.putText(rgb, text, (max(2, round(8 * scale)), max(12, round(28 * scale))),
@@ -180,6 +183,29 @@ def review_scatter(df: pd.DataFrame, review_below: float, gross_mm: float = 6.0,
     ax.set_ylabel("|HC difference| (mm)")
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(f"n = {len(d)}, {int(gross.sum())} off by > {gross_mm:g} mm", fontsize=10)
+    return fig
+
+
+def interval_plot(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """Predicted minus reference HC (mm) against the pixel size (mm), one point per image of an
+    `evaluate_split` table, inside the shaded 90 % interval (`fetalhead.interval`, which widens
+    with the pixel size) in blue, outside it in red."""
+    from fetalhead.interval import COVERAGE, half_width_mm, inside
+
+    fig, ax = new_axes(ax, figsize=(5.0, 3.5))
+    d = df[np.isfinite(df["hc_error_mm"].astype(float))]
+    held = inside(d)
+    p = np.linspace(float(d["pixel_size_mm"].min()), float(d["pixel_size_mm"].max()), 50)
+    ax.fill_between(p, -half_width_mm(p), half_width_mm(p), color="C0", alpha=0.15, lw=0,
+                    label=f"{100 * COVERAGE:g} % interval")
+    for mask, color, label in ((held, "C0", "inside"), (~held, "C3", "outside")):
+        ax.scatter(d.loc[mask, "pixel_size_mm"], d.loc[mask, "hc_error_mm"], s=9, color=color, alpha=0.7,
+                   lw=0, label=f"{label}: {int(mask.sum())}")
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    ax.set_xlabel("pixel size (mm)")
+    ax.set_ylabel("predicted - reference HC (mm)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(f"n = {len(d)}: {100 * held.mean():.1f} % inside", fontsize=10)
     return fig
 
 

@@ -30,7 +30,7 @@ from fetalhead.ellipse import SUBMISSION_COLUMNS
 HC18 = os.environ.get("HC18_DIR")
 needs_data = pytest.mark.skipif(not HC18, reason="HC18_DIR not set")
 REPO = Path(__file__).resolve().parents[1]
-PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_raw_mm", "center_x_px",
+PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_low_mm", "hc_high_mm", "hc_raw_mm", "center_x_px",
                 "center_y_px", "semi_axes_a_px", "semi_axes_b_px", "angle_rad", "center_x_mm",
                 "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "ga_weeks", "ga_in_range",
                 "q_ellipse_iou", "q_one_component", "q_border_contact", "q_band_px", "q_hc_band_mm",
@@ -456,7 +456,8 @@ def test_predict_lists_a_few_measurements_on_the_terminal(tmp_path, capfd, synth
     assert lines == [measurement_line(row) for row in df.to_dict("records")]
     measured = df[df["status"] != "no head found"]
     for row in measured.to_dict("records"):
-        assert f"{row['filename']}: HC {row['hc_mm']:.1f} mm, {row['status']}" in stdout
+        assert (f"{row['filename']}: HC {row['hc_mm']:.1f} mm (90 % interval {row['hc_low_mm']:.1f} to "
+                f"{row['hc_high_mm']:.1f}), {row['status']}") in stdout
     code, stdout, err = run([*base, "--out", tmp_path / "q", "--quiet"], capfd)
     assert code == 0 and not [line for line in stdout.splitlines() if line.startswith("  ")], stdout
     assert measurement_line({"filename": "x.png", "status": "no head found", "hc_mm": float("nan"),

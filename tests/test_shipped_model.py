@@ -38,6 +38,7 @@ def test_shipped_model_on_the_whole_test_part(model, hc18_dir):
     if not shipped_checkpoint(model).is_file():
         pytest.skip(f"no shipped weights at {shipped_checkpoint(model)}")
     from fetalhead.evaluate import evaluate_split, summary_table
+    from fetalhead.interval import interval_summary
     from fetalhead.predict import Predictor
     from fetalhead.split import load_split
 
@@ -53,6 +54,9 @@ def test_shipped_model_on_the_whole_test_part(model, hc18_dir):
     _check(table["mean"], FLOORS[model])
     assert (df["status"] == "no head found").sum() == stored["n_no_head"]
     assert (df["status"] == "review").sum() == stored["review_flag"]["n_review"]
+    # the HC intervals' coverage that the README quotes (benchmarks/hc_interval.py)
+    interval = json.loads((RESULTS_DIR / "review" / "hc_interval_small.json").read_text())["checks"][f"{model}_test"]
+    assert interval_summary(df)["n_inside"] == interval["n_inside"]
     for name, row in table.iterrows():  # the stored (card, README) figures are these
         for k in ("mean", "ci_low", "ci_high", "median"):
             # float order (threads, the CPU's vector units) moves a figure by far less than its
