@@ -37,7 +37,7 @@ from fetalhead.results import check_new_results, provenance, write_results
 #: the columns of the out-of-fold table this script reads
 COLUMNS = ("filename", "exam", "pixel_size_mm", "hc_abs_error_mm", "fold")
 #: the columns of a per-image table of `fetalhead evaluate` it reads
-CHECK_COLUMNS = ("filename", "exam", "pixel_size_mm", "hc_abs_error_mm")
+CHECK_COLUMNS = ("filename", "exam", "pixel_size_mm", "hc_abs_error_mm", "status")
 #: offsets tried (mm per pixel); inf: a constant width, whatever the pixel size
 OFFSETS_MM = (0.0, 0.025, 0.05, 0.075, 0.1, 0.2, math.inf)
 

@@ -72,16 +72,17 @@ def inside(df: pd.DataFrame, factor: float = FACTOR, offset_mm: float = OFFSET_M
     """Per row of a per-image table (columns pixel_size_mm, hc_abs_error_mm), whether the
     reference HC lies inside the measured HC's interval (N,) bool; no head found: False."""
     err = df["hc_abs_error_mm"].to_numpy(float)
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(err) & (err <= half_width_mm(df["pixel_size_mm"].to_numpy(float), factor, offset_mm))
+    with np.errstate(invalid="ignore"):  # NaN <= x is False: no head, not inside
+        return err <= half_width_mm(df["pixel_size_mm"].to_numpy(float), factor, offset_mm)
 
 
 def interval_summary(df: pd.DataFrame, factor: float = FACTOR, offset_mm: float = OFFSET_MM,
                      n_boot: int = 2000, seed: int = 0) -> dict:
     """How often a per-image table's reference HC lies inside its interval (`inside`): n, the
     number inside, the coverage with its exam-bootstrap 95 % interval (column exam, when
-    present), the coverage in each third of pixel size (fine, middle, coarse) and the median
-    half-width (mm)."""
+    present), the coverage in each third of pixel size (fine, middle, coarse), the median
+    half-width (mm) and, with a column status, the number and the number inside per status
+    ("ok", "review", ...)."""
     from fetalhead.evaluate import bootstrap_ci
 
     ok = inside(df, factor, offset_mm).astype(float)
@@ -95,4 +96,7 @@ def interval_summary(df: pd.DataFrame, factor: float = FACTOR, offset_mm: float 
         "coverage_ci": (lo, hi),
         "coverage_by_third": [float(ok[t].mean()) if len(t) else float("nan") for t in thirds],
         "median_half_width_mm": float(np.median(half_width_mm(sizes, factor, offset_mm))) if len(sizes) else float("nan"),
+        **({"by_status": {str(k): {"n": int(len(g)), "n_inside": int(ok[g.index].sum())}
+                          for k, g in df.reset_index(drop=True).groupby("status", sort=False)}}
+           if "status" in df else {}),
     }

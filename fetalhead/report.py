@@ -204,7 +204,7 @@ def interval_plot(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
     ax.axhline(0.0, color="0.4", lw=0.8)
     ax.set_xlabel("pixel size (mm)")
     ax.set_ylabel("predicted - reference HC (mm)")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper right")
     ax.set_title(f"n = {len(d)}: {100 * held.mean():.1f} % inside", fontsize=10)
     return fig
 

@@ -85,13 +85,17 @@ def test_a_prediction_carries_its_interval_into_its_row():
 
 def test_coverage_of_a_table_counts_a_missing_head_outside():
     df = pd.DataFrame({"exam": [1, 1, 2, 3, 4, 5], "pixel_size_mm": [0.1, 0.1, 0.2, 0.2, 0.3, 0.3],
-                       "hc_abs_error_mm": [1.0, 3.0, 3.0, 5.0, math.nan, 1.0]})
+                       "hc_abs_error_mm": [1.0, 3.0, 3.0, 5.0, math.nan, 1.0],
+                       "status": ["ok", "review", "ok", "ok", "no head found", "review"]})
     # half-widths with factor 20, offset 0: 2, 2, 4, 4, 6, 6 mm
     assert inside(df, factor=20.0, offset_mm=0.0).tolist() == [True, False, True, False, False, True]
     s = interval_summary(df, factor=20.0, offset_mm=0.0, n_boot=200)
     assert (s["n"], s["n_inside"], s["coverage"]) == (6, 3, 0.5)
     assert s["coverage_by_third"] == [0.5, 0.5, 0.5] and s["median_half_width_mm"] == pytest.approx(4.0)
     assert 0.0 <= s["coverage_ci"][0] <= 0.5 <= s["coverage_ci"][1] <= 1.0
+    assert s["by_status"] == {"ok": {"n": 3, "n_inside": 2}, "review": {"n": 2, "n_inside": 1},
+                              "no head found": {"n": 1, "n_inside": 0}}
+    assert "by_status" not in interval_summary(df.drop(columns="status"), n_boot=10)
 
 
 def test_cross_fold_coverage_and_the_offset_chosen():
@@ -133,11 +137,12 @@ def test_a_check_table_is_measured_with_the_librarys_interval(tmp_path):
     mod = load_benchmark("hc_interval")
     table = tmp_path / "per_image.csv"
     pd.DataFrame({"filename": ["a.png", "b.png", "c.png"], "exam": [1, 2, 3], "pixel_size_mm": [0.1, 0.1, 0.2],
-                  "hc_abs_error_mm": [0.5, 9.0, 2.0]}).to_csv(table, index=False)
+                  "hc_abs_error_mm": [0.5, 9.0, 2.0], "status": ["ok", "review", "ok"]}).to_csv(table, index=False)
     out = tmp_path / "r.json"
     assert mod.main(["--rows", str(ROWS), "--check", f"mine={table}", "--results", str(out)]) == 0
     check = json.loads(out.read_text())["checks"]["mine"]
     assert (check["n"], check["n_inside"], check["table"]) == (3, 2, str(table))
+    assert check["by_status"] == {"ok": {"n": 2, "n_inside": 2}, "review": {"n": 1, "n_inside": 0}}
 
 
 @pytest.mark.parametrize("case", ["missing", "columns", "empty", "check"])

@@ -55,6 +55,26 @@ def _throughput(path: str) -> str:
     return f"{speed['fp32']:.1f} images/s in fp32 and {speed['bf16']:.1f} images/s in bf16"
 
 
+def _interval_quotes() -> list[str]:
+    """The HC interval's constants, out-of-fold coverage and test coverage (benchmarks/hc_interval.py)."""
+    from fetalhead.interval import half_width_mm
+
+    r = _read("results/review/hc_interval_small.json")
+    chosen, flat = r["offsets_mm"][str(r["offset_mm"])], r["offsets_mm"]["inf"]
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    c = {m: r["checks"][f"{m}_test"] for m in ("small", "default")}
+    held = [f"{c[m]['n_inside']} of {c[m]['n']} images with `{m}` ({pct(c[m]['coverage'])} %"
+            f" [{pct(c[m]['coverage_ci'][0])}, {pct(c[m]['coverage_ci'][1])}]" for m in c]
+    flagged = " and ".join(f"{c[m]['by_status']['review']['n_inside']} of {c[m]['by_status']['review']['n']}" for m in c)
+    return [f"HC +- {r['factor']:.3f} x (pixel size + {r['offset_mm']:g} mm) mm",
+            f"+-{half_width_mm(0.1):.1f} mm at 0.1 mm per pixel, +-{half_width_mm(0.25):.1f} mm at 0.25",
+            f"the {r['n_rows']} out-of-fold predictions",
+            f"it holds {pct(min(chosen['coverage_by_third']))} to {pct(max(chosen['coverage_by_third']))} % of the",
+            f"(median +-{flat['median_half_width_mm']:.2f} mm) holds {pct(flat['coverage_by_third'][0])} % of the "
+            f"finest third and {pct(flat['coverage_by_third'][2])} % of the coarsest",
+            *held, f"flagged for review, {flagged}:"]
+
+
 def _gpu_runs_quote() -> str:
     """Validation HC of the H200 runs of 300 s: the default preset against the small recipe."""
     val = lambda run: _hc(f"{run}_val")  # noqa: E731
@@ -209,7 +229,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
-    return [refit, seed, _part_mix_quote(), *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), *_interval_quotes(), *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 

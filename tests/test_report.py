@@ -16,6 +16,7 @@ from test_predict import Constant, _inside, build_tiny_checkpoint
 from fetalhead.ellipse import Ellipse
 from fetalhead.predict import Predictor
 from fetalhead.report import (
+    interval_plot,
     bland_altman,
     dice_histogram,
     draw_overlay,
@@ -136,6 +137,22 @@ def test_review_scatter_splits_flagged_from_ok_and_counts_gross_errors():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["ok: 2, gross 1", "review (score < 0.28): 2, gross 1"]
     assert ax.lines[0].get_ydata()[0] == 6.0 and ax.get_title() == "n = 4, 2 off by > 6 mm"
+    assert _no_pyplot_figures()
+
+
+def test_interval_plot_splits_inside_from_outside():
+    from fetalhead.interval import half_width_mm
+
+    w = half_width_mm(np.array([0.1, 0.3]))
+    df = pd.DataFrame({"pixel_size_mm": [0.1, 0.1, 0.3, 0.3, 0.2],
+                       "hc_error_mm": [0.5 * w[0], -1.5 * w[0], -0.9 * w[1], 1.1 * w[1], np.nan]})
+    df["hc_abs_error_mm"] = df["hc_error_mm"].abs()
+    ax = interval_plot(df).axes[0]
+    band, held, out = ax.collections
+    np.testing.assert_allclose(np.asarray(held.get_offsets())[:, 1], [0.5 * w[0], -0.9 * w[1]])
+    np.testing.assert_allclose(np.asarray(out.get_offsets())[:, 1], [-1.5 * w[0], 1.1 * w[1]])
+    top = band.get_paths()[0].vertices[:, 1].max()  # the band reaches the coarsest image's half-width
+    assert top == pytest.approx(w[1]) and ax.get_title() == "n = 4: 50.0 % inside"
     assert _no_pyplot_figures()
 
 
