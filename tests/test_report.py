@@ -16,10 +16,10 @@ from test_predict import Constant, _inside, build_tiny_checkpoint
 from fetalhead.ellipse import Ellipse
 from fetalhead.predict import Predictor
 from fetalhead.report import (
-    interval_plot,
     bland_altman,
     dice_histogram,
     draw_overlay,
+    interval_plot,
     limits_of_agreement,
     pick_examples,
     plot_prediction,
