@@ -1033,6 +1033,11 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     assert (tmp_path / "report" / "figures" / "eval_examples.png").is_file()
     rec = json.loads(res.read_text())
     assert rec["part"] == "folder" and rec["n_images"] == 4 and rec["seen_in_training"] is False
+    from fetalhead.interval import FACTOR, inside
+
+    n_inside = int(inside(per_image).sum())  # the intervals of your own images, how often they hold
+    assert f"90 % interval for {n_inside} of 4 images" in stdout
+    assert (rec["hc_interval"]["n_inside"], rec["hc_interval"]["factor"]) == (n_inside, FACTOR)
     (tmp_path / "px_short.csv").write_text("filename,pixel size(mm)\nscan0.png,0.1\n")
     code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-csv", tmp_path / "px_short.csv",
                         "--out", tmp_path / "short"], capfd)
