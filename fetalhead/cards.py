@@ -184,6 +184,35 @@ def storage_text(model: str, dtype: str, size_bytes: int) -> str:
             f"these weights' own are in Results).")
 
 
+#: the stored calibration of the HC interval and its coverage on held-out parts (benchmarks/hc_interval.py)
+INTERVAL_FILE = RESULTS_DIR / "review" / "hc_interval_small.json"
+
+
+def interval_text(model: str, file: Path = INTERVAL_FILE) -> str:
+    """The card's paragraph on the 90 % HC interval: its formula and how often it held on the
+    test part for `model`, from `file`; "" when the file has no test check of that model."""
+    if not file.is_file():
+        return ""
+    import json
+
+    r = json.loads(file.read_text())
+    c = r.get("checks", {}).get(f"{model}_test")
+    if c is None:
+        return ""
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    name = file.relative_to(repo_root()).as_posix() if file.is_relative_to(repo_root()) else str(file)
+    flagged = c.get("by_status", {}).get("review")
+    also = (f"; of those flagged for review, {flagged['n_inside']} of {flagged['n']}" if flagged else "")
+    return "\n## HC interval\n\n" + textwrap.fill(
+        f"Each HC gets the {100 * r['coverage_aimed']:g} % interval HC +- {r['factor']:.3f} x (pixel size + "
+        f"{r['offset_mm']:g} mm) mm (`fetalhead.interval`: split conformal, calibrated on {r['n_rows']} "
+        f"out-of-fold predictions of the train part by models of the `small` recipe; "
+        f"{name}). On the test part it holds the sonographer's HC for "
+        f"{c['n_inside']} of {c['n']} images ({pct(c['coverage'])} % [{pct(c['coverage_ci'][0])}, "
+        f"{pct(c['coverage_ci'][1])}], bootstrap over examinations){also}.",
+        width=95, break_on_hyphens=False, break_long_words=False) + "\n"
+
+
 def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
     """The Markdown card of shipped model `model` ("default" or "small")."""
     from fetalhead.checkpoint import load_checkpoint
@@ -274,7 +303,7 @@ means over the images where a head was found. Evaluated with:
 {flag_intro}
 
 {_flag_rows(mine)}
-
+{interval_text(model)}
 ## Limitations
 
 {LIMITATIONS.format(review=review_limitation())}

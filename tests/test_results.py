@@ -386,3 +386,23 @@ def test_the_stored_latency_measures_the_shipped_weights():
         assert (row["training_run"], row["base_channels"], row["image_size"]) == (
             meta["training_run"], cfg.base_channels, list(cfg.image_size)), f"{model}: re-measure its latency"
         assert f"{row['predict_ms']:.1f} ms for `Predictor.predict`" in model_card(model)
+
+
+def test_the_card_quotes_the_hc_interval_of_its_own_model(tmp_path):
+    import json
+
+    from fetalhead.cards import interval_text
+    from fetalhead.paths import repo_root
+
+    file = repo_root() / "results" / "review" / "hc_interval_small.json"
+    stored = json.loads(file.read_text())
+    text = " ".join(interval_text("default", file).split())
+    c = stored["checks"]["default_test"]
+    assert text.startswith("## HC interval") and f"HC +- {stored['factor']:.3f} x (pixel size" in text
+    assert (f"for {c['n_inside']} of {c['n']} images ({100 * c['coverage']:.1f} % "
+            f"[{100 * c['coverage_ci'][0]:.1f}, {100 * c['coverage_ci'][1]:.1f}]") in text
+    assert f"flagged for review, {c['by_status']['review']['n_inside']} of 24." in text
+    without = tmp_path / "results" / "review" / "i.json"
+    without.parent.mkdir(parents=True)
+    without.write_text(json.dumps({**stored, "checks": {"small_test": stored["checks"]["small_test"]}}))
+    assert interval_text("default", without) == "" and interval_text("default", tmp_path / "none.json") == ""
