@@ -359,10 +359,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def measurement_line(row: dict[str, Any]) -> str:
     """One image's measurement for the terminal (a row of predictions.csv): name, HC with its
-    90 % interval in mm, status and quality score."""
+    `fetalhead.interval` interval in mm, status and quality score."""
     if row["status"] == STATUS_NO_HEAD:
         return f"  {row['filename']}: no head found"
-    return (f"  {row['filename']}: HC {row['hc_mm']:.1f} mm (90 % interval {row['hc_low_mm']:.1f} to "
+    return (f"  {row['filename']}: HC {row['hc_mm']:.1f} mm ({100 * COVERAGE:g} % interval {row['hc_low_mm']:.1f} to "
             f"{row['hc_high_mm']:.1f}), {row['status']} (quality {row['quality']:.2f})")
 
 
