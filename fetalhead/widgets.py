@@ -68,7 +68,8 @@ class CaseStats:
     dice: Dice of the predicted mask vs the ground truth (nan without ground truth); area_px:
     predicted pixels; ellipse: the head ellipse in pixels (None = no head); hc_pred_mm,
     hc_true_mm, hc_error_mm = pred - true (nan when unknown); quality: the `fetalhead.quality`
-    score (nan without a head); status: "ok", "review" or "no head found".
+    score (nan without a head); status: "ok", "review" or "no head found"; hc_half_width_mm:
+    half-width of the predicted HC's 90 % interval (`fetalhead.interval`; nan without a head).
     """
 
     dice: float
@@ -78,6 +79,7 @@ class CaseStats:
     hc_true_mm: float
     quality: float
     status: str
+    hc_half_width_mm: float = float("nan")
 
     @property
     def hc_error_mm(self) -> float:
@@ -297,6 +299,7 @@ class PredictionViewer:
                 hc_true_mm=self._hc_true[index],
                 quality=p.quality.score if p.quality is not None else float("nan"),
                 status=p.status,
+                hc_half_width_mm=(p.hc_interval_mm[1] - p.hc_interval_mm[0]) / 2,
             )
         return self._cache[key]
 
@@ -382,11 +385,13 @@ class PredictionViewer:
 
     @property
     def label_text(self) -> str:
-        """The label's text: "case i/N: filename — Dice x — HC pred y mm vs true z mm"."""
+        """The label's text: "case i/N: filename — Dice x — HC pred y ± w mm vs true z mm" (w: the
+        half-width of its 90 % interval)."""
         s = self.current_stats
         flag = f" — quality {_fmt(s.quality, '.2f')} ({s.status})" if s.status else ""
         return (f"case {self.current_position}/{len(self._order)}: {self.current_filename} — "
-                f"Dice {_fmt(s.dice, '.3f')} — HC pred {_fmt(s.hc_pred_mm, '.1f')} mm vs true "
+                f"Dice {_fmt(s.dice, '.3f')} — HC pred {_fmt(s.hc_pred_mm, '.1f')}"
+                f"{' ± ' + _fmt(s.hc_half_width_mm, '.1f') if math.isfinite(s.hc_half_width_mm) else ''} mm vs true "
                 f"{_fmt(s.hc_true_mm, '.1f')} mm{flag}")
 
     @property

@@ -23,6 +23,7 @@ from torch import nn
 
 from fetalhead.ellipse import ANNOTATION_BIAS_PX
 from fetalhead.errors import FetalheadError
+from fetalhead.interval import half_width_mm
 from fetalhead.synthetic import synthetic_cases
 from fetalhead.viz import PREDICTION_COLOR
 from fetalhead.widgets import PredictionViewer, demo_viewer, held_out_viewer
@@ -91,12 +92,13 @@ def test_initial_state_and_label(viewer, cases):
     d = np_dice(cases.probs[0] > 0.5, cases.masks[0])
     assert viewer.current_dice == pytest.approx(d, abs=1e-12)
     assert viewer.current_hc_true_mm == pytest.approx(cases.hc_true_mm[0])
-    m = re.fullmatch(r"case 1/6: synthetic_000_HC\.png — Dice (\S+) — HC pred (\S+) mm vs "
+    m = re.fullmatch(r"case 1/6: synthetic_000_HC\.png — Dice (\S+) — HC pred (\S+) ± (\S+) mm vs "
                      r"true (\S+) mm — quality 1\.00 \(ok\)", viewer.label_text)
     assert m, viewer.label_text
     assert float(m[1]) == pytest.approx(d, abs=5e-4)
     assert float(m[2]) == pytest.approx(viewer.current_hc_mm, abs=0.05)
-    assert float(m[3]) == pytest.approx(cases.hc_true_mm[0], abs=0.05)
+    assert float(m[3]) == pytest.approx(half_width_mm(cases.pixel_sizes_mm[0]), abs=0.05)
+    assert float(m[4]) == pytest.approx(cases.hc_true_mm[0], abs=0.05)
     assert "synthetic_000_HC.png" in viewer.label.value and "case 1/6" in viewer.label.value
 
 
