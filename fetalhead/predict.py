@@ -175,7 +175,7 @@ class Prediction:
 
     def to_row(self) -> dict:
         """Flat dict for a CSV row: status, quality score and signals, HC with its 90 %
-        interval, head ellipse in pixels and mm, GA."""
+        interval, head ellipse in pixels and mm, GA with the interval's ends as ages."""
         e, m = self.head_ellipse, self.ellipse_mm
         nan = float("nan")
         q = self.quality.to_row() if self.quality else {"quality": nan}
@@ -199,6 +199,8 @@ class Prediction:
             "semi_axes_b_mm": m.b if m else nan,
             "ga_weeks": self.ga_weeks,
             "ga_in_range": self.ga_in_range,
+            "ga_low_weeks": gestational_age_weeks(low)[0],  # Hadlock's age grows with HC: the
+            "ga_high_weeks": gestational_age_weeks(high)[0],  # HC interval's ends give the age's
             **{k: v for k, v in q.items() if k != "quality"},
         }
 

@@ -30,11 +30,11 @@ from fetalhead.ellipse import SUBMISSION_COLUMNS
 HC18 = os.environ.get("HC18_DIR")
 needs_data = pytest.mark.skipif(not HC18, reason="HC18_DIR not set")
 REPO = Path(__file__).resolve().parents[1]
-PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_low_mm", "hc_high_mm", "hc_raw_mm", "center_x_px",
-                "center_y_px", "semi_axes_a_px", "semi_axes_b_px", "angle_rad", "center_x_mm",
-                "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "ga_weeks", "ga_in_range",
-                "q_ellipse_iou", "q_one_component", "q_border_contact", "q_band_px", "q_hc_band_mm",
-                "q_flip_agreement"]
+PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_low_mm", "hc_high_mm",
+                "hc_raw_mm", "center_x_px", "center_y_px", "semi_axes_a_px", "semi_axes_b_px",
+                "angle_rad", "center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm",
+                "ga_weeks", "ga_in_range", "ga_low_weeks", "ga_high_weeks", "q_ellipse_iou",
+                "q_one_component", "q_border_contact", "q_band_px", "q_hc_band_mm", "q_flip_agreement"]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import pytest
 from scripts import load_benchmark
 from test_predict import ORIG, TRUE, Constant, EllipseLogits, _image
 
+from fetalhead.ellipse import gestational_age_weeks
 from fetalhead.errors import FetalheadError
 from fetalhead.interval import (
     COVERAGE,
@@ -79,8 +80,10 @@ def test_a_prediction_carries_its_interval_into_its_row():
     assert (high - low) / 2 == pytest.approx(FACTOR * (px + OFFSET_MM)) and (low + high) / 2 == pytest.approx(p.hc_mm)
     row = p.to_row()
     assert (row["hc_low_mm"], row["hc_high_mm"]) == (low, high)
+    assert row["ga_low_weeks"] < p.ga_weeks < row["ga_high_weeks"]  # the ages of the interval's ends
+    assert (row["ga_low_weeks"], row["ga_high_weeks"]) == (gestational_age_weeks(low)[0], gestational_age_weeks(high)[0])
     none = Predictor(Constant(-10.0), (64, 96), device="cpu").predict(_image(), px)
-    assert all(math.isnan(v) for v in (*none.hc_interval_mm, none.to_row()["hc_low_mm"]))
+    assert all(math.isnan(v) for v in (*none.hc_interval_mm, none.to_row()["hc_low_mm"], none.to_row()["ga_high_weeks"]))
 
 
 def test_coverage_of_a_table_counts_a_missing_head_outside():
