@@ -42,6 +42,7 @@ from fetalhead.ellipse import (
 )
 from fetalhead.errors import FetalheadError
 from fetalhead.folder import exam_of
+from fetalhead.interval import interval_summary
 from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, Predictor
@@ -337,6 +338,7 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
         "checkpoint": str(predictor.checkpoint) if predictor is not None and predictor.checkpoint else None,
         "tta": bool(predictor.tta) if predictor is not None else None,
         "metrics": {m: {k: _finite_or_none(v) for k, v in row.items()} for m, row in table.iterrows()},
+        "hc_interval": interval_summary(df),  # how often each HC's 90 % interval holds the reference
     }
     keep("summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     reference = "CSV" if files is None else "mask"

@@ -215,6 +215,7 @@ def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == len(names) and summary["n_no_head"] == 0
     assert summary["metrics"]["dice"]["mean"] == 1.0
+    assert summary["hc_interval"]["n_inside"] == summary["hc_interval"]["n"] == len(names)  # exact HCs
     table = pd.read_csv(out / "summary.csv", index_col="metric")
     assert table.loc["dice", "mean"] == 1.0
 
