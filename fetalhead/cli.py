@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
     _add_pixel_size(p)
     _add_review(p)
+    p.add_argument("--frame", type=_positive_int, default=None, metavar="N",
+                   help="the frame to measure in each DICOM cine loop (numbered from 1, as DICOM "
+                   "does); files of one frame are read as they are")
 
     p = _command(sub, "submit", "write the HC18 challenge CSV for the 335 test images",
                  "Predict the official test set and write the challenge "

@@ -377,7 +377,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         targets += [out / f"{image_stem(img)}{MASK_SUFFIX}.png", out / f"{image_stem(img)}{OVERLAY_SUFFIX}.png"]
     refuse_overwrite(targets, args.overwrite)
     for img in images:
-        check_image_file(img)
+        check_image_file(img, args.frame)
     predictor = _load_predictor(args)
 
     # 2. predict in batches into a staging folder; move in at the end
@@ -387,7 +387,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         bar = _tqdm(range(0, len(images), bs), args.quiet, desc="predict", unit="batch")
         for start in bar:
             chunk = images[start:start + bs]
-            arrays = [load_input_image(p) for p in chunk]
+            arrays = [load_input_image(p, args.frame) for p in chunk]
             preds = predictor.predict_batch(arrays, sizes[start:start + bs], batch_size=bs)
             for path, image, pred in zip(chunk, arrays, preds, strict=True):
                 Image.fromarray(pred.mask * 255).save(stage / f"{image_stem(path)}{MASK_SUFFIX}.png")

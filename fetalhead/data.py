@@ -228,24 +228,25 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike) -> np.ndarray | Non
         raise FetalheadError(f"corrupt or truncated image: {path} ({' '.join(str(e).split())})") from None
 
 
-def _read_raw(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16."""
+def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+    """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16 (a DICOM
+    cine loop at `frame`: `decode_image`)."""
     path = Path(path)
     if not path.is_file():
         raise FetalheadError(f"missing file {path}")
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
-    return decode_image(buf, path)
+    return decode_image(buf, path, frame)
 
 
-def decode_image(buf: np.ndarray, source: str | os.PathLike) -> np.ndarray:
+def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """Decode an image file's bytes `buf` (uint8 (N,)) as stored: (H, W) or (H, W, C) BGR(A),
     uint8 or uint16. FetalheadError naming `source` (one line, nothing printed by the image
-    libraries) when they do not decode. A DICOM file (`fetalhead.dicom`) gives its single
-    frame as 8-bit grayscale."""
+    libraries) when they do not decode. A DICOM file (`fetalhead.dicom`) gives one frame as
+    8-bit grayscale (a cine loop's `frame`, from 1); other files hold one image and ignore it."""
     if looks_like_dicom(buf[:132].tobytes(), source):
-        return read_dicom(source, buf.tobytes()).image
+        return read_dicom(source, buf.tobytes(), frame).image
     gray = _pillow_decode(buf, source)
     if gray is not None:
         return gray
@@ -282,12 +283,12 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
     (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored. DICOM files too (one
-    frame; its pixel size: `fetalhead.folder.stored_pixel_size`)."""
-    arr = _to_uint8(_read_raw(path))
+    frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`)."""
+    arr = _to_uint8(_read_raw(path, frame))
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         arr = cv2.cvtColor(arr, code)

@@ -5,8 +5,9 @@ of a pixel in each region of the screen (PhysicalDeltaX/Y, in cm when PhysicalUn
 a DICOM scan measures in millimetres without `--pixel-size`. Other modalities' `PixelSpacing`
 (row, column; mm) is the fallback. Read with pydicom (the optional extra `fetalhead[dicom]`;
 imported only when a DICOM file is read) and its bundled decoders (uncompressed, RLE, and
-through Pillow JPEG baseline and JPEG 2000); a cine loop is refused: HC is measured on one
-frozen frame.
+through Pillow JPEG baseline and JPEG 2000). HC is measured on one frozen frame: a cine loop
+(a multi-frame file) is read only at the frame asked for (`frame`, numbered from 1 as DICOM
+numbers them; `--frame N` on the command line), else refused.
 """
 
 from __future__ import annotations
@@ -135,21 +136,27 @@ def _to_uint8(arr: np.ndarray, bits: int, signed: bool) -> np.ndarray:
     return np.clip(np.round(a * (255.0 / (2.0 ** bits - 1))), 0, 255).astype(np.uint8)
 
 
-def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file") -> np.ndarray:
-    """The single frame of a pydicom Dataset `ds` as 8-bit grayscale, uint8 (H, W): colour
-    (RGB, YBR, palette) becomes luma (ITU-R BT.601, as `fetalhead.data.load_image`),
-    MONOCHROME1 is inverted, more than 8 stored bits are scaled to 0..255. FetalheadError for
-    a cine loop, a missing image, or pixel data pydicom cannot decode."""
+def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | None = None) -> np.ndarray:
+    """One frame of a pydicom Dataset `ds` as 8-bit grayscale, uint8 (H, W): colour (RGB, YBR,
+    palette) becomes luma (ITU-R BT.601, as `fetalhead.data.load_image`), MONOCHROME1 is
+    inverted, more than 8 stored bits are scaled to 0..255. `frame` (from 1) picks the frame
+    of a cine loop; a file of one frame is read whatever it says. FetalheadError for a cine
+    loop without `frame` or with one it lacks, a missing image, or pixel data pydicom cannot
+    decode."""
     if "PixelData" not in ds:
         raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData element, or the file is cut off)")
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         raise FetalheadError(f"{source}: NumberOfFrames is not a number ({ds.get('NumberOfFrames')!r})") from None
-    if frames > 1:
-        raise FetalheadError(f"{source}: a cine loop of {frames} frames; export the frame you measure "
-                             "as a single-frame DICOM or image file")
+    if frames > 1 and frame is None:
+        raise FetalheadError(f"{source}: a cine loop of {frames} frames; choose the frame you measure "
+                             f"(--frame N, 1 to {frames}) or export it as a single-frame DICOM or image file")
+    if frames > 1 and not 1 <= frame <= frames:
+        raise FetalheadError(f"{source}: no frame {frame} in this cine loop of {frames} frames (1 to {frames})")
     try:
+        if frames > 1:
+            ds.pixel_array_options(index=frame - 1)  # decode that frame only
         arr = ds.pixel_array  # YBR comes back as RGB
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
         if photometric == "PALETTE COLOR":
@@ -182,8 +189,8 @@ def read_dicom_header(path: str | os.PathLike) -> Any:
     return _dataset(None, path, header_only=True)
 
 
-def read_dicom(path: str | os.PathLike, data: bytes | None = None) -> DicomScan:
-    """A single-frame DICOM file (its bytes `data`, if already read) as a DicomScan: image
-    uint8 (H, W), pixel size in mm per pixel (or None)."""
+def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> DicomScan:
+    """A DICOM file (its bytes `data`, if already read) as a DicomScan: image uint8 (H, W), pixel
+    size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`)."""
     ds = _dataset(data, path, header_only=False)
-    return DicomScan(image=dicom_gray(ds, path), pixel_size_mm=dicom_pixel_size(ds, path))
+    return DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))

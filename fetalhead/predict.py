@@ -86,8 +86,9 @@ def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
     return image
 
 
-def check_image_file(path: str | os.PathLike) -> tuple[int, int]:
-    """Fully decode an image file once to prove it is usable; return its (H, W) in pixels.
+def check_image_file(path: str | os.PathLike, frame: int | None = None) -> tuple[int, int]:
+    """Fully decode an image file once (a DICOM cine loop at `frame`, from 1) to prove it is
+    usable; return its (H, W) in pixels.
 
     Raises a one-line FetalheadError for a missing or empty file, a file that is not an image,
     a truncated or corrupt image, or a side outside [MIN_SIDE, MAX_SIDE] (`fetalhead.data`
@@ -100,15 +101,16 @@ def check_image_file(path: str | os.PathLike) -> tuple[int, int]:
         raise FetalheadError(f"{path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise FetalheadError(f"{path}: permission denied")
-    return load_input_image(path).shape  # type: ignore[return-value]
+    return load_input_image(path, frame).shape  # type: ignore[return-value]
 
 
-def load_input_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any supported image (8/16-bit, gray/RGB/RGBA/palette) as uint8 (H, W) and check its
-    size. Use `check_image_file` first for files of unknown quality."""
+def load_input_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+    """Read any supported image (8/16-bit, gray/RGB/RGBA/palette, DICOM: a cine loop at `frame`,
+    from 1) as uint8 (H, W) and check its size. Use `check_image_file` first for files of
+    unknown quality."""
     from fetalhead.data import load_image
 
-    return validate_image(load_image(path), name=str(path))
+    return validate_image(load_image(path, frame), name=str(path))
 
 
 def keep_largest_component(mask: np.ndarray) -> np.ndarray:

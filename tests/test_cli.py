@@ -243,7 +243,13 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
     gray = np.zeros((64, 96), np.uint8)
     if name == "dicom cine loop":
         scan = write_dicom(tmp / "cine.dcm", np.zeros((3, 64, 96), np.uint8), photometric="MONOCHROME2")
-        return ["predict", *good, scan, *px, *base], 1, "cine.dcm: a cine loop of 3 frames"
+        return ["predict", *good, scan, *px, *base], 1, "cine.dcm: a cine loop of 3 frames; choose the frame"
+    if name == "dicom frame beyond the cine loop":
+        scan = write_dicom(tmp / "cine.dcm", np.zeros((3, 64, 96), np.uint8), photometric="MONOCHROME2")
+        return (["predict", *good, scan, *px, *base, "--frame", "4"], 1,
+                "cine.dcm: no frame 4 in this cine loop of 3 frames (1 to 3)")
+    if name == "dicom frame zero":
+        return ["predict", *good, *px, *base, "--frame", "0"], 2, "at least 1"
     if name == "dicom without an image":
         (tmp / "junk.dcm").write_bytes(bytes(range(256)) * 4)
         return ["predict", *good, tmp / "junk.dcm", *px, *base], 1, "junk.dcm: a DICOM file without an image"
@@ -274,7 +280,8 @@ BAD_INPUTS = [
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
-    "existing overlay", "batch size zero", "dicom cine loop", "dicom without an image",
+    "existing overlay", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
+    "dicom frame zero", "dicom without an image",
     "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
 ]
 
@@ -414,6 +421,13 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
     measured([study], "o_study")
     assert sorted(p.name for p in (tmp_path / "o_study").glob("*_mask.png")) == [
         "1.2.840.113619.2.55.3_mask.png", "1.2.840.113619.2.55.4_mask.png"]
+    # a cine loop whose second frame is the scan: --frame 2 measures it; the single-frame file
+    # beside it is read as it is
+    clip = write_dicom(tmp_path / "clip" / "clip.dcm", np.stack([np.zeros_like(gray), gray, 255 - gray]),
+                       photometric="MONOCHROME2", regions=[region(0.015)])
+    framed = measured([clip, scan, "--frame", "2"], "o_clip")
+    for name in ("clip.dcm", "scan.dcm"):
+        assert framed.loc[name, "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"], rel=1e-6)
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):

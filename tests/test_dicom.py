@@ -14,6 +14,7 @@ import pydicom.examples
 import pydicom.pixels
 import pytest
 from dicom_files import region, write_dicom
+from PIL import Image
 
 from fetalhead.data import load_image
 from fetalhead.dicom import looks_like_dicom, read_dicom
@@ -144,6 +145,35 @@ def test_real_ultrasound_exports():
     assert rgb.pixel_size_mm is None and rgb.image.shape == (240, 320)
     with pytest.raises(FetalheadError, match="a cine loop of 30 frames"):
         read_dicom(pydicom.examples.get_path("ybr_color"))
+
+
+def test_a_cine_loop_is_read_at_the_frame_asked_for(tmp_path):
+    frames = np.stack([np.full((40, 60), 10 * (k + 1), np.uint8) for k in range(3)])
+    frames[1, 5:15, 5:25] = 200  # frame 2 differs in more than its level
+    clip = write_dicom(tmp_path / "clip.dcm", frames, photometric="MONOCHROME2", regions=[region(0.012)])
+    with pytest.raises(FetalheadError, match=r"clip.dcm: a cine loop of 3 frames; choose the frame you measure "
+                                             r"\(--frame N, 1 to 3\)"):
+        read_dicom(clip)
+    for k in (1, 2, 3):  # numbered from 1, as DICOM numbers frames
+        scan = read_dicom(clip, frame=k)
+        assert np.array_equal(scan.image, frames[k - 1]) and scan.pixel_size_mm == pytest.approx(0.12)
+    assert np.array_equal(load_image(clip, frame=2), frames[1])
+    for k in (0, 4):
+        with pytest.raises(FetalheadError, match=f"no frame {k} in this cine loop of 3 frames"):
+            read_dicom(clip, frame=k)
+    single = write_dicom(tmp_path / "one.dcm", frames[2])  # one frame: read whatever frame says
+    assert np.array_equal(read_dicom(single, frame=7).image, frames[2])
+    Image.fromarray(frames[0]).save(tmp_path / "one.png")
+    assert np.array_equal(load_image(tmp_path / "one.png", frame=5), frames[0])
+
+
+def test_a_compressed_cine_loop_decodes_only_its_frame():
+    """pydicom's JPEG cine loop of 30 YBR frames: frame 5 is the luma of pydicom's own 5th frame."""
+    path = pydicom.examples.get_path("ybr_color")
+    rgb = pydicom.dcmread(path).pixel_array[4]  # YBR comes back as RGB
+    luma = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
+    image = read_dicom(path, frame=5).image
+    assert image.shape == rgb.shape[:2] and np.abs(image - luma).max() <= 1.0
 
 
 @pytest.mark.parametrize("data", [b"", bytes(128) + b"DICM" + bytes(range(256)) * 3])
