@@ -9,6 +9,7 @@ checks that the committed ones are up to date.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -193,8 +194,6 @@ def interval_text(model: str, file: Path = INTERVAL_FILE) -> str:
     test part for `model`, from `file`; "" when the file has no test check of that model."""
     if not file.is_file():
         return ""
-    import json
-
     r = json.loads(file.read_text())
     c = r.get("checks", {}).get(f"{model}_test")
     if c is None:
