@@ -20,6 +20,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
+from fetalhead.biometry import diameter_errors, diameters
 from fetalhead.data import (
     annotation_path,
     image_path,
@@ -51,6 +52,8 @@ from fetalhead.split import LABELLED_PARTS, load_split
 from fetalhead.viz import save_figure
 
 __all__ = [
+    "DIAMETER_COLUMNS",
+    "DIAMETER_METRICS",
     "ELLIPSE_METRICS",
     "EVAL_COLUMNS",
     "FALLBACK_THRESHOLDS",
@@ -72,11 +75,19 @@ __all__ = [
 
 #: The ellipse metrics: predicted head ellipse vs the annotation's, as HC18 scores a submission.
 ELLIPSE_METRICS = ("ellipse_dice", "ellipse_hausdorff_mm")
+#: Head diameters against the annotation ellipse's (`fetalhead.biometry.diameter_errors`): BPD
+#: and OFD (mm), cephalic index (points), each with the reference value, signed and absolute.
+DIAMETER_COLUMNS = ("bpd_true_mm", "bpd_error_mm", "bpd_abs_error_mm", "ofd_true_mm", "ofd_error_mm",
+                    "ofd_abs_error_mm", "cephalic_index_true", "cephalic_index_error", "cephalic_index_abs_error")
+#: The diameter rows of `summary_table`: mean absolute and signed differences.
+DIAMETER_METRICS = ("bpd_abs_error_mm", "bpd_error_mm", "ofd_abs_error_mm", "ofd_error_mm",
+                    "cephalic_index_abs_error")
 #: Columns of `evaluate_split`'s table, one row per image.
 EVAL_COLUMNS = ["filename", "exam", "pixel_size_mm", *ELLIPSE_METRICS, *METRICS, "hc_pred_mm",
-                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", "status", *ROW_COLUMNS]
-#: Rows of `summary_table`: ellipse metrics, mask metrics, HC |pred - CSV| and pred - CSV (mm).
-SUMMARY_METRICS = [*ELLIPSE_METRICS, *METRICS, "hc_abs_error_mm", "hc_error_mm"]
+                "hc_true_mm", "hc_error_mm", "hc_abs_error_mm", *DIAMETER_COLUMNS, "status", *ROW_COLUMNS]
+#: Rows of `summary_table`: ellipse metrics, mask metrics, HC |pred - CSV| and pred - CSV (mm),
+#: then the head diameters'.
+SUMMARY_METRICS = [*ELLIPSE_METRICS, *METRICS, "hc_abs_error_mm", "hc_error_mm", *DIAMETER_METRICS]
 #: Files `write_report` writes, relative to its folder (figure names are stable).
 REPORT_FILES = ("metrics_per_image.csv", "summary.csv", "summary.json",
                 "figures/eval_examples.png", "figures/eval_bland_altman.png",
@@ -190,16 +201,20 @@ def _score_items(predictor: Predictor, items: list[tuple[str, Path, Path, float,
 
 
 def ellipse_scores(pred: Ellipse | None, gt_mask: np.ndarray, pixel_size_mm: float) -> dict[str, float]:
-    """`ELLIPSE_METRICS` of a predicted head ellipse (pixels, None when no head) against the
-    filled annotation `gt_mask` (H, W): its fitted ellipse shrunk by `head_ellipse`."""
+    """`ELLIPSE_METRICS` and `DIAMETER_COLUMNS` of a predicted head ellipse (pixels, None when
+    no head) against the filled annotation `gt_mask` (H, W): its fitted ellipse shrunk by
+    `head_ellipse`."""
     ref = fit_ellipse(gt_mask)
     if ref is None:
         raise FetalheadError("the annotation has no ellipse to compare with")
     ref = head_ellipse(ref)
+    px = float(pixel_size_mm)
+    sizes = diameter_errors(diameters(pred.to_mm(px)) if pred is not None else diameters(None),
+                            diameters(ref.to_mm(px)))
     if pred is None:
-        return {"ellipse_dice": 0.0, "ellipse_hausdorff_mm": float("nan")}
+        return {"ellipse_dice": 0.0, "ellipse_hausdorff_mm": float("nan"), **sizes}
     return {"ellipse_dice": ellipse_dice(pred, ref, gt_mask.shape),
-            "ellipse_hausdorff_mm": ellipse_hausdorff_px(pred, ref) * float(pixel_size_mm)}
+            "ellipse_hausdorff_mm": ellipse_hausdorff_px(pred, ref) * px, **sizes}
 
 
 def bootstrap_ci(values: ArrayLike, n: int = 2000, seed: int = 0, alpha: float = 0.05,

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fetalhead.biometry import Diameters, diameters
 from fetalhead.data import MAX_SIDE, MIN_SIDE, PIXEL_SIZE_RANGE_MM, validate_pixel_size
 from fetalhead.device import resolve_device
 from fetalhead.ellipse import (
@@ -153,6 +154,8 @@ class Prediction:
         quality: the quality signals and score (`fetalhead.quality`), None when no head.
         hc_interval_mm: (low, high) mm, the 90 % interval of `hc_mm` for its pixel size
             (`fetalhead.interval`); (nan, nan) when no head.
+        diameters: BPD and OFD (mm) of `ellipse_mm` and the cephalic index
+            (`fetalhead.biometry`); NaNs when no head.
     """
 
     mask: np.ndarray
@@ -175,9 +178,15 @@ class Prediction:
         w = half_width_mm(self.pixel_size_mm)
         return self.hc_mm - w, self.hc_mm + w
 
+    @property
+    def diameters(self) -> Diameters:
+        """BPD and OFD (mm, outer to outer) of the head ellipse and its cephalic index."""
+        return diameters(self.ellipse_mm)
+
     def to_row(self) -> dict:
         """Flat dict for a CSV row: status, quality score and signals, HC with its 90 %
-        interval, head ellipse in pixels and mm, GA with the interval's ends as ages."""
+        interval, head ellipse in pixels and mm, BPD, OFD and cephalic index, GA with the
+        interval's ends as ages."""
         e, m = self.head_ellipse, self.ellipse_mm
         nan = float("nan")
         q = self.quality.to_row() if self.quality else {"quality": nan}
@@ -199,6 +208,7 @@ class Prediction:
             "center_y_mm": m.cy if m else nan,
             "semi_axes_a_mm": m.a if m else nan,
             "semi_axes_b_mm": m.b if m else nan,
+            **self.diameters.to_row(),
             "ga_weeks": self.ga_weeks,
             "ga_in_range": self.ga_in_range,
             "ga_low_weeks": gestational_age_weeks(low)[0],  # Hadlock's age grows with HC: the

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_low_mm", "hc_high_mm",
                 "hc_raw_mm", "center_x_px", "center_y_px", "semi_axes_a_px", "semi_axes_b_px",
                 "angle_rad", "center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm",
-                "ga_weeks", "ga_in_range", "ga_low_weeks", "ga_high_weeks", "q_ellipse_iou",
+                "bpd_mm", "ofd_mm", "cephalic_index", "head_shape", "ga_weeks", "ga_in_range", "ga_low_weeks", "ga_high_weeks", "q_ellipse_iou",
                 "q_one_component", "q_border_contact", "q_band_px", "q_hc_band_mm", "q_flip_agreement"]
 
 
@@ -366,6 +366,11 @@ def test_predict_images_and_unusual_modes(tmp_path, capfd, synthetic_tiny):
     ok = df[measured]
     assert len(ok) > 0 and np.isfinite(ok["hc_mm"]).all()
     assert np.allclose(ok["semi_axes_a_mm"], ok["semi_axes_a_px"] * 0.12, rtol=1e-5)
+    # the diameters are the head ellipse's axes, outline to outline
+    assert np.allclose(ok["ofd_mm"], 2 * ok["semi_axes_a_mm"]) and np.allclose(ok["bpd_mm"], 2 * ok["semi_axes_b_mm"])
+    assert np.allclose(ok["cephalic_index"], 100 * ok["semi_axes_b_mm"] / ok["semi_axes_a_mm"])
+    assert set(ok["head_shape"]) <= {"dolichocephalic", "normal", "brachycephalic"}
+    assert df.loc[~measured, "bpd_mm"].isna().all()
     # The mode conversions give the same prediction as the original PNG (JPEG is lossy).
     by = df.set_index("filename")
     for name in ("g16.png", "rgb.png", "rgba.png", "pal.png"):
