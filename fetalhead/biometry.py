@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fetalhead.ellipse import Ellipse
 
-__all__ = ["CEPHALIC_INDEX_RANGE", "HEAD_SHAPES", "Diameters", "diameter_errors", "diameters", "head_shape"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+__all__ = ["CEPHALIC_INDEX_RANGE", "HEAD_SHAPES", "Diameters", "diameter_errors", "diameters", "head_shape",
+           "shape_agreement"]
 
 #: Hadlock et al. 1981: within one SD of the mean cephalic index 78.3 (BPD / OFD x 100).
 CEPHALIC_INDEX_RANGE: tuple[float, float] = (74.0, 83.0)
@@ -85,3 +90,20 @@ def diameter_errors(pred: Diameters, ref: Diameters) -> dict[str, float]:
             "ofd_true_mm": ref.ofd_mm, "ofd_error_mm": d_ofd, "ofd_abs_error_mm": abs(d_ofd),
             "cephalic_index_true": ref.cephalic_index, "cephalic_index_error": d_ci,
             "cephalic_index_abs_error": abs(d_ci)}
+
+
+def shape_agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """Counts of images by the annotation's head shape (rows) and the prediction's (columns),
+    `HEAD_SHAPES` in order, from an evaluation table (columns cephalic_index_true and
+    cephalic_index_error); images where no head was found are left out."""
+    import pandas as pd
+
+    ref = df["cephalic_index_true"].astype(float)
+    pred = ref + df["cephalic_index_error"].astype(float)
+    found = pred.notna()
+    rows = pd.Categorical([head_shape(v) for v in ref[found]], categories=HEAD_SHAPES)
+    cols = pd.Categorical([head_shape(v) for v in pred[found]], categories=HEAD_SHAPES)
+    table = pd.crosstab(rows, cols, dropna=False).reindex(index=list(HEAD_SHAPES), columns=list(HEAD_SHAPES),
+                                                          fill_value=0)
+    table.index.name, table.columns.name = "annotation", "prediction"
+    return table

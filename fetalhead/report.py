@@ -32,6 +32,7 @@ from fetalhead.viz import (
 
 __all__ = [
     "bland_altman",
+    "diameter_plot",
     "dice_histogram",
     "interval_plot",
     "risk_coverage_plot",
@@ -206,6 +207,42 @@ def interval_plot(df: pd.DataFrame, ax: Axes | None = None) -> Figure:
     ax.set_ylabel("predicted - reference HC (mm)")
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title(f"n = {len(d)}: {100 * held.mean():.1f} % inside", fontsize=10)
+    return fig
+
+
+def diameter_plot(df: pd.DataFrame) -> Figure:
+    """Two panels from an `evaluate_split` table: predicted minus reference BPD and OFD (mm)
+    against the reference diameter, and predicted against reference cephalic index with the
+    ends of Hadlock's normal range (`fetalhead.biometry.CEPHALIC_INDEX_RANGE`) dashed, so that
+    the three diagonal cells hold the images whose head shape the prediction gets right; one
+    point per image with a head."""
+    from fetalhead.biometry import CEPHALIC_INDEX_RANGE
+
+    fig = Figure(figsize=(9.0, 3.8), layout="constrained")
+    ax_mm, ax_ci = fig.subplots(1, 2)
+    d = df[np.isfinite(df["bpd_error_mm"].astype(float))]
+    for name, color in (("bpd", "C0"), ("ofd", "C1")):
+        ax_mm.scatter(d[f"{name}_true_mm"], d[f"{name}_error_mm"], s=9, color=color, alpha=0.7, lw=0,
+                      label=f"{name.upper()}: mean |diff| {d[f'{name}_abs_error_mm'].mean():.2f} mm")
+    ax_mm.axhline(0.0, color="0.4", lw=0.8)
+    ax_mm.set_xlabel("reference diameter (mm)")
+    ax_mm.set_ylabel("predicted - reference (mm)")
+    ax_mm.legend(fontsize=8, loc="upper left")
+    ax_mm.set_title(f"head diameters, n = {len(d)}", fontsize=10)
+    ref = d["cephalic_index_true"].astype(float)
+    pred = ref + d["cephalic_index_error"].astype(float)
+    lims = [min(ref.min(), pred.min()) - 1, max(ref.max(), pred.max()) + 1]
+    for end in CEPHALIC_INDEX_RANGE:
+        ax_ci.axvline(end, color="0.5", ls="--", lw=0.8)
+        ax_ci.axhline(end, color="0.5", ls="--", lw=0.8)
+    ax_ci.scatter(ref, pred, s=9, color="C2", alpha=0.7, lw=0)
+    ax_ci.plot(lims, lims, color="0.4", lw=0.8)
+    ax_ci.set_xlim(lims)
+    ax_ci.set_ylim(lims)
+    low, high = CEPHALIC_INDEX_RANGE
+    ax_ci.set_xlabel(f"reference cephalic index (dashed: {low:g} and {high:g})")
+    ax_ci.set_ylabel("predicted cephalic index")
+    ax_ci.set_title(f"BPD / OFD x 100: mean |diff| {d['cephalic_index_abs_error'].mean():.2f}", fontsize=10)
     return fig
 
 

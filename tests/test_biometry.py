@@ -91,3 +91,40 @@ def test_a_prediction_measures_the_drawn_heads_diameters():
     assert (row["bpd_mm"], row["ofd_mm"]) == (2 * row["semi_axes_b_mm"], 2 * row["semi_axes_a_mm"])
     empty = measure(np.zeros((540, 800), np.float32), 0.2)
     assert math.isnan(empty.to_row()["bpd_mm"]) and empty.to_row()["head_shape"] == ""
+
+
+def _table():
+    """An evaluation table's diameter columns for four images: the third's head was not found."""
+    import pandas as pd
+
+    return pd.DataFrame({"bpd_true_mm": [70.0, 60.0, 50.0, 80.0], "bpd_error_mm": [1.0, -2.0, np.nan, 0.5],
+                         "bpd_abs_error_mm": [1.0, 2.0, np.nan, 0.5],
+                         "ofd_true_mm": [90.0, 85.0, 70.0, 95.0], "ofd_error_mm": [-1.0, 0.0, np.nan, 0.0],
+                         "ofd_abs_error_mm": [1.0, 0.0, np.nan, 0.0],
+                         "cephalic_index_true": [77.8, 70.6, 71.4, 84.2],
+                         "cephalic_index_error": [2.0, 4.5, np.nan, -3.0],
+                         "cephalic_index_abs_error": [2.0, 4.5, np.nan, 3.0]})
+
+
+def test_shape_agreement_counts_reference_against_predicted_shapes():
+    from fetalhead.biometry import HEAD_SHAPES, shape_agreement
+
+    t = shape_agreement(_table())
+    assert list(t.index) == list(t.columns) == list(HEAD_SHAPES)
+    assert t.to_numpy().sum() == 3  # the image without a head is left out
+    assert t.loc["normal", "normal"] == 1  # 77.8 -> 79.8
+    assert t.loc["dolichocephalic", "normal"] == 1  # 70.6 -> 75.1
+    assert t.loc["brachycephalic", "normal"] == 1  # 84.2 -> 81.2
+    assert t.loc["dolichocephalic", "dolichocephalic"] == 0
+
+
+def test_diameter_plot_shows_each_measured_image():
+    from fetalhead.report import diameter_plot
+
+    fig = diameter_plot(_table())
+    ax_mm, ax_ci = fig.axes
+    bpd, ofd = ax_mm.collections
+    np.testing.assert_allclose(np.asarray(bpd.get_offsets()), [[70, 1], [60, -2], [80, 0.5]])
+    np.testing.assert_allclose(np.asarray(ofd.get_offsets()), [[90, -1], [85, 0], [95, 0]])
+    (points,) = ax_ci.collections
+    np.testing.assert_allclose(np.asarray(points.get_offsets()), [[77.8, 79.8], [70.6, 75.1], [84.2, 81.2]])

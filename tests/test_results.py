@@ -406,3 +406,44 @@ def test_the_card_quotes_the_hc_interval_of_its_own_model(tmp_path):
     without.parent.mkdir(parents=True)
     without.write_text(json.dumps({**stored, "checks": {"small_test": stored["checks"]["small_test"]}}))
     assert interval_text("default", without) == "" and interval_text("default", tmp_path / "none.json") == ""
+
+
+def _diameter_metrics(bpd: float) -> dict:
+    cell = lambda mean: {"mean": mean, "ci_low": mean - 0.1, "ci_high": mean + 0.1, "median": mean,  # noqa: E731
+                         "std": 1.0, "n": 160, "n_exams": 121}
+    return {"bpd_abs_error_mm": cell(bpd), "bpd_error_mm": cell(-0.25), "ofd_abs_error_mm": cell(1.5),
+            "ofd_error_mm": cell(0.5), "cephalic_index_abs_error": cell(2.0)}
+
+
+def test_the_diameter_table_shows_each_shipped_models_test_diameters():
+    from fetalhead.cards import diameter_table
+
+    records = [{"model": m, "part": part, "tta": tta, "metrics": _diameter_metrics(0.7 + i / 10)}
+               for i, m in enumerate(reversed(SHIPPED_MODELS)) for part in ("val", "test") for tta in (False, True)]
+    records.append({"model": SHIPPED_MODELS[0], "part": "test", "tta": False, "metrics": {}})  # from before
+    rows = diameter_table(records).splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {m}" for m in SHIPPED_MODELS]  # best first, test, no flips
+    bpd = 0.7 + (len(SHIPPED_MODELS) - 1) / 10
+    assert rows[0] == (f"| {SHIPPED_MODELS[0]} | 160 | {bpd:.2f} [{bpd - 0.1:.2f}, {bpd + 0.1:.2f}] | -0.25 [-0.35, -0.15] "
+                       "| 1.50 [1.40, 1.60] | 0.50 [0.40, 0.60] | 2.00 [1.90, 2.10] |")
+    assert diameter_table([r for r in records if not r["metrics"]]) == ""
+
+
+def test_the_card_has_a_diameter_section_only_when_its_records_score_them():
+    from fetalhead.cards import diameter_text
+
+    text = diameter_text([{"part": "test", "tta": False, "metrics": _diameter_metrics(0.76)}])
+    assert text.startswith("\n## Head diameters\n") and "| test | 160 | 0.76 [0.66, 0.86] |" in text
+    assert diameter_text([{"part": "val", "tta": False, "metrics": {}}]) == ""
+
+
+@pytest.mark.skipif(ROOT is None, reason="not a checkout")
+def test_the_readme_quotes_the_shipped_models_stored_diameters():
+    from fetalhead.cards import DIAMETER_MARKERS
+
+    readme = (ROOT / "README.md").read_text()
+    body = readme[readme.index(DIAMETER_MARKERS[0]):readme.index(DIAMETER_MARKERS[1])]
+    for rec in current_results():
+        if rec["part"] == "test" and not rec["tta"]:
+            m = rec["metrics"]["bpd_abs_error_mm"]
+            assert f"| {rec['model']} | {m['n']} | {m['mean']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}] |" in body
