@@ -39,6 +39,7 @@ from fetalhead.data import (
 )
 from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
+from fetalhead.frame import network_image, network_mask
 from fetalhead.paths import cache_dir as default_cache_dir
 from fetalhead.split import LABELLED_PARTS, PARTS, load_split
 from fetalhead.transforms import resize_image, resize_mask
@@ -255,8 +256,8 @@ def _decode(rows: pd.DataFrame, root: Path, size: tuple[int, int], challenge: bo
             image = load_image(image_path(names[i], True, root))
         else:
             image, mask = load_pair(image_path(names[i], root=root), annotation_path(names[i], root))
-            masks[i] = resize_mask(mask, size)  # type: ignore[index]
-        images[i] = resize_image(image, size)
+            masks[i] = network_mask(mask, size)  # type: ignore[index]
+        images[i] = network_image(image, size)
         orig[i] = image.shape
 
     # Threads, not processes: cv2 decodes and resizes with the GIL released.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fetalhead.cache import META_COLUMNS, ArraySet, resize_image, resize_mask
+from fetalhead.cache import META_COLUMNS, ArraySet
 from fetalhead.config import DEFAULT_SIZE
 from fetalhead.data import (
     IMAGE_SUFFIXES,
@@ -38,6 +38,7 @@ from fetalhead.data import (
 from fetalhead.dicom import SIZE_TOLERANCE, dicom_pixel_size, looks_like_dicom, read_dicom_header
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
+from fetalhead.frame import network_image, network_mask
 
 __all__ = [
     "MASK_PATTERN",
@@ -297,7 +298,8 @@ class FolderDataset:
         return {"image": image, "mask": mask, "pixel_size_mm": px, "filename": path.name}
 
     def to_arrays(self, size: tuple[int, int] = DEFAULT_SIZE) -> ArraySet:
-        """All items resized to `size` = (H, W) pixels (see `fetalhead.cache.resize_image`).
+        """All items resized to `size` = (H, W) pixels, frames of another shape than HC18's
+        padded first (`fetalhead.frame.network_image`), as the Predictor will see them.
 
         masks is None when no image has a mask; otherwise images without one get an all-zero
         mask and meta column `has_mask` tells them apart. meta has `META_COLUMNS` (split
@@ -311,9 +313,9 @@ class FolderDataset:
 
         def work(i: int) -> None:
             item = self[i]
-            images[i] = resize_image(item["image"], (h, w))
+            images[i] = network_image(item["image"], (h, w))
             if item["mask"] is not None:
-                masks[i] = resize_mask(item["mask"], (h, w))
+                masks[i] = network_mask(item["mask"], (h, w))
             exam, frame = exam_of(item["filename"], i)
             rows[i] = {
                 "filename": item["filename"], "pixel_size_mm": item["pixel_size_mm"],

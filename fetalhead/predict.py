@@ -2,10 +2,12 @@
 
 Pipeline for an image of any size (H, W), uint8:
 
-1. resize to the model's training size (the checkpoint's `image_size`), scale to [0, 1];
+1. pad a frame whose shape differs from HC18's to HC18's (`fetalhead.frame`), resize it to
+   the model's training size (the checkpoint's `image_size`), scale to [0, 1];
 2. U-Net logits -> sigmoid probabilities; with `tta=True` also on the mirrored image
    (mirrored back) and the two probability maps averaged;
-3. resize the probability map back to (H, W) with bilinear interpolation and threshold it at
+3. resize the probability map back (to the padded frame, then crop the padding) to (H, W)
+   with bilinear interpolation and threshold it at
    0.5 THERE, so the mask, the metrics and the HC are at the image's original resolution;
 4. keep the largest connected component, fit an ellipse (`fetalhead.ellipse.fit_ellipse`);
 5. HC = ellipse perimeter (Ramanujan) x pixel size - annotation bias.
@@ -43,6 +45,7 @@ from fetalhead.ellipse import (
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
+from fetalhead.frame import frame_probabilities, network_image
 from fetalhead.interval import half_width_mm
 from fetalhead.quality import Quality, mask_dice, quality
 from fetalhead.transforms import resize_image
@@ -260,13 +263,16 @@ class Predictor:
         keep_prob: keep the float32 probability map in each `Prediction`.
         review_below: quality score below which a measurement gets status "review"
             (default: the file's "review_below", else `REVIEW_BELOW`).
+        pad_frames: pad a frame whose shape differs from HC18's to HC18's before resizing it
+            to the network's size (`fetalhead.frame`); False resizes every frame as it is.
     """
 
     def __init__(self, model: nn.Module, image_size: tuple[int, int], *,
                  device: str | torch.device | None = None, tta: bool = False,
                  threshold: float = 0.5, bias_correction: bool = True,
                  keep_prob: bool = False, config=None, meta: dict | None = None,
-                 checkpoint: Path | None = None, review_below: float | None = None) -> None:
+                 checkpoint: Path | None = None, review_below: float | None = None,
+                 pad_frames: bool = True) -> None:
         self.device = resolve_device(device)
         self.model = model.float().to(self.device).eval()
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -277,6 +283,7 @@ class Predictor:
         self.config = config
         self.meta = meta or {}
         self.checkpoint = checkpoint
+        self.pad_frames = pad_frames
         self.review_below = float(review_below if review_below is not None
                                   else self.meta.get("review_below", REVIEW_BELOW))
 
@@ -323,7 +330,8 @@ class Predictor:
         """(`probabilities`, per image the Dice of the plain and mirrored passes' masks at the
         network's size: NaN without test-time flips)."""
         h, w = self.image_size
-        small = np.stack([resize_image(validate_image(im), (h, w)) for im in images])
+        to_net = network_image if self.pad_frames else resize_image
+        small = np.stack([to_net(validate_image(im), (h, w)) for im in images])
         x = torch.from_numpy(small).to(self.device).unsqueeze(1).float().div_(255.0)
         prob = torch.sigmoid(self._logits(x))
         agree = [float("nan")] * len(images)
@@ -334,8 +342,11 @@ class Predictor:
             agree = [mask_dice(ai, bi) for ai, bi in zip(a, b, strict=True)]
             prob = 0.5 * (prob + flipped)
         prob_np = prob[:, 0].float().cpu().numpy()
-        maps = [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
-                for p, im in zip(prob_np, images, strict=True)]
+        if self.pad_frames:
+            maps = [frame_probabilities(p, im.shape) for p, im in zip(prob_np, images, strict=True)]
+        else:
+            maps = [cv2.resize(p, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
+                    for p, im in zip(prob_np, images, strict=True)]
         return maps, agree
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from fetalhead.cache import META_COLUMNS, resize_image, resize_mask
+from fetalhead.cache import META_COLUMNS, resize_image
 from fetalhead.data import load_image, load_mask, read_training_csv
 from fetalhead.errors import FetalheadError
 from fetalhead.folder import FolderDataset, collect_images, exam_of, read_pixel_csv
+from fetalhead.frame import network_image, network_mask
 
 
 def test_hc18_layout(synthetic_hc18):
@@ -60,8 +61,10 @@ def test_own_layout_with_missing_masks_and_pixel_sizes(tmp_path):
     assert list(arrays.meta.columns) == [*META_COLUMNS, "has_mask"]
     assert list(arrays.meta["has_mask"]) == [True, False, False]
     assert arrays.masks[1:].sum() == 0
-    np.testing.assert_array_equal(arrays.images[0], resize_image(a["image"], (15, 20)))
-    np.testing.assert_array_equal(arrays.masks[0], resize_mask(a["mask"], (15, 20)))
+    # a 30x40 frame (4:3) is padded to HC18's shape first, as the Predictor will see it
+    np.testing.assert_array_equal(arrays.images[0], network_image(a["image"], (15, 20)))
+    np.testing.assert_array_equal(arrays.masks[0], network_mask(a["mask"], (15, 20)))
+    assert not np.array_equal(arrays.images[0], resize_image(a["image"], (15, 20)))
     assert list(arrays.meta["exam"]) == [-1, -2, -3] and (arrays.meta["split"] == "folder").all()  # each its own
     assert (arrays.meta[["orig_h", "orig_w"]].to_numpy() == [30, 40]).all()
 
