@@ -215,6 +215,19 @@ def _part_mix_figures() -> tuple[str, str]:
             f"{mix['test']['expected_mae_mm'] - mix['val']['expected_mae_mm']:.2f} mm between validation and test")
 
 
+def _frame_quote(record: str) -> str:
+    """HC on HC18's frames and on black canvases of other shapes, padded and resized as they are
+    (benchmarks/frame_shapes.py, results/robustness/frame_shapes_<record>.json)."""
+    c = _read(f"results/robustness/frame_shapes_{record}.json")["canvases"]
+    hc = lambda name, way: c[name][way]["hc_abs_error_mm"]["mean"]  # noqa: E731
+    gross = lambda way: sum(c[n][way]["n_gross"] for n in ("4:3", "square", "16:9"))  # noqa: E731
+    pairs = [f"{hc(n, 'padded'):.2f} against {hc(n, 'resized as it is'):.2f} mm on {label}"
+             for n, label in (("4:3", "4:3 canvases"), ("square", "square ones"), ("16:9", "16:9 ones"))]
+    return (f"HC mean absolute difference {hc('hc18', 'padded'):.2f} mm on HC18's own frames; padded against "
+            f"resized as they are, {pairs[0]}, {pairs[1]} and {pairs[2]} ({gross('padded')} against "
+            f"{gross('resized as it is')} gross errors on the three)")
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -229,7 +242,8 @@ def _readme_quotes() -> list[str]:
     ratios.append(f"in fp32 there: {fp32:.1f} images/s, {fp32 / bf16:.2f}x the {bf16:.1f} images/s in bf16")
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
-    return [refit, seed, _part_mix_quote(), *_interval_quotes(), *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
+    return [refit, seed, _part_mix_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 
