@@ -47,23 +47,32 @@ __all__ = [
 
 def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:
     """RGB uint8 (H, W, 3): the grayscale image (H, W) with the predicted head ellipse (the
-    bias-corrected outline) and its HC with the half-width of its 90 % interval (mm,
-    `fetalhead.interval`) in the palette's ellipse colour, or "no head found"."""
+    bias-corrected outline), caliper crosses at the ends of its axes (OFD and BPD), its HC with
+    the half-width of its 90 % interval (mm, `fetalhead.interval`) and, below, BPD and OFD (mm)
+    in the palette's ellipse colour; or "no head found"."""
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     h, w = image.shape
     scale = max(min(h, w) / 540.0, 0.35)  # line and text size relative to an HC18 image
     thick = max(2, round(2 * scale))
     e = pred.head_ellipse
+    lines, color = [pred.status], rgb255(NO_HEAD_COLOR)
     if e is not None:
+        color = rgb255(ELLIPSE_COLOR)
         f = 1 << 4  # cv2.ellipse takes integers: 4 fractional bits give 1/16-pixel placement
         cv2.ellipse(rgb, (round(e.cx * f), round(e.cy * f)), (round(e.a * f), round(e.b * f)),
-                    math.degrees(e.angle_rad), 0, 360, rgb255(ELLIPSE_COLOR), thick, cv2.LINE_AA, 4)
+                    math.degrees(e.angle_rad), 0, 360, color, thick, cv2.LINE_AA, 4)
+        c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+        for r, (ux, uy) in ((e.a, (c, s)), (e.b, (-s, c))):  # the long (OFD) and short (BPD) axis
+            for sign in (1, -1):
+                end = (round(e.cx + sign * r * ux), round(e.cy + sign * r * uy))
+                cv2.drawMarker(rgb, end, color, cv2.MARKER_CROSS, max(9, round(18 * scale)), max(1, thick // 2),
+                               cv2.LINE_AA)
         low, high = pred.hc_interval_mm
-        text, color = f"HC {pred.hc_mm:.1f} mm +- {(high - low) / 2:.1f}", rgb255(ELLIPSE_COLOR)
-    else:
-        text, color = pred.status, rgb255(NO_HEAD_COLOR)
-    cv2.putText(rgb, text, (max(2, round(8 * scale)), max(12, round(28 * scale))),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, color, thick, cv2.LINE_AA)
+        d = pred.diameters
+        lines = [f"HC {pred.hc_mm:.1f} mm +- {(high - low) / 2:.1f}", f"BPD {d.bpd_mm:.1f}  OFD {d.ofd_mm:.1f} mm"]
+    for i, text in enumerate(lines):
+        cv2.putText(rgb, text, (max(2, round(8 * scale)), max(12, round(28 * scale)) + i * max(12, round(30 * scale))),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, color, thick, cv2.LINE_AA)
     return rgb
 
 

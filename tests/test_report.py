@@ -68,6 +68,21 @@ def test_overlay_draws_the_head_ellipse_on_the_image():
     assert (rgb[:40, :150] != 100).any()  # the "HC ... mm" label
 
 
+def test_overlay_marks_the_ends_of_bpd_and_ofd_with_calipers():
+    pred = _prediction()
+    image = np.full(SHAPE, 100, np.uint8)
+    rgb = draw_overlay(image, pred)
+    e = pred.head_ellipse
+    c, s = math.cos(e.angle_rad), math.sin(e.angle_rad)
+    orange = lambda x, y: rgb[round(y), round(x), 0] > 200 and rgb[round(y), round(x), 2] < 120  # noqa: E731
+    for sign in (1, -1):
+        ox, oy = e.cx + sign * e.a * c, e.cy + sign * e.a * s  # OFD ends: the outline runs nearly up-down
+        assert orange(ox + 3, oy) and orange(ox - 3, oy), (sign, "OFD")
+        bx, by = e.cx - sign * e.b * s, e.cy + sign * e.b * c  # BPD ends: the outline runs nearly across
+        assert orange(bx, by + 3) and orange(bx, by - 3), (sign, "BPD")
+    assert not orange(e.cx + 0.5 * e.a * c + 3, e.cy + 0.5 * e.a * s)  # no line along the axes
+
+
 def test_overlay_without_a_head_says_so_in_red():
     pred = _prediction(head=False)
     rgb = draw_overlay(np.full(SHAPE, 100, np.uint8), pred)
