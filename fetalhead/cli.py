@@ -35,6 +35,11 @@ PROG = "fetalhead"
 # ---------------------------------------------------------------- argument parsing
 
 
+def _frame(text: str) -> int | str:
+    """`--frame`: a frame number from 1, or "all"."""
+    return "all" if text.strip().lower() == "all" else _positive_int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -287,9 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
     _add_pixel_size(p)
     _add_review(p)
-    p.add_argument("--frame", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--frame", type=_frame, default=None, metavar="N|all",
                    help="the frame to measure in each DICOM cine loop (numbered from 1, as DICOM "
-                   "does); files of one frame are read as they are")
+                   "does), or all of them (one row and <stem>_f<frame> outputs each, and the frame "
+                   "with the highest quality score named); files of one frame are read as they are")
 
     p = _command(sub, "submit", "write the HC18 challenge CSV for the 335 test images",
                  "Predict the official test set and write the challenge "

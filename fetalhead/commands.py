@@ -41,7 +41,7 @@ from fetalhead.cards import write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.cli import EXPORT_DTYPES
 from fetalhead.config import get_config
-from fetalhead.data import MASK_SUFFIX, OVERLAY_SUFFIX, check_data_dir
+from fetalhead.data import MASK_SUFFIX, OVERLAY_SUFFIX, check_data_dir, frame_count
 from fetalhead.device import device_name
 from fetalhead.download import download_hc18
 from fetalhead.errors import FetalheadError
@@ -77,6 +77,7 @@ from fetalhead.model import valid_output_size
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
     STATUS_NO_HEAD,
+    STATUS_OK,
     STATUS_REVIEW,
     Predictor,
     check_image_file,
@@ -366,43 +367,91 @@ def measurement_line(row: dict[str, Any]) -> str:
             f"{row['hc_high_mm']:.1f}), {row['status']} (quality {row['quality']:.2f})")
 
 
+#: `predict --frame all`: the stem of frame k of a cine loop's outputs
+FRAME_STEM = "{stem}_f{frame:03d}"
+
+
+def _predict_items(images: list[Path], frame: int | str | None) -> list[tuple[Path, int | None, str | None]]:
+    """(file, frame to read or None, frame column) per measurement. With `frame` a number, a
+    cine loop is read at that frame; with "all", at each of its frames
+    (`fetalhead.data.frame_count`); a file of one frame is read as it is (no frame column)."""
+    items: list[tuple[Path, int | None, str | None]] = []
+    for img in images:
+        n = 1 if frame is None else frame_count(img)
+        if n == 1:
+            items.append((img, None, None))
+        elif frame == "all":
+            items += [(img, k, str(k)) for k in range(1, n + 1)]
+        else:
+            items.append((img, int(frame), str(frame)))
+    return items
+
+
+def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
+    stem = image_stem(path)
+    return FRAME_STEM.format(stem=stem, frame=int(frame)) if all_frames and frame is not None else stem
+
+
+def loop_line(rows: list[dict[str, Any]], name: str) -> str | None:
+    """For `predict --frame all`: the frame of cine loop `name` whose measurement has the
+    highest quality score (status "ok" first), or None when no frame had a head."""
+    measured = [r for r in rows if r["filename"] == name and r["status"] != STATUS_NO_HEAD]
+    if not measured:
+        return None
+    best = max(measured, key=lambda r: (r["status"] == STATUS_OK, r["quality"]))
+    n = sum(r["filename"] == name for r in rows)
+    return (f"  {name}: {len(measured)} of {n} frames measured; the highest quality score is frame "
+            f"{best['frame']}'s ({best['quality']:.2f}, {best['status']}): HC {best['hc_mm']:.1f} mm")
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     # 1. validate everything before writing anything
     images = collect_images(args.paths)
     sizes, from_files = _pixel_sizes(images, args.pixel_size, args.pixel_csv)
     out: Path = args.out
     check_output_dir(out)
+    all_frames = args.frame == "all"
+    items = _predict_items(images, args.frame)
+    size_of = dict(zip(images, sizes, strict=True))
+    stems = [_item_stem(path, column, all_frames) for path, _, column in items]
     targets = [out / PREDICTIONS_CSV]
-    for img in images:
-        targets += [out / f"{image_stem(img)}{MASK_SUFFIX}.png", out / f"{image_stem(img)}{OVERLAY_SUFFIX}.png"]
+    for stem in stems:
+        targets += [out / f"{stem}{MASK_SUFFIX}.png", out / f"{stem}{OVERLAY_SUFFIX}.png"]
     refuse_overwrite(targets, args.overwrite)
-    for img in images:
-        check_image_file(img, args.frame)
+    for img, frame, _ in items:
+        check_image_file(img, frame)
     predictor = _load_predictor(args)
 
     # 2. predict in batches into a staging folder; move in at the end
     rows = []
     bs = args.batch_size
     with staged_dir(out) as stage:
-        bar = _tqdm(range(0, len(images), bs), args.quiet, desc="predict", unit="batch")
+        bar = _tqdm(range(0, len(items), bs), args.quiet, desc="predict", unit="batch")
         for start in bar:
-            chunk = images[start:start + bs]
-            arrays = [load_input_image(p, args.frame) for p in chunk]
-            preds = predictor.predict_batch(arrays, sizes[start:start + bs], batch_size=bs)
-            for path, image, pred in zip(chunk, arrays, preds, strict=True):
-                Image.fromarray(pred.mask * 255).save(stage / f"{image_stem(path)}{MASK_SUFFIX}.png")
-                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{image_stem(path)}{OVERLAY_SUFFIX}.png")
-                rows.append({"filename": path.name, **pred.to_row()})
+            chunk = items[start:start + bs]
+            arrays = [load_input_image(p, frame) for p, frame, _ in chunk]
+            preds = predictor.predict_batch(arrays, [size_of[p] for p, _, _ in chunk], batch_size=bs)
+            for (path, _, column), stem, image, pred in zip(chunk, stems[start:start + bs], arrays, preds, strict=True):
+                Image.fromarray(pred.mask * 255).save(stage / f"{stem}{MASK_SUFFIX}.png")
+                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{stem}{OVERLAY_SUFFIX}.png")
+                frame_column = {} if args.frame is None else {"frame": column}
+                rows.append({"filename": path.name, **frame_column, **pred.to_row()})
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
     n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
     notes = ([f"{from_files} with the pixel size their file stores"] * bool(from_files)
              + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review))
-    _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} images to {out}"
+    what = "measurements" if len(rows) != len(images) else "images"
+    _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} {what} to {out}"
          + (f" ({', '.join(notes)})" if notes else ""))
-    if len(rows) <= LIST_UP_TO and not args.quiet:  # a few scans: their numbers at a glance
-        for row in rows:
-            _say(measurement_line(row))
+    if not args.quiet:
+        loops = list(dict.fromkeys(path.name for path, frame, _ in items if all_frames and frame is not None))
+        for line in (loop_line(rows, name) for name in loops):
+            if line:
+                _say(line)
+        if len(rows) <= LIST_UP_TO and not loops:  # a few scans: their numbers at a glance
+            for row in rows:
+                _say(measurement_line(row))
     return 0
 
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fetalhead.dicom import DICOM_SUFFIXES, looks_like_dicom, read_dicom
+from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, looks_like_dicom, read_dicom
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
@@ -45,6 +45,7 @@ __all__ = [
     "annotation_path",
     "annotation_to_mask",
     "check_data_dir",
+    "frame_count",
     "image_path",
     "load_labelled",
     "load_image",
@@ -238,6 +239,16 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
     return decode_image(buf, path, frame)
+
+
+def frame_count(path: str | os.PathLike) -> int:
+    """Frames in an image file: a DICOM cine loop's number of frames (`fetalhead.dicom`), else 1."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return dicom_frames(path) if looks_like_dicom(head, path) else 1
 
 
 def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None = None) -> np.ndarray:

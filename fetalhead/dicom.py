@@ -7,7 +7,7 @@ a DICOM scan measures in millimetres without `--pixel-size`. Other modalities' `
 imported only when a DICOM file is read) and its bundled decoders (uncompressed, RLE, and
 through Pillow JPEG baseline and JPEG 2000). HC is measured on one frozen frame: a cine loop
 (a multi-frame file) is read only at the frame asked for (`frame`, numbered from 1 as DICOM
-numbers them; `--frame N` on the command line), else refused.
+numbers them; `--frame N` on the command line, or `--frame all` for each in turn), else refused.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fetalhead.errors import FetalheadError, one_line
 __all__ = [
     "DICOM_SUFFIXES",
     "DicomScan",
+    "dicom_frames",
     "dicom_gray",
     "dicom_pixel_size",
     "looks_like_dicom",
@@ -151,7 +152,7 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | N
         raise FetalheadError(f"{source}: NumberOfFrames is not a number ({ds.get('NumberOfFrames')!r})") from None
     if frames > 1 and frame is None:
         raise FetalheadError(f"{source}: a cine loop of {frames} frames; choose the frame you measure "
-                             f"(--frame N, 1 to {frames}) or export it as a single-frame DICOM or image file")
+                             f"(--frame N, 1 to {frames}, or --frame all) or export it as a single-frame DICOM or image file")
     if frames > 1 and not 1 <= frame <= frames:
         raise FetalheadError(f"{source}: no frame {frame} in this cine loop of {frames} frames (1 to {frames})")
     try:
@@ -187,6 +188,16 @@ def read_dicom_header(path: str | os.PathLike) -> Any:
     """The pydicom Dataset of a DICOM file without its pixel data, which is not read (fast: for
     the pixel size)."""
     return _dataset(None, path, header_only=True)
+
+
+def dicom_frames(path: str | os.PathLike) -> int:
+    """How many frames the DICOM file at `path` holds (1 for a still image, more for a cine
+    loop), from its header alone; FetalheadError (one line) when it does not parse."""
+    ds = _dataset(None, path, header_only=True)
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        raise FetalheadError(f"{path}: NumberOfFrames is not a whole number ({ds.get('NumberOfFrames')!r})") from None
 
 
 def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> DicomScan:

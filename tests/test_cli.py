@@ -10,6 +10,7 @@ snapshots the whole temporary folder (paths, bytes, modification times) before a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -250,6 +251,8 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
                 "cine.dcm: no frame 4 in this cine loop of 3 frames (1 to 3)")
     if name == "dicom frame zero":
         return ["predict", *good, *px, *base, "--frame", "0"], 2, "at least 1"
+    if name == "frame neither a number nor all":
+        return ["predict", *good, *px, *base, "--frame", "every"], 2, "'every' is not a whole number"
     if name == "dicom without an image":
         (tmp / "junk.dcm").write_bytes(bytes(range(256)) * 4)
         return ["predict", *good, tmp / "junk.dcm", *px, *base], 1, "junk.dcm: a DICOM file without an image"
@@ -281,7 +284,7 @@ BAD_INPUTS = [
     "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
     "existing overlay", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
-    "dicom frame zero", "dicom without an image",
+    "dicom frame zero", "frame neither a number nor all", "dicom without an image",
     "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
 ]
 
@@ -433,6 +436,28 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
     framed = measured([clip, scan, "--frame", "2"], "o_clip")
     for name in ("clip.dcm", "scan.dcm"):
         assert framed.loc[name, "hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"], rel=1e-6)
+    assert framed.loc["clip.dcm", "frame"] == 2 and np.isnan(framed.loc["scan.dcm", "frame"])
+    # --frame all: a row and outputs per frame of the loop, the still file as it is
+    every = measured([clip, scan, "--frame", "all"], "o_all").reset_index()
+    assert list(zip(every["filename"], every["frame"].fillna(0).astype(int), strict=True)) == [
+        ("clip.dcm", 1), ("clip.dcm", 2), ("clip.dcm", 3), ("scan.dcm", 0)]
+    assert "for 4 measurements" in said["o_all"]
+    second = every[(every["filename"] == "clip.dcm") & (every["frame"] == 2)].iloc[0]
+    assert second["hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"], rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "o_all").glob("*_mask.png")) == [
+        "clip_f001_mask.png", "clip_f002_mask.png", "clip_f003_mask.png", "scan_mask.png"]
+    code, stdout, err = run(["predict", clip, "--frame", "all", "--out", tmp_path / "o_loud", "--checkpoint", ckpt],
+                            capfd)
+    assert code == 0, err
+    loop = every[(every["filename"] == "clip.dcm") & (every["status"] != "no head found")]
+    said_frame = re.search(r"clip\.dcm: (\d) of 3 frames measured; the highest quality score is frame (\d)'s "
+                           r"\(([\d.]+), (ok|review)\): HC ([\d.]+) mm", stdout)
+    assert said_frame and int(said_frame[1]) == len(loop)
+    named = loop[loop["frame"] == int(said_frame[2])].iloc[0]
+    key = lambda r: (r["status"] == "ok", r["quality"])  # noqa: E731
+    assert key(named) == max(key(r) for _, r in loop.iterrows())  # an ok frame before any flagged one
+    assert (float(said_frame[3]), said_frame[4]) == (round(named["quality"], 2), named["status"])
+    assert float(said_frame[5]) == pytest.approx(named["hc_mm"], abs=0.05)
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
@@ -1162,3 +1187,18 @@ def test_train_on_your_own_images_end_to_end(tmp_path, capfd, synthetic_tiny):
                         "--init", ckpt, "--out", tmp_path / "wide"], capfd)
     assert_one_line_error(code, err, 1, "not of preset 'cpu''s network (width 8")
     assert not (tmp_path / "wide").exists()  # refused before its folder is made
+
+
+def test_the_loop_line_names_the_frame_with_the_highest_quality_an_ok_one_first():
+    from fetalhead.commands import loop_line
+
+    def row(frame, status, quality, hc=100.0, name="clip.dcm"):
+        return {"filename": name, "frame": str(frame), "status": status, "quality": quality, "hc_mm": hc}
+
+    rows = [row(1, "no head found", float("nan")), row(2, "ok", 0.85, 101.0), row(3, "review", 0.95),
+            row(4, "ok", 0.91, 103.25), row(1, "ok", 1.0, name="other.dcm")]
+    assert loop_line(rows, "clip.dcm") == ("  clip.dcm: 3 of 4 frames measured; the highest quality score is "
+                                           "frame 4's (0.91, ok): HC 103.2 mm")
+    flagged = [row(1, "review", 0.2), row(2, "review", 0.6, 99.0)]
+    assert "frame 2's (0.60, review): HC 99.0 mm" in loop_line(flagged, "clip.dcm")
+    assert loop_line([row(1, "no head found", float("nan"))], "clip.dcm") is None

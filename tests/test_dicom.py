@@ -152,7 +152,7 @@ def test_a_cine_loop_is_read_at_the_frame_asked_for(tmp_path):
     frames[1, 5:15, 5:25] = 200  # frame 2 differs in more than its level
     clip = write_dicom(tmp_path / "clip.dcm", frames, photometric="MONOCHROME2", regions=[region(0.012)])
     with pytest.raises(FetalheadError, match=r"clip.dcm: a cine loop of 3 frames; choose the frame you measure "
-                                             r"\(--frame N, 1 to 3\)"):
+                                             r"\(--frame N, 1 to 3, or --frame all\)"):
         read_dicom(clip)
     for k in (1, 2, 3):  # numbered from 1, as DICOM numbers frames
         scan = read_dicom(clip, frame=k)
@@ -280,3 +280,17 @@ def test_every_pydicom_test_file_reads_or_is_refused_in_one_line():
             assert scan.image.dtype == np.uint8 and scan.image.ndim == 2, name
             read += 1
     assert read > 50
+
+
+def test_frames_are_counted_from_the_header(tmp_path):
+    from fetalhead.data import frame_count
+    from fetalhead.dicom import dicom_frames
+
+    loop = write_dicom(tmp_path / "loop.dcm", np.zeros((5, 32, 48), np.uint8), photometric="MONOCHROME2")
+    still = write_dicom(tmp_path / "still.dcm", np.zeros((32, 48), np.uint8), photometric="MONOCHROME2")
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((32, 48), np.uint8)).save(png)
+    assert (dicom_frames(loop), dicom_frames(still)) == (5, 1)
+    assert (frame_count(loop), frame_count(still), frame_count(png)) == (5, 1, 1)
+    with pytest.raises(FetalheadError, match="missing file"):
+        frame_count(tmp_path / "none.dcm")
