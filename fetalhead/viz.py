@@ -39,6 +39,7 @@ __all__ = [
     "NO_HEAD_COLOR",
     "PREDICTION_COLOR",
     "figure_to_png",
+    "frame_views",
     "new_axes",
     "plot_history",
     "plot_overlay",
@@ -196,6 +197,25 @@ def show_pair(image: np.ndarray, mask: np.ndarray | None, ax: Axes | None = None
     The mask must have the image's shape (pixels); `mask=None` shows the image alone.
     """
     return plot_overlay(image, annotation=mask, ax=ax, title=title, annotation_opacity=alpha)
+
+
+def frame_views(frame: np.ndarray, size: tuple[int, int]) -> Figure:
+    """Three panels: a frame uint8 (H, W) of any shape, and the network's input of `size`
+    (H, W) pixels made from it resized as it is and padded to HC18's shape first
+    (`fetalhead.frame.network_image`, the Predictor's way), each drawn with square pixels."""
+    from fetalhead.frame import network_image
+    from fetalhead.transforms import resize_image
+
+    fig = Figure(figsize=(11.0, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3, width_ratios=[frame.shape[1] / frame.shape[0], size[1] / size[0], size[1] / size[0]])
+    views = ((frame, f"the frame, {frame.shape[0]}x{frame.shape[1]} px"),
+             (resize_image(frame, size), f"resized as it is to {size[0]}x{size[1]}"),
+             (network_image(frame, size), "padded to HC18's shape, then resized"))
+    for ax, (image, title) in zip(axes, views, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    return fig
 
 
 def _fill(ax: Axes, mask: np.ndarray, color: str, opacity: float) -> None:

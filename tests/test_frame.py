@@ -103,3 +103,17 @@ def test_the_predictor_measures_a_square_frame_on_its_own_pixels(pad_frames, pro
     assert pred.mask.shape == shape
     assert abs(pred.ellipse.cx - want.cx) < 2.0 and abs(pred.ellipse.cy - want.cy) < 2.0
     assert abs(pred.ellipse.a - want.a) < 2.5 and abs(pred.ellipse.b - want.b) < 2.5
+
+
+def test_frame_views_show_the_frame_and_both_inputs():
+    from fetalhead.viz import frame_views
+
+    frame = np.zeros((300, 300), np.uint8)
+    frame[100:200, 100:200] = 255
+    fig = frame_views(frame, (64, 96))
+    shown = [ax.images[0].get_array() for ax in fig.axes]
+    assert [a.shape for a in shown] == [(300, 300), (64, 96), (64, 96)]
+    np.testing.assert_array_equal(shown[1], resize_image(frame, (64, 96)))
+    np.testing.assert_array_equal(shown[2], network_image(frame, (64, 96)))
+    rows, cols = np.nonzero(np.asarray(shown[2]) > 127)  # padded: the square stays about square
+    assert (cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1) == pytest.approx(1.0, abs=0.15)
