@@ -34,7 +34,7 @@ from fetalhead.ellipse import (
     estimate_bias,
     reference_mask_hcs,
 )
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.paths import data_dir
 from fetalhead.results import check_new_results, provenance, write_results
 from fetalhead.split import LABELLED_PARTS
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="HC18 folder (default: $HC18_DIR or the cache)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -44,7 +44,7 @@ from fetalhead.ellipse import (
     fit_ellipse_points,
     largest_component_boundary,
 )
-from fetalhead.errors import exit_status
+from fetalhead.errors import run_script
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor, measure
 from fetalhead.results import check_new_results, provenance, write_results
@@ -174,8 +174,7 @@ def summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = held_out_parser(Path(__file__).name, __doc__.split("\n\n")[0]).parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(held_out_parser(Path(__file__).name, __doc__.split("\n\n")[0]), _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

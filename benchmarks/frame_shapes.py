@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from fetalhead.data import annotation_path, image_path, load_pair, read_training_csv
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.evaluate import GROSS_ERROR_MM, ellipse_scores, summary_table
 from fetalhead.frame import FramePad, frame_padding, pad_frame
 from fetalhead.paths import SHIPPED_MODELS, data_dir
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
     p.add_argument("--data", type=Path, default=None, help="the HC18 folder (default: $HC18_DIR)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.data import read_image_table
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.interval import COVERAGE, FACTOR, OFFSET_MM, conformal_factor, interval_summary
 from fetalhead.results import check_new_results, provenance, write_results
 
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="append", default=[], metavar="NAME=FILE",
                    help="a per-image table of fetalhead evaluate on a held-out part (repeatable)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

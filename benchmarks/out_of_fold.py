@@ -34,7 +34,7 @@ from fetalhead.cache import ArraySet, load_arrays
 from fetalhead.config import PRESETS, get_config
 from fetalhead.data import image_path, load_image, read_image_table
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.evaluate import GROSS_ERROR_MM, evaluate_split, flag_summary
 from fetalhead.paths import data_dir
 from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW, Predictor
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny models and images (a test of the plumbing)")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--results", type=Path, default=None, help="the summary JSON, with the per-image CSV beside it (default: the JSON beside runs' CSV)")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.data import read_image_table, read_test_csv, read_training_csv
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.results import check_new_results, provenance, write_results
 from fetalhead.split import PARTS, load_split
 
@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the out-of-fold per-image table of benchmarks/out_of_fold.py")
     p.add_argument("--data", type=Path, default=None, help="the HC18 folder (default: $HC18_DIR)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.data import read_image_table
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
 from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import check_new_results, provenance, write_results
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-flagged", type=float, default=MAX_FLAGGED,
                    help=f"the largest share of images to flag (default {MAX_FLAGGED:g})")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from fetalhead.data import data_dir
 from fetalhead.device import device_name, resolve_device
-from fetalhead.errors import exit_status
+from fetalhead.errors import run_script
 from fetalhead.evaluate import GROSS_ERROR_MM
 from fetalhead.predict import Predictor
 from fetalhead.quality import MAX_FLAGGED, review_threshold
@@ -128,8 +128,7 @@ SIGNALS = {"mirrored_hc_mm": "hc_mirrored_mm", "rescaled_hc_mm": "hc_rescaled_mm
 def main(argv: list[str] | None = None) -> int:
     p = held_out_parser(Path(__file__).name, __doc__.split("\n\n")[0])
     p.add_argument("--second", type=Path, default=None, help="the same folds' models of another seed or preset")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fetalhead.data import read_image_table
-from fetalhead.errors import FetalheadError, OneLineParser, exit_status
+from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.evaluate import GROSS_ERROR_MM, flag_summary
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
 from fetalhead.results import check_new_results, provenance, write_results
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--other", type=Path, required=True, help="metrics_per_image.csv of the second model, same images")
     p.add_argument("--limit-mm", type=float, default=GROSS_ERROR_MM, help="HC difference (mm) that flags (default 6)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    args = p.parse_args(argv)
-    return exit_status(lambda: _run(args, argv))
+    return run_script(p, _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:

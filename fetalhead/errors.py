@@ -5,7 +5,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-__all__ = ["FetalheadError", "OneLineParser", "exit_status", "one_line"]
+__all__ = ["FetalheadError", "OneLineParser", "exit_status", "one_line", "run_script"]
 
 
 class FetalheadError(Exception):
@@ -21,6 +21,14 @@ def exit_status(run: Callable[[], object]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def run_script(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, list[str] | None], object],
+               argv: list[str] | None) -> int:
+    """A benchmark script's `main`: parse `argv` (None: the command line) with `parser`, then
+    `exit_status` of ``run(args, argv)``."""
+    args = parser.parse_args(argv)
+    return exit_status(lambda: run(args, argv))
 
 
 def one_line(text: object) -> str:
