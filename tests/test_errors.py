@@ -43,3 +43,19 @@ def test_every_benchmark_script_gives_one_line_usage_errors(script, capsys):
         load_benchmark(script).main(["--no-such-option"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(f"{script}.py: error: "), err
+
+
+def test_run_script_parses_then_runs_with_the_parsed_arguments(capsys):
+    from fetalhead.errors import OneLineParser, run_script
+
+    parser = OneLineParser(prog="tool.py")
+    parser.add_argument("--n", type=int, required=True)
+    seen = []
+    assert run_script(parser, lambda args, argv: seen.append((args.n, argv)), ["--n", "3"]) == 0
+    assert seen == [(3, ["--n", "3"])]
+
+    def fail(args, argv) -> None:
+        raise FetalheadError(f"no {args.n}")
+
+    assert run_script(parser, fail, ["--n", "4"]) == 2
+    assert capsys.readouterr().err == "error: no 4\n"
