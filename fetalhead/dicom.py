@@ -146,10 +146,7 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | N
     decode."""
     if "PixelData" not in ds:
         raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData element, or the file is cut off)")
-    try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        raise FetalheadError(f"{source}: NumberOfFrames is not a number ({ds.get('NumberOfFrames')!r})") from None
+    frames = _frames(ds, source)
     if frames > 1 and frame is None:
         raise FetalheadError(f"{source}: a cine loop of {frames} frames; choose the frame you measure "
                              f"(--frame N, 1 to {frames}, or --frame all) or export it as a single-frame DICOM or image file")
@@ -190,14 +187,18 @@ def read_dicom_header(path: str | os.PathLike) -> Any:
     return _dataset(None, path, header_only=True)
 
 
-def dicom_frames(path: str | os.PathLike) -> int:
-    """How many frames the DICOM file at `path` holds (1 for a still image, more for a cine
-    loop), from its header alone; FetalheadError (one line) when it does not parse."""
-    ds = _dataset(None, path, header_only=True)
+def _frames(ds: Any, source: str | os.PathLike) -> int:
+    """A Dataset's NumberOfFrames (1 when absent); FetalheadError when it is not a number."""
     try:
         return max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
-        raise FetalheadError(f"{path}: NumberOfFrames is not a whole number ({ds.get('NumberOfFrames')!r})") from None
+        raise FetalheadError(f"{source}: NumberOfFrames is not a number ({ds.get('NumberOfFrames')!r})") from None
+
+
+def dicom_frames(path: str | os.PathLike) -> int:
+    """How many frames the DICOM file at `path` holds (1 for a still image, more for a cine
+    loop), from its header alone; FetalheadError (one line) when it does not parse."""
+    return _frames(read_dicom_header(path), path)
 
 
 def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> DicomScan:

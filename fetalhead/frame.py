@@ -50,7 +50,8 @@ def frame_padding(shape: tuple[int, int], aspect: float = FRAME_ASPECT,
                   tolerance: float = ASPECT_TOLERANCE) -> FramePad:
     """Padding (pixels) that brings a frame of `shape` (H, W) to height / width `aspect`: rows
     above and below a frame too wide, columns left and right of one too tall, split evenly (the
-    odd pixel below or right). None when H / W is within `tolerance` (a fraction) of `aspect`."""
+    odd pixel below or right); no padding when H / W is within `tolerance` (a fraction) of
+    `aspect`."""
     h, w = int(shape[0]), int(shape[1])
     if abs(h / w / aspect - 1.0) <= tolerance:
         return FramePad(0, 0, 0, 0)
