@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -117,3 +119,18 @@ def test_frame_views_show_the_frame_and_both_inputs():
     np.testing.assert_array_equal(shown[2], network_image(frame, (64, 96)))
     rows, cols = np.nonzero(np.asarray(shown[2]) > 127)  # padded: the square stays about square
     assert (cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1) == pytest.approx(1.0, abs=0.15)
+
+
+@pytest.mark.skipif(not os.environ.get("HC18_DIR"), reason="HC18_DIR not set")
+def test_no_hc18_frame_is_padded():
+    """Every HC18 image (training and challenge sets) reaches the network as the shipped
+    models were trained on it: resized, not padded."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(os.environ["HC18_DIR"])
+    files = [p for p in sorted(root.glob("*_set/*.png")) if "Annotation" not in p.name]
+    assert len(files) == 999 + 335
+    padded = [p.name for p in files if not frame_padding(Image.open(p).size[::-1]).is_zero]
+    assert padded == []
