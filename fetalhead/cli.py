@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "predict", "segment your own images and measure HC",
                  f"Segment images (or folders of {'/'.join(IMAGE_SUFFIXES)} images; "
                  f"*_Annotation.*, *{MASK_SUFFIX}.png and *{OVERLAY_SUFFIX}.png are skipped) and "
-                 f"write <stem>{MASK_SUFFIX}.png, <stem>{OVERLAY_SUFFIX}.png and predictions.csv to --out. "
+                 f"write <stem>{MASK_SUFFIX}.png, <stem>{OVERLAY_SUFFIX}.png, predictions.csv and index.html "
+                 "(all of them in one page, flagged first) to --out. "
                  "A DICOM file measures with the pixel size it stores unless --pixel-size or "
                  "--pixel-csv says otherwise.",
                  data=False, checkpoint=True)

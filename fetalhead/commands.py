@@ -72,6 +72,7 @@ from fetalhead.folder import (
     lookup_pixel_size,
     read_pixel_csv,
 )
+from fetalhead.gallery import GALLERY_HTML, gallery_html
 from fetalhead.interval import COVERAGE, FACTOR, OFFSET_MM
 from fetalhead.model import valid_output_size
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
@@ -414,7 +415,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     items = _predict_items(images, args.frame)
     size_of = dict(zip(images, sizes, strict=True))
     stems = [_item_stem(path, column, all_frames) for path, _, column in items]
-    targets = [out / PREDICTIONS_CSV]
+    targets = [out / PREDICTIONS_CSV, out / GALLERY_HTML]
     for stem in stems:
         targets += [out / f"{stem}{MASK_SUFFIX}.png", out / f"{stem}{OVERLAY_SUFFIX}.png"]
     refuse_overwrite(targets, args.overwrite)
@@ -437,12 +438,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 frame_column = {} if args.frame is None else {"frame": column}
                 rows.append({"filename": path.name, **frame_column, **pred.to_row()})
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
+        overlays = [f"{stem}{OVERLAY_SUFFIX}.png" for stem in stems]
+        (stage / GALLERY_HTML).write_text(gallery_html(rows, overlays), encoding="utf-8")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
     n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
     notes = ([f"{from_files} with the pixel size their file stores"] * bool(from_files)
              + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review))
     what = "measurements" if len(rows) != len(images) else "images"
-    _say(f"wrote masks, overlays and {PREDICTIONS_CSV} for {len(rows)} {what} to {out}"
+    _say(f"wrote masks, overlays, {PREDICTIONS_CSV} and {GALLERY_HTML} for {len(rows)} {what} to {out}"
          + (f" ({', '.join(notes)})" if notes else ""))
     if not args.quiet:
         loops = list(dict.fromkeys(path.name for path, frame, _ in items if all_frames and frame is not None))

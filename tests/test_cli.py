@@ -379,7 +379,10 @@ def test_predict_images_and_unusual_modes(tmp_path, capfd, synthetic_tiny):
     for name in ("g16.png", "rgb.png", "rgba.png", "pal.png"):
         assert by.loc[name, "hc_mm"] == pytest.approx(by.loc[images[0].name, "hc_mm"], rel=1e-3, nan_ok=True)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["predictions.csv"] + [f"{p.stem}_{k}.png" for p in images + extra for k in ("mask", "overlay")])
+        ["index.html", "predictions.csv"] + [f"{p.stem}_{k}.png" for p in images + extra for k in ("mask", "overlay")])
+    page = (out / "index.html").read_text()  # the page shows every overlay it links, by name
+    linked = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(linked) == sorted(f"{p.stem}_overlay.png" for p in images + extra)
 
 
 def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthetic_tiny):

@@ -1,0 +1,78 @@
+"""One HTML page of a `fetalhead predict` run: every measurement with its overlay, flagged first.
+
+`predict` writes it as `index.html` beside the masks, overlays and `predictions.csv`, so the
+results can be looked through in any browser, without Python or Jupyter: the measurements
+flagged for review and those without a head come first (the ones that need a look), then the
+rest, each in the order of `predictions.csv`. The page links the overlay files by name (no
+copy of the pixels) and holds no script.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from fetalhead.interval import COVERAGE
+
+__all__ = ["GALLERY_HTML", "STATUS_ORDER", "gallery_html"]
+
+#: the page's file name in a `predict` output folder
+GALLERY_HTML = "index.html"
+#: statuses in the order the page shows them: what needs a look first
+STATUS_ORDER = ("review", "no head found", "ok")
+
+_STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:6px 10px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}img{width:320px;display:block}.review{color:#b35c00;font-weight:bold}
+.nohead{color:#c62828;font-weight:bold}.ok{color:#2e7d32}small{color:#666}"""
+
+
+def _number(value: Any, fmt: str) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ""
+    return format(v, fmt) if math.isfinite(v) else ""
+
+
+def _cells(row: dict[str, Any], overlay: str) -> str:
+    name = html.escape(str(row["filename"]))
+    if row.get("frame") not in (None, ""):
+        name += f" <small>frame {html.escape(str(row['frame']))}</small>"
+    status = str(row["status"])
+    css = {"review": "review", "no head found": "nohead"}.get(status, "ok")
+    hc = _number(row.get("hc_mm"), ".1f")
+    low, high = _number(row.get("hc_low_mm"), ".1f"), _number(row.get("hc_high_mm"), ".1f")
+    extrapolated = " <small>(outside Hadlock's range)</small>" if str(row.get("ga_in_range")) == "False" else ""
+    measured = (f"HC <b>{hc} mm</b> <small>({100 * COVERAGE:g} % interval {low} to {high})</small><br>"
+                f"GA {_number(row.get('ga_weeks'), '.1f')} weeks{extrapolated}<br>"
+                f"BPD {_number(row.get('bpd_mm'), '.1f')} mm, OFD {_number(row.get('ofd_mm'), '.1f')} mm<br>"
+                f"cephalic index {_number(row.get('cephalic_index'), '.1f')} "
+                f"<small>({html.escape(str(row.get('head_shape', '')))})</small>") if hc else ""
+    quality = _number(row.get("quality"), ".2f")
+    return (f'<td><a href="{html.escape(overlay, quote=True)}"><img src="{html.escape(overlay, quote=True)}" '
+            f'alt="{html.escape(overlay, quote=True)}" loading="lazy"></a></td>'
+            f'<td>{name}<br><small>{_number(row.get("pixel_size_mm"), ".4f")} mm per pixel</small></td>'
+            f'<td class="{css}">{html.escape(status)}'
+            f'{f"<br><small>quality {quality}</small>" if quality else ""}</td><td>{measured}</td>')
+
+
+def gallery_html(rows: Sequence[dict[str, Any]], overlays: Sequence[str], title: str = "fetalhead predict") -> str:
+    """The page for `rows` (rows of predictions.csv, as dicts) and the file name of each one's
+    overlay (`overlays`, the same order): a summary line, then a table with the statuses in
+    `STATUS_ORDER` (each in the rows' order)."""
+    if len(rows) != len(overlays):
+        raise ValueError(f"{len(rows)} rows but {len(overlays)} overlays")
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    order = sorted(range(len(rows)), key=lambda i: (rank.get(str(rows[i]["status"]), len(rank)), i))
+    counts = {s: sum(str(r["status"]) == s for r in rows) for s in STATUS_ORDER}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    body = "\n".join(f"<tr>{_cells(rows[i], overlays[i])}</tr>" for i in order)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"<p>{len(rows)} measurements: {summary}. Flagged ones first; "
+            "research and teaching use only, not a medical device.</p>\n"
+            "<table><tr><th>overlay</th><th>image</th><th>status</th><th>measurement</th></tr>\n"
+            f"{body}\n</table></body></html>\n")

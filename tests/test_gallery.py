@@ -1,0 +1,50 @@
+"""The HTML page of a predict run: flagged measurements first, every value escaped, nothing lost."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from fetalhead.gallery import GALLERY_HTML, STATUS_ORDER, gallery_html
+
+
+def _row(name, status, hc=180.0, quality=0.9, frame=None):
+    measured = status != "no head found"
+    nan = math.nan
+    row = {"filename": name, "status": status, "quality": quality if measured else nan, "pixel_size_mm": 0.12,
+           "hc_mm": hc if measured else nan, "hc_low_mm": hc - 4 if measured else nan,
+           "hc_high_mm": hc + 4 if measured else nan, "ga_weeks": 20.5 if measured else nan,
+           "ga_in_range": measured, "bpd_mm": 50.0 if measured else nan, "ofd_mm": 64.0 if measured else nan,
+           "cephalic_index": 78.125 if measured else nan, "head_shape": "normal" if measured else ""}
+    return row if frame is None else {**row, "frame": frame}
+
+
+def test_flagged_and_headless_measurements_come_first_in_the_csvs_order():
+    rows = [_row("a.png", "ok"), _row("b.png", "review", quality=0.3), _row("c.png", "no head found"),
+            _row("d.png", "review", quality=0.5), _row("e.png", "ok")]
+    page = gallery_html(rows, [f"{r['filename'][0]}_overlay.png" for r in rows])
+    assert STATUS_ORDER == ("review", "no head found", "ok") and GALLERY_HTML == "index.html"
+    assert re.findall(r'<img src="(\w)_overlay.png"', page) == ["b", "d", "c", "a", "e"]
+    assert "5 measurements: 2 review, 1 no head found, 2 ok." in page
+    assert "HC <b>180.0 mm</b> <small>(90 % interval 176.0 to 184.0)</small>" in page
+    assert "BPD 50.0 mm, OFD 64.0 mm" in page and "cephalic index 78.1 <small>(normal)</small>" in page
+    assert "not a medical device" in page and "<script" not in page
+    assert "outside Hadlock's range" not in page
+    early = gallery_html([{**_row("f.png", "ok", hc=70.0), "ga_in_range": False}], ["f_overlay.png"])
+    assert "weeks <small>(outside Hadlock's range)</small>" in early
+
+
+def test_a_headless_row_shows_no_numbers_and_names_are_escaped():
+    rows = [_row("<b>x</b>.png", "no head found"), _row('q"uote.png', "ok", frame="3")]
+    page = gallery_html(rows, ['<b>x</b>_overlay.png', 'q"uote_overlay.png'])
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;.png" in page
+    assert 'src="q&quot;uote_overlay.png"' in page and "frame 3" in page
+    headless = page.split("<tr>")[2]  # the first row after the header
+    assert "nan" not in headless.lower() and "HC" not in headless and 'class="nohead"' in headless
+
+
+def test_rows_and_overlays_must_pair_up():
+    with pytest.raises(ValueError, match="2 rows but 1 overlays"):
+        gallery_html([_row("a.png", "ok"), _row("b.png", "ok")], ["a_overlay.png"])
