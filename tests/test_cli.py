@@ -239,6 +239,10 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         out.mkdir()
         (out / "a_overlay.png").write_bytes(b"precious")
         return ["predict", *good, *px, *base], 1, "a_overlay.png exists"
+    if name == "existing page":
+        out.mkdir()
+        (out / "index.html").write_text("a page of the user's own")
+        return ["predict", *good, *px, *base], 1, "index.html exists"
     if name == "batch size zero":
         return ["predict", *good, *px, *base, "--batch-size", "0"], 2, "at least 1"
     gray = np.zeros((64, 96), np.uint8)
@@ -283,7 +287,7 @@ BAD_INPUTS = [
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
-    "existing overlay", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
+    "existing overlay", "existing page", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
     "dicom frame zero", "frame neither a number nor all", "dicom without an image",
     "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
 ]
