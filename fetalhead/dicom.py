@@ -149,7 +149,7 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | N
     frames = _frames(ds, source)
     if frames > 1 and frame is None:
         raise FetalheadError(f"{source}: a cine loop of {frames} frames; choose the frame you measure "
-                             f"(--frame N, 1 to {frames}, or --frame all) or export it as a single-frame DICOM or image file")
+                             f"(predict --frame N, 1 to {frames}, or --frame all) or export it as a single-frame DICOM or image file")
     if frames > 1 and not 1 <= frame <= frames:
         raise FetalheadError(f"{source}: no frame {frame} in this cine loop of {frames} frames (1 to {frames})")
     try:

@@ -152,7 +152,7 @@ def test_a_cine_loop_is_read_at_the_frame_asked_for(tmp_path):
     frames[1, 5:15, 5:25] = 200  # frame 2 differs in more than its level
     clip = write_dicom(tmp_path / "clip.dcm", frames, photometric="MONOCHROME2", regions=[region(0.012)])
     with pytest.raises(FetalheadError, match=r"clip.dcm: a cine loop of 3 frames; choose the frame you measure "
-                                             r"\(--frame N, 1 to 3, or --frame all\)"):
+                                             r"\(predict --frame N, 1 to 3, or --frame all\)"):
         read_dicom(clip)
     for k in (1, 2, 3):  # numbered from 1, as DICOM numbers frames
         scan = read_dicom(clip, frame=k)
