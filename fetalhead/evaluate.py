@@ -43,6 +43,7 @@ from fetalhead.ellipse import (
 )
 from fetalhead.errors import FetalheadError
 from fetalhead.folder import exam_of
+from fetalhead.gallery import GALLERY_HTML, report_html
 from fetalhead.interval import interval_summary
 from fetalhead.metrics import METRICS, score_pair, summarize
 from fetalhead.paths import data_dir
@@ -89,7 +90,7 @@ EVAL_COLUMNS = ["filename", "exam", "pixel_size_mm", *ELLIPSE_METRICS, *METRICS,
 #: then the head diameters'.
 SUMMARY_METRICS = [*ELLIPSE_METRICS, *METRICS, "hc_abs_error_mm", "hc_error_mm", *DIAMETER_METRICS]
 #: Files `write_report` writes, relative to its folder (figure names are stable).
-REPORT_FILES = ("metrics_per_image.csv", "summary.csv", "summary.json",
+REPORT_FILES = ("metrics_per_image.csv", "summary.csv", "summary.json", "index.html",
                 "figures/eval_examples.png", "figures/eval_bland_altman.png",
                 "figures/eval_dice.png")
 #: Lower thresholds tried for a challenge image where 0.5 finds no head (see predict_challenge).
@@ -329,8 +330,8 @@ def _finite_or_none(x: float) -> float | None:
 def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predictor | None = None,
                  root: str | os.PathLike | None = None,
                  files: Mapping[str, tuple[Path, Path]] | None = None) -> dict[str, Path]:
-    """Write `REPORT_FILES` into `out_dir`: the per-image table, the summary (CSV and JSON)
-    and the figures (examples only when `predictor` is given: it re-predicts 3 images, HC18's
+    """Write `REPORT_FILES` into `out_dir`: the per-image table, the summary (CSV and JSON),
+    its HTML page (`fetalhead.gallery.report_html`) and the figures (examples only when `predictor` is given: it re-predicts 3 images, HC18's
     under `root`, or `files`: {file name: (image file, mask file)} for `evaluate_folder`'s
     table, whose reference HC is the mask's). Returns {relative name: path}."""
     from fetalhead import report
@@ -367,6 +368,8 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
     for name, fig in figures.items():
         save_figure(fig, Path(name).name, out_dir=out / "figures", dpi=120)
         written[name] = out / name
+    order = [f for f in REPORT_FILES if f in figures]  # examples, then agreement, then Dice
+    keep(GALLERY_HTML).write_text(report_html(summary, order), encoding="utf-8")
     return written
 
 

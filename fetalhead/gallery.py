@@ -1,10 +1,12 @@
-"""One HTML page of a `fetalhead predict` run: every measurement with its overlay, flagged first.
+"""The HTML page of a run, `index.html` beside its files, to look through in any browser
+without Python or Jupyter. The page links the image files by name (no copy of the pixels),
+escapes every value and holds no script.
 
-`predict` writes it as `index.html` beside the masks, overlays and `predictions.csv`, so the
-results can be looked through in any browser, without Python or Jupyter: the measurements
-flagged for review and those without a head come first (the ones that need a look), then the
-rest, each in the order of `predictions.csv`. The page links the overlay files by name (no
-copy of the pixels) and holds no script.
+- `gallery_html`, for `fetalhead predict`: every measurement with its overlay; those flagged
+  for review and those without a head first (the ones that need a look), then the rest, each
+  in the order of `predictions.csv`.
+- `report_html`, for `fetalhead evaluate` (and `fetalhead main`): the summary table with its
+  intervals, how often the HC intervals held, and the report's figures.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 
 from fetalhead.interval import COVERAGE
 
-__all__ = ["GALLERY_HTML", "STATUS_ORDER", "gallery_html"]
+__all__ = ["GALLERY_HTML", "STATUS_ORDER", "gallery_html", "report_html"]
 
-#: the page's file name in a `predict` output folder
+#: the page's file name in a `predict` output folder and an `evaluate` report folder
 GALLERY_HTML = "index.html"
 #: statuses in the order the page shows them: what needs a look first
 STATUS_ORDER = ("review", "no head found", "ok")
@@ -70,9 +72,34 @@ def gallery_html(rows: Sequence[dict[str, Any]], overlays: Sequence[str], title:
     counts = {s: sum(str(r["status"]) == s for r in rows) for s in STATUS_ORDER}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     body = "\n".join(f"<tr>{_cells(rows[i], overlays[i])}</tr>" for i in order)
+    return _page(title, f"<p>{len(rows)} measurements: {summary}. Flagged ones first; "
+                        "research and teaching use only, not a medical device.</p>\n"
+                        "<table><tr><th>overlay</th><th>image</th><th>status</th><th>measurement</th></tr>\n"
+                        f"{body}\n</table>")
+
+
+def _page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-            f"<p>{len(rows)} measurements: {summary}. Flagged ones first; "
-            "research and teaching use only, not a medical device.</p>\n"
-            "<table><tr><th>overlay</th><th>image</th><th>status</th><th>measurement</th></tr>\n"
-            f"{body}\n</table></body></html>\n")
+            f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def report_html(summary: dict[str, Any], figures: Sequence[str], title: str = "fetalhead evaluate") -> str:
+    """The page of an evaluation report from its summary (`summary.json`'s dict: n_images,
+    n_no_head, metrics {name: mean, ci_low, ci_high, median, n}, hc_interval) and the file
+    names of its figures, relative to the page (shown in that order)."""
+    rows = []
+    for name, m in summary["metrics"].items():
+        cells = [_number(m.get(k), ".4f") for k in ("mean", "ci_low", "ci_high", "median")]
+        rows.append(f"<tr><td>{html.escape(str(name))}</td><td><b>{cells[0]}</b></td><td>{cells[1]} to {cells[2]}</td>"
+                    f"<td>{cells[3]}</td><td>{_number(m.get('n'), '.0f')}</td></tr>")
+    held = summary.get("hc_interval") or {}
+    interval = (f"<p>The reference HC lies inside the measured HC's {100 * COVERAGE:g} % interval for "
+                f"{held['n_inside']} of {held['n']} images.</p>") if held.get("n") else ""
+    pictures = "\n".join(f'<p><img src="{html.escape(f, quote=True)}" alt="{html.escape(f, quote=True)}" '
+                         f'style="width:min(100%, 900px)"></p>' for f in figures)
+    body = (f"<p>{int(summary['n_images'])} images, {int(summary['n_no_head'])} without a head found. Means with "
+            "95 % intervals (bootstrap over examinations); Dice and accuracy as fractions, distances and HC in mm. "
+            'Per image: <a href="metrics_per_image.csv">metrics_per_image.csv</a>.</p>\n'
+            "<table><tr><th>metric</th><th>mean</th><th>95 % interval</th><th>median</th><th>n</th></tr>\n"
+            + "\n".join(rows) + f"\n</table>\n{interval}\n{pictures}")
+    return _page(title, body)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -218,6 +219,10 @@ def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     assert summary["hc_interval"]["n_inside"] == summary["hc_interval"]["n"] == len(names)  # exact HCs
     table = pd.read_csv(out / "summary.csv", index_col="metric")
     assert table.loc["dice", "mean"] == 1.0
+    page = (out / "index.html").read_text()  # the page shows the report's own figures and table
+    assert re.findall(r'<img src="([^"]+)"', page) == [
+        "figures/eval_examples.png", "figures/eval_bland_altman.png", "figures/eval_dice.png"]
+    assert "<td>dice</td><td><b>1.0000</b></td>" in page
 
 
 def test_evaluate_folder_scores_like_the_split(synthetic_tiny, tmp_path):

@@ -48,3 +48,21 @@ def test_a_headless_row_shows_no_numbers_and_names_are_escaped():
 def test_rows_and_overlays_must_pair_up():
     with pytest.raises(ValueError, match="2 rows but 1 overlays"):
         gallery_html([_row("a.png", "ok"), _row("b.png", "ok")], ["a_overlay.png"])
+
+
+def test_the_report_page_shows_the_summary_and_the_figures_it_is_given():
+    from fetalhead.gallery import report_html
+
+    summary = {"n_images": 160, "n_no_head": 1,
+               "metrics": {"dice": {"mean": 0.97541, "ci_low": 0.969, "ci_high": 0.9789, "median": 0.978, "n": 160},
+                           "hc_abs_error_mm": {"mean": 2.1518, "ci_low": 1.79, "ci_high": 2.68, "median": 1.66,
+                                               "n": 159}},
+               "hc_interval": {"n_inside": 144, "n": 159}}
+    page = report_html(summary, ["figures/a.png", "figures/<b>.png"])
+    assert "160 images, 1 without a head found" in page
+    assert "<tr><td>dice</td><td><b>0.9754</b></td><td>0.9690 to 0.9789</td><td>0.9780</td><td>160</td></tr>" in page
+    assert "<td>hc_abs_error_mm</td><td><b>2.1518</b></td>" in page and "<td>159</td>" in page
+    assert "inside the measured HC's 90 % interval for 144 of 159 images" in page
+    assert re.findall(r'<img src="([^"]+)"', page) == ["figures/a.png", "figures/&lt;b&gt;.png"]
+    assert "<script" not in page
+    assert "interval for" not in report_html({**summary, "hc_interval": {}}, [])
