@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_RUNS = 4  #: 8 files come back: session.log, stages.json, histories.csv, bench.json + a file per run
 STAGES = ("env", "smoke", "train", "bench")
 DRY_RUN_BUDGET_S = 3.0  #: seconds of training per run in a dry run
+TRAVEL_MIB = 64  #: what goes to the GPU machine: the working tree and the carry file together
 
 
 @dataclass(frozen=True)

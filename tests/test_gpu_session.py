@@ -117,3 +117,36 @@ def test_bad_budgets_and_outputs_are_one_line_errors(extra, words, tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
     assert not (tmp_path / "o").exists() and (tmp_path / "file").read_text() == "mine"
+
+
+def _travelling_bytes(root: Path) -> int:
+    """Bytes of the working tree that go to the GPU machine: tracked files and untracked ones
+    that git does not ignore (skips outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    files = {root / name for name in out.decode().split("\0") if name}
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def test_the_working_tree_and_the_carry_file_fit_what_travels(hc18_dir, cache_tmp, tmp_path):
+    """The carry file the README and benchmarks/README name (320x480, train + val) is built
+    from the real data, its size is the one they quote, and with the working tree it fits
+    what a GPU machine takes: a new figure or weights file must not push it over."""
+    import re
+
+    from fetalhead.cache import build_compact_cache
+
+    mod = _module()
+    carry = build_compact_cache(tmp_path / "carry.npz", size=(320, 480), parts=("train", "val"),
+                                root=hc18_dir, cache=False, progress=False)
+    carry_mib = carry.stat().st_size / 2**20
+    quoted = re.search(r"\(([\d.]+) MiB at 320x480, train \+ val", (mod.ROOT / "README.md").read_text())
+    assert quoted and abs(float(quoted.group(1)) - carry_mib) < 0.05, (quoted, carry_mib)
+    tree_mib = _travelling_bytes(mod.ROOT) / 2**20
+    assert tree_mib + carry_mib <= mod.TRAVEL_MIB, (
+        f"working tree {tree_mib:.1f} MiB + carry file {carry_mib:.1f} MiB > {mod.TRAVEL_MIB} MiB")
