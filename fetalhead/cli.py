@@ -21,6 +21,7 @@ from fetalhead import __version__
 from fetalhead.config import DEFAULT_SIZE, PRESETS, parse_override
 from fetalhead.data import IMAGE_SUFFIXES, MASK_SUFFIX, OVERLAY_SUFFIX, validate_pixel_size
 from fetalhead.errors import FetalheadError, OneLineParser, one_line
+from fetalhead.growth import parse_ga_weeks
 from fetalhead.paths import SHIPPED_MODELS
 from fetalhead.split import LABELLED_PARTS, PARTS
 
@@ -96,6 +97,13 @@ def _pixel_size(text: str) -> float:
     try:
         return validate_pixel_size(text)
     except FetalheadError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _ga(text: str) -> float:
+    try:
+        return parse_ga_weeks(text)
+    except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
@@ -297,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the frame to measure in each DICOM cine loop (numbered from 1, as DICOM "
                    "does), or all of them (one row and <stem>_f<frame> outputs each, and the frame "
                    "with the highest quality score named); files of one frame are read as they are")
+    age = p.add_mutually_exclusive_group()
+    age.add_argument("--ga", type=_ga, default=None, metavar="WEEKS",
+                     help="the gestational age known from dating (weeks+days, 22+3, or weeks, 22.4), "
+                     "the same for every image: each HC's INTERGROWTH-21st z-score and centile")
+    age.add_argument("--ga-csv", type=_path, default=None, metavar="FILE",
+                     help="CSV with a filename column and a 'ga' column (22+3 or 22.4; empty: "
+                     "not known) giving each image's known gestational age instead")
 
     p = _command(sub, "submit", "write the HC18 challenge CSV for the 335 test images",
                  "Predict the official test set and write the challenge "

@@ -69,10 +69,12 @@ from fetalhead.folder import (
     choose_pixel_size,
     collect_images,
     image_stem,
-    lookup_pixel_size,
+    lookup_by_name,
+    read_ga_csv,
     read_pixel_csv,
 )
 from fetalhead.gallery import GALLERY_HTML, gallery_html
+from fetalhead.growth import GA_RANGE_WEEKS, centile_text, ga_text, hc_for_age
 from fetalhead.interval import COVERAGE, FACTOR, OFFSET_MM
 from fetalhead.model import valid_output_size
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
@@ -119,13 +121,30 @@ def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Pa
     sizes = []
     from_files = 0
     for img in images:
-        given = pixel_size if pixel_csv is None else lookup_pixel_size(table, img)
+        given = pixel_size if pixel_csv is None else lookup_by_name(table, img)
         value = choose_pixel_size(img, given)
         if value is None:
             raise FetalheadError(f"{img.name}: {_no_pixel_size(pixel_csv)}")
         sizes.append(value)
         from_files += given is None
     return sizes, from_files
+
+
+def _known_ages(images: Sequence[Path], ga: float | None, ga_csv: Path | None) -> dict[Path, float | None] | None:
+    """None when no age was given, else {image: its known gestational age in weeks, or None
+    where --ga-csv leaves it empty}. FetalheadError naming the first image the CSV lacks."""
+    if ga is not None:
+        return dict.fromkeys(images, ga)
+    if ga_csv is None:
+        return None
+    try:
+        table = read_ga_csv(ga_csv)
+    except FetalheadError as e:
+        raise FetalheadError(f"--ga-csv: {e}") from None
+    missing = [img for img in images if img.name not in table and image_stem(img) not in table]
+    if missing:
+        raise FetalheadError(f"{missing[0].name}: not in {ga_csv} (leave its age empty there when it is not known)")
+    return {img: lookup_by_name(table, img) for img in images}
 
 
 def _no_pixel_size(pixel_csv: Path | None) -> str:
@@ -361,11 +380,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def measurement_line(row: dict[str, Any]) -> str:
     """One image's measurement for the terminal (a row of predictions.csv): name, HC with its
-    `fetalhead.interval` interval in mm, status and quality score."""
+    `fetalhead.interval` interval in mm, status and quality score, and with a known age the
+    HC's INTERGROWTH-21st centile (and its interval's)."""
     if row["status"] == STATUS_NO_HEAD:
         return f"  {row['filename']}: no head found"
-    return (f"  {row['filename']}: HC {row['hc_mm']:.1f} mm ({100 * COVERAGE:g} % interval {row['hc_low_mm']:.1f} to "
+    line = (f"  {row['filename']}: HC {row['hc_mm']:.1f} mm ({100 * COVERAGE:g} % interval {row['hc_low_mm']:.1f} to "
             f"{row['hc_high_mm']:.1f}), {row['status']} (quality {row['quality']:.2f})")
+    if math.isfinite(row.get("hc_centile", math.nan)):
+        line += (f"; {centile_text(row['hc_centile'])} centile for {ga_text(row['given_ga_weeks'])} weeks "
+                 f"({centile_text(row['hc_centile_low'])} to {centile_text(row['hc_centile_high'])}, INTERGROWTH-21st)")
+    return line
+
+
+def _age_notes(rows: list[dict[str, Any]], ages: dict[Path, float | None] | None) -> list[str]:
+    """For the terminal's summary: how many measurements with a known age got no centile."""
+    if ages is None:
+        return []
+    lo, hi = GA_RANGE_WEEKS
+    outside = sum(math.isfinite(r["given_ga_weeks"]) and not lo <= r["given_ga_weeks"] <= hi for r in rows)
+    return [f"{outside} with a known age outside the centiles' {lo:g} to {hi:g} weeks"] * bool(outside)
 
 
 #: `predict --frame all`: the stem of frame k of a cine loop's outputs
@@ -409,6 +442,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     # 1. validate everything before writing anything
     images = collect_images(args.paths)
     sizes, from_files = _pixel_sizes(images, args.pixel_size, args.pixel_csv)
+    ages = _known_ages(images, args.ga, args.ga_csv)
     out: Path = args.out
     check_output_dir(out)
     all_frames = args.frame == "all"
@@ -436,14 +470,16 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 Image.fromarray(pred.mask * 255).save(stage / f"{stem}{MASK_SUFFIX}.png")
                 Image.fromarray(draw_overlay(image, pred)).save(stage / f"{stem}{OVERLAY_SUFFIX}.png")
                 frame_column = {} if args.frame is None else {"frame": column}
-                rows.append({"filename": path.name, **frame_column, **pred.to_row()})
+                for_age = {} if ages is None else hc_for_age(pred.hc_mm, ages[path], pred.hc_interval_mm).to_row()
+                rows.append({"filename": path.name, **frame_column, **pred.to_row(), **for_age})
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
         overlays = [f"{stem}{OVERLAY_SUFFIX}.png" for stem in stems]
         (stage / GALLERY_HTML).write_text(gallery_html(rows, overlays), encoding="utf-8")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
     n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
     notes = ([f"{from_files} with the pixel size their file stores"] * bool(from_files)
-             + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review))
+             + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
+             + _age_notes(rows, ages))
     what = "measurements" if len(rows) != len(images) else "images"
     _say(f"wrote masks, overlays, {PREDICTIONS_CSV} and {GALLERY_HTML} for {len(rows)} {what} to {out}"
          + (f" ({', '.join(notes)})" if notes else ""))

@@ -6,7 +6,8 @@ from files and folders named on a command line, `FolderDataset` pairs each with 
 found by a file-name pattern (HC18's `"{stem}_Annotation.png"` by default). Pixel sizes
 come from a CSV laid out like HC18's (`filename, pixel size(mm)`, `read_pixel_csv`), one size
 for all, or the file itself (DICOM, `stored_pixel_size`); `choose_pixel_size` decides. Masks
-may be filled or thin outlines, like HC18's.
+may be filled or thin outlines, like HC18's. Known gestational ages come from a CSV of the
+same layout (`read_ga_csv`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import os
 import string
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from fetalhead.dicom import SIZE_TOLERANCE, dicom_pixel_size, looks_like_dicom, 
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.frame import network_image, network_mask
+from fetalhead.growth import parse_ga_weeks
 
 __all__ = [
     "MASK_PATTERN",
@@ -47,7 +49,8 @@ __all__ = [
     "collect_images",
     "exam_of",
     "image_stem",
-    "lookup_pixel_size",
+    "lookup_by_name",
+    "read_ga_csv",
     "read_pixel_csv",
     "stored_pixel_size",
 ]
@@ -71,9 +74,10 @@ def exam_of(name: str | os.PathLike, index: int) -> tuple[int, int]:
         return -(index + 1), 1
 
 
-def lookup_pixel_size(table: dict[str, float], image: str | os.PathLike) -> float | None:
-    """The pixel size (mm) of `image` in a `read_pixel_csv` table: by file name, then by stem
-    (`010_HC.png`, then `010_HC`); None when it is not there."""
+def lookup_by_name(table: dict[str, Any], image: str | os.PathLike) -> Any:
+    """The value for `image` in a table of `read_pixel_csv` (pixel size, mm) or `read_ga_csv`
+    (age, weeks): by file name, then by stem (`010_HC.png`, then `010_HC`); None when it is
+    not there."""
     path = Path(image)
     return table.get(path.name, table.get(image_stem(path)))
 
@@ -175,30 +179,52 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     return unique
 
 
+def _read_value_csv(path: str | os.PathLike, what: str, is_value_column: Callable[[str], bool],
+                    expected: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """{file name: parse(value)} from a CSV of a `filename` column (else the first column) and
+    the first other column whose header `is_value_column`; a name listed twice is an error,
+    and errors (`parse`'s FetalheadError or ValueError too) name the line."""
+    path = Path(path)
+    check_input_file(path, what)
+    df = read_csv(path, dtype=str, keep_default_na=False)
+    cols = list(df.columns)
+    name_col = "filename" if "filename" in cols else cols[0]
+    value_cols = [c for c in cols if is_value_column(c) and c != name_col]
+    if not value_cols:
+        raise FetalheadError(f"{path} needs columns 'filename' and {expected} among {cols}")
+    out: dict[str, Any] = {}
+    for line, (name, text) in enumerate(zip(df[name_col], df[value_cols[0]], strict=True), start=2):
+        key = str(name).strip()
+        if key in out:  # which of two values would be meant is not ours to guess
+            raise FetalheadError(f"{path} line {line}: {key} is listed twice")
+        try:
+            out[key] = parse(text)
+        except (FetalheadError, ValueError) as exc:
+            raise FetalheadError(f"{path} line {line}: {exc}") from None
+    return out
+
+
 def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
     """{file name: pixel size in mm} from a CSV laid out like HC18's: a `filename` column (else
     the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
     `pixel size(mm)`). Every value is checked by `validate_pixel_size`, a name listed twice is
     an error; errors name the line."""
-    path = Path(path)
-    check_input_file(path, "pixel-size CSV")
-    df = read_csv(path, dtype=str, keep_default_na=False)
-    cols = list(df.columns)
-    name_col = "filename" if "filename" in cols else cols[0]
-    size_cols = [c for c in cols if "pixel" in c.lower() and c != name_col]
-    if not size_cols:
-        raise FetalheadError(f"{path} needs columns 'filename' and 'pixel size(mm)': no pixel size "
-                             f"column (a header containing 'pixel') among {cols}")
-    out: dict[str, float] = {}
-    for line, (name, text) in enumerate(zip(df[name_col], df[size_cols[0]], strict=True), start=2):
-        key = str(name).strip()
-        if key in out:  # which of two values would be meant is not ours to guess
-            raise FetalheadError(f"{path} line {line}: {key} is listed twice")
-        try:
-            out[key] = validate_pixel_size(text)
-        except FetalheadError as exc:
-            raise FetalheadError(f"{path} line {line}: {exc}") from None
-    return out
+    return _read_value_csv(path, "pixel-size CSV", lambda c: "pixel" in c.lower(),
+                           "'pixel size(mm)': no pixel size column (a header containing 'pixel')",
+                           validate_pixel_size)
+
+
+def read_ga_csv(path: str | os.PathLike) -> dict[str, float | None]:
+    """{file name: gestational age in weeks, or None where the cell is empty (not known)} from a
+    CSV of a `filename` column (else the first column) and an age column (the first whose
+    header starts with 'ga' or contains 'gestation', e.g. `ga`), written 22+3 (weeks + days) or
+    22.4 (weeks) (`fetalhead.growth.parse_ga_weeks`); errors name the line."""
+    def parse(text: str) -> float | None:
+        return parse_ga_weeks(text) if text.strip() else None
+
+    return _read_value_csv(path, "gestational-age CSV",
+                           lambda c: c.strip().lower().startswith("ga") or "gestation" in c.lower(),
+                           "'ga': no gestational age column (a header starting with 'ga')", parse)
 
 
 def _checked_pattern(pattern: str) -> str:
@@ -271,7 +297,7 @@ class FolderDataset:
         """mm per pixel of image `index`: from the CSV (by name, then stem), else the default,
         else the file's own (DICOM), else nan (`choose_pixel_size`)."""
         path = self.image_paths[index]
-        value = lookup_pixel_size(self.pixel_sizes, path)
+        value = lookup_by_name(self.pixel_sizes, path)
         if value is None and math.isfinite(self.default_pixel_size):
             value = self.default_pixel_size
         chosen = choose_pixel_size(path, value)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from fetalhead.growth import centile_text, ga_text
 from fetalhead.interval import COVERAGE
 
 __all__ = ["GALLERY_HTML", "STATUS_ORDER", "gallery_html", "report_html"]
@@ -39,6 +40,15 @@ def _number(value: Any, fmt: str) -> str:
     return format(v, fmt) if math.isfinite(v) else ""
 
 
+def _for_age(row: dict[str, Any]) -> str:
+    """With a known age: the HC's INTERGROWTH-21st centile and band, and its interval's centiles."""
+    if not _number(row.get("hc_centile"), ".1f"):
+        return ""
+    return (f"<br>{centile_text(float(row['hc_centile']))} centile for {ga_text(float(row['given_ga_weeks']))} weeks "
+            f"<small>({centile_text(float(row['hc_centile_low']))} to {centile_text(float(row['hc_centile_high']))}; "
+            f"{html.escape(str(row.get('hc_for_age', '')))}; INTERGROWTH-21st)</small>")
+
+
 def _cells(row: dict[str, Any], overlay: str) -> str:
     name = html.escape(str(row["filename"]))
     if row.get("frame") not in (None, ""):
@@ -52,7 +62,7 @@ def _cells(row: dict[str, Any], overlay: str) -> str:
                 f"GA {_number(row.get('ga_weeks'), '.1f')} weeks{extrapolated}<br>"
                 f"BPD {_number(row.get('bpd_mm'), '.1f')} mm, OFD {_number(row.get('ofd_mm'), '.1f')} mm<br>"
                 f"cephalic index {_number(row.get('cephalic_index'), '.1f')} "
-                f"<small>({html.escape(str(row.get('head_shape', '')))})</small>") if hc else ""
+                f"<small>({html.escape(str(row.get('head_shape', '')))})</small>{_for_age(row)}") if hc else ""
     quality = _number(row.get("quality"), ".2f")
     return (f'<td><a href="{html.escape(overlay, quote=True)}"><img src="{html.escape(overlay, quote=True)}" '
             f'alt="{html.escape(overlay, quote=True)}" loading="lazy"></a></td>'

@@ -32,12 +32,14 @@ from fetalhead.viz import (
 
 __all__ = [
     "bland_altman",
+    "centile_agreement",
     "diameter_plot",
     "dice_histogram",
     "interval_plot",
     "risk_coverage_plot",
     "review_scatter",
     "draw_overlay",
+    "growth_chart",
     "limits_of_agreement",
     "pick_examples",
     "plot_prediction",
@@ -272,3 +274,56 @@ def risk_coverage_plot(curve: pd.DataFrame, flagged_coverage: float | None = Non
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(f"risk-coverage, n = {len(curve)}", fontsize=10)
     return fig
+
+
+def centile_agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """Per image with a head of an `evaluate_split` table: what the centile of the model's HC
+    would say at a known age. HC18 holds no dates, so the age the sonographer's HC gives by
+    Hadlock (`fetalhead.ellipse.gestational_age_weeks`) stands in for one. Columns: filename,
+    ga_weeks, hc_true_mm, hc_pred_mm, hc_low_mm, hc_high_mm (the `fetalhead.interval` interval),
+    centile_true, centile_pred, centile_low, centile_high (INTERGROWTH-21st, percent;
+    `fetalhead.growth.hc_for_age`), band_true, band_pred; nan centiles (and "" bands) outside
+    the standard's weeks."""
+    from fetalhead.ellipse import gestational_age_weeks
+    from fetalhead.growth import hc_for_age
+    from fetalhead.interval import half_width_mm
+
+    d = df[np.isfinite(df["hc_pred_mm"].astype(float))]
+    rows = []
+    for r in d.itertuples(index=False):
+        ga = gestational_age_weeks(r.hc_true_mm)[0]
+        w = half_width_mm(r.pixel_size_mm)
+        true, pred = hc_for_age(r.hc_true_mm, ga), hc_for_age(r.hc_pred_mm, ga, (r.hc_pred_mm - w, r.hc_pred_mm + w))
+        rows.append({"filename": r.filename, "ga_weeks": ga, "hc_true_mm": r.hc_true_mm, "hc_pred_mm": r.hc_pred_mm,
+                     "hc_low_mm": r.hc_pred_mm - w, "hc_high_mm": r.hc_pred_mm + w,
+                     "centile_true": true.centile, "centile_pred": pred.centile, "centile_low": pred.centile_low,
+                     "centile_high": pred.centile_high, "band_true": true.band, "band_pred": pred.band})
+    return pd.DataFrame(rows)
+
+
+def growth_chart(table: pd.DataFrame | None = None, ax: Axes | None = None) -> Figure:
+    """The INTERGROWTH-21st HC standard (3rd, 50th and 97th centile, mm, against weeks) with
+    Hadlock's dating curve dashed (the HC whose Hadlock age is that many weeks) and, given a
+    `centile_agreement` table, each image's predicted HC with its interval at its age."""
+    from fetalhead.ellipse import HADLOCK_HC_RANGE_MM, gestational_age_weeks
+    from fetalhead.growth import CENTILE_BANDS, GA_RANGE_WEEKS, hc_at_centile_mm, hc_mean_mm
+
+    fig, ax = new_axes(ax, figsize=(6.0, 4.2))
+    weeks = np.linspace(*GA_RANGE_WEEKS, 105)
+    low, high = ([hc_at_centile_mm(g, c) for g in weeks] for c in CENTILE_BANDS)
+    ax.fill_between(weeks, low, high, color="C0", alpha=0.12, lw=0, label="INTERGROWTH-21st 3rd-97th centile")
+    ax.plot(weeks, [hc_mean_mm(g) for g in weeks], color="C0", lw=1.2, label="INTERGROWTH-21st 50th centile")
+    hc = np.linspace(*HADLOCK_HC_RANGE_MM, 100)
+    ax.plot([gestational_age_weeks(h)[0] for h in hc], hc, "--", color="0.35", lw=1.0,
+            label="Hadlock 1984 (HC -> age)")
+    if table is not None and len(table):
+        t = table[np.isfinite(table["centile_pred"].astype(float))]
+        ax.errorbar(t["ga_weeks"], t["hc_pred_mm"], yerr=[t["hc_pred_mm"] - t["hc_low_mm"], t["hc_high_mm"] - t["hc_pred_mm"]],
+                    fmt="o", ms=2.5, color=ELLIPSE_COLOR, ecolor=ELLIPSE_COLOR, elinewidth=0.6, alpha=0.8,
+                    label=f"model's HC with its 90 % interval (n = {len(t)})")
+    ax.set_xlim(GA_RANGE_WEEKS[0] - 2, GA_RANGE_WEEKS[1] + 2)
+    ax.set_xlabel("gestational age (weeks)")
+    ax.set_ylabel("head circumference (mm)")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+

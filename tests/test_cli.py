@@ -215,6 +215,22 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
     if name == "pixel csv without a pixel column":
         csv.write_text("filename,hc\na.png,0.1\nb.png,0.2\n")
         return ["predict", *good, "--pixel-csv", csv, *base], 1, "no pixel size column"
+    if name == "ga not an age":
+        return ["predict", *good, *px, *base, "--ga", "22+9"], 2, "write weeks+days (22+3) or weeks (22.4)"
+    if name == "ga beyond pregnancy":
+        return ["predict", *good, *px, *base, "--ga", "52"], 2, "between 0 and 45 weeks"
+    if name == "ga and ga csv":
+        csv.write_text("filename,ga\na.png,22+3\nb.png,30\n")
+        return ["predict", *good, *px, *base, "--ga", "22", "--ga-csv", csv], 2, "not allowed with argument"
+    if name == "image not in ga csv":
+        csv.write_text("filename,ga\na.png,22+3\n")
+        return ["predict", *good, *px, *base, "--ga-csv", csv], 1, "b.png: not in"
+    if name == "ga csv bad value":
+        csv.write_text("filename,ga\na.png,22+3\nb.png,soon\n")
+        return ["predict", *good, *px, *base, "--ga-csv", csv], 1, "line 3: gestational age 'soon'"
+    if name == "ga csv without an age column":
+        csv.write_text("filename,hc\na.png,22\nb.png,30\n")
+        return ["predict", *good, *px, *base, "--ga-csv", csv], 1, "no gestational age column"
     if name == "checkpoint missing":
         return ["predict", *good, *px, "--out", out, "--checkpoint", tmp / "no.pt"], 1, "no such file"
     if name == "checkpoint not a checkpoint":
@@ -285,7 +301,8 @@ BAD_INPUTS = [
     "tiny image", "huge image", "duplicate stems", "pixel size zero", "pixel size negative",
     "pixel size not a number", "pixel size nan", "pixel size implausible", "pixel size missing",
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
-    "pixel csv without a pixel column", "checkpoint missing", "checkpoint not a checkpoint",
+    "pixel csv without a pixel column", "ga not an age", "ga beyond pregnancy", "ga and ga csv",
+    "image not in ga csv", "ga csv bad value", "ga csv without an age column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
     "existing overlay", "existing page", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
     "dicom frame zero", "frame neither a number nor all", "dicom without an image",
@@ -513,6 +530,47 @@ def test_predict_lists_a_few_measurements_on_the_terminal(tmp_path, capfd, synth
     assert code == 0 and not [line for line in stdout.splitlines() if line.startswith("  ")], stdout
     assert measurement_line({"filename": "x.png", "status": "no head found", "hc_mm": float("nan"),
                              "quality": float("nan")}) == "  x.png: no head found"
+
+
+def test_predict_reads_each_hc_against_its_known_age(tmp_path, capfd, synthetic_tiny):
+    """--ga (one age for all) and --ga-csv (one per image, empty: not known) add each HC's
+    INTERGROWTH-21st z-score and centiles, those of `fetalhead.growth.hc_for_age`, to the CSV,
+    the terminal and the page; without an age the CSV has no such columns."""
+    from fetalhead.growth import centile_text, hc_for_age
+
+    root, ckpt = synthetic_tiny
+    images = _test_set_images(root, tmp_path / "in", 3)
+    base = ["predict", *images, "--pixel-size", "0.15", "--checkpoint", ckpt]
+    code, _, err = run([*base, "--out", tmp_path / "plain", "--quiet"], capfd)
+    assert code == 0, err
+    plain = pd.read_csv(tmp_path / "plain" / "predictions.csv")
+    assert "hc_centile" not in plain.columns and "given_ga_weeks" not in plain.columns
+
+    code, stdout, err = run([*base, "--out", tmp_path / "one", "--ga", "20+3"], capfd)
+    assert code == 0, err
+    one = pd.read_csv(tmp_path / "one" / "predictions.csv", keep_default_na=False, na_values=[""])
+    assert list(one["given_ga_weeks"]) == pytest.approx([20 + 3 / 7] * 3)
+    measured = one[one["status"] != "no head found"]
+    assert len(measured) >= 1
+    for row in measured.to_dict("records"):
+        want = hc_for_age(row["hc_mm"], 20 + 3 / 7, (row["hc_low_mm"], row["hc_high_mm"]))
+        assert (row["hc_z"], row["hc_centile"], row["hc_centile_low"], row["hc_centile_high"]) == pytest.approx(
+            (want.z, want.centile, want.centile_low, want.centile_high), rel=1e-5, abs=1e-5)
+        assert row["hc_for_age"] == want.band
+        assert f"{row['filename']}: HC {row['hc_mm']:.1f} mm" in stdout
+        assert f"; {centile_text(want.centile)} centile for 20+3 weeks" in stdout
+    page = (tmp_path / "one" / "index.html").read_text()
+    assert page.count("centile for 20+3 weeks") == len(measured)
+
+    names = [p.name for p in images]
+    csv = tmp_path / "ages.csv"
+    csv.write_text(f"filename,ga\n{names[0]},20+3\n{Path(names[1]).stem},31.5\n{names[2]},\n")
+    code, _, err = run([*base, "--out", tmp_path / "each", "--ga-csv", csv, "--quiet"], capfd)
+    assert code == 0, err
+    each = pd.read_csv(tmp_path / "each" / "predictions.csv")
+    assert list(each["given_ga_weeks"][:2]) == pytest.approx([20 + 3 / 7, 31.5])
+    assert np.isnan(each["given_ga_weeks"][2]) and np.isnan(each["hc_centile"][2])  # not known: no centile
+    assert each[["hc_mm", "status"]].equals(one[["hc_mm", "status"]])  # the age changes no measurement
 
 
 def test_evaluate_refuses_to_replace_any_one_report_file(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):

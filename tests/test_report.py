@@ -17,8 +17,10 @@ from fetalhead.ellipse import Ellipse
 from fetalhead.predict import Predictor
 from fetalhead.report import (
     bland_altman,
+    centile_agreement,
     dice_histogram,
     draw_overlay,
+    growth_chart,
     interval_plot,
     limits_of_agreement,
     pick_examples,
@@ -168,6 +170,32 @@ def test_interval_plot_splits_inside_from_outside():
     np.testing.assert_allclose(np.asarray(out.get_offsets())[:, 1], [-1.5 * w[0], 1.1 * w[1]])
     top = band.get_paths()[0].vertices[:, 1].max()  # the band reaches the coarsest image's half-width
     assert top == pytest.approx(w[1]) and ax.get_title() == "n = 4: 50.0 % inside"
+    assert _no_pyplot_figures()
+
+
+def test_centile_agreement_reads_both_hcs_at_the_age_the_sonographers_gives():
+    from fetalhead.ellipse import gestational_age_weeks
+    from fetalhead.growth import hc_for_age
+    from fetalhead.interval import half_width_mm
+
+    df = pd.DataFrame({"filename": ["same.png", "off.png", "young.png", "none.png"],
+                       "pixel_size_mm": [0.1, 0.2, 0.1, 0.1],
+                       "hc_true_mm": [180.0, 300.0, 70.0, 200.0],
+                       "hc_pred_mm": [180.0, 290.0, 72.0, np.nan]})
+    t = centile_agreement(df)
+    assert list(t["filename"]) == ["same.png", "off.png", "young.png"]  # no head: no row
+    same, off, young = t.to_dict("records")
+    assert same["centile_pred"] == pytest.approx(same["centile_true"])
+    ga = gestational_age_weeks(300.0)[0]
+    w = half_width_mm(0.2)
+    want = hc_for_age(290.0, ga, (290.0 - w, 290.0 + w))
+    assert (off["ga_weeks"], off["centile_pred"], off["centile_low"], off["centile_high"]) == pytest.approx(
+        (ga, want.centile, want.centile_low, want.centile_high))
+    assert off["centile_pred"] < off["centile_true"] and off["band_pred"] == want.band
+    assert young["ga_weeks"] < 14 and np.isnan(young["centile_pred"]) and young["band_pred"] == ""
+    ax = growth_chart(t).axes[0]
+    points = ax.containers[0].lines[0]  # the errorbar's markers: heads inside the standard's weeks only
+    np.testing.assert_allclose(np.asarray(points.get_ydata(), float), [180.0, 290.0])
     assert _no_pyplot_figures()
 
 
