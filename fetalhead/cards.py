@@ -201,6 +201,14 @@ def _coarse_phase(cfg: Any) -> str:
             f"({h // f}x{w // f} px), the rest at {h}x{w}")
 
 
+def _crops(cfg: Any) -> str:
+    """The recipe's note on training crops: empty without them (and for configs from before them)."""
+    size = getattr(cfg, "crop_size", None)
+    if size is None:
+        return ""
+    return f"; each training image a random {size[0]}x{size[1]} px crop of its augmented picture (validation whole)"
+
+
 def _precision_before_recorded(precision: str, trained_on: str | None) -> str:
     """The precision of a run from before checkpoints recorded it: "auto" then meant fp32 on
     a CPU and bf16 on the GPUs we trained on."""
@@ -327,7 +335,7 @@ or `fetalhead predict --model {model}`.
   the test part (160 images, 121 exams) was used for the final figures only.
 - Recipe: {cfg.optimizer} (peak learning rate {cfg.lr:g}, weight decay {cfg.weight_decay:g}),
   {cfg.schedule} schedule over a {run_budget(run_name)} s wall-clock budget (`--time-budget`), batch {cfg.batch_size}, {precision} precision, BCE + Dice loss
-  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}{_averaging(cfg)}{_coarse_phase(cfg)}.
+  (weights {cfg.bce_weight:g} / {cfg.dice_weight:g}{_image_weighting(cfg)}); joint augmentation: {aug}{_averaging(cfg)}{_coarse_phase(cfg)}{_crops(cfg)}.
 - Command: `{run['command']}`
 - Machine: {run['machine']}, {run['date']}. {run.get('note', '')}.
 - Run: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; the weights shipped are those of epoch

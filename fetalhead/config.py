@@ -73,6 +73,10 @@ class TrainConfig:
     # part than the plain recipe: benchmarks/README.md.)
     coarse_fraction: float = 0.0
     coarse_factor: int = 2  # each side of image_size must be a multiple of 16 x this ("same" padding only)
+    # None: off. Else each training image is a random crop of this (H, W) px from its augmented
+    # `image_size` picture (its own place per image and step), so a step costs less at the same
+    # pixel scale; validation and prediction see whole images. Multiples of 16, "same" padding.
+    crop_size: tuple[int, int] | None = None
     # --- early stopping on validation Dice
     patience: int = 12  # epochs without improvement before stopping
     # last.pt (weights + optimizer state, for --resume) at most every this many seconds and

@@ -44,8 +44,8 @@ from fetalhead.model import build_model
 from fetalhead.optim import EarlyStopping, averaged_model, build_optimizer, build_scheduler
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
-__all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "coarse_size", "downscale_arrays", "evaluate_arrays", "fit",
-           "image_weights", "train_step"]
+__all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "check_crop_size", "coarse_size", "downscale_arrays",
+           "evaluate_arrays", "fit", "image_weights", "random_crops", "train_step"]
 
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
 # learning rate after the epoch's last scheduler step, wall seconds since the run began (summed over resumes)
@@ -176,6 +176,36 @@ def coarse_size(cfg: TrainConfig) -> tuple[int, int] | None:
     return h // f, w // f
 
 
+def check_crop_size(cfg: TrainConfig) -> None:
+    """FetalheadError where `cfg.crop_size` is not a crop of `cfg.image_size` in multiples of 16
+    px (the U-Net's four poolings), or comes with "valid" padding or a coarse phase."""
+    if cfg.crop_size is None:
+        return
+    (h, w), (H, W) = cfg.crop_size, cfg.image_size
+    if cfg.padding != "same":
+        raise FetalheadError('crop_size needs padding="same" (a "valid" network takes one input size)')
+    if cfg.coarse_fraction:
+        raise FetalheadError("crop_size and coarse_fraction cannot be combined: choose one")
+    if not (0 < h <= H and 0 < w <= W) or h % 16 or w % 16:
+        raise FetalheadError(f"crop_size={h}x{w}: it must fit in image_size {H}x{W} and be a multiple of 16 "
+                             "on each side")
+
+
+def random_crops(images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int],
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and masks (B,1,H,W) -> (B,1,h,w) with `size` = (h, w) px: each sample's own
+    uniformly drawn window (the same for its image and mask), on their device, no sync."""
+    b, _, H, W = images.shape
+    h, w = size
+    dev = images.device
+    top = torch.randint(0, H - h + 1, (b,), generator=generator, device=generator.device).to(dev)
+    left = torch.randint(0, W - w + 1, (b,), generator=generator, device=generator.device).to(dev)
+    rows = (top[:, None] + torch.arange(h, device=dev))[:, :, None]  # (B, h, 1)
+    cols = (left[:, None] + torch.arange(w, device=dev))[:, None, :]  # (B, 1, w)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    return images[batch, 0, rows, cols][:, None], masks[batch, 0, rows, cols][:, None]
+
+
 def downscale_arrays(images: torch.Tensor, masks: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and masks uint8 (N,1,H,W) -> uint8 (N,1,H/factor,W/factor): images by area
     averaging, masks by the majority of each factor x factor block (ties count as head)."""
@@ -252,6 +282,7 @@ def fit(
             raise FetalheadError(f"the starting weights are not of preset {cfg.name!r}'s network "
                                  f"(width {cfg.base_channels}, {cfg.padding} padding): {first}") from None
     coarse = coarse_size(cfg)
+    check_crop_size(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
@@ -352,6 +383,8 @@ def fit(
             # 6. a batch: index, uint8 -> float in [0, 1], augment image and mask together
             idx = perm[step * batch:(step + 1) * batch]
             x, y = augment_batch(to_float(xs[idx]), ys[idx].float(), aug, gen)
+            if cfg.crop_size is not None:  # a window of each augmented picture, at its pixel scale
+                x, y = random_crops(x, y, cfg.crop_size, gen)
             # 7. forward (mixed precision), loss, backward, optimizer and schedule step
             loss = train_step(train_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype,
                               channels_last, None if train_w is None else train_w[idx])

@@ -356,6 +356,14 @@ def test_the_card_names_a_coarse_start():
     assert "first 50 % of the run" in text and "downscaled 2x (96x144 px), the rest at 192x288" in text
 
 
+def test_the_card_names_training_crops():
+    from fetalhead.cards import _crops
+    from fetalhead.config import get_config
+
+    assert _crops(get_config("small", quick=False)) == ""
+    assert "random 144x224 px crop" in _crops(get_config("small", quick=False, crop_size=(144, 224)))
+
+
 def test_the_storage_line_quotes_the_fp16_figures_only_for_int8_weights(tmp_path, monkeypatch):
     from fetalhead import cards
 

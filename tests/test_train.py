@@ -30,10 +30,12 @@ from fetalhead.synthetic import synthetic_set
 from fetalhead.train import (
     HISTORY_COLUMNS,
     center_crop_like,
+    check_crop_size,
     coarse_size,
     downscale_arrays,
     fit,
     image_weights,
+    random_crops,
 )
 
 SIZE = (64, 96)
@@ -584,3 +586,64 @@ def test_the_first_fraction_of_the_run_trains_coarse_then_full_size(tmp_path, mo
         assert 0.3 < first_full / len(sizes) < 0.7
     assert np.isfinite(res.history["val_dice"]).all()
     assert validated and set(validated) == {full}  # every epoch validates at full size
+
+
+# ----------------------------------------------------------------------------- training crops
+
+
+def test_random_crops_are_windows_of_each_image_and_its_mask():
+    b, H, W, h, w = 16, 40, 56, 16, 32
+    x = torch.arange(b * H * W, dtype=torch.float32).reshape(b, 1, H, W)  # each value says where it is
+    y = x.clone() + 0.5
+    cx, cy = random_crops(x, y, (h, w), torch.Generator().manual_seed(3))
+    assert cx.shape == cy.shape == (b, 1, h, w)
+    torch.testing.assert_close(cy, cx + 0.5)  # the mask's window is the image's
+    places = set()
+    for i in range(b):
+        flat = int(cx[i, 0, 0, 0]) - i * H * W
+        top, left = divmod(flat, W)
+        assert 0 <= top <= H - h and 0 <= left <= W - w
+        torch.testing.assert_close(cx[i, 0], x[i, 0, top:top + h, left:left + w])
+        places.add((top, left))
+    assert len(places) > b // 2  # each image its own place
+    again, _ = random_crops(x, y, (h, w), torch.Generator().manual_seed(3))
+    torch.testing.assert_close(again, cx)  # seeded: the same windows
+    whole, _ = random_crops(x, y, (H, W), torch.Generator().manual_seed(3))
+    torch.testing.assert_close(whole, x)
+
+
+def test_crop_size_must_fit_in_multiples_of_16(tmp_path):
+    check_crop_size(tiny_cfg())  # off by default
+    check_crop_size(tiny_cfg(crop_size=(32, 48)))
+    for kw, match in [(dict(crop_size=(40, 48)), "multiple of 16"), (dict(crop_size=(80, 48)), "fit in image_size"),
+                      (dict(crop_size=(32, 48), padding="valid"), "same"),
+                      (dict(crop_size=(32, 48), coarse_fraction=0.5), "cannot be combined")]:
+        with pytest.raises(FetalheadError, match=match):
+            check_crop_size(tiny_cfg(**kw))
+    with pytest.raises(FetalheadError, match="fit in image_size"):  # refused before any folder is made
+        fit(tiny_cfg(crop_size=(80, 96)), synthetic_set(8), synthetic_set(4, seed=1), tmp_path / "run",
+            progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_steps_see_crops_and_validation_whole_images(tmp_path, monkeypatch):
+    import fetalhead.train as train_module
+
+    stepped, validated = [], []
+    real_step, real_eval = train_module.train_step, train_module.evaluate_arrays
+
+    def step_spy(model, x, y, *args, **kwargs):
+        stepped.append((tuple(x.shape[2:]), tuple(y.shape[2:])))
+        return real_step(model, x, y, *args, **kwargs)
+
+    def eval_spy(model, images, *args, **kwargs):
+        validated.append(tuple(images.shape[2:]))
+        return real_eval(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_spy)
+    monkeypatch.setattr(train_module, "evaluate_arrays", eval_spy)
+    res = fit(tiny_cfg(epochs=2, crop_size=(32, 48)), synthetic_set(8), synthetic_set(4, seed=1), tmp_path,
+              progress=False)
+    assert stepped and set(stepped) == {((32, 48), (32, 48))}
+    assert validated and set(validated) == {SIZE}
+    assert np.isfinite(res.history["val_dice"]).all()
