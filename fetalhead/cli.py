@@ -302,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pixel_size(p)
     _add_review(p)
     p.add_argument("--frame", type=_frame, default=None, metavar="N|all",
-                   help="the frame to measure in each DICOM cine loop (numbered from 1, as DICOM "
-                   "does), or all of them (one row and <stem>_f<frame> outputs each, and the frame "
+                   help="the frame to measure in each DICOM cine loop or video clip (numbered from 1, as "
+                   "DICOM does), or all of them (one row and <stem>_f<frame> outputs each, and the frame "
                    "with the highest quality score named); files of one frame are read as they are")
     age = p.add_mutually_exclusive_group()
     age.add_argument("--ga", type=_ga, default=None, metavar="WEEKS",

@@ -32,6 +32,7 @@ from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, looks_like_dicom, read
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
+from fetalhead.video import VIDEO_SUFFIXES, looks_like_video, read_video_frame, video_frames
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -60,8 +61,8 @@ __all__ = [
     "validate_pixel_size",
 ]
 
-#: file suffixes read as images (HC18's PNGs, your own scans, DICOM exports)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
+#: file suffixes read as images (HC18's PNGs, your own scans, DICOM exports, video clips)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES, *VIDEO_SUFFIXES)
 #: what `fetalhead predict` appends to an image's stem for the mask and the overlay it writes
 MASK_SUFFIX, OVERLAY_SUFFIX = "_mask", "_overlay"
 
@@ -229,12 +230,26 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike) -> np.ndarray | Non
         raise FetalheadError(f"corrupt or truncated image: {path} ({' '.join(str(e).split())})") from None
 
 
-def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
-    """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16 (a DICOM
-    cine loop at `frame`: `decode_image`)."""
-    path = Path(path)
+def _head(path: Path) -> bytes:
+    """The first bytes of the file `path` (enough for DICOM's marker); FetalheadError when it is
+    missing."""
     if not path.is_file():
         raise FetalheadError(f"missing file {path}")
+    with open(path, "rb") as f:
+        return f.read(132)
+
+
+def _is_video(head: bytes, path: Path) -> bool:
+    """A video file (`fetalhead.video`), and not DICOM (whose 128-byte preamble is free)."""
+    return looks_like_video(head, path) and not looks_like_dicom(head, path)
+
+
+def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+    """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16 (a DICOM
+    cine loop at `frame`: `decode_image`; a video at `frame`: `fetalhead.video`)."""
+    path = Path(path)
+    if _is_video(_head(path), path):
+        return read_video_frame(path, frame)
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
@@ -242,13 +257,13 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
 
 
 def frame_count(path: str | os.PathLike) -> int:
-    """Frames in an image file: a DICOM cine loop's number of frames (`fetalhead.dicom`), else 1."""
+    """Frames in an image file: a DICOM cine loop's number of frames (`fetalhead.dicom`), a
+    video's (`fetalhead.video`), else 1."""
     path = Path(path)
-    if not path.is_file():
-        raise FetalheadError(f"missing file {path}")
-    with open(path, "rb") as f:
-        head = f.read(132)
-    return dicom_frames(path) if looks_like_dicom(head, path) else 1
+    head = _head(path)
+    if looks_like_dicom(head, path):
+        return dicom_frames(path)
+    return video_frames(path) if _is_video(head, path) else 1
 
 
 def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None = None) -> np.ndarray:
@@ -298,7 +313,8 @@ def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
     (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored. DICOM files too (one
-    frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`)."""
+    frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
+    and video files (a clip's `frame`, from 1)."""
     arr = _to_uint8(_read_raw(path, frame))
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY

@@ -24,6 +24,7 @@ import torch
 from dicom_files import region, write_dicom
 from PIL import Image
 from test_predict import build_tiny_checkpoint, synthetic_tiny_model
+from video_files import flat_frames, write_clip
 
 from fetalhead import cli
 from fetalhead.ellipse import SUBMISSION_COLUMNS
@@ -284,6 +285,22 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
     if name == "dicom non-square pixels":
         scan = write_dicom(tmp / "rect.dcm", gray, regions=[region(0.01, 0.02)])
         return ["predict", *good, scan, *px, *base], 1, "rect.dcm: non-square pixels (0.1 x 0.2 mm"
+    if name == "video without a frame":
+        clip = write_clip(tmp / "sweep.avi", flat_frames(3, shape=(64, 96)))
+        return ["predict", *good, clip, *px, *base], 1, "sweep.avi: a video of 3 frames; choose the frame"
+    if name == "video frame beyond the clip":
+        clip = write_clip(tmp / "sweep.mkv", flat_frames(3, shape=(64, 96)))
+        return ["predict", *good, clip, *px, *base, "--frame", "5"], 1, "sweep.mkv: no frame 5 in this video of 3 frames"
+    if name == "video truncated":
+        data = write_clip(tmp / "whole.mp4", flat_frames(6, shape=(64, 96)), codec="mp4v").read_bytes()
+        (tmp / "whole.mp4").unlink()
+        (tmp / "cut.mp4").write_bytes(data[: len(data) // 3])
+        return ["predict", *good, tmp / "cut.mp4", *px, *base, "--frame", "all"], 1, "cut.mp4: not a video FFmpeg can decode"
+    if name == "video without a pixel size":
+        clip = write_clip(tmp / "clip.avi", flat_frames(2, shape=(64, 96)))
+        csv.write_text("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\n")
+        return (["predict", *good, clip, "--pixel-csv", csv, *base, "--frame", "1"], 1,
+                "clip.avi: no pixel size")
     csv.write_text("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\n")  # the PNGs only: a DICOM file falls back to its own
     if name == "dicom regions disagree":
         scan = write_dicom(tmp / "two.dcm", gray, regions=[region(0.01), region(0.03)])
@@ -307,6 +324,7 @@ BAD_INPUTS = [
     "existing overlay", "existing page", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
     "dicom frame zero", "frame neither a number nor all", "dicom without an image",
     "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
+    "video without a frame", "video frame beyond the clip", "video truncated", "video without a pixel size",
 ]
 
 
@@ -482,6 +500,35 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
     assert key(named) == max(key(r) for _, r in loop.iterrows())  # an ok frame before any flagged one
     assert (float(said_frame[3]), said_frame[4]) == (round(named["quality"], 2), named["status"])
     assert float(said_frame[5]) == pytest.approx(named["hc_mm"], abs=0.05)
+
+
+def test_predict_measures_a_video_clip_frame_by_frame(tmp_path, capfd, synthetic_tiny):
+    """A clip saved as a video whose second frame is a scan: --frame 2 measures it as the PNG of
+    the same pixels; --frame all gives a row and outputs per frame and names the best one."""
+    root, ckpt = synthetic_tiny
+    png = _test_set_images(root, tmp_path / "png", 1)[0]
+    gray = np.asarray(Image.open(png).convert("L"))
+    clip = write_clip(tmp_path / "clips" / "sweep.avi", [np.zeros_like(gray), gray, np.flipud(gray)])
+
+    def measured(argv: list, out: str, quiet: bool = True) -> tuple[pd.DataFrame, str]:
+        code, stdout, err = run(["predict", *argv, "--pixel-size", "0.15", "--out", tmp_path / out,
+                                 "--checkpoint", ckpt, *["--quiet"] * quiet], capfd)
+        assert code == 0, err
+        return pd.read_csv(tmp_path / out / "predictions.csv"), stdout
+
+    as_png = measured([png], "o_png")[0].iloc[0]
+    framed = measured([clip, "--frame", "2"], "o_two")[0].iloc[0]
+    assert (framed["filename"], framed["frame"]) == ("sweep.avi", 2)
+    assert framed["hc_mm"] == pytest.approx(as_png["hc_mm"], rel=1e-6)
+    assert framed["status"] == as_png["status"]
+    every, said = measured([tmp_path / "clips", "--frame", "all"], "o_all", quiet=False)  # a folder lists the clip
+    assert list(every["frame"]) == [1, 2, 3] and set(every["filename"]) == {"sweep.avi"}
+    assert every.loc[1, "hc_mm"] == pytest.approx(as_png["hc_mm"], rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "o_all").glob("*_overlay.png")) == [
+        "sweep_f001_overlay.png", "sweep_f002_overlay.png", "sweep_f003_overlay.png"]
+    measured_rows = every[every["status"] != "no head found"]
+    best = max(measured_rows.itertuples(), key=lambda r: (r.status == "ok", r.quality))
+    assert f"sweep.avi: {len(measured_rows)} of 3 frames measured; the highest quality score is frame {best.frame}'s" in said
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):

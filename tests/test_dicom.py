@@ -15,6 +15,7 @@ import pydicom.pixels
 import pytest
 from dicom_files import region, write_dicom
 from PIL import Image
+from video_files import write_clip
 
 from fetalhead.data import load_image
 from fetalhead.dicom import looks_like_dicom, read_dicom
@@ -239,8 +240,8 @@ def test_truncated_pixel_data(tmp_path: Path):
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    """The README's Python example, run as written on a scan saved as PNG and as DICOM (pixel
-    size 0.12 mm in its ultrasound region): both measure the same head."""
+    """The README's Python example, run as written on a scan saved as PNG, as DICOM (pixel
+    size 0.12 mm in its ultrasound region) and as frame 12 of a video: all measure the same head."""
     import re
 
     from fetalhead.synthetic import synthetic_set
@@ -250,12 +251,14 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     image = synthetic_set(1, size=(270, 400), seed=3).images[0]
     cv2.imwrite(str(tmp_path / "my_scan.png"), image)
     write_dicom(tmp_path / "my_scan.dcm", image, regions=[region(0.012)])
+    write_clip(tmp_path / "sweep.mp4", [np.zeros_like(image)] * 11 + [image])  # lossless
     monkeypatch.chdir(tmp_path)
     names: dict = {}
     exec(compile(code, "README.md", "exec"), names)
     first = names["predictor"].predict(names["load_image"]("my_scan.png"), pixel_size_mm=0.12)
     assert names["scan"].pixel_size_mm == pytest.approx(0.12)
     assert names["result"].hc_mm == pytest.approx(first.hc_mm, rel=1e-9) and np.isfinite(first.hc_mm)
+    assert names["from_clip"].hc_mm == pytest.approx(first.hc_mm, rel=1e-9)  # frame 12 is the scan
 
 
 def test_every_pydicom_test_file_reads_or_is_refused_in_one_line():

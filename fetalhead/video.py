@@ -1,0 +1,113 @@
+"""Ultrasound clips saved as video files (MP4, MOV, AVI, MKV, WebM): their frames as gray images.
+
+Scanners, capture cards and screen recorders save a sweep as a video as often as a DICOM cine
+loop. OpenCV's FFmpeg backend (bundled with opencv-python-headless) decodes them. As with a cine
+loop, HC is measured on one frozen frame: `frame`, numbered from 1 (`--frame N` on the command
+line, or `--frame all` for each in turn); a clip of one frame is read as it is. A video stores
+no pixel size: give `--pixel-size` or a `--pixel-csv` row. FFmpeg's and OpenCV's own messages
+are silenced (they would break the one-line error contract); every failure is one
+FetalheadError instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fetalhead.errors import FetalheadError
+
+__all__ = ["VIDEO_SUFFIXES", "looks_like_video", "read_video_frame", "video_frames"]
+
+#: file suffixes read as video (files named on the command line are also recognised by content)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+# FFmpeg's log level for OpenCV (AV_LOG_QUIET), read when OpenCV first opens a video; a value
+# the user set in the environment is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# The atoms that may open an MP4 or QuickTime file, at byte 4 (after the atom's size).
+_MP4_ATOMS = (b"ftyp", b"moov", b"mdat", b"wide", b"free")
+_MATROSKA = b"\x1a\x45\xdf\xa3"  # MKV and WebM (EBML header)
+
+
+def looks_like_video(head: bytes, name: str | os.PathLike = "") -> bool:
+    """Whether a file starting with the bytes `head` (at least 12 of them) named `name` is a
+    video: a video suffix, or the first bytes of MP4/QuickTime, AVI or Matroska/WebM."""
+    if Path(name).suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    return (head[4:8] in _MP4_ATOMS or head[:4] == _MATROSKA
+            or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
+
+
+@contextmanager
+def _capture(path: str | os.PathLike) -> Iterator[cv2.VideoCapture]:
+    """An open cv2.VideoCapture of the video file `path` (FFmpeg backend), released on exit;
+    FetalheadError (one line) when the file is missing or does not open as a video."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
+    if path.stat().st_size == 0:
+        raise FetalheadError(f"empty file (0 bytes): {path}")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV's own warnings
+    try:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    try:
+        if not cap.isOpened():
+            raise FetalheadError(f"{path}: not a video FFmpeg can decode (corrupt, truncated, or another format)")
+        yield cap
+    finally:
+        cap.release()
+
+
+def video_frames(path: str | os.PathLike) -> int:
+    """How many frames the video file at `path` holds, counted by reading them (a container's
+    own count may be an estimate; remembered while the file's size and time stay the same, so
+    reading each frame of a clip in turn reads it once more, not once per frame);
+    FetalheadError (one line) when it holds none that decode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
+    stat = path.stat()
+    return _count_frames(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_frames(path: Path, size: int, mtime_ns: int) -> int:
+    """`video_frames` of `path` as it is at `size` bytes and time `mtime_ns` (the cache key)."""
+    with _capture(path) as cap:
+        n = 0
+        while cap.grab():
+            n += 1
+    if n == 0:
+        raise FetalheadError(f"{path}: a video without a frame that decodes")
+    return n
+
+
+def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
+    """Frame `frame` (from 1) of the video file at `path` as 8-bit grayscale, uint8 (H, W)
+    (colour becomes luma, ITU-R BT.601, as `fetalhead.data.load_image`). A clip of one frame is
+    read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
+    `frame`, a frame it lacks, or a frame that does not decode."""
+    n = video_frames(path)
+    if n > 1 and frame is None:
+        raise FetalheadError(f"{path}: a video of {n} frames; choose the frame you measure "
+                             f"(predict --frame N, 1 to {n}, or --frame all) or save it as an image file")
+    if n > 1 and not 1 <= frame <= n:
+        raise FetalheadError(f"{path}: no frame {frame} in this video of {n} frames (1 to {n})")
+    index = 0 if n == 1 else frame - 1
+    with _capture(path) as cap:
+        if index:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, image = cap.read()
+    if not ok or image is None or image.size == 0:
+        raise FetalheadError(f"{path}: frame {index + 1} of {n} does not decode")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(image, dtype=np.uint8)
