@@ -1,5 +1,5 @@
 """The `fetalhead` command line: download, prepare-cache, train, export, evaluate, predict,
-submit, main, cards and bench; their options are parsed here and `fetalhead.commands` runs them.
+submit, main, compare, cards and bench; their options are parsed here and `fetalhead.commands` runs them.
 
 Every expected problem (a missing file, a bad pixel size, an unwritable output folder, a
 checkpoint that is not one) ends the program with ONE line on stderr,
@@ -334,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_count(p, "--epochs", "override the training preset's number of epochs")
     _add_count(p, "--limit", "evaluate only the first N held-out images (a quick check)")
     _add_review(p)
+
+    p = _command(sub, "compare", "how measured HCs agree with the HCs your sonographers recorded",
+                 "Pair the predictions.csv of `fetalhead predict` with a CSV of the HC recorded "
+                 "for each image (mm; e.g. from your reports; no masks needed) and report their "
+                 "mean absolute and mean difference with 95 % bootstrap intervals (over "
+                 "examinations, from an exam column or HC18-style names), the Bland-Altman limits "
+                 "of agreement, how often the recorded HC lies inside the measured one's 90 % "
+                 "interval, and how the review flag separates differences above 6 mm.", data=False)
+    p.add_argument("--predictions", type=_path, required=True, metavar="FILE",
+                   help="predictions.csv of fetalhead predict (one frame of each cine loop)")
+    p.add_argument("--hc-csv", type=_path, required=True, metavar="FILE",
+                   help="CSV of a filename column, an HC column (mm; a header starting with 'hc' "
+                   "or containing 'circumference') and optionally an exam column")
+    _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
 
     p = _command(sub, "cards", "rewrite the model cards and the README's tables from results/",
                  "Rewrite the Markdown card beside each shipped weights file and the README's "

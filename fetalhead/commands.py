@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from fetalhead.agreement import agreement_summary, agreement_table, read_exams, read_predictions
 from fetalhead.bench import (
     compare_precision,
     format_latency,
@@ -46,6 +47,7 @@ from fetalhead.device import device_name
 from fetalhead.download import download_hc18
 from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import (
+    GROSS_ERROR_MM,
     check_submission,
     evaluate_folder,
     evaluate_split,
@@ -71,6 +73,7 @@ from fetalhead.folder import (
     image_stem,
     lookup_by_name,
     read_ga_csv,
+    read_hc_csv,
     read_pixel_csv,
 )
 from fetalhead.gallery import GALLERY_HTML, gallery_html
@@ -86,10 +89,11 @@ from fetalhead.predict import (
     check_image_file,
     load_input_image,
 )
-from fetalhead.report import draw_overlay
-from fetalhead.results import results_record, write_results
+from fetalhead.report import bland_altman, draw_overlay
+from fetalhead.results import json_safe, results_record, write_results
 from fetalhead.split import split_groups
 from fetalhead.train import fit
+from fetalhead.viz import save_figure
 
 __all__ = ["LIST_UP_TO", "RUN_FILES", "describe_model", "measurement_line", "run"]
 
@@ -628,6 +632,57 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what `fetalhead compare` writes into its folder
+COMPARE_CSV, COMPARE_JSON, COMPARE_PLOT = "compare.csv", "compare.json", "bland_altman.png"
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    predictions = read_predictions(args.predictions)
+    recorded = read_hc_csv(args.hc_csv)
+    out: Path = args.out
+    check_output_dir(out)
+    refuse_overwrite([out / f for f in (COMPARE_CSV, COMPARE_JSON, COMPARE_PLOT)], args.overwrite)
+    table = agreement_table(predictions, recorded, read_exams(args.hc_csv))
+    if table.empty:
+        raise FetalheadError(f"no image of {args.predictions} has an HC in {args.hc_csv} (names are matched "
+                             "by file name, then stem)")
+    summary = agreement_summary(table)
+    not_recorded = len(predictions) - len(table)
+    record = {"predictions": str(args.predictions), "recorded": str(args.hc_csv), **summary,
+              "n_not_recorded": not_recorded, "command": "fetalhead " + shlex.join(args.argv)}
+    with staged_dir(out) as stage:
+        table.to_csv(stage / COMPARE_CSV, index=False, float_format="%.6f")
+        (stage / COMPARE_JSON).write_text(json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        save_figure(bland_altman(table["hc_pred_mm"], table["hc_true_mm"], reference="recorded"), COMPARE_PLOT, stage)
+    for line in compare_lines(summary, not_recorded):
+        _say(line)
+    _say(f"written to {out}: {COMPARE_CSV} (per image), {COMPARE_JSON}, {COMPARE_PLOT}")
+    return 0
+
+
+def compare_lines(summary: dict[str, Any], not_recorded: int) -> list[str]:
+    """What `fetalhead compare` says of an `agreement_summary`: its figures in a few lines."""
+    def ci(d: dict) -> str:
+        return f"{d['mean']:+.2f} mm [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+
+    abs_diff, loa, held, flag = (summary["hc_abs_diff_mm"], summary["limits_of_agreement_mm"],
+                                 summary["interval"], summary["review_flag"])
+    n, no_head = summary["n_images"], summary["n_no_head"]
+    lines = [f"{n} images with a recorded HC ({summary['n_exams']} examinations)"
+             + (f", {no_head} without a head found (left out of the differences)" if no_head else "")
+             + (f"; {not_recorded} measured without one, left out" if not_recorded else ""),
+             f"HC mean absolute difference {abs_diff['mean']:.2f} mm [{abs_diff['ci'][0]:.2f}, {abs_diff['ci'][1]:.2f}] "
+             f"(median {abs_diff['median']:.2f}); mean difference (measured - recorded) {ci(summary['hc_diff_mm'])}; "
+             f"95 % limits of agreement {loa['low']:+.2f} to {loa['high']:+.2f} mm",
+             f"the recorded HC lies inside the measured HC's {100 * COVERAGE:g} % interval for {held['n_inside']} "
+             f"of {held['n']} images ({100 * held['coverage']:.1f} %)",
+             f"flagged for review or no head found: {flag['fraction_set_aside']:.1%} of the images, "
+             f"{flag['gross_caught']} of the {flag['n_gross']} differences above {GROSS_ERROR_MM:g} mm (or without a head)"]
+    if math.isfinite(flag["hc_abs_error_mm_kept"]):
+        lines[-1] += f"; the others' mean absolute difference {flag['hc_abs_error_mm_kept']:.2f} mm"
+    return lines
+
+
 def _cmd_cards(args: argparse.Namespace) -> int:
     try:
         written = write_all()
@@ -642,7 +697,7 @@ def _cmd_cards(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"download": _cmd_download, "prepare-cache": _cmd_prepare_cache, "train": _cmd_train,
              "export": _cmd_export, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
-             "submit": _cmd_submit, "main": _cmd_main, "cards": _cmd_cards,
+             "submit": _cmd_submit, "main": _cmd_main, "compare": _cmd_compare, "cards": _cmd_cards,
              "bench": _cmd_bench}
 
 

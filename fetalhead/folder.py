@@ -43,6 +43,7 @@ from fetalhead.frame import network_image, network_mask
 from fetalhead.growth import parse_ga_weeks
 
 __all__ = [
+    "HC_RANGE_MM",
     "MASK_PATTERN",
     "FolderDataset",
     "choose_pixel_size",
@@ -51,6 +52,7 @@ __all__ = [
     "image_stem",
     "lookup_by_name",
     "read_ga_csv",
+    "read_hc_csv",
     "read_pixel_csv",
     "stored_pixel_size",
 ]
@@ -225,6 +227,36 @@ def read_ga_csv(path: str | os.PathLike) -> dict[str, float | None]:
     return _read_value_csv(path, "gestational-age CSV",
                            lambda c: c.strip().lower().startswith("ga") or "gestation" in c.lower(),
                            "'ga': no gestational age column (a header starting with 'ga')", parse)
+
+
+#: HCs (mm) a recorded measurement may take: a 10-week head to well past term
+HC_RANGE_MM: tuple[float, float] = (10.0, 600.0)
+
+
+def _hc_mm(text: str) -> float | None:
+    """A recorded HC cell as mm, None where it is empty (not recorded); ValueError (one line)
+    for text that is not a finite number or lies outside `HC_RANGE_MM`."""
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"HC {text.strip()!r} is not a number (mm)") from None
+    lo, hi = HC_RANGE_MM
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"HC {text.strip()} mm is implausible (a head's circumference is {lo:g} to {hi:g} mm)")
+    return value
+
+
+def read_hc_csv(path: str | os.PathLike) -> dict[str, float | None]:
+    """{file name: the HC recorded for it in mm, or None where the cell is empty} from a CSV of
+    a `filename` column (else the first column) and an HC column (the first whose header
+    starts with 'hc' or contains 'circumference', e.g. HC18's `head circumference (mm)`);
+    values outside `HC_RANGE_MM` are errors, which name the line."""
+    return _read_value_csv(path, "recorded-HC CSV",
+                           lambda c: c.strip().lower().startswith("hc") or "circumference" in c.lower(),
+                           "'hc': no HC column (a header starting with 'hc' or containing 'circumference')",
+                           _hc_mm)
 
 
 def _checked_pattern(pattern: str) -> str:

@@ -23,7 +23,7 @@ from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file, check_output_file
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "check_new_results", "kept_epoch", "load_results", "metric_cell",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "check_new_results", "json_safe", "kept_epoch", "load_results", "metric_cell",
            "provenance", "read_json", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
@@ -113,6 +113,18 @@ def check_new_results(path: Path, flag: str = "--results") -> None:
     if path.exists():
         raise FetalheadError(f"{path}: exists; choose another name or remove it")
     check_output_file(path, overwrite=False, flag=flag)  # a file where its folder should be, no permission
+
+
+def json_safe(value: Any) -> Any:
+    """`value` (dicts, lists, tuples, numbers, text) with every NaN or infinite float as None
+    and tuples as lists: strict JSON, which every reader (a browser's too) reads."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_results(record: dict[str, Any], path: str | os.PathLike) -> Path:

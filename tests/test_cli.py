@@ -123,7 +123,8 @@ def _test_set_images(root: Path, folder: Path, n: int) -> list[Path]:
 
 
 def test_help_for_every_subcommand(capfd):
-    for sub in ("download", "prepare-cache", "train", "export", "evaluate", "predict", "submit", "main", "cards", "bench"):
+    for sub in ("download", "prepare-cache", "train", "export", "evaluate", "predict", "submit", "main", "compare", "cards",
+                "bench"):
         code, out, err = run([sub, "--help"], capfd)
         assert code == 0 and out.startswith(f"usage: fetalhead {sub}") and err == "", sub
     code, out, _ = run(["--version"], capfd)
@@ -136,6 +137,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(capfd):
                         (["train", "--set", "width=16"], "unknown setting 'width'"),
                         (["prepare-cache", "--size", "abc", "--out", "x"], "HEIGHTxWIDTH"),
                         (["evaluate", "--limit", "0"], "at least 1"),
+                        (["compare", "--predictions", "p.csv", "--out", "o"], "--hc-csv"),
                         (["bench", "--target", "2"], "at most 1"),  # a Dice never reached
                         (["export", "--checkpoint", "a.pt", "--out", "b.pt", "--run", ""], "the run's name")]:
         code, _, err = run(argv, capfd)
