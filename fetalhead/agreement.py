@@ -48,7 +48,7 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     if "frame" in names and "filename" in names and names["filename"].duplicated().any():
         name = names["filename"][names["filename"].duplicated()].iloc[0]
         raise FetalheadError(f"{path}: several frames of {name}; compare one measurement per image "
-                             "(predict --frame N measures one frame of each)")
+                             "(predict --frame best keeps the best frame of each, --frame N frame N)")
     table = read_image_table(path, PREDICTION_COLUMNS, "the predictions.csv of fetalhead predict")
     if table.empty:
         raise FetalheadError(f"{path}: no images listed")

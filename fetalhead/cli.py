@@ -37,8 +37,9 @@ PROG = "fetalhead"
 
 
 def _frame(text: str) -> int | str:
-    """`--frame`: a frame number from 1, or "all"."""
-    return "all" if text.strip().lower() == "all" else _positive_int(text)
+    """`--frame`: a frame number from 1, "all" or "best"."""
+    word = text.strip().lower()
+    return word if word in ("all", "best") else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -301,10 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
     _add_pixel_size(p)
     _add_review(p)
-    p.add_argument("--frame", type=_frame, default=None, metavar="N|all",
+    p.add_argument("--frame", type=_frame, default=None, metavar="N|all|best",
                    help="the frame to measure in each DICOM cine loop or video clip (numbered from 1, as "
-                   "DICOM does), or all of them (one row and <stem>_f<frame> outputs each, and the frame "
-                   "with the highest quality score named); files of one frame are read as they are")
+                   "DICOM does), all of them (one row and <stem>_f<frame> outputs each, and the frame "
+                   "with the highest quality score named), or best: all measured, only that frame "
+                   "kept (one row per loop); files of one frame are read as they are")
     age = p.add_mutually_exclusive_group()
     age.add_argument("--ga", type=_ga, default=None, metavar="WEEKS",
                      help="the gestational age known from dating (weeks+days, 22+3, or weeks, 22.4), "
@@ -343,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "of agreement, how often the recorded HC lies inside the measured one's 90 % "
                  "interval, and how the review flag separates differences above 6 mm.", data=False)
     p.add_argument("--predictions", type=_path, required=True, metavar="FILE",
-                   help="predictions.csv of fetalhead predict (one frame of each cine loop)")
+                   help="predictions.csv of fetalhead predict (one frame of each cine loop: "
+                   "predict --frame N or --frame best)")
     p.add_argument("--hc-csv", type=_path, required=True, metavar="FILE",
                    help="CSV of a filename column, an HC column (mm; a header starting with 'hc' "
                    "or containing 'circumference') and optionally an exam column")

@@ -430,16 +430,38 @@ def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
     return FRAME_STEM.format(stem=stem, frame=int(frame)) if all_frames and frame is not None else stem
 
 
+def best_frame(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    """Of the rows of cine loop `name` (predictions.csv rows of `predict --frame all`), the one
+    whose measurement has the highest quality score, status "ok" first; None when no frame had
+    a head."""
+    measured = [r for r in rows if r["filename"] == name and r["status"] != STATUS_NO_HEAD]
+    return max(measured, key=lambda r: (r["status"] == STATUS_OK, r["quality"])) if measured else None
+
+
 def loop_line(rows: list[dict[str, Any]], name: str) -> str | None:
     """For `predict --frame all`: the frame of cine loop `name` whose measurement has the
-    highest quality score (status "ok" first), or None when no frame had a head."""
-    measured = [r for r in rows if r["filename"] == name and r["status"] != STATUS_NO_HEAD]
-    if not measured:
+    highest quality score (`best_frame`), or None when no frame had a head."""
+    best = best_frame(rows, name)
+    if best is None:
         return None
-    best = max(measured, key=lambda r: (r["status"] == STATUS_OK, r["quality"]))
+    measured = sum(r["filename"] == name and r["status"] != STATUS_NO_HEAD for r in rows)
     n = sum(r["filename"] == name for r in rows)
-    return (f"  {name}: {len(measured)} of {n} frames measured; the highest quality score is frame "
+    return (f"  {name}: {measured} of {n} frames measured; the highest quality score is frame "
             f"{best['frame']}'s ({best['quality']:.2f}, {best['status']}): HC {best['hc_mm']:.1f} mm")
+
+
+def _keep_best_frames(rows: list[dict[str, Any]], loops: list[str]) -> list[int]:
+    """For `predict --frame best`: the indices of `rows` to keep, each loop's `best_frame` (its
+    first frame when none had a head) and every file of one frame."""
+    keep = []
+    for name in dict.fromkeys(r["filename"] for r in rows):
+        mine = [i for i, r in enumerate(rows) if r["filename"] == name]
+        if name not in loops:
+            keep += mine
+            continue
+        best = best_frame(rows, name)
+        keep.append(next(i for i in mine if rows[i] is best) if best is not None else mine[0])
+    return sorted(keep)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -449,8 +471,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     ages = _known_ages(images, args.ga, args.ga_csv)
     out: Path = args.out
     check_output_dir(out)
-    all_frames = args.frame == "all"
-    items = _predict_items(images, args.frame)
+    all_frames = args.frame in ("all", "best")
+    items = _predict_items(images, "all" if all_frames else args.frame)
     size_of = dict(zip(images, sizes, strict=True))
     stems = [_item_stem(path, column, all_frames) for path, _, column in items]
     targets = [out / PREDICTIONS_CSV, out / GALLERY_HTML]
@@ -476,6 +498,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 frame_column = {} if args.frame is None else {"frame": column}
                 for_age = {} if ages is None else hc_for_age(pred.hc_mm, ages[path], pred.hc_interval_mm).to_row()
                 rows.append({"filename": path.name, **frame_column, **pred.to_row(), **for_age})
+        loops = list(dict.fromkeys(path.name for path, frame, _ in items if all_frames and frame is not None))
+        if args.frame == "best":  # one measurement per loop: the other frames' files go
+            keep = _keep_best_frames(rows, loops)
+            for i in sorted(set(range(len(rows))) - set(keep)):
+                for suffix in (MASK_SUFFIX, OVERLAY_SUFFIX):
+                    (stage / f"{stems[i]}{suffix}.png").unlink()
+            every, rows, stems = rows, [rows[i] for i in keep], [stems[i] for i in keep]
+        else:
+            every = rows
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
         overlays = [f"{stem}{OVERLAY_SUFFIX}.png" for stem in stems]
         (stage / GALLERY_HTML).write_text(gallery_html(rows, overlays), encoding="utf-8")
@@ -485,11 +516,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
              + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
              + _age_notes(rows, ages))
     what = "measurements" if len(rows) != len(images) else "images"
-    _say(f"wrote masks, overlays, {PREDICTIONS_CSV} and {GALLERY_HTML} for {len(rows)} {what} to {out}"
+    best_of = ("" if args.frame != "best" or not loops else
+               " (the best frame of 1 loop)" if len(loops) == 1 else f" (the best frame of each of {len(loops)} loops)")
+    _say(f"wrote masks, overlays, {PREDICTIONS_CSV} and {GALLERY_HTML} for {len(rows)} {what}{best_of} to {out}"
          + (f" ({', '.join(notes)})" if notes else ""))
     if not args.quiet:
-        loops = list(dict.fromkeys(path.name for path, frame, _ in items if all_frames and frame is not None))
-        for line in (loop_line(rows, name) for name in loops):
+        for line in (loop_line(every, name) for name in loops):
             if line:
                 _say(line)
         if len(rows) <= LIST_UP_TO and not loops:  # a few scans: their numbers at a glance

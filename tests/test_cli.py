@@ -531,6 +531,14 @@ def test_predict_measures_a_video_clip_frame_by_frame(tmp_path, capfd, synthetic
     measured_rows = every[every["status"] != "no head found"]
     best = max(measured_rows.itertuples(), key=lambda r: (r.status == "ok", r.quality))
     assert f"sweep.avi: {len(measured_rows)} of 3 frames measured; the highest quality score is frame {best.frame}'s" in said
+    # --frame best: all measured, one row and one mask and overlay kept per loop, a still file as it is
+    kept, said = measured([clip, png, "--frame", "best"], "o_best", quiet=False)
+    assert list(kept["filename"]) == ["sweep.avi", png.name] and kept.loc[0, "frame"] == best.frame
+    assert kept.loc[0, "hc_mm"] == pytest.approx(best.hc_mm, rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "o_best").iterdir()) == sorted(
+        ["index.html", "predictions.csv", f"{png.stem}_mask.png", f"{png.stem}_overlay.png",
+         f"sweep_f{best.frame:03d}_mask.png", f"sweep_f{best.frame:03d}_overlay.png"])
+    assert "for 2 images (the best frame of 1 loop)" in said and "sweep.avi: " in said
 
 
 def test_predict_pixel_csv_and_overwrite(tmp_path, capfd, synthetic_tiny):
