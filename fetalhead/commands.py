@@ -83,9 +83,9 @@ from fetalhead.model import valid_output_size
 from fetalhead.paths import PACKAGE_DIR, SHIPPED_MODELS, data_dir, repo_root, shipped_checkpoint
 from fetalhead.predict import (
     STATUS_NO_HEAD,
-    STATUS_OK,
     STATUS_REVIEW,
     Predictor,
+    best_measurement,
     check_image_file,
     load_input_image,
 )
@@ -430,18 +430,10 @@ def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
     return FRAME_STEM.format(stem=stem, frame=int(frame)) if all_frames and frame is not None else stem
 
 
-def best_frame(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    """Of the rows of cine loop `name` (predictions.csv rows of `predict --frame all`), the one
-    whose measurement has the highest quality score, status "ok" first; None when no frame had
-    a head."""
-    measured = [r for r in rows if r["filename"] == name and r["status"] != STATUS_NO_HEAD]
-    return max(measured, key=lambda r: (r["status"] == STATUS_OK, r["quality"])) if measured else None
-
-
 def loop_line(rows: list[dict[str, Any]], name: str) -> str | None:
     """For `predict --frame all`: the frame of cine loop `name` whose measurement has the
-    highest quality score (`best_frame`), or None when no frame had a head."""
-    best = best_frame(rows, name)
+    highest quality score (`fetalhead.predict.best_measurement`), or None when no frame had a head."""
+    best = best_measurement([r for r in rows if r["filename"] == name])
     if best is None:
         return None
     measured = sum(r["filename"] == name and r["status"] != STATUS_NO_HEAD for r in rows)
@@ -451,15 +443,16 @@ def loop_line(rows: list[dict[str, Any]], name: str) -> str | None:
 
 
 def _keep_best_frames(rows: list[dict[str, Any]], loops: list[str]) -> list[int]:
-    """For `predict --frame best`: the indices of `rows` to keep, each loop's `best_frame` (its
-    first frame when none had a head) and every file of one frame."""
+    """For `predict --frame best`: the indices of `rows` to keep, each loop's best measurement
+    (`fetalhead.predict.best_measurement`; its first frame when none had a head) and every file
+    of one frame."""
     keep = []
     for name in dict.fromkeys(r["filename"] for r in rows):
         mine = [i for i, r in enumerate(rows) if r["filename"] == name]
         if name not in loops:
             keep += mine
             continue
-        best = best_frame(rows, name)
+        best = best_measurement([rows[i] for i in mine])
         keep.append(next(i for i in mine if rows[i] is best) if best is not None else mine[0])
     return sorted(keep)
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -60,6 +61,7 @@ __all__ = [
     "STATUS_REVIEW",
     "Prediction",
     "Predictor",
+    "best_measurement",
     "check_image_file",
     "keep_largest_component",
     "load_input_image",
@@ -75,6 +77,14 @@ STATUS_NO_HEAD = "no head found"
 #: signal says the outline's band spans a gross HC error (`fetalhead.quality.SCALES`); each
 #: shipped weights file carries the threshold chosen for it ("review_below": `fetalhead.quality`)
 REVIEW_BELOW = 0.5
+
+
+def best_measurement(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """Of several measurements of one head (predictions.csv rows: the frames of a cine loop,
+    or of an examination), the one the review flag trusts most: status "ok" before "review",
+    then the highest quality score, the first of equals; None when none found a head."""
+    measured = [r for r in rows if r["status"] != STATUS_NO_HEAD]
+    return max(measured, key=lambda r: (r["status"] == STATUS_OK, r["quality"])) if measured else None
 
 
 def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:

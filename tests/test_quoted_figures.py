@@ -228,6 +228,20 @@ def _frame_quote(record: str) -> str:
             f"{gross('resized as it is')} gross errors on the three)")
 
 
+def _best_frame_quote() -> str:
+    """The frame `predict --frame best` keeps against a frame at random (benchmarks/best_frame.py)."""
+    record = _read("results/review/best_frame.json")
+
+    def part(name: str, label: str) -> str:
+        s = record[name]
+        lo, hi = s["chosen_minus_random_ci"]
+        return (f"{label} {s['hc_abs_error_mm_chosen']:.2f} against {s['hc_abs_error_mm_random']:.2f} mm "
+                f"({s['chosen_minus_random_mm']:+.2f} [{lo:+.2f}, {hi:+.2f}])")
+
+    return "; ".join([part("default_val", "`default` on the validation part"), part("small_test", "`small` on the test part"),
+                      part("default_test", "`default` on the test part")])
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -243,7 +257,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
     frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
-    return [refit, seed, _part_mix_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), _best_frame_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 
