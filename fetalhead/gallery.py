@@ -7,6 +7,7 @@ escapes every value and holds no script.
   in the order of `predictions.csv`.
 - `report_html`, for `fetalhead evaluate` (and `fetalhead main`): the summary table with its
   intervals, how often the HC intervals held, and the report's figures.
+- `compare_html`, for `fetalhead compare`: its findings, the per-image table and its plot.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from fetalhead.growth import centile_text, ga_text
 from fetalhead.interval import COVERAGE
 
-__all__ = ["GALLERY_HTML", "STATUS_ORDER", "gallery_html", "report_html"]
+__all__ = ["GALLERY_HTML", "STATUS_ORDER", "compare_html", "gallery_html", "report_html"]
 
 #: the page's file name in a `predict` output folder and an `evaluate` report folder
 GALLERY_HTML = "index.html"
@@ -105,11 +106,26 @@ def report_html(summary: dict[str, Any], figures: Sequence[str], title: str = "f
     held = summary.get("hc_interval") or {}
     interval = (f"<p>The reference HC lies inside the measured HC's {100 * COVERAGE:g} % interval for "
                 f"{held['n_inside']} of {held['n']} images.</p>") if held.get("n") else ""
-    pictures = "\n".join(f'<p><img src="{html.escape(f, quote=True)}" alt="{html.escape(f, quote=True)}" '
-                         f'style="width:min(100%, 900px)"></p>' for f in figures)
+    pictures = _pictures(figures)
     body = (f"<p>{int(summary['n_images'])} images, {int(summary['n_no_head'])} without a head found. Means with "
             "95 % intervals (bootstrap over examinations); Dice and accuracy as fractions, distances and HC in mm. "
             'Per image: <a href="metrics_per_image.csv">metrics_per_image.csv</a>.</p>\n'
             "<table><tr><th>metric</th><th>mean</th><th>95 % interval</th><th>median</th><th>n</th></tr>\n"
             + "\n".join(rows) + f"\n</table>\n{interval}\n{pictures}")
     return _page(title, body)
+
+
+def _pictures(figures: Sequence[str]) -> str:
+    return "\n".join(f'<p><img src="{html.escape(f, quote=True)}" alt="{html.escape(f, quote=True)}" '
+                     f'style="width:min(100%, 900px)"></p>' for f in figures)
+
+
+def compare_html(lines: Sequence[str], table_file: str, figures: Sequence[str],
+                 title: str = "fetalhead compare") -> str:
+    """The page of a `fetalhead compare` folder: its findings (the lines it prints), a link to
+    its per-image table `table_file` and its figures (file names relative to the page)."""
+    findings = "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    link = html.escape(table_file, quote=True)
+    return _page(title, f"{findings}\n<p>Per image: <a href=\"{link}\">{html.escape(table_file)}</a>; "
+                        "research and teaching use only, not a medical device.</p>\n" + _pictures(figures))
+

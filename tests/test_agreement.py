@@ -144,6 +144,9 @@ def test_compare_agrees_with_evaluate_on_hc18_test_images(tmp_path, capfd, hc18_
         scored["hc_abs_error_mm"].mean(), abs=1e-4)
     assert f"HC mean absolute difference {summary['hc_abs_diff_mm']['mean']:.2f} mm" in said
     assert (tmp_path / "agree" / "bland_altman.png").stat().st_size > 5000
+    page = (tmp_path / "agree" / "index.html").read_text()
+    assert f"HC mean absolute difference {summary['hc_abs_diff_mm']['mean']:.2f} mm" in page
+    assert '<a href="compare.csv">' in page and '<img src="bland_altman.png"' in page
 
 
 def _compare_case(tmp, name):
@@ -169,6 +172,10 @@ def _compare_case(tmp, name):
         out.mkdir()
         (out / "compare.csv").write_text("the user's own")
         return argv, "use --overwrite"
+    if name == "existing page":
+        out.mkdir()
+        (out / "index.html").write_text("a page of the user's own")
+        return argv, "index.html exists"
     if name == "not a predictions file":
         preds.write_text("filename,pixel size(mm)\na.png,0.1\n")
         return argv, "is it the predictions.csv of fetalhead predict?"
@@ -176,10 +183,19 @@ def _compare_case(tmp, name):
 
 
 @pytest.mark.parametrize("name", ["no predictions file", "no hc csv", "no image in common", "bad hc",
-                                  "existing output", "not a predictions file"])
+                                  "existing output", "existing page", "not a predictions file"])
 def test_compare_bad_input(tmp_path, capfd, name):
     argv, words = _compare_case(tmp_path, name)
     before = snapshot(tmp_path)
     code, _, err = run(argv, capfd)
     assert_one_line_error(code, err, 1, words)
     assert snapshot(tmp_path) == before
+
+
+def test_the_page_escapes_what_it_shows():
+    from fetalhead.gallery import compare_html
+
+    page = compare_html(["2 images <b>bold</b> & more"], "a&b.csv", ['x"y.png'])
+    assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in page and "<b>bold" not in page
+    assert 'href="a&amp;b.csv"' in page and 'src="x&quot;y.png"' in page
+
