@@ -39,12 +39,17 @@ from fetalhead.predict import Prediction, Predictor, measure
 from fetalhead.viz import figure_to_png, plot_overlay
 
 __all__ = [
+    "MAX_CLIP_FRAMES",
     "SORT_OPTIONS",
     "CaseStats",
     "PredictionViewer",
+    "clip_viewer",
     "demo_viewer",
     "held_out_viewer",
 ]
+
+#: frames `clip_viewer` loads unless told otherwise (each 800x540 frame holds about 2.2 MB)
+MAX_CLIP_FRAMES = 150
 
 #: Sort dropdown: (label shown, value). NaN metrics (no ground truth, no head) sort last.
 SORT_OPTIONS: tuple[tuple[str, str], ...] = (
@@ -501,3 +506,37 @@ def held_out_viewer(n: int = 6, model: str | None = None, root: str | os.PathLik
         predictor, [im for im, _ in pairs], rows["pixel_size_mm"].to_numpy(float),
         filenames=list(rows["filename"]), masks=[m for _, m in pairs],
         hc_true_mm=rows["hc_mm"].to_numpy(float), **kwargs)
+
+
+def clip_viewer(path: str | os.PathLike, pixel_size_mm: float | None = None, predictor: Predictor | None = None,
+                frames: Sequence[int] | None = None, max_frames: int = MAX_CLIP_FRAMES,
+                **kwargs: Any) -> PredictionViewer:
+    """The viewer over the frames of a cine loop or video clip `path` (a DICOM file or a video,
+    `fetalhead.data.frame_count`; a file of one frame gives one case), in frame order, named
+    "<file> frame <k>" (from 1), measured at `pixel_size_mm` (mm per pixel; None: the size a
+    DICOM file stores) by `predictor` (default: the best shipped model). `frames` picks frame
+    numbers (from 1); a clip of more than `max_frames` frames needs them. Other keyword
+    arguments go to `PredictionViewer` (e.g. sort="quality_asc": the least trusted frames first)."""
+    from fetalhead.data import frame_count, validate_pixel_size
+    from fetalhead.folder import choose_pixel_size
+    from fetalhead.predict import load_input_image
+
+    path = Path(path)
+    n = frame_count(path)
+    numbers = list(range(1, n + 1)) if frames is None else [int(k) for k in frames]
+    if not numbers:
+        raise FetalheadError(f"{path.name}: no frames asked for")
+    if frames is None and n > max_frames:
+        raise FetalheadError(f"{path.name}: {n} frames, more than max_frames={max_frames} (about 2 MB each in "
+                             f"memory): pick some, e.g. frames=range(1, {n + 1}, {math.ceil(n / max_frames)})")
+    outside = [k for k in numbers if not 1 <= k <= n]
+    if outside:
+        raise FetalheadError(f"{path.name}: no frame {outside[0]} in its {n} frames (1 to {n})")
+    size = choose_pixel_size(path, None if pixel_size_mm is None else validate_pixel_size(pixel_size_mm))
+    if size is None:
+        raise FetalheadError(f"{path.name}: no pixel size (give pixel_size_mm: the file stores none)")
+    predictor = predictor if predictor is not None else Predictor.from_checkpoint(device="cpu")
+    images = [load_input_image(path, k if n > 1 else None) for k in numbers]
+    return PredictionViewer.from_predictor(predictor, images, [size] * len(images),
+                                           filenames=[f"{path.name} frame {k}" for k in numbers], **kwargs)
+

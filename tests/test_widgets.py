@@ -356,3 +356,35 @@ def test_held_out_viewer_shows_real_test_images(hc18_dir):
     test = set(load_split().query("split == 'test'")["filename"])
     assert len(v) == 3 and set(v.table()["filename"]) <= test
     assert v.current_stats.status in ("ok", "review") and v.current_stats.dice > 0.8
+
+
+def _head_frame(a: float, b: float, shape=(120, 180)) -> np.ndarray:
+    """A gray frame with one bright filled ellipse (a, b px) at its centre: a 'head'."""
+    frame = np.full(shape, 30, np.uint8)
+    cv2.ellipse(frame, ((shape[1] / 2, shape[0] / 2), (2 * a, 2 * b), 15.0), 200, -1)
+    return frame
+
+
+def test_clip_viewer_shows_each_frame_of_a_video_as_the_predictor_measures_it(tmp_path):
+    from video_files import write_clip
+
+    from fetalhead.predict import Predictor
+    from fetalhead.widgets import clip_viewer
+
+    frames = [_head_frame(40 + 4 * k, 30 + 2 * k) for k in range(5)]  # the head grows frame by frame
+    clip = write_clip(tmp_path / "sweep.avi", frames)
+    predictor = Predictor(IntensityLogits(), (64, 96), device="cpu")
+    v = clip_viewer(clip, 0.2, predictor=predictor)
+    assert len(v) == 5 and v._filenames == [f"sweep.avi frame {k}" for k in range(1, 6)]
+    for i, frame in enumerate(frames):
+        assert v.stats(i).hc_pred_mm == pytest.approx(predictor.predict(frame, pixel_size_mm=0.2).hc_mm, rel=1e-9)
+    assert np.all(np.diff([v.stats(i).hc_pred_mm for i in range(5)]) > 0)
+    some = clip_viewer(clip, 0.2, predictor=predictor, frames=[4, 2])
+    assert some._filenames == ["sweep.avi frame 4", "sweep.avi frame 2"]
+    assert some.stats(1).hc_pred_mm == pytest.approx(v.stats(1).hc_pred_mm, rel=1e-9)
+    with pytest.raises(FetalheadError, match=r"sweep.avi: 5 frames, more than max_frames=3 .* frames=range\(1, 6, 2\)"):
+        clip_viewer(clip, 0.2, predictor=predictor, max_frames=3)
+    with pytest.raises(FetalheadError, match=r"no frame 6 in its 5 frames"):
+        clip_viewer(clip, 0.2, predictor=predictor, frames=[1, 6])
+    with pytest.raises(FetalheadError, match="no pixel size"):
+        clip_viewer(clip, predictor=predictor)
