@@ -242,6 +242,19 @@ def _best_frame_quote() -> str:
                       part("default_test", "`default` on the test part")])
 
 
+def _video_codecs_quote() -> str:
+    """Held-out test images through lossy video codecs (benchmarks/video_codecs.py)."""
+    parts = []
+    for m in ("small", "default"):
+        r = _read(f"results/robustness/video_codecs_{m}_test.json")["codecs"]
+        parts.append(f"`{m}` HC mean absolute difference {r['png']['hc_abs_error_mm']['mean']:.2f} mm as stored, "
+                     f"{r['mp4v']['hc_abs_error_mm']['mean']:.2f} through MPEG-4 (mp4v) and "
+                     f"{r['mjpeg']['hc_abs_error_mm']['mean']:.2f} through MJPEG; each HC moved "
+                     f"{r['mp4v']['hc_change_mm_mean']:.2f} and {r['mjpeg']['hc_change_mm_mean']:.2f} mm on average, "
+                     f"at most {r['mp4v']['hc_change_mm_max']:.2f} and {r['mjpeg']['hc_change_mm_max']:.2f}")
+    return "; ".join(parts)
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -257,7 +270,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
     frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
-    return [refit, seed, _part_mix_quote(), _best_frame_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 
