@@ -72,16 +72,19 @@ def agreement_table(predictions: pd.DataFrame, recorded: dict[str, float | None]
     name or stem: HC mm, or None}): filename, exam, status, quality, pixel_size_mm, hc_pred_mm,
     hc_true_mm (the recorded), hc_error_mm (measured - recorded, NaN where no head was found)
     and hc_abs_error_mm. Exams: `exams` ({file name or stem: examination}) where it names the
-    image, else its HC18-style name (`fetalhead.folder.exam_of`), else an exam of its own."""
+    image, else "HC18 exam N" from an HC18-style name (`fetalhead.folder.exam_of`), else
+    "image K" (its row of `predictions`, from 1): an examination of its own."""
     rows = []
     for i, row in enumerate(predictions.itertuples(index=False)):
         true = lookup_by_name(recorded, row.filename)
         if true is None:
             continue
         exam = lookup_by_name(exams or {}, row.filename)
+        if exam is None:
+            number = exam_of(row.filename, i)[0]
+            exam = f"HC18 exam {number}" if number >= 0 else f"image {i + 1}"
         pred = float(row.hc_mm) if row.status != STATUS_NO_HEAD else math.nan
-        rows.append({"filename": row.filename,
-                     "exam": exam if exam is not None else str(exam_of(row.filename, i)[0]),
+        rows.append({"filename": row.filename, "exam": exam,
                      "status": row.status, "quality": float(row.quality), "pixel_size_mm": float(row.pixel_size_mm),
                      "hc_pred_mm": pred, "hc_true_mm": float(true), "hc_error_mm": pred - float(true),
                      "hc_abs_error_mm": abs(pred - float(true))})

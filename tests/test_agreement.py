@@ -33,9 +33,9 @@ def test_images_pair_by_name_then_stem_and_unrecorded_ones_are_left_out():
     assert list(table["hc_abs_error_mm"][:3]) == pytest.approx([2.5, 5.0, 1.0])
     assert np.isnan(table.loc[3, "hc_pred_mm"]) and np.isnan(table.loc[3, "hc_error_mm"])  # no head: no difference
     exams = list(table["exam"])
-    assert exams[0] == exams[1] == "10"  # the frames of one HC18 exam, from their names
+    assert exams[0] == exams[1] == "HC18 exam 10"  # the frames of one HC18 exam, from their names
     assert exams[2] == "patient 7"  # the CSV's exam column
-    assert exams[3] not in exams[:3]  # an image of its own
+    assert exams[3] == "image 4"  # an examination of its own
 
 
 def test_the_summary_is_what_the_differences_give():
