@@ -90,9 +90,15 @@ def _count_frames(path: Path, size: int, mtime_ns: int) -> int:
     return n
 
 
+def _seek(cap: cv2.VideoCapture, index: int) -> bool:
+    """Move `cap` to frame `index` (from 0); whether it says it is there."""
+    return bool(cap.set(cv2.CAP_PROP_POS_FRAMES, index)) and round(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index
+
+
 def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """Frame `frame` (from 1) of the video file at `path` as 8-bit grayscale, uint8 (H, W)
-    (colour becomes luma, ITU-R BT.601, as `fetalhead.data.load_image`). A clip of one frame is
+    (colour becomes luma, ITU-R BT.601, as `fetalhead.data.load_image`); by a seek, else (a
+    stream that does not seek) by reading the frames before it. A clip of one frame is
     read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
     `frame`, a frame it lacks, or a frame that does not decode."""
     n = video_frames(path)
@@ -103,9 +109,12 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
         raise FetalheadError(f"{path}: no frame {frame} in this video of {n} frames (1 to {n})")
     index = 0 if n == 1 else frame - 1
     with _capture(path) as cap:
-        if index:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        ok, image = cap.read()
+        seeked = index == 0 or _seek(cap, index)
+        ok, image = cap.read() if seeked else (False, None)
+    if not seeked:  # a stream that does not seek: read up to the frame instead
+        with _capture(path) as cap:
+            ok = all(cap.grab() for _ in range(index))
+            ok, image = cap.read() if ok else (False, None)
     if not ok or image is None or image.size == 0:
         raise FetalheadError(f"{path}: frame {index + 1} of {n} does not decode")
     if image.ndim == 3:

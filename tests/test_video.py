@@ -115,3 +115,13 @@ def test_a_broken_video_is_one_error_and_nothing_printed(tmp_path, case, capfd):
         load_image(clip, 1)
     out, err = capfd.readouterr()
     assert out == "" and err == ""  # FFmpeg's and OpenCV's own messages are silenced
+
+
+def test_a_stream_that_does_not_seek_is_read_up_to_the_frame(tmp_path, monkeypatch):
+    import fetalhead.video as video
+
+    clip = write_clip(tmp_path / "clip.mp4", flat_frames(9), codec="mp4v")
+    monkeypatch.setattr(video, "_seek", lambda cap, index: False)
+    for k in (9, 1, 5):
+        assert read_video_frame(clip, k).mean() == pytest.approx(20 * (k - 1), abs=3)
+
