@@ -91,8 +91,10 @@ def load_items(part: str, root: Path, limit: int | None = None) -> list[tuple]:
     return items
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
+def part_parser(script: str, description: str) -> OneLineParser:
+    """The options of a script that measures one model on one labelled part (--model |
+    --checkpoint, --part, --limit, --data, --results), for `load_part`."""
+    p = OneLineParser(prog=script, description=description)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", choices=SHIPPED_MODELS, default=None, help="a shipped model (default: the best)")
     which.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint of your own")
@@ -100,15 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
     p.add_argument("--data", type=Path, default=None, help="the HC18 folder (default: $HC18_DIR)")
     p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    return run_script(p, _run, argv)
+    return p
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+def load_part(args: argparse.Namespace) -> tuple[Predictor, list[tuple]]:
+    """The predictor and `load_items` of a `part_parser` script's options, after checking that
+    its results file is new and its limit positive (one-line FetalheadErrors)."""
     check_new_results(args.results)
     if args.limit is not None and args.limit < 1:
         raise FetalheadError(f"--limit must be at least 1, got {args.limit}")
     predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, device="cpu")
-    items = load_items(args.part, data_dir(args.data), args.limit)
+    return predictor, load_items(args.part, data_dir(args.data), args.limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_script(part_parser(Path(__file__).name, __doc__.split("\n\n")[0]), _run, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+    predictor, items = load_part(args)
     canvases = {}
     for name, aspect in tqdm(CANVASES.items(), desc="canvases", unit="canvas"):
         pad = canvas_padding(items[0][4].shape, aspect)

@@ -27,16 +27,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fetalhead.errors import FetalheadError, OneLineParser, run_script
+from fetalhead.errors import FetalheadError, run_script
 from fetalhead.evaluate import GROSS_ERROR_MM, ellipse_scores
-from fetalhead.paths import SHIPPED_MODELS, data_dir
 from fetalhead.predict import Predictor
-from fetalhead.results import check_new_results, provenance, write_results
-from fetalhead.split import LABELLED_PARTS
+from fetalhead.results import provenance, write_results
 from fetalhead.video import read_video_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script frame_shapes.py
-from frame_shapes import canvas_summary, load_items  # noqa: E402
+from frame_shapes import canvas_summary, load_part, part_parser  # noqa: E402
 
 #: codecs (name: (file suffix, FourCC)); "png" is the image as stored, not a video
 CODECS: dict[str, tuple[str, str] | None] = {"png": None, "mp4v": (".mp4", "mp4v"), "mjpeg": (".avi", "MJPG")}
@@ -86,23 +84,11 @@ def score_codec(predictor: Predictor, items: Sequence[tuple], codec: tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog=Path(__file__).name, description=__doc__.split("\n\n")[0])
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--model", choices=SHIPPED_MODELS, default=None, help="a shipped model (default: the best)")
-    which.add_argument("--checkpoint", type=Path, default=None, help="a checkpoint of your own")
-    p.add_argument("--part", choices=LABELLED_PARTS, default="val", help="labelled part of the split (default val)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images (by name)")
-    p.add_argument("--data", type=Path, default=None, help="the HC18 folder (default: $HC18_DIR)")
-    p.add_argument("--results", type=Path, required=True, help="the summary JSON")
-    return run_script(p, _run, argv)
+    return run_script(part_parser(Path(__file__).name, __doc__.split("\n\n")[0]), _run, argv)
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
-    check_new_results(args.results)
-    if args.limit is not None and args.limit < 1:
-        raise FetalheadError(f"--limit must be at least 1, got {args.limit}")
-    predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, device="cpu")
-    items = load_items(args.part, data_dir(args.data), args.limit)
+    predictor, items = load_part(args)
     tables = {name: score_codec(predictor, items, codec) for name, codec in tqdm(CODECS.items(), desc="codecs")}
     base = tables["png"].set_index("filename")["hc_mm"]
     codecs = {}
