@@ -248,11 +248,15 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16 (a DICOM
     cine loop at `frame`: `decode_image`; a video at `frame`: `fetalhead.video`)."""
     path = Path(path)
-    if _is_video(_head(path), path):
+    if path.suffix.lower() in VIDEO_SUFFIXES:  # read by FFmpeg from the file, not into memory
         return read_video_frame(path, frame)
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name
     if buf.size == 0:
         raise FetalheadError(f"empty file (0 bytes): {path}")
+    if _is_video(buf[:132].tobytes(), path):  # a video by content whatever its name
+        return read_video_frame(path, frame)
     return decode_image(buf, path, frame)
 
 

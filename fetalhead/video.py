@@ -26,8 +26,9 @@ __all__ = ["VIDEO_SUFFIXES", "looks_like_video", "read_video_frame", "video_fram
 
 #: file suffixes read as video (files named on the command line are also recognised by content)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
-# FFmpeg's log level for OpenCV (AV_LOG_QUIET), read when OpenCV first opens a video; a value
-# the user set in the environment is kept.
+# FFmpeg's log level for OpenCV (AV_LOG_QUIET). OpenCV reads it once, when anything in the
+# process first opens a video to read or write, so it is set on import, not on our first open;
+# a value the user set in the environment is kept.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 # The atoms that may open an MP4 or QuickTime file, at byte 4 (after the atom's size).
 _MP4_ATOMS = (b"ftyp", b"moov", b"mdat", b"wide", b"free")

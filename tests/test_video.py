@@ -77,6 +77,7 @@ def test_videos_are_known_by_suffix_and_by_content(tmp_path):
         assert looks_like_video(renamed.read_bytes()[:132], renamed)
         assert frame_count(renamed) == 2
         assert read_video_frame(renamed, 2).mean() == pytest.approx(20, abs=3)
+        assert load_image(renamed, 2).mean() == pytest.approx(20, abs=3)  # the image path finds it too
     png = tmp_path / "x.png"
     from PIL import Image
 
