@@ -11,10 +11,13 @@ FetalheadError instead.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -44,11 +47,9 @@ def looks_like_video(head: bytes, name: str | os.PathLike = "") -> bool:
             or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
 
 
-@contextmanager
-def _capture(path: str | os.PathLike) -> Iterator[cv2.VideoCapture]:
-    """An open cv2.VideoCapture of the video file `path` (FFmpeg backend), released on exit;
-    FetalheadError (one line) when the file is missing or does not open as a video."""
-    path = Path(path)
+def _open(path: Path) -> cv2.VideoCapture:
+    """An open cv2.VideoCapture of the video file `path` (FFmpeg backend; the caller releases
+    it); FetalheadError (one line) when the file is missing or does not open as a video."""
     if not path.is_file():
         raise FetalheadError(f"missing file {path}")
     if path.stat().st_size == 0:
@@ -59,12 +60,29 @@ def _capture(path: str | os.PathLike) -> Iterator[cv2.VideoCapture]:
         cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     finally:
         cv2.utils.logging.setLogLevel(level)
+    if not cap.isOpened():
+        cap.release()
+        raise FetalheadError(f"{path}: not a video FFmpeg can decode (corrupt, truncated, or another format)")
+    return cap
+
+
+@contextmanager
+def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
+    """`_open(path)`, released on exit."""
+    cap = _open(path)
     try:
-        if not cap.isOpened():
-            raise FetalheadError(f"{path}: not a video FFmpeg can decode (corrupt, truncated, or another format)")
         yield cap
     finally:
         cap.release()
+
+
+def _key(path: Path) -> tuple[Path, int, int]:
+    """The file `path` as it is now: (resolved path, size in bytes, modification time in ns);
+    FetalheadError (one line) when it is missing."""
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
+    stat = path.stat()
+    return path.resolve(), stat.st_size, stat.st_mtime_ns
 
 
 def video_frames(path: str | os.PathLike) -> int:
@@ -72,11 +90,7 @@ def video_frames(path: str | os.PathLike) -> int:
     own count may be an estimate; remembered while the file's size and time stay the same, so
     reading each frame of a clip in turn reads it once more, not once per frame);
     FetalheadError (one line) when it holds none that decode."""
-    path = Path(path)
-    if not path.is_file():
-        raise FetalheadError(f"missing file {path}")
-    stat = path.stat()
-    return _count_frames(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    return _count_frames(*_key(Path(path)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -96,12 +110,55 @@ def _seek(cap: cv2.VideoCapture, index: int) -> bool:
     return bool(cap.set(cv2.CAP_PROP_POS_FRAMES, index)) and round(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index
 
 
+@dataclass
+class _Stream:
+    """An open clip, positioned before frame `next_index` (from 0), in process `pid`."""
+
+    key: tuple[Path, int, int]  # the file, its size and time: `_count_frames`'s key
+    cap: cv2.VideoCapture
+    next_index: int
+    pid: int
+
+
+# The clip being read frame after frame: kept open between calls, so reading each frame of a
+# clip in turn (`predict --frame all`) decodes each frame once, not again from its key frame
+# for every frame asked for (H.264 often has a key frame every 250 frames: up to 250 frames
+# decoded per frame read). Released when its last frame is read, when another file or frame
+# is asked for, and at exit.
+_held: _Stream | None = None
+_lock = threading.Lock()
+
+
+def _release_held() -> None:
+    global _held
+    with _lock:
+        if _held is not None and _held.pid == os.getpid():
+            _held.cap.release()
+        _held = None
+
+
+atexit.register(_release_held)
+
+
+def _open_at(path: Path, key: tuple[Path, int, int], index: int) -> _Stream | None:
+    """The clip `path` opened before frame `index` (from 0): by a seek, else (a stream that
+    does not seek) by reading the frames before it; None when those frames do not decode."""
+    for seek in (True, False):
+        cap = _open(path)
+        if index == 0 or (_seek(cap, index) if seek else all(cap.grab() for _ in range(index))):
+            return _Stream(key, cap, index, os.getpid())
+        cap.release()
+    return None
+
+
 def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """Frame `frame` (from 1) of the video file at `path` as 8-bit grayscale, uint8 (H, W)
     (colour becomes luma, ITU-R BT.601, as `fetalhead.data.load_image`); by a seek, else (a
-    stream that does not seek) by reading the frames before it. A clip of one frame is
+    stream that does not seek) by reading the frames before it, and the next frame of a clip
+    just read without either (the clip stays open between the calls). A clip of one frame is
     read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
     `frame`, a frame it lacks, or a frame that does not decode."""
+    global _held
     n = video_frames(path)
     if n > 1 and frame is None:
         raise FetalheadError(f"{path}: a video of {n} frames; choose the frame you measure "
@@ -109,13 +166,23 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
     if n > 1 and not 1 <= frame <= n:
         raise FetalheadError(f"{path}: no frame {frame} in this video of {n} frames (1 to {n})")
     index = 0 if n == 1 else frame - 1
-    with _capture(path) as cap:
-        seeked = index == 0 or _seek(cap, index)
-        ok, image = cap.read() if seeked else (False, None)
-    if not seeked:  # a stream that does not seek: read up to the frame instead
-        with _capture(path) as cap:
-            ok = all(cap.grab() for _ in range(index))
-            ok, image = cap.read() if ok else (False, None)
+    key = _key(Path(path))
+    with _lock:
+        stream, _held = _held, None
+        if stream is not None and stream.pid != os.getpid():
+            stream = None  # a copy from the parent process: its FFmpeg state is not ours to use
+        if stream is not None and (stream.key != key or stream.next_index != index):
+            stream.cap.release()
+            stream = None
+        if stream is None:
+            stream = _open_at(Path(path), key, index)
+        ok, image = stream.cap.read() if stream is not None else (False, None)
+        if stream is not None:
+            if ok and index + 1 < n:
+                stream.next_index = index + 1
+                _held = stream
+            else:
+                stream.cap.release()
     if not ok or image is None or image.size == 0:
         raise FetalheadError(f"{path}: frame {index + 1} of {n} does not decode")
     if image.ndim == 3:

@@ -255,6 +255,14 @@ def _video_codecs_quote() -> str:
     return "; ".join(parts)
 
 
+def _clip_reading_quote() -> str:
+    """A long clip read frame after frame (benchmarks/clip_reading.py)."""
+    r = _read("benchmarks/clip_reading_cpu.json")
+    return (f"each of {r['clip']['frames']} frames ({r['clip']['shape_px'][1]}x{r['clip']['shape_px'][0]} px, MPEG-4, "
+            f"a key frame every {r['clip']['gop']} frames) read in turn in {r['kept_open']['seconds']:.2f} s against "
+            f"{r['seek_per_frame']['seconds']:.2f} s with a seek per frame, {r['seek_per_frame_over_kept_open']:.1f}x")
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -270,7 +278,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
     frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
-    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), _clip_reading_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 

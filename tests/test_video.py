@@ -126,3 +126,52 @@ def test_a_stream_that_does_not_seek_is_read_up_to_the_frame(tmp_path, monkeypat
     for k in (9, 1, 5):
         assert read_video_frame(clip, k).mean() == pytest.approx(20 * (k - 1), abs=3)
 
+
+
+def _count_opens(monkeypatch) -> list[str]:
+    """Each time fetalhead.video opens a clip from now on: its file name."""
+    import fetalhead.video as video
+
+    opened: list[str] = []
+    real = video._open
+
+    def counting(path):
+        opened.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(video, "_open", counting)
+    return opened
+
+
+def test_reading_each_frame_in_turn_opens_the_clip_once(tmp_path, monkeypatch):
+    import fetalhead.video as video
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (48, 64), dtype=np.uint8) for _ in range(7)]
+    clip = write_clip(tmp_path / "sweep.mkv", frames)
+    assert video_frames(clip) == 7  # counted before the opens are
+    opened = _count_opens(monkeypatch)
+    for k in range(1, 8):
+        assert np.array_equal(load_image(clip, k), frames[k - 1])
+    assert opened == ["sweep.mkv"]
+    assert video._held is None  # let go after its last frame
+
+
+def test_a_clip_kept_open_still_gives_the_frame_asked_for(tmp_path, monkeypatch):
+    """Jumps back and forth, another clip in between, the file rewritten: each read gives its
+    own frame (the open clip is used only for the frame that follows the one just read)."""
+    rng = np.random.default_rng(2)
+    a = [rng.integers(0, 256, (48, 64), dtype=np.uint8) for _ in range(6)]
+    b = [rng.integers(0, 256, (48, 64), dtype=np.uint8) for _ in range(4)]
+    clip_a, clip_b = write_clip(tmp_path / "a.avi", a), write_clip(tmp_path / "b.avi", b)
+    assert (video_frames(clip_a), video_frames(clip_b)) == (6, 4)  # counted before the opens are
+    opened = _count_opens(monkeypatch)
+    for clip, frames, k in [(clip_a, a, 2), (clip_a, a, 3), (clip_b, b, 1), (clip_a, a, 4), (clip_a, a, 2),
+                            (clip_b, b, 2), (clip_b, b, 3)]:
+        assert np.array_equal(read_video_frame(clip, k), frames[k - 1]), (clip.name, k)
+    assert opened == ["a.avi", "b.avi", "a.avi", "a.avi", "b.avi"]  # a 2-3, b 1, a 4, a 2, b 2-3
+    assert np.array_equal(read_video_frame(clip_a, 1), a[0])  # kept open before frame 2
+    new = [255 - f for f in a]
+    os.replace(write_clip(tmp_path / "new.avi", new), clip_a)  # saved over it, as a new file
+    os.utime(clip_a, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert np.array_equal(read_video_frame(clip_a, 2), new[1])  # the new file's, not the open one's
