@@ -65,8 +65,10 @@ __all__ = [
     "time_to_dice",
 ]
 
-#: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets.
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "A100": 312e12}
+#: Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets (which also
+#: give twice these "with sparsity"); the NVL cards (H100 NVL, H200 NVL) run at a lower power
+#: than the SXM ones.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "NVL": 835e12, "A100": 312e12}
 # the reference recipe's size and ours (the default preset's, HC18's 540x800 aspect)
 SIZES = [(572, 572), get_config("default", quick=False).image_size]
 HC18_SHAPE = (540, 800)  # (H, W) of an HC18 image, pixels
@@ -75,6 +77,8 @@ HC18_SHAPE = (540, 800)  # (H, W) of an HC18 image, pixels
 def peak_flops(name: str) -> float | None:
     """Dense bf16 peak FLOP/s for a CUDA device name, None when unknown."""
     n = name.upper()
+    if "NVL" in n and ("H100" in n or "H200" in n):
+        return PEAK_BF16_FLOPS["NVL"]
     if "H200" in n:
         return PEAK_BF16_FLOPS["H200"]
     if "H100" in n:

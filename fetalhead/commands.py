@@ -326,6 +326,11 @@ def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> Folder
     unknown = [p.name for i, p in enumerate(ds.image_paths) if not math.isfinite(ds.pixel_size(i))]
     if unknown:
         raise FetalheadError(f"{unknown[0]}: {_no_pixel_size(args.pixel_csv)}")
+    for path in ds.image_paths:  # a mask labels one image, not a loop of them
+        n = frame_count(path)
+        if n > 1:
+            raise FetalheadError(f"{path.name}: a cine loop or video of {n} frames; a mask labels one image: "
+                                 f"save the frame it labels as an image file (predict --frame measures a loop)")
     missing = [p.name for i, p in enumerate(ds.image_paths) if ds.mask_path(i) is None]
     if missing:
         raise FetalheadError(f"{len(missing)} of {len(ds)} images have no mask "

@@ -1225,6 +1225,12 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     code, _, err = run(["evaluate", "--checkpoint", ckpt, "--masks", tmp_path / "seg", "--data", root,
                         "--out", tmp_path / "no"], capfd)
     assert_one_line_error(code, err, 1, "--masks needs --images DIR")
+    shutil.copy(tmp_path / "seg" / "scan2_mask.png", tmp_path / "seg" / "scan3_mask.png")
+    write_clip(tmp_path / "img" / "sweep.avi", flat_frames(3, shape=(64, 96)))
+    shutil.copy(tmp_path / "seg" / "scan2_mask.png", tmp_path / "seg" / "sweep_mask.png")  # even with a mask
+    before = snapshot(tmp_path)
+    code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-size", "0.1", "--out", tmp_path / "no"], capfd)
+    assert_one_line_error(code, err, 1, "sweep.avi: a cine loop or video of 3 frames; a mask labels one image")
     assert snapshot(tmp_path) == before
 
 
