@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, looks_like_dicom, read_dicom
+from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, holds_loop, looks_like_dicom, read_dicom
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
@@ -250,6 +250,8 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     path = Path(path)
     if path.suffix.lower() in VIDEO_SUFFIXES:  # read by FFmpeg from the file, not into memory
         return read_video_frame(path, frame)
+    if frame is not None and holds_loop(path):  # the next frame of a cine loop already parsed
+        return read_dicom(path, frame=frame).image
     if not path.is_file():
         raise FetalheadError(f"missing file {path}")
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name

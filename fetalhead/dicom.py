@@ -8,12 +8,15 @@ imported only when a DICOM file is read) and its bundled decoders (uncompressed,
 through Pillow JPEG baseline and JPEG 2000). HC is measured on one frozen frame: a cine loop
 (a multi-frame file) is read only at the frame asked for (`frame`, numbered from 1 as DICOM
 numbers them; `--frame N` on the command line, or `--frame all` for each in turn), else refused.
+The loop being read frame by frame is parsed once and kept until its last frame is read or
+another DICOM file is (`holds_loop`), not parsed again from the whole file for every frame.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError, one_line
+from fetalhead.files import file_state
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -29,6 +33,7 @@ __all__ = [
     "dicom_frames",
     "dicom_gray",
     "dicom_pixel_size",
+    "holds_loop",
     "looks_like_dicom",
     "read_dicom",
     "read_dicom_header",
@@ -153,9 +158,11 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | N
     if frames > 1 and not 1 <= frame <= frames:
         raise FetalheadError(f"{source}: no frame {frame} in this cine loop of {frames} frames (1 to {frames})")
     try:
-        if frames > 1:
-            ds.pixel_array_options(index=frame - 1)  # decode that frame only
-        arr = ds.pixel_array  # YBR comes back as RGB
+        from pydicom.pixels import pixel_array
+
+        # that frame only (YBR comes back as RGB); the function, unlike ds.pixel_array_options,
+        # leaves `ds` as it is, so threads may read frames of a kept loop at the same time
+        arr = pixel_array(ds, index=frame - 1 if frames > 1 else None)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
         if photometric == "PALETTE COLOR":
             from pydicom.pixels import apply_color_lut
@@ -201,8 +208,36 @@ def dicom_frames(path: str | os.PathLike) -> int:
     return _frames(read_dicom_header(path), path)
 
 
+# The cine loop being read frame by frame: (`file_state` of its file, its parsed Dataset).
+_held: tuple[tuple[Path, int, int], Any] | None = None
+_lock = threading.Lock()
+
+
+def _release_held() -> None:
+    global _held
+    with _lock:
+        _held = None
+
+
+def holds_loop(path: str | os.PathLike) -> bool:
+    """Whether the cine loop at `path`, as the file is now, is parsed and kept (a frame of it
+    was read and its last frame was not): `read_dicom` reads its next frame without the file."""
+    held = _held
+    try:
+        return held is not None and held[0] == file_state(path)
+    except FetalheadError:
+        return False
+
+
 def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> DicomScan:
     """A DICOM file (its bytes `data`, if already read) as a DicomScan: image uint8 (H, W), pixel
-    size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`)."""
-    ds = _dataset(data, path, header_only=False)
-    return DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))
+    size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`). A
+    cine loop stays parsed until its last frame is read or another DICOM file is (`holds_loop`)."""
+    global _held
+    key = file_state(path) if data is None or Path(path).is_file() else None  # bytes of no file: nothing kept
+    held = _held
+    ds = held[1] if held is not None and held[0] == key else _dataset(data, path, header_only=False)
+    scan = DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))
+    with _lock:
+        _held = (key, ds) if key is not None and frame is not None and frame < _frames(ds, path) else None
+    return scan

@@ -5,7 +5,8 @@ only when the block ends without an error (a rename within one file system is at
 reader, or the next run, sees the old file or the new one, never half a file, and a failure
 leaves the old file as it was and no temporary file behind. `staged_dir` does the same for a
 set of files written into a folder. The `check_*` functions and `refuse_overwrite` let a
-command find an unwritable or occupied target before it starts its work.
+command find an unwritable or occupied target before it starts its work. `file_state` tells
+whether a file read before is still the same file (the key of what a reader keeps of it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,19 @@ from pathlib import Path
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["atomic_file", "check_input_file", "check_output_dir", "check_output_file", "refuse_overwrite", "staged_dir"]
+__all__ = ["atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state", "refuse_overwrite",
+           "staged_dir"]
+
+
+def file_state(path: str | os.PathLike) -> tuple[Path, int, int]:
+    """The file `path` as it is now: (resolved path, size in bytes, modification time in ns),
+    which changes when the file is replaced or rewritten; FetalheadError (one line) when it is
+    missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FetalheadError(f"missing file {path}")
+    stat = path.stat()
+    return path.resolve(), stat.st_size, stat.st_mtime_ns
 
 
 def check_input_file(path: Path, what: str) -> None:

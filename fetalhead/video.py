@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
+from fetalhead.files import file_state
 
 __all__ = ["VIDEO_SUFFIXES", "looks_like_video", "read_video_frame", "video_frames"]
 
@@ -76,21 +77,12 @@ def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
         cap.release()
 
 
-def _key(path: Path) -> tuple[Path, int, int]:
-    """The file `path` as it is now: (resolved path, size in bytes, modification time in ns);
-    FetalheadError (one line) when it is missing."""
-    if not path.is_file():
-        raise FetalheadError(f"missing file {path}")
-    stat = path.stat()
-    return path.resolve(), stat.st_size, stat.st_mtime_ns
-
-
 def video_frames(path: str | os.PathLike) -> int:
     """How many frames the video file at `path` holds, counted by reading them (a container's
     own count may be an estimate; remembered while the file's size and time stay the same, so
     reading each frame of a clip in turn reads it once more, not once per frame);
     FetalheadError (one line) when it holds none that decode."""
-    return _count_frames(*_key(Path(path)))
+    return _count_frames(*file_state(path))
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,7 +106,7 @@ def _seek(cap: cv2.VideoCapture, index: int) -> bool:
 class _Stream:
     """An open clip, positioned before frame `next_index` (from 0), in process `pid`."""
 
-    key: tuple[Path, int, int]  # the file, its size and time: `_count_frames`'s key
+    key: tuple[Path, int, int]  # `fetalhead.files.file_state`: `_count_frames`'s key too
     cap: cv2.VideoCapture
     next_index: int
     pid: int
@@ -166,7 +158,7 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
     if n > 1 and not 1 <= frame <= n:
         raise FetalheadError(f"{path}: no frame {frame} in this video of {n} frames (1 to {n})")
     index = 0 if n == 1 else frame - 1
-    key = _key(Path(path))
+    key = file_state(path)
     with _lock:
         stream, _held = _held, None
         if stream is not None and stream.pid != os.getpid():

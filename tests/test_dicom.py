@@ -4,6 +4,8 @@ tests/test_cli.py."""
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from pathlib import Path
 
@@ -175,6 +177,9 @@ def test_a_compressed_cine_loop_decodes_only_its_frame():
     luma = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
     image = read_dicom(path, frame=5).image
     assert image.shape == rgb.shape[:2] and np.abs(image - luma).max() <= 1.0
+    frames = pydicom.dcmread(path).pixel_array.astype(float) @ np.array([0.299, 0.587, 0.114])
+    for k in (6, 2, 3, 30):  # the loop kept parsed between these: each read decodes its own frame
+        assert np.abs(read_dicom(path, frame=k).image - frames[k - 1]).max() <= 1.0, k
 
 
 @pytest.mark.parametrize("data", [b"", bytes(128) + b"DICM" + bytes(range(256)) * 3])
@@ -297,3 +302,38 @@ def test_frames_are_counted_from_the_header(tmp_path):
     assert (frame_count(loop), frame_count(still), frame_count(png)) == (5, 1, 1)
     with pytest.raises(FetalheadError, match="missing file"):
         frame_count(tmp_path / "none.dcm")
+
+
+def test_a_cine_loop_read_frame_by_frame_is_parsed_once(tmp_path, monkeypatch):
+    """Each frame of a loop in turn: the file parsed once, each frame its own (also out of
+    order, with another loop between, and after the file is replaced), nothing kept after
+    the last frame."""
+    import fetalhead.dicom as dicom
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (5, 40, 60), dtype=np.uint8)
+    b = rng.integers(0, 256, (3, 40, 60), dtype=np.uint8)
+    loop_a = write_dicom(tmp_path / "a.dcm", a, photometric="MONOCHROME2", regions=[region(0.012)])
+    loop_b = write_dicom(tmp_path / "b.dcm", b, photometric="MONOCHROME2")
+    parsed: list[str] = []
+    real = dicom._dataset
+
+    def counting(data, source, header_only):
+        if not header_only:
+            parsed.append(Path(source).name)
+        return real(data, source, header_only)
+
+    monkeypatch.setattr(dicom, "_dataset", counting)
+    for k in range(1, 6):
+        assert np.array_equal(load_image(loop_a, k), a[k - 1])
+    assert parsed == ["a.dcm"] and not dicom.holds_loop(loop_a)  # let go after its last frame
+    for path, frames, k in [(loop_a, a, 3), (loop_a, a, 1), (loop_a, a, 4), (loop_b, b, 2), (loop_a, a, 2)]:
+        scan = read_dicom(path, frame=k)
+        assert np.array_equal(scan.image, frames[k - 1]), (path.name, k)
+    assert parsed == ["a.dcm", "a.dcm", "b.dcm", "a.dcm"]
+    assert scan.pixel_size_mm == pytest.approx(0.12) and dicom.holds_loop(loop_a)
+    replaced = write_dicom(tmp_path / "new.dcm", 255 - a, photometric="MONOCHROME2")
+    os.replace(replaced, loop_a)
+    os.utime(loop_a, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not dicom.holds_loop(loop_a)
+    assert np.array_equal(load_image(loop_a, 3), 255 - a[2])  # the new file's frame, not the kept one's
