@@ -8,7 +8,7 @@ imported only when a DICOM file is read) and its bundled decoders (uncompressed,
 through Pillow JPEG baseline and JPEG 2000). HC is measured on one frozen frame: a cine loop
 (a multi-frame file) is read only at the frame asked for (`frame`, numbered from 1 as DICOM
 numbers them; `--frame N` on the command line, or `--frame all` for each in turn), else refused.
-The loop being read frame by frame is parsed once and kept until its last frame is read or
+A loop read from its first frame on is parsed once and kept until its last frame is read or
 another DICOM file is (`holds_loop`), not parsed again from the whole file for every frame.
 """
 
@@ -208,7 +208,7 @@ def dicom_frames(path: str | os.PathLike) -> int:
     return _frames(read_dicom_header(path), path)
 
 
-# The cine loop being read frame by frame: (`file_state` of its file, its parsed Dataset).
+# The cine loop being read from its first frame on: (`file_state` of its file, its parsed Dataset).
 _held: tuple[tuple[Path, int, int], Any] | None = None
 _lock = threading.Lock()
 
@@ -220,8 +220,9 @@ def _release_held() -> None:
 
 
 def holds_loop(path: str | os.PathLike) -> bool:
-    """Whether the cine loop at `path`, as the file is now, is parsed and kept (a frame of it
-    was read and its last frame was not): `read_dicom` reads its next frame without the file."""
+    """Whether the cine loop at `path`, as the file is now, is parsed and kept (it is being read
+    from its first frame on, and its last frame was not read yet): `read_dicom` then reads any
+    of its frames without the file."""
     held = _held
     try:
         return held is not None and held[0] == file_state(path)
@@ -232,12 +233,15 @@ def holds_loop(path: str | os.PathLike) -> bool:
 def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> DicomScan:
     """A DICOM file (its bytes `data`, if already read) as a DicomScan: image uint8 (H, W), pixel
     size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`). A
-    cine loop stays parsed until its last frame is read or another DICOM file is (`holds_loop`)."""
+    cine loop read from its first frame stays parsed until its last frame is read or another
+    DICOM file is (`holds_loop`); a frame read out of order keeps nothing."""
     global _held
     key = file_state(path) if data is None or Path(path).is_file() else None  # bytes of no file: nothing kept
     held = _held
-    ds = held[1] if held is not None and held[0] == key else _dataset(data, path, header_only=False)
+    kept = held is not None and held[0] == key
+    ds = held[1] if kept else _dataset(data, path, header_only=False)
     scan = DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))
+    in_order = kept or frame == 1  # reading the loop in order, from its first frame
     with _lock:
-        _held = (key, ds) if key is not None and frame is not None and frame < _frames(ds, path) else None
+        _held = (key, ds) if key is not None and in_order and frame is not None and frame < _frames(ds, path) else None
     return scan

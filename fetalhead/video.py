@@ -112,11 +112,11 @@ class _Stream:
     pid: int
 
 
-# The clip being read frame after frame: kept open between calls, so reading each frame of a
-# clip in turn (`predict --frame all`) decodes each frame once, not again from its key frame
-# for every frame asked for (H.264 often has a key frame every 250 frames: up to 250 frames
-# decoded per frame read). Released when its last frame is read, when another file or frame
-# is asked for, and at exit.
+# The clip being read in order from its first frame: kept open between calls, so reading each
+# frame of a clip in turn (`predict --frame all`) decodes each frame once, not again from its
+# key frame for every frame asked for (H.264 often has a key frame every 250 frames: up to 250
+# frames decoded per frame read). Released when its last frame is read, when another file or
+# frame is asked for, and at exit; a frame read out of order keeps nothing open.
 _held: _Stream | None = None
 _lock = threading.Lock()
 
@@ -146,8 +146,8 @@ def _open_at(path: Path, key: tuple[Path, int, int], index: int) -> _Stream | No
 def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """Frame `frame` (from 1) of the video file at `path` as 8-bit grayscale, uint8 (H, W)
     (colour becomes luma, ITU-R BT.601, as `fetalhead.data.load_image`); by a seek, else (a
-    stream that does not seek) by reading the frames before it, and the next frame of a clip
-    just read without either (the clip stays open between the calls). A clip of one frame is
+    stream that does not seek) by reading the frames before it; a clip read in order from its
+    first frame stays open between the calls, so its next frame needs neither. A clip of one frame is
     read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
     `frame`, a frame it lacks, or a frame that does not decode."""
     global _held
@@ -166,11 +166,12 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
         if stream is not None and (stream.key != key or stream.next_index != index):
             stream.cap.release()
             stream = None
+        in_order = stream is not None or index == 0  # reading the clip in order, from its first frame
         if stream is None:
             stream = _open_at(Path(path), key, index)
         ok, image = stream.cap.read() if stream is not None else (False, None)
         if stream is not None:
-            if ok and index + 1 < n:
+            if ok and in_order and index + 1 < n:
                 stream.next_index = index + 1
                 _held = stream
             else:

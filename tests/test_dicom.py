@@ -178,7 +178,7 @@ def test_a_compressed_cine_loop_decodes_only_its_frame():
     image = read_dicom(path, frame=5).image
     assert image.shape == rgb.shape[:2] and np.abs(image - luma).max() <= 1.0
     frames = pydicom.dcmread(path).pixel_array.astype(float) @ np.array([0.299, 0.587, 0.114])
-    for k in (6, 2, 3, 30):  # the loop kept parsed between these: each read decodes its own frame
+    for k in (1, 6, 2, 3, 30):  # kept parsed from frame 1 on: each read decodes its own frame
         assert np.abs(read_dicom(path, frame=k).image - frames[k - 1]).max() <= 1.0, k
 
 
@@ -306,8 +306,8 @@ def test_frames_are_counted_from_the_header(tmp_path):
 
 def test_a_cine_loop_read_frame_by_frame_is_parsed_once(tmp_path, monkeypatch):
     """Each frame of a loop in turn: the file parsed once, each frame its own (also out of
-    order, with another loop between, and after the file is replaced), nothing kept after
-    the last frame."""
+    order, with another loop between, and after the file is replaced); kept only once read
+    from its first frame, and not after its last."""
     import fetalhead.dicom as dicom
 
     rng = np.random.default_rng(0)
@@ -327,11 +327,16 @@ def test_a_cine_loop_read_frame_by_frame_is_parsed_once(tmp_path, monkeypatch):
     for k in range(1, 6):
         assert np.array_equal(load_image(loop_a, k), a[k - 1])
     assert parsed == ["a.dcm"] and not dicom.holds_loop(loop_a)  # let go after its last frame
-    for path, frames, k in [(loop_a, a, 3), (loop_a, a, 1), (loop_a, a, 4), (loop_b, b, 2), (loop_a, a, 2)]:
+    for path, frames, k in [(loop_a, a, 3), (loop_a, a, 1), (loop_a, a, 4), (loop_a, a, 2), (loop_b, b, 2),
+                            (loop_a, a, 1)]:
         scan = read_dicom(path, frame=k)
         assert np.array_equal(scan.image, frames[k - 1]), (path.name, k)
-    assert parsed == ["a.dcm", "a.dcm", "b.dcm", "a.dcm"]
+    # a 3 out of order: parsed, not kept; a 1 kept, then a 4 and a 2 from it; b 2 out of order; a 1
+    assert parsed == ["a.dcm", "a.dcm", "a.dcm", "b.dcm", "a.dcm"]
     assert scan.pixel_size_mm == pytest.approx(0.12) and dicom.holds_loop(loop_a)
+    read_dicom(loop_b, frame=2)
+    assert not dicom.holds_loop(loop_a) and not dicom.holds_loop(loop_b)  # out of order: nothing kept
+    read_dicom(loop_a, frame=1)
     replaced = write_dicom(tmp_path / "new.dcm", 255 - a, photometric="MONOCHROME2")
     os.replace(replaced, loop_a)
     os.utime(loop_a, ns=(time.time_ns(), time.time_ns() + 10**9))

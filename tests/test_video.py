@@ -158,18 +158,25 @@ def test_reading_each_frame_in_turn_opens_the_clip_once(tmp_path, monkeypatch):
 
 
 def test_a_clip_kept_open_still_gives_the_frame_asked_for(tmp_path, monkeypatch):
-    """Jumps back and forth, another clip in between, the file rewritten: each read gives its
-    own frame (the open clip is used only for the frame that follows the one just read)."""
+    """Kept open only while read in order from its first frame: jumps back and forth, another
+    clip in between, the file replaced; each read gives its own frame."""
+    import fetalhead.video as video
+
     rng = np.random.default_rng(2)
     a = [rng.integers(0, 256, (48, 64), dtype=np.uint8) for _ in range(6)]
     b = [rng.integers(0, 256, (48, 64), dtype=np.uint8) for _ in range(4)]
     clip_a, clip_b = write_clip(tmp_path / "a.avi", a), write_clip(tmp_path / "b.avi", b)
     assert (video_frames(clip_a), video_frames(clip_b)) == (6, 4)  # counted before the opens are
     opened = _count_opens(monkeypatch)
-    for clip, frames, k in [(clip_a, a, 2), (clip_a, a, 3), (clip_b, b, 1), (clip_a, a, 4), (clip_a, a, 2),
-                            (clip_b, b, 2), (clip_b, b, 3)]:
+    reads = [(clip_a, a, 1), (clip_a, a, 2), (clip_b, b, 1), (clip_a, a, 3), (clip_a, a, 4), (clip_a, a, 2),
+             (clip_b, b, 3), (clip_b, b, 1), (clip_b, b, 2)]
+    for clip, frames, k in reads:
         assert np.array_equal(read_video_frame(clip, k), frames[k - 1]), (clip.name, k)
-    assert opened == ["a.avi", "b.avi", "a.avi", "a.avi", "b.avi"]  # a 2-3, b 1, a 4, a 2, b 2-3
+    # a 1-2 kept, b 1 kept; a 3, a 4, a 2, b 3 out of order: each opened; b 1-2 kept
+    assert opened == ["a.avi", "b.avi", "a.avi", "a.avi", "a.avi", "b.avi", "b.avi"]
+    assert video._held is not None and video._held.key[0] == clip_b.resolve()
+    read_video_frame(clip_a, 5)
+    assert video._held is None  # a frame out of order keeps nothing open
     assert np.array_equal(read_video_frame(clip_a, 1), a[0])  # kept open before frame 2
     new = [255 - f for f in a]
     os.replace(write_clip(tmp_path / "new.avi", new), clip_a)  # saved over it, as a new file
