@@ -26,7 +26,10 @@ fetalhead_NAME.pt per run. Choose among the runs on the validation part afterwar
 (`fetalhead evaluate --checkpoint FILE --part val`).
 
 `--dry-run` runs the same stages on the CPU with quick-mode presets and seconds-long budgets
-(a CI test does this), so the plumbing is proven before a GPU sees it.
+(a CI test does this), so the plumbing is proven before a GPU sees it. Outside a dry run, a
+Python that sees no CUDA device fails the env stage (exit 3) and skips smoke, train and bench
+within seconds, instead of training on the CPU for the whole budget: the machine's minutes are
+left for a second try.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ MAX_RUNS = 4  #: 8 files come back: session.log, stages.json, histories.csv, ben
 STAGES = ("env", "smoke", "train", "bench")
 DRY_RUN_BUDGET_S = 3.0  #: seconds of training per run in a dry run
 TRAVEL_MIB = 64  #: what goes to the GPU machine: the working tree and the carry file together
+NO_GPU_EXIT = 3  #: the exit code of the env check, and of a stage skipped, when --python sees no CUDA device
+CUDA_EXIT = f"; import sys; sys.exit(0 if torch.cuda.is_available() else {NO_GPU_EXIT})"
 
 
 @dataclass(frozen=True)
@@ -177,16 +182,32 @@ def main(argv: list[str] | None = None) -> int:
     fh = [py, "-m", "fetalhead"]
     s.say(f"out={args.out} work={work} dry_run={args.dry_run} stages={stages} runs={runs}")
 
+    cuda: dict[str, bool] = {}  # whether --python sees a CUDA device, once asked
+
     def env() -> int:
         code = ("import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, "
                 "'cuda', torch.version.cuda); print('device', torch.cuda.get_device_name() "
-                "if torch.cuda.is_available() else 'cpu (no CUDA)')")
+                "if torch.cuda.is_available() else 'cpu (no CUDA)')" + CUDA_EXIT)
         rc = s.run("env", [py, "-c", code], 60)
+        cuda["seen"] = rc == 0
         if shutil.which("nvidia-smi"):
             s.run("nvidia-smi", ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv"], 30)
-        return rc
+        return 0 if args.dry_run and rc == NO_GPU_EXIT else rc  # a dry run needs no GPU
+
+    def without_gpu(stage: str) -> bool:
+        """Outside a dry run: whether `stage` must be skipped because --python sees no CUDA
+        device (it would train on the CPU and spend the machine's minutes for nothing)."""
+        if args.dry_run:
+            return False
+        if "seen" not in cuda:  # the env stage did not run
+            cuda["seen"] = s.run("cuda-check", [py, "-c", "import torch" + CUDA_EXIT], 60) == 0
+        if not cuda["seen"]:
+            s.say(f"{stage}: skipped, {py} sees no CUDA device (see the env stage)")
+        return not cuda["seen"]
 
     def smoke() -> int:
+        if without_gpu("smoke"):
+            return NO_GPU_EXIT
         run = work / "smoke"
         rc = s.run("smoke-train", fh + ["train", "--preset", "default", "--cache", cache, "--out", str(run),
                                         "--time-budget", "3" if args.dry_run else "6", "--quiet", *quick], 120)
@@ -194,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  "--out", str(run / "export.pt")], 60)
 
     def train() -> int:
+        if without_gpu("train"):
+            return NO_GPU_EXIT
         procs = {}
         for r in runs:  # side by side: one run alone leaves most of the GPU idle
             sets = [x for kv in r.settings for x in ("--set", kv)]
@@ -218,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         return max(rcs.values())
 
     def bench() -> int:
+        if without_gpu("bench"):
+            return NO_GPU_EXIT
         extra = ["--quick", "--device", "cpu", "--steps", "2"] if args.dry_run else ["--steps", "20"]
         return s.run("bench", fh + ["bench", "--cache", cache, "--no-train", "--out",
                                     str(args.out / "bench.json"), "--overwrite", *extra], 240)

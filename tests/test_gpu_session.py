@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from scripts import load_benchmark
 
 from fetalhead.checkpoint import load_checkpoint
 
 MAX_FILES, MAX_MIB = 8, 16  # what the GPU machine gives back
+BUDGET_S = 600  # a run's seconds where only a skip keeps the test short
 
 
 def _module():
@@ -96,6 +98,20 @@ def test_a_failing_stage_is_logged_and_the_next_still_runs(carry, tmp_path):
     assert rc == 2 and stages == {"train": 2, "bench": 0}
     assert (out / "fetalhead_default.pt").is_file() and (out / "bench.json").is_file()
     assert "train-bad (exit 2)" in (out / "session.log").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here: the run would train")
+@pytest.mark.parametrize("stages", ["env,smoke,train,bench", "train"])
+def test_without_a_gpu_the_gpu_stages_are_skipped_at_once(stages, carry, tmp_path):
+    """Outside a dry run, a Python without CUDA: env fails (exit 3) and smoke, train and bench
+    are skipped, not run on the CPU for their whole budget."""
+    out = tmp_path / "out"
+    rc = _module().main(["--cache", str(carry), "--out", str(out), "--python", sys.executable,
+                         "--run", f"long=small:{BUDGET_S}", "--stages", stages])
+    recorded = {s["stage"]: s["exit_code"] for s in json.loads((out / "stages.json").read_text())}
+    assert rc == 3 and recorded == dict.fromkeys(stages.split(","), 3)
+    assert sorted(p.name for p in out.iterdir()) == ["session.log", "stages.json"]
+    assert "train: skipped" in (out / "session.log").read_text()
 
 
 def test_a_missing_carry_file_is_a_one_line_error(tmp_path, capsys):
