@@ -396,6 +396,25 @@ def test_the_stored_latency_measures_the_shipped_weights():
         assert f"{row['predict_ms']:.1f} ms for `Predictor.predict`" in model_card(model)
 
 
+def test_the_stored_robustness_results_measure_the_shipped_weights():
+    """The README quotes results/robustness/ (frames of other shapes, video codecs) per shipped
+    model: each file must have measured the weights shipped now, so a model shipped later
+    fails here until they are measured again (each file names its command)."""
+    from fetalhead.checkpoint import load_checkpoint
+
+    files = sorted((ROOT / "results" / "robustness").glob("*.json"))
+    assert files
+    stale = []
+    for path in files:
+        record = json.loads(path.read_text())
+        model = next((m for m in SHIPPED_MODELS if f"_{m}_" in path.name), None)
+        assert model is not None, f"{path.name} names no shipped model"
+        run = load_checkpoint(PACKAGE_DIR / "weights" / f"fetalhead_{model}.pt")[2]["training_run"]
+        if record["model"] != run:
+            stale.append(f"{path.name} measured {record['model']}, not {run}: remove it, then {record['command']}")
+    assert not stale, "; ".join(stale)
+
+
 def test_the_card_quotes_the_hc_interval_of_its_own_model(tmp_path):
     import json
 
