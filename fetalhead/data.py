@@ -32,6 +32,7 @@ from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, holds_loop, looks_like
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
+from fetalhead.tiff import looks_like_tiff, read_tiff_page, tiff_pages
 from fetalhead.video import VIDEO_SUFFIXES, looks_like_video, read_video_frame, video_frames
 
 __all__ = [
@@ -264,11 +265,13 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
 
 def frame_count(path: str | os.PathLike) -> int:
     """Frames in an image file: a DICOM cine loop's number of frames (`fetalhead.dicom`), a
-    video's (`fetalhead.video`), else 1."""
+    TIFF stack's pages (`fetalhead.tiff`), a video's (`fetalhead.video`), else 1."""
     path = Path(path)
     head = _head(path)
     if looks_like_dicom(head, path):
         return dicom_frames(path)
+    if looks_like_tiff(head):
+        return tiff_pages(path)
     return video_frames(path) if _is_video(head, path) else 1
 
 
@@ -276,9 +279,14 @@ def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None =
     """Decode an image file's bytes `buf` (uint8 (N,)) as stored: (H, W) or (H, W, C) BGR(A),
     uint8 or uint16. FetalheadError naming `source` (one line, nothing printed by the image
     libraries) when they do not decode. A DICOM file (`fetalhead.dicom`) gives one frame as
-    8-bit grayscale (a cine loop's `frame`, from 1); other files hold one image and ignore it."""
+    8-bit grayscale (a cine loop's `frame`, from 1), a TIFF stack (`fetalhead.tiff`) its page
+    `frame`; other files hold one image and ignore it."""
     if looks_like_dicom(buf[:132].tobytes(), source):
         return read_dicom(source, buf.tobytes(), frame).image
+    if looks_like_tiff(buf[:4].tobytes()):
+        page = read_tiff_page(buf, source, frame, MAX_SIDE)  # None: a TIFF of one page
+        if page is not None:
+            return page
     gray = _pillow_decode(buf, source)
     if gray is not None:
         return gray
@@ -320,7 +328,7 @@ def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
     (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
-    and video files (a clip's `frame`, from 1)."""
+    TIFF stacks (a page: `frame`, from 1) and video files (a clip's `frame`, from 1)."""
     arr = _to_uint8(_read_raw(path, frame))
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY

@@ -1,0 +1,69 @@
+"""fetalhead.tiff: multi-page TIFF stacks, read a page (frame) at a time like a cine loop."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fetalhead.data import frame_count, load_image
+from fetalhead.errors import FetalheadError
+from fetalhead.tiff import looks_like_tiff, tiff_pages
+
+
+def _stack(path, frames, **kwargs):
+    """`frames` (uint8/uint16 (H, W) or uint8 (H, W, 3) arrays) as one multi-page TIFF at `path`."""
+    pages = [Image.fromarray(f) for f in frames]
+    pages[0].save(path, save_all=True, append_images=pages[1:], **kwargs)
+    return path
+
+
+def test_each_page_of_a_stack_is_its_frame(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (60, 88), dtype=np.uint8) for _ in range(4)]
+    for compression in (None, "tiff_lzw"):
+        stack = _stack(tmp_path / f"stack_{compression}.tif", frames, compression=compression)
+        assert looks_like_tiff(stack.read_bytes()[:4]) and tiff_pages(stack) == frame_count(stack) == 4
+        for k in (3, 1, 4, 2):
+            assert np.array_equal(load_image(stack, k), frames[k - 1]), (compression, k)
+
+
+def test_a_page_reads_as_the_same_pixels_saved_alone(tmp_path):
+    """16-bit and colour pages come out as a one-page TIFF of the same pixels does (the one
+    path every other image takes)."""
+    rng = np.random.default_rng(1)
+    deep = [rng.integers(0, 65536, (40, 64), dtype=np.uint16) for _ in range(3)]
+    colour = [rng.integers(0, 256, (40, 64, 3), dtype=np.uint8) for _ in range(3)]
+    for name, frames in (("deep", deep), ("colour", colour)):
+        stack = _stack(tmp_path / f"{name}.tif", frames)
+        alone = _stack(tmp_path / f"{name}_2.tif", frames[1:2])
+        assert frame_count(alone) == 1
+        assert np.array_equal(load_image(stack, 2), load_image(alone)), name
+    assert load_image(tmp_path / "deep.tif", 2).max() > 200  # rescaled, not clipped to 255
+
+
+def test_a_stack_needs_its_frame_and_has_no_other(tmp_path):
+    stack = _stack(tmp_path / "sweep.tiff", [np.zeros((32, 48), np.uint8)] * 3)
+    with pytest.raises(FetalheadError, match=re.escape("sweep.tiff: a TIFF stack of 3 frames; choose the frame you "
+                                                       "measure (predict --frame N, 1 to 3, or --frame all)")):
+        load_image(stack)
+    for k in (0, 4):
+        with pytest.raises(FetalheadError, match=rf"no frame {k} in this TIFF stack of 3 frames \(1 to 3\)"):
+            load_image(stack, k)
+    still = _stack(tmp_path / "still.tif", [np.full((32, 48), 7, np.uint8)])
+    assert load_image(still, 5).mean() == 7  # one page: read whatever the frame says, as a PNG
+
+
+def test_a_broken_page_is_one_error_and_nothing_printed(tmp_path, capfd):
+    rng = np.random.default_rng(2)
+    whole = _stack(tmp_path / "whole.tif", [rng.integers(0, 256, (64, 96), dtype=np.uint8) for _ in range(3)]).read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) - 3000])  # the last page's pixels lost, its directory kept
+    capfd.readouterr()
+    assert frame_count(cut) == 3
+    with pytest.raises(FetalheadError, match=r"cut.tif: frame 3 of 3 does not decode"):
+        load_image(cut, 3)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
