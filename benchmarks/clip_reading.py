@@ -1,16 +1,18 @@
-"""Reading a long clip or cine loop frame after frame: kept open between reads, or read afresh each time.
+"""Reading a long clip, cine loop or TIFF stack frame after frame: kept open, or read afresh each time.
 
-`fetalhead predict --frame all` (and `--frame best`) reads each frame of a clip or a DICOM cine
-loop in turn, twice: the input check, then the measurement. `fetalhead.video` keeps the clip
-being read open between calls, so the frame after the one just read is decoded straight away,
-where a seek decodes again from the key frame before it (H.264 recorders often place one every
-250 frames); `fetalhead.dicom` keeps the loop being read parsed, where reading a frame afresh
-reads and parses the whole file. This script writes a synthetic clip (moving speckle, 800x540
-px, OpenCV's mp4v with a key frame every `--gop` frames) and an uncompressed DICOM loop of the
-same frames (written as the tests write theirs), then reads every frame of each in order with
-`fetalhead.data.load_image`, as predict does, and again with what was kept let go before each
-read; for the clip also in one bare OpenCV pass (the floor). Seconds, how often the file was
-opened or parsed, and ratios, all in one run on one machine.
+`fetalhead predict --frame all` (and `--frame best`) reads each frame of a clip, a DICOM cine
+loop or a TIFF stack in turn, twice: the input check, then the measurement. `fetalhead.video`
+keeps the clip being read open between calls, so the frame after the one just read is decoded
+straight away, where a seek decodes again from the key frame before it (H.264 recorders often
+place one every 250 frames); `fetalhead.dicom` keeps the loop being read parsed, where reading a
+frame afresh reads and parses the whole file; `fetalhead.tiff` keeps the stack open, where a page
+read afresh walks the file's pages up to it. This script writes a synthetic clip (moving speckle,
+800x540 px, OpenCV's mp4v with a key frame every `--gop` frames), an uncompressed DICOM loop
+(written as the tests write theirs) and an uncompressed TIFF stack of the same frames, then
+reads every frame of each in order with `fetalhead.data.load_image`, as predict does, and again
+with what was kept let go before each read; for the clip also in one bare OpenCV pass (the
+floor). Seconds, how often the file was opened or parsed, and ratios, all in one run on one
+machine.
 
     python benchmarks/clip_reading.py --frames 300 --gop 250 --results benchmarks/clip_reading_cpu.json
 """
@@ -27,8 +29,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import PIL.Image
 
 import fetalhead.dicom as dicom
+import fetalhead.tiff as tiff
 import fetalhead.video as video
 from fetalhead.data import frame_count, load_image
 from fetalhead.errors import FetalheadError, OneLineParser, run_script
@@ -56,6 +60,13 @@ def write_speckle_clip(path: Path, frames: np.ndarray, gop: int) -> Path:
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
+    return path
+
+
+def write_tiff_stack(path: Path, frames: np.ndarray) -> Path:
+    """`frames` (uint8 (N, H, W)) as an uncompressed multi-page TIFF at `path`."""
+    pages = [PIL.Image.fromarray(f) for f in frames]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
     return path
 
 
@@ -106,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_script(parser(), _run, argv)
 
 
-def _compare(path: Path, n: int, module: Any, opener: str) -> dict[str, Any]:
+def _compare(path: Path, n: int, reader: Any, module: Any, opener: str) -> dict[str, Any]:
+    """Reading `path` kept (as predict does) and afresh (`reader._release_held()` before each read)."""
     kept = timed_reads(path, n, lambda: None, module, opener)
-    afresh = timed_reads(path, n, module._release_held, module, opener)
+    afresh = timed_reads(path, n, reader._release_held, module, opener)
     return {"kept": kept, "afresh": afresh, "afresh_over_kept": afresh["seconds"] / kept["seconds"]}
 
 
@@ -120,14 +132,17 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         clip = write_speckle_clip(Path(tmp) / "sweep.mp4", frames, args.gop)
         loop = write_dicom(Path(tmp) / "loop.dcm", frames, photometric="MONOCHROME2")
-        for path in (clip, loop):  # counted once, before the reads are timed
+        stack = write_tiff_stack(Path(tmp) / "stack.tif", frames)
+        for path in (clip, loop, stack):  # counted once, before the reads are timed
             if frame_count(path) != args.frames:
                 raise FetalheadError(f"{path.name} holds {frame_count(path)} frames, not {args.frames}")
         readers = {"video": {"file": {"codec": "mp4v", "gop": args.gop, "mib": clip.stat().st_size / 2**20},
-                             **_compare(clip, args.frames, video, "_open"), "bare_opencv_pass": bare_pass(clip)},
+                             **_compare(clip, args.frames, video, video, "_open"), "bare_opencv_pass": bare_pass(clip)},
                    "dicom": {"file": {"transfer_syntax": "explicit VR little endian (uncompressed)",
                                       "mib": loop.stat().st_size / 2**20},
-                             **_compare(loop, args.frames, dicom, "_dataset")}}
+                             **_compare(loop, args.frames, dicom, dicom, "_dataset")},
+                   "tiff": {"file": {"compression": "none", "mib": stack.stat().st_size / 2**20},
+                            **_compare(stack, args.frames, tiff, PIL.Image, "open")}}
     record = {
         "what": "every frame of a clip and of a DICOM cine loop read in order with load_image: the file kept "
                 "open or parsed between reads (as predict reads it), and let go before each read",

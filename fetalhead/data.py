@@ -32,7 +32,7 @@ from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, holds_loop, looks_like
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
-from fetalhead.tiff import looks_like_tiff, read_tiff_page, tiff_pages
+from fetalhead.tiff import looks_like_tiff, read_tiff_frame, read_tiff_page, tiff_pages
 from fetalhead.video import VIDEO_SUFFIXES, looks_like_video, read_video_frame, video_frames
 
 __all__ = [
@@ -253,6 +253,10 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
         return read_video_frame(path, frame)
     if frame is not None and holds_loop(path):  # the next frame of a cine loop already parsed
         return read_dicom(path, frame=frame).image
+    if frame is not None and looks_like_tiff(_head(path)):  # a stack's page, read alone from the file
+        page = read_tiff_frame(path, frame, MAX_SIDE)
+        if page is not None:
+            return page
     if not path.is_file():
         raise FetalheadError(f"missing file {path}")
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name

@@ -6,23 +6,30 @@ numbered from 1; `--frame N`, `--frame all` or `--frame best` on the command lin
 with one line without it; a TIFF of one page is an ordinary image. Pillow counts the pages and
 checks the page asked for (its size, and that it decodes, without printing anything); OpenCV
 then decodes it as it decodes the first page of any TIFF, so every page comes out the same way.
+A stack read from its first page on stays open until its last page is read or another page or
+file is asked for (`holds_stack`): each next page is found without walking the file again.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
+from fetalhead.files import file_state
 
-__all__ = ["looks_like_tiff", "read_tiff_page", "tiff_pages"]
+__all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page", "tiff_pages"]
 
 #: the first bytes of a TIFF (little- and big-endian) and of a BigTIFF
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for a bad file (and DecompressionBombError)
 
 
 def looks_like_tiff(head: bytes) -> bool:
@@ -38,7 +45,7 @@ def _pages(source: Path | io.BytesIO) -> int:
     try:
         with Image.open(source) as im:
             return max(1, int(getattr(im, "n_frames", 1)))
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+    except (*_ERRORS, Image.DecompressionBombError):
         return 1
 
 
@@ -46,6 +53,37 @@ def tiff_pages(path: str | os.PathLike) -> int:
     """How many pages (frames) the TIFF file at `path` holds, from its directory of pages
     (nothing decoded)."""
     return _pages(Path(path))
+
+
+def _check_page(im: Any, n: int, frame: int | None, source: str | os.PathLike, max_side: int) -> None:
+    """Pillow's open stack `im` of `n` pages moved to page `frame` (from 1) and that page
+    decoded once: FetalheadError (one line, naming `source`) without `frame`, for a page it
+    lacks, a side above `max_side` px, or a page that does not decode."""
+    from PIL import Image
+
+    if frame is None:
+        raise FetalheadError(f"{source}: a TIFF stack of {n} frames; choose the frame you measure "
+                             f"(predict --frame N, 1 to {n}, or --frame all) or save it as single images")
+    if not 1 <= frame <= n:
+        raise FetalheadError(f"{source}: no frame {frame} in this TIFF stack of {n} frames (1 to {n})")
+    try:
+        im.seek(frame - 1)
+        if max(im.size) > max_side:
+            raise FetalheadError(f"image too large: frame {frame} of {source} is {im.size[1]}x{im.size[0]} "
+                                 f"pixels (each side must be <= {max_side})")
+        im.load()
+    except FetalheadError:
+        raise
+    except (*_ERRORS, Image.DecompressionBombError) as e:
+        raise FetalheadError(f"{source}: frame {frame} of {n} does not decode ({type(e).__name__})") from None
+
+
+def _one_page(ok: bool, pages: Any, source: str | os.PathLike, frame: int, n: int) -> np.ndarray:
+    """The page OpenCV's imreadmulti/imdecodemulti gave, a one-channel page as (H, W)."""
+    if not ok or len(pages) != 1 or pages[0] is None or pages[0].size == 0:
+        raise FetalheadError(f"{source}: frame {frame} of {n} does not decode")
+    page = pages[0]
+    return page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page
 
 
 def read_tiff_page(buf: np.ndarray, source: str | os.PathLike, frame: int | None, max_side: int) -> np.ndarray | None:
@@ -59,24 +97,82 @@ def read_tiff_page(buf: np.ndarray, source: str | os.PathLike, frame: int | None
     n = _pages(data)
     if n == 1:
         return None
-    if frame is None:
-        raise FetalheadError(f"{source}: a TIFF stack of {n} frames; choose the frame you measure "
-                             f"(predict --frame N, 1 to {n}, or --frame all) or save it as single images")
-    if not 1 <= frame <= n:
-        raise FetalheadError(f"{source}: no frame {frame} in this TIFF stack of {n} frames (1 to {n})")
     try:
         with Image.open(data) as im:
-            im.seek(frame - 1)
-            if max(im.size) > max_side:
-                raise FetalheadError(f"image too large: frame {frame} of {source} is {im.size[1]}x{im.size[0]} "
-                                     f"pixels (each side must be <= {max_side})")
-            im.load()
+            _check_page(im, n, frame, source, max_side)
+    except (*_ERRORS, Image.DecompressionBombError) as e:
+        raise FetalheadError(f"{source}: not a readable TIFF ({type(e).__name__})") from None
+    return _one_page(*cv2.imdecodemulti(buf, cv2.IMREAD_UNCHANGED, None, (frame - 1, frame)), source, frame, n)
+
+
+# The stack being read from its first page on: (`file_state` of its file, Pillow's open image of
+# it, its number of pages, the process that opened it).
+_held: tuple[tuple[Path, int, int], Any, int, int] | None = None
+_lock = threading.Lock()
+
+
+def _release_held() -> None:
+    global _held
+    with _lock:
+        if _held is not None and _held[3] == os.getpid():
+            _held[1].close()
+        _held = None
+
+
+atexit.register(_release_held)
+
+
+def holds_stack(path: str | os.PathLike) -> bool:
+    """Whether the TIFF stack at `path`, as the file is now, is kept open (it is being read
+    from its first page on, and its last page was not read yet)."""
+    held = _held
+    try:
+        return held is not None and held[0] == file_state(path) and held[3] == os.getpid()
     except FetalheadError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
-        raise FetalheadError(f"{source}: frame {frame} of {n} does not decode ({type(e).__name__})") from None
-    ok, pages = cv2.imdecodemulti(buf, cv2.IMREAD_UNCHANGED, None, (frame - 1, frame))
-    if not ok or len(pages) != 1 or pages[0] is None or pages[0].size == 0:
-        raise FetalheadError(f"{source}: frame {frame} of {n} does not decode")
-    page = pages[0]
-    return page[:, :, 0] if page.ndim == 3 and page.shape[2] == 1 else page
+        return False
+
+
+def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.ndarray | None:
+    """`read_tiff_page` of the TIFF file at `path`, read from the file itself: only the page
+    asked for (no whole-file read); a stack read from its first page on stays open between the
+    calls (`holds_stack`). None for a TIFF of one page, or one Pillow cannot open (the caller
+    decodes it as any image)."""
+    from PIL import Image
+
+    global _held
+    path = Path(path)
+    key = file_state(path)
+    with _lock:
+        held, _held = _held, None
+        kept = held is not None and held[0] == key and held[3] == os.getpid()
+        if held is not None and not kept and held[3] == os.getpid():
+            held[1].close()
+        if kept:
+            im, n = held[1], held[2]
+        else:
+            try:
+                im = Image.open(path)
+            except (*_ERRORS, Image.DecompressionBombError):
+                return None  # not a TIFF Pillow reads: decoded as any image, whose error names the file
+            try:
+                n = max(1, int(getattr(im, "n_frames", 1)))
+            except (*_ERRORS, Image.DecompressionBombError):
+                n = 1
+        if n == 1:
+            im.close()
+            return None
+        try:
+            _check_page(im, n, frame, path, max_side)
+            ok, pages = cv2.imreadmulti(str(path), start=frame - 1, count=1, flags=cv2.IMREAD_UNCHANGED)
+            if not ok:  # a path OpenCV's file reader cannot open (e.g. non-ASCII on Windows): the bytes
+                ok, pages = cv2.imdecodemulti(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED, None,
+                                              (frame - 1, frame))
+            page = _one_page(ok, pages, path, frame, n)
+        except BaseException:
+            im.close()
+            raise
+        if (kept or frame == 1) and frame < n:  # read in order from the first page: kept open
+            _held = (key, im, n, os.getpid())
+        else:
+            im.close()
+        return page

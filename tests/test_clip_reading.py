@@ -1,4 +1,4 @@
-"""benchmarks/clip_reading.py: a long clip and a cine loop read frame after frame, end to end."""
+"""benchmarks/clip_reading.py: a long clip, cine loop and TIFF stack read frame after frame, end to end."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_the_script_end_to_end(tmp_path, capsys):
     assert mod.main(["--frames", "12", "--gop", "6", "--results", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["frames"] == 12 and record["video"]["bare_opencv_pass"]["frames"] == 12
-    for reader in ("video", "dicom"):
+    for reader in ("video", "dicom", "tiff"):
         r = record[reader]
         assert r["kept"]["opens"] == 1, reader  # one open (or parse) for the twelve frames in turn
         assert r["afresh"]["opens"] == 12, reader

@@ -256,14 +256,15 @@ def _video_codecs_quote() -> str:
 
 
 def _clip_reading_quote() -> str:
-    """A long clip and a cine loop read frame after frame (benchmarks/clip_reading.py)."""
+    """A long clip, cine loop and TIFF stack read frame after frame (benchmarks/clip_reading.py)."""
     r = _read("benchmarks/clip_reading_cpu.json")
-    v, d = r["video"], r["dicom"]
+    v, d, t = r["video"], r["dicom"], r["tiff"]
     return (f"each of {r['frames']} frames of {r['shape_px'][1]}x{r['shape_px'][0]} px read in turn in "
             f"{v['kept']['seconds']:.2f} s against {v['afresh']['seconds']:.2f} s with a seek per frame (MPEG-4, a key "
-            f"frame every {v['file']['gop']} frames), and in {d['kept']['seconds']:.2f} s against "
+            f"frame every {v['file']['gop']} frames), in {d['kept']['seconds']:.2f} s against "
             f"{d['afresh']['seconds']:.2f} s parsing the whole loop for each frame (uncompressed DICOM, "
-            f"{d['file']['mib']:.1f} MiB)")
+            f"{d['file']['mib']:.1f} MiB), and in {t['kept']['seconds']:.2f} s against {t['afresh']['seconds']:.2f} s "
+            f"opening the stack for each page (uncompressed TIFF)")
 
 
 def _readme_quotes() -> list[str]:
