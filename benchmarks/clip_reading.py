@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(path: Path, n: int, reader: Any, module: Any, opener: str) -> dict[str, Any]:
-    """Reading `path` kept (as predict does) and afresh (`reader._release_held()` before each read)."""
+    """Reading `path` kept (as predict does) and afresh (`reader._kept` let go before each read)."""
     kept = timed_reads(path, n, lambda: None, module, opener)
-    afresh = timed_reads(path, n, reader._release_held, module, opener)
+    afresh = timed_reads(path, n, reader._kept.release, module, opener)
     return {"kept": kept, "afresh": afresh, "afresh_over_kept": afresh["seconds"] / kept["seconds"]}
 
 

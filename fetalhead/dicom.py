@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError, one_line
-from fetalhead.files import file_state
+from fetalhead.files import KeptFile, file_state
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -161,7 +160,7 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | N
         from pydicom.pixels import pixel_array
 
         # that frame only (YBR comes back as RGB); the function, unlike ds.pixel_array_options,
-        # leaves `ds` as it is, so threads may read frames of a kept loop at the same time
+        # leaves `ds` as it is: a kept loop serves each next call unchanged
         arr = pixel_array(ds, index=frame - 1 if frames > 1 else None)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
         if photometric == "PALETTE COLOR":
@@ -208,26 +207,15 @@ def dicom_frames(path: str | os.PathLike) -> int:
     return _frames(read_dicom_header(path), path)
 
 
-# The cine loop being read from its first frame on: (`file_state` of its file, its parsed Dataset).
-_held: tuple[tuple[Path, int, int], Any] | None = None
-_lock = threading.Lock()
-
-
-def _release_held() -> None:
-    global _held
-    with _lock:
-        _held = None
+# The cine loop being read from its first frame on: its parsed Dataset (nothing to close).
+_kept = KeptFile()
 
 
 def holds_loop(path: str | os.PathLike) -> bool:
     """Whether the cine loop at `path`, as the file is now, is parsed and kept (it is being read
     from its first frame on, and its last frame was not read yet): `read_dicom` then reads any
     of its frames without the file."""
-    held = _held
-    try:
-        return held is not None and held[0] == file_state(path)
-    except FetalheadError:
-        return False
+    return _kept.holds(path)
 
 
 def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> DicomScan:
@@ -235,13 +223,13 @@ def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | 
     size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`). A
     cine loop read from its first frame stays parsed until its last frame is read or another
     DICOM file is (`holds_loop`); a frame read out of order keeps nothing."""
-    global _held
     key = file_state(path) if data is None or Path(path).is_file() else None  # bytes of no file: nothing kept
-    held = _held
-    kept = held is not None and held[0] == key
-    ds = held[1] if kept else _dataset(data, path, header_only=False)
-    scan = DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))
-    in_order = kept or frame == 1  # reading the loop in order, from its first frame
-    with _lock:
-        _held = (key, ds) if key is not None and in_order and frame is not None and frame < _frames(ds, path) else None
+    with _kept.lock:
+        ds = _kept.take(key) if key is not None else None
+        in_order = ds is not None or frame == 1  # reading the loop in order, from its first frame
+        if ds is None:
+            ds = _dataset(data, path, header_only=False)
+        scan = DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))
+        if key is not None and in_order and frame is not None and frame < _frames(ds, path):
+            _kept.keep(key, ds)
     return scan

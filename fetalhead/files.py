@@ -6,23 +6,27 @@ reader, or the next run, sees the old file or the new one, never half a file, an
 leaves the old file as it was and no temporary file behind. `staged_dir` does the same for a
 set of files written into a folder. The `check_*` functions and `refuse_overwrite` let a
 command find an unwritable or occupied target before it starts its work. `file_state` tells
-whether a file read before is still the same file (the key of what a reader keeps of it).
+whether a file read before is still the same file, and `KeptFile` is what a reader keeps of the
+one file it reads frame after frame (an open clip, a parsed cine loop, an open TIFF stack).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state", "refuse_overwrite",
-           "staged_dir"]
+__all__ = ["KeptFile", "atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state",
+           "refuse_overwrite", "staged_dir"]
 
 
 def file_state(path: str | os.PathLike) -> tuple[Path, int, int]:
@@ -34,6 +38,53 @@ def file_state(path: str | os.PathLike) -> tuple[Path, int, int]:
         raise FetalheadError(f"missing file {path}")
     stat = path.stat()
     return path.resolve(), stat.st_size, stat.st_mtime_ns
+
+
+class KeptFile:
+    """What a reader keeps of the one file it is reading frame after frame, from its first
+    frame on (an open clip, a parsed cine loop, an open TIFF stack), so that each next frame
+    needs neither the whole file again nor a seek. `take` gives it back only for the same file
+    as it is now (`file_state`) and in the process that kept it; whatever stops being kept is
+    closed with `close`, as is what is kept at exit. Use it under `lock`."""
+
+    def __init__(self, close: Callable[[Any], None] = lambda item: None) -> None:
+        self.lock = threading.RLock()
+        self._close = close
+        self._held: tuple[tuple[Path, int, int], Any, int] | None = None  # file_state, item, process
+        atexit.register(self.release)
+
+    def take(self, key: tuple[Path, int, int]) -> Any | None:
+        """The item kept for the file whose `file_state` is `key`, no longer kept; None when
+        none is (what was kept for another file is closed)."""
+        with self.lock:
+            held, self._held = self._held, None
+            if held is None or held[2] != os.getpid():  # a copy from the parent process: not ours to use
+                return None
+            if held[0] == key:
+                return held[1]
+            self._close(held[1])
+            return None
+
+    def keep(self, key: tuple[Path, int, int], item: Any) -> None:
+        """Keep `item` for the file whose `file_state` is `key` (what was kept is closed)."""
+        with self.lock:
+            self.release()
+            self._held = (key, item, os.getpid())
+
+    def holds(self, path: str | os.PathLike) -> bool:
+        """Whether an item is kept for the file at `path` as it is now."""
+        held = self._held
+        try:
+            return held is not None and held[2] == os.getpid() and held[0] == file_state(path)
+        except FetalheadError:
+            return False
+
+    def release(self) -> None:
+        """Keep nothing (what was kept is closed)."""
+        with self.lock:
+            held, self._held = self._held, None
+            if held is not None and held[2] == os.getpid():
+                self._close(held[1])
 
 
 def check_input_file(path: Path, what: str) -> None:

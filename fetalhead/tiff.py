@@ -12,10 +12,8 @@ file is asked for (`holds_stack`): each next page is found without walking the f
 
 from __future__ import annotations
 
-import atexit
 import io
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import file_state
+from fetalhead.files import KeptFile, file_state
 
 __all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page", "tiff_pages"]
 
@@ -105,31 +103,14 @@ def read_tiff_page(buf: np.ndarray, source: str | os.PathLike, frame: int | None
     return _one_page(*cv2.imdecodemulti(buf, cv2.IMREAD_UNCHANGED, None, (frame - 1, frame)), source, frame, n)
 
 
-# The stack being read from its first page on: (`file_state` of its file, Pillow's open image of
-# it, its number of pages, the process that opened it).
-_held: tuple[tuple[Path, int, int], Any, int, int] | None = None
-_lock = threading.Lock()
-
-
-def _release_held() -> None:
-    global _held
-    with _lock:
-        if _held is not None and _held[3] == os.getpid():
-            _held[1].close()
-        _held = None
-
-
-atexit.register(_release_held)
+# The stack being read from its first page on: (Pillow's open image of it, its number of pages).
+_kept = KeptFile(close=lambda item: item[0].close())
 
 
 def holds_stack(path: str | os.PathLike) -> bool:
     """Whether the TIFF stack at `path`, as the file is now, is kept open (it is being read
     from its first page on, and its last page was not read yet)."""
-    held = _held
-    try:
-        return held is not None and held[0] == file_state(path) and held[3] == os.getpid()
-    except FetalheadError:
-        return False
+    return _kept.holds(path)
 
 
 def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.ndarray | None:
@@ -139,16 +120,13 @@ def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.nd
     decodes it as any image)."""
     from PIL import Image
 
-    global _held
     path = Path(path)
     key = file_state(path)
-    with _lock:
-        held, _held = _held, None
-        kept = held is not None and held[0] == key and held[3] == os.getpid()
-        if held is not None and not kept and held[3] == os.getpid():
-            held[1].close()
+    with _kept.lock:
+        item = _kept.take(key)
+        kept = item is not None
         if kept:
-            im, n = held[1], held[2]
+            im, n = item
         else:
             try:
                 im = Image.open(path)
@@ -172,7 +150,7 @@ def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.nd
             im.close()
             raise
         if (kept or frame == 1) and frame < n:  # read in order from the first page: kept open
-            _held = (key, im, n, os.getpid())
+            _kept.keep(key, (im, n))
         else:
             im.close()
         return page

@@ -11,10 +11,8 @@ FetalheadError instead.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import file_state
+from fetalhead.files import KeptFile, file_state
 
 __all__ = ["VIDEO_SUFFIXES", "looks_like_video", "read_video_frame", "video_frames"]
 
@@ -104,41 +102,27 @@ def _seek(cap: cv2.VideoCapture, index: int) -> bool:
 
 @dataclass
 class _Stream:
-    """An open clip, positioned before frame `next_index` (from 0), in process `pid`."""
+    """An open clip, positioned before frame `next_index` (from 0)."""
 
-    key: tuple[Path, int, int]  # `fetalhead.files.file_state`: `_count_frames`'s key too
     cap: cv2.VideoCapture
     next_index: int
-    pid: int
 
 
 # The clip being read in order from its first frame: kept open between calls, so reading each
 # frame of a clip in turn (`predict --frame all`) decodes each frame once, not again from its
 # key frame for every frame asked for (H.264 often has a key frame every 250 frames: up to 250
-# frames decoded per frame read). Released when its last frame is read, when another file or
+# frames decoded per frame read). Let go when its last frame is read, when another file or
 # frame is asked for, and at exit; a frame read out of order keeps nothing open.
-_held: _Stream | None = None
-_lock = threading.Lock()
+_kept = KeptFile(close=lambda stream: stream.cap.release())
 
 
-def _release_held() -> None:
-    global _held
-    with _lock:
-        if _held is not None and _held.pid == os.getpid():
-            _held.cap.release()
-        _held = None
-
-
-atexit.register(_release_held)
-
-
-def _open_at(path: Path, key: tuple[Path, int, int], index: int) -> _Stream | None:
+def _open_at(path: Path, index: int) -> _Stream | None:
     """The clip `path` opened before frame `index` (from 0): by a seek, else (a stream that
     does not seek) by reading the frames before it; None when those frames do not decode."""
     for seek in (True, False):
         cap = _open(path)
         if index == 0 or (_seek(cap, index) if seek else all(cap.grab() for _ in range(index))):
-            return _Stream(key, cap, index, os.getpid())
+            return _Stream(cap, index)
         cap.release()
     return None
 
@@ -150,7 +134,6 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
     first frame stays open between the calls, so its next frame needs neither. A clip of one frame is
     read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
     `frame`, a frame it lacks, or a frame that does not decode."""
-    global _held
     n = video_frames(path)
     if n > 1 and frame is None:
         raise FetalheadError(f"{path}: a video of {n} frames; choose the frame you measure "
@@ -159,21 +142,19 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
         raise FetalheadError(f"{path}: no frame {frame} in this video of {n} frames (1 to {n})")
     index = 0 if n == 1 else frame - 1
     key = file_state(path)
-    with _lock:
-        stream, _held = _held, None
-        if stream is not None and stream.pid != os.getpid():
-            stream = None  # a copy from the parent process: its FFmpeg state is not ours to use
-        if stream is not None and (stream.key != key or stream.next_index != index):
+    with _kept.lock:
+        stream = _kept.take(key)
+        if stream is not None and stream.next_index != index:
             stream.cap.release()
             stream = None
         in_order = stream is not None or index == 0  # reading the clip in order, from its first frame
         if stream is None:
-            stream = _open_at(Path(path), key, index)
+            stream = _open_at(Path(path), index)
         ok, image = stream.cap.read() if stream is not None else (False, None)
         if stream is not None:
             if ok and in_order and index + 1 < n:
                 stream.next_index = index + 1
-                _held = stream
+                _kept.keep(key, stream)
             else:
                 stream.cap.release()
     if not ok or image is None or image.size == 0:

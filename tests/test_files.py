@@ -142,3 +142,33 @@ def test_output_checks_leave_no_probe_behind(tmp_path):
     check_output_file(tmp_path / "a.csv", overwrite=False)
     check_output_dir(tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kept_file_is_given_back_only_for_the_same_file_in_the_same_process(tmp_path, monkeypatch):
+    import time
+
+    from fetalhead.files import KeptFile, file_state
+
+    closed: list[str] = []
+    kept = KeptFile(close=closed.append)
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    kept.keep(file_state(a), "A")
+    assert kept.holds(a) and not kept.holds(b) and not kept.holds(tmp_path / "none")
+    assert kept.take(file_state(a)) == "A" and not kept.holds(a) and closed == []  # taken back, not closed
+    kept.keep(file_state(a), "A")
+    assert kept.take(file_state(b)) is None and closed == ["A"]  # another file's: closed
+    kept.keep(file_state(a), "A2")
+    a.write_bytes(b"a, rewritten")
+    os.utime(a, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not kept.holds(a) and kept.take(file_state(a)) is None and closed == ["A", "A2"]  # the file changed
+    kept.keep(file_state(b), "B")
+    kept.keep(file_state(a), "A3")
+    assert closed == ["A", "A2", "B"]  # keeping one closes what was kept
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as a forked child sees its parent's
+    assert not kept.holds(a) and kept.take(file_state(a)) is None and closed == ["A", "A2", "B"]  # not ours to close
+    monkeypatch.undo()
+    kept.keep(file_state(a), "A4")
+    kept.release()
+    assert closed == ["A", "A2", "B", "A4"] and not kept.holds(a)

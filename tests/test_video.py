@@ -154,7 +154,7 @@ def test_reading_each_frame_in_turn_opens_the_clip_once(tmp_path, monkeypatch):
     for k in range(1, 8):
         assert np.array_equal(load_image(clip, k), frames[k - 1])
     assert opened == ["sweep.mkv"]
-    assert video._held is None  # let go after its last frame
+    assert not video._kept.holds(clip)  # let go after its last frame
 
 
 def test_a_clip_kept_open_still_gives_the_frame_asked_for(tmp_path, monkeypatch):
@@ -174,9 +174,9 @@ def test_a_clip_kept_open_still_gives_the_frame_asked_for(tmp_path, monkeypatch)
         assert np.array_equal(read_video_frame(clip, k), frames[k - 1]), (clip.name, k)
     # a 1-2 kept, b 1 kept; a 3, a 4, a 2, b 3 out of order: each opened; b 1-2 kept
     assert opened == ["a.avi", "b.avi", "a.avi", "a.avi", "a.avi", "b.avi", "b.avi"]
-    assert video._held is not None and video._held.key[0] == clip_b.resolve()
+    assert video._kept.holds(clip_b) and not video._kept.holds(clip_a)
     read_video_frame(clip_a, 5)
-    assert video._held is None  # a frame out of order keeps nothing open
+    assert not video._kept.holds(clip_a) and not video._kept.holds(clip_b)  # out of order: nothing kept open
     assert np.array_equal(read_video_frame(clip_a, 1), a[0])  # kept open before frame 2
     new = [255 - f for f in a]
     os.replace(write_clip(tmp_path / "new.avi", new), clip_a)  # saved over it, as a new file
