@@ -105,3 +105,16 @@ def test_a_stack_read_page_by_page_is_opened_once(tmp_path, monkeypatch):
     os.utime(stack_a, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert not tiff.holds_stack(stack_a)
     assert np.array_equal(load_image(stack_a, 2), 255 - a[1])  # the new file's page, not the kept one's
+
+
+def test_a_page_opencv_cannot_read_from_the_path_is_read_from_the_bytes(tmp_path, monkeypatch):
+    """OpenCV's file reader fails on some paths (non-ASCII names on Windows): the page then
+    comes from the file's bytes, the same pixels."""
+    import fetalhead.tiff as tiff
+
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 256, (40, 64), dtype=np.uint8) for _ in range(3)]
+    stack = _stack(tmp_path / "stäck.tif", frames)
+    monkeypatch.setattr(tiff.cv2, "imreadmulti", lambda *args, **kwargs: (False, ()))
+    for k in (2, 3, 1):
+        assert np.array_equal(load_image(stack, k), frames[k - 1]), k
