@@ -222,7 +222,7 @@ def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | 
     """A DICOM file (its bytes `data`, if already read) as a DicomScan: image uint8 (H, W), pixel
     size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`). A
     cine loop read from its first frame stays parsed until its last frame is read or another
-    DICOM file is (`holds_loop`); a frame read out of order keeps nothing."""
+    DICOM file is (`holds_loop`); nothing is kept of a loop first read at another frame."""
     key = file_state(path) if data is None or Path(path).is_file() else None  # bytes of no file: nothing kept
     with _kept.lock:
         ds = _kept.take(key) if key is not None else None
