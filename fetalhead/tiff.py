@@ -28,6 +28,7 @@ __all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page"
 #: the first bytes of a TIFF (little- and big-endian) and of a BigTIFF
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for a bad file (and DecompressionBombError)
+_NEW_SUBFILE_TYPE = 254  # the TIFF tag: bit 0 a reduced-resolution copy, bit 2 a transparency mask
 
 
 def looks_like_tiff(head: bytes) -> bool:
@@ -35,21 +36,38 @@ def looks_like_tiff(head: bytes) -> bool:
     return head[:4] in _MAGIC
 
 
+def _frames(im: Any) -> int:
+    """How many frames Pillow's open TIFF `im` holds: its pages when they are all of one size
+    and none is marked a reduced-resolution copy or a mask (NewSubfileType bits 0 and 2: a
+    thumbnail beside one image, not a stack), else 1 (its first page is the image)."""
+    n = max(1, int(getattr(im, "n_frames", 1)))
+    if n > 1:
+        size = im.size
+        for page in range(n):
+            im.seek(page)
+            if im.size != size or int(im.tag_v2.get(_NEW_SUBFILE_TYPE, 0)) & 0b101:
+                n = 1
+                break
+        im.seek(0)
+    return n
+
+
 def _pages(source: Path | io.BytesIO) -> int:
-    """Pages of a TIFF (a file, or its bytes): 1 when Pillow cannot tell (the decoder then
-    reports the file's trouble as for any image)."""
+    """Frames of a TIFF (a file, or its bytes; `_frames`): 1 when Pillow cannot tell (the
+    decoder then reports the file's trouble as for any image)."""
     from PIL import Image
 
     try:
         with Image.open(source) as im:
-            return max(1, int(getattr(im, "n_frames", 1)))
+            return _frames(im)
     except (*_ERRORS, Image.DecompressionBombError):
         return 1
 
 
 def tiff_pages(path: str | os.PathLike) -> int:
-    """How many pages (frames) the TIFF file at `path` holds, from its directory of pages
-    (nothing decoded)."""
+    """How many frames the TIFF file at `path` holds: its pages, from its directory of pages
+    (nothing decoded), or 1 when they are not a stack of frames (a thumbnail or a page of
+    another size beside the image)."""
     return _pages(Path(path))
 
 
@@ -133,7 +151,7 @@ def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.nd
             except (*_ERRORS, Image.DecompressionBombError):
                 return None  # not a TIFF Pillow reads: decoded as any image, whose error names the file
             try:
-                n = max(1, int(getattr(im, "n_frames", 1)))
+                n = _frames(im)
             except (*_ERRORS, Image.DecompressionBombError):
                 n = 1
         if n == 1:

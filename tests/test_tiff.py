@@ -118,3 +118,22 @@ def test_a_page_opencv_cannot_read_from_the_path_is_read_from_the_bytes(tmp_path
     monkeypatch.setattr(tiff.cv2, "imreadmulti", lambda *args, **kwargs: (False, ()))
     for k in (2, 3, 1):
         assert np.array_equal(load_image(stack, k), frames[k - 1]), k
+
+
+def test_a_thumbnail_beside_the_image_is_not_a_stack(tmp_path):
+    """A second page of another size (a thumbnail), or one marked a reduced-resolution copy:
+    one image, read at its first page as before."""
+    from PIL import TiffImagePlugin
+
+    image = np.full((60, 88), 9, np.uint8)
+    with_thumb = _stack(tmp_path / "thumb.tif", [image, np.zeros((15, 22), np.uint8)])
+    assert tiff_pages(with_thumb) == frame_count(with_thumb) == 1
+    assert np.array_equal(load_image(with_thumb), image)
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[254] = 1  # NewSubfileType: reduced-resolution copy
+    pages = [Image.fromarray(image), Image.fromarray(np.zeros_like(image))]
+    marked = tmp_path / "marked.tif"
+    pages[0].save(marked, save_all=True, append_images=pages[1:], tiffinfo=info)
+    with Image.open(marked) as im:
+        assert im.n_frames == 2  # two pages, one image
+    assert frame_count(marked) == 1 and np.array_equal(load_image(marked, 2), image)
