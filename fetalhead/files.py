@@ -52,6 +52,12 @@ class KeptFile:
         self._close = close
         self._held: tuple[tuple[Path, int, int], Any, int] | None = None  # file_state, item, process
         atexit.register(self.release)
+        if hasattr(os, "register_at_fork"):  # a forked child starts with a free lock (its parent's may be held)
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.lock = threading.RLock()
+        self._held = None  # the parent's item: not the child's to use or close
 
     def take(self, key: tuple[Path, int, int]) -> Any | None:
         """The item kept for the file whose `file_state` is `key`, no longer kept; None when

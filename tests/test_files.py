@@ -172,3 +172,37 @@ def test_a_kept_file_is_given_back_only_for_the_same_file_in_the_same_process(tm
     kept.keep(file_state(a), "A4")
     kept.release()
     assert closed == ["A", "A2", "B", "A4"] and not kept.holds(a)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_starts_with_nothing_kept_and_a_free_lock(tmp_path):
+    """Forked while another thread reads (holds the lock): the child can still read."""
+    import threading
+
+    from fetalhead.files import KeptFile, file_state
+
+    kept = KeptFile()
+    a = tmp_path / "a.bin"
+    a.write_bytes(b"a")
+    kept.keep(file_state(a), "A")
+    holding, done = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with kept.lock:
+            holding.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    holding.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if it may take the lock and keeps nothing
+            ok = kept.lock.acquire(timeout=3) and not kept.holds(a) and kept.take(file_state(a)) is None
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        done.set()
+        thread.join()
+    assert os.WEXITSTATUS(status) == 0
+    assert kept.take(file_state(a)) == "A"  # the parent's item is still its own
