@@ -247,16 +247,21 @@ def _is_video(head: bytes, path: Path) -> bool:
 
 def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """Decode an image file as stored: (H, W) or (H, W, C) BGR(A), uint8 or uint16 (a DICOM
-    cine loop at `frame`: `decode_image`; a video at `frame`: `fetalhead.video`)."""
+    cine loop at `frame`: `decode_image`; a TIFF stack's page: `fetalhead.tiff`; a video at
+    `frame`: `fetalhead.video`)."""
     path = Path(path)
     if path.suffix.lower() in VIDEO_SUFFIXES:  # read by FFmpeg from the file, not into memory
         return read_video_frame(path, frame)
-    if frame is not None and holds_loop(path):  # the next frame of a cine loop already parsed
-        return read_dicom(path, frame=frame).image
-    if frame is not None and looks_like_tiff(_head(path)):  # a stack's page, read alone from the file
-        page = read_tiff_frame(path, frame, MAX_SIDE)
-        if page is not None:
-            return page
+    if frame is not None:  # one frame of a loop, a stack or a clip: from the file, not all of it read
+        if holds_loop(path):  # the next frame of a cine loop already parsed
+            return read_dicom(path, frame=frame).image
+        head = _head(path)
+        if looks_like_tiff(head):
+            page = read_tiff_frame(path, frame, MAX_SIDE)
+            if page is not None:
+                return page
+        elif _is_video(head, path):  # a video by content whatever its name
+            return read_video_frame(path, frame)
     if not path.is_file():
         raise FetalheadError(f"missing file {path}")
     buf = np.fromfile(path, dtype=np.uint8)  # imdecode, unlike imread, takes any path name

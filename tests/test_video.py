@@ -182,3 +182,17 @@ def test_a_clip_kept_open_still_gives_the_frame_asked_for(tmp_path, monkeypatch)
     os.replace(write_clip(tmp_path / "new.avi", new), clip_a)  # saved over it, as a new file
     os.utime(clip_a, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert np.array_equal(read_video_frame(clip_a, 2), new[1])  # the new file's, not the open one's
+
+
+def test_a_renamed_clip_read_at_a_frame_is_not_read_whole(tmp_path, monkeypatch):
+    """A clip known by its first bytes, read frame by frame: FFmpeg reads the file, the
+    image path never loads all of it into memory."""
+    import fetalhead.data as data
+
+    clip = write_clip(tmp_path / "sweep.avi", flat_frames(4)).rename(tmp_path / "sweep_export.bin")
+    loaded: list[str] = []
+    real = data.np.fromfile
+    monkeypatch.setattr(data.np, "fromfile", lambda path, *a, **k: loaded.append(str(path)) or real(path, *a, **k))
+    for k in range(1, 5):
+        assert load_image(clip, k).mean() == pytest.approx(20 * (k - 1), abs=3)
+    assert loaded == []
