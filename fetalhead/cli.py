@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pixel_size(p)
     _add_review(p)
     p.add_argument("--frame", type=_frame, default=None, metavar="N|all|best",
-                   help="the frame to measure in each DICOM cine loop, TIFF stack or video clip (numbered from 1, as "
+                   help="the frame to measure in each DICOM cine loop, TIFF stack, animated image or video clip (numbered from 1, as "
                    "DICOM does), all of them (one row and <stem>_f<frame> outputs each, and the frame "
                    "with the highest quality score named), or best: all measured, only that frame "
                    "kept (one row per loop); files of one frame are read as they are")

@@ -329,7 +329,7 @@ def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> Folder
     for path in ds.image_paths:  # a mask labels one image, not a loop of them
         n = frame_count(path)
         if n > 1:
-            raise FetalheadError(f"{path.name}: a cine loop, TIFF stack or video of {n} frames; a mask labels one image: "
+            raise FetalheadError(f"{path.name}: a cine loop, TIFF stack, animated image or video of {n} frames; a mask labels one image: "
                                  f"save the frame it labels as an image file (predict --frame measures a loop)")
     missing = [p.name for i, p in enumerate(ds.image_paths) if ds.mask_path(i) is None]
     if missing:

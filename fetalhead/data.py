@@ -28,6 +28,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fetalhead.animation import (
+    animation_frames,
+    looks_like_animation,
+    read_animation_frame,
+    read_animation_page,
+)
 from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, holds_loop, looks_like_dicom, read_dicom
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
@@ -63,7 +69,7 @@ __all__ = [
 ]
 
 #: file suffixes read as images (HC18's PNGs, your own scans, DICOM exports, video clips)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES, *VIDEO_SUFFIXES)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", *DICOM_SUFFIXES, *VIDEO_SUFFIXES)
 #: what `fetalhead predict` appends to an image's stem for the mask and the overlay it writes
 MASK_SUFFIX, OVERLAY_SUFFIX = "_mask", "_overlay"
 
@@ -92,6 +98,8 @@ _MAGIC = (
     b"II*\x00",  # TIFF little-endian
     b"MM\x00*",  # TIFF big-endian
     b"RIFF",  # WebP
+    b"GIF87a",
+    b"GIF89a",
 )
 
 
@@ -197,14 +205,15 @@ def read_test_csv(root: str | os.PathLike | None = None) -> pd.DataFrame:
     return _read_csv(root / TEST_CSV, ["filename", "pixel size(mm)"], root)
 
 
-def _pillow_decode(buf: np.ndarray, path: str | os.PathLike) -> np.ndarray | None:
+def _pillow_decode(buf: np.ndarray, path: str | os.PathLike, frame: int | None = None) -> np.ndarray | None:
     """Decode the file's bytes with Pillow first, for the formats it knows: it reports a
     truncated or corrupt file (or one with a side above `MAX_SIDE`, before decoding it) as an
     exception, whereas OpenCV's PNG and JPEG readers also print to the process's stderr, which
     would break the one-line error contract. FetalheadError when it does not decode.
 
     Returns the pixels of an 8-bit grayscale PNG (as HC18's), uint8 (H, W): lossless, so the
-    same array OpenCV gives, and the file is decoded once. Else None: OpenCV decodes it."""
+    same array OpenCV gives, and the file is decoded once; of an animated PNG, GIF or WebP,
+    its frame `frame` (`fetalhead.animation`). Else None: OpenCV decodes it."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -217,6 +226,9 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike) -> np.ndarray | Non
             w, h = im.size
             if max(h, w) > MAX_SIDE:
                 raise FetalheadError(f"image too large: {path} is {h}x{w} pixels (each side must be <= {MAX_SIDE})")
+            frame_pixels = read_animation_page(im, path, frame, MAX_SIDE)
+            if frame_pixels is not None:
+                return frame_pixels
             im.load()
             if im.format == "PNG" and im.mode == "L":
                 return np.asarray(im, dtype=np.uint8).copy()
@@ -260,6 +272,10 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
             page = read_tiff_frame(path, frame, MAX_SIDE)
             if page is not None:
                 return page
+        elif looks_like_animation(head):
+            page = read_animation_frame(path, frame, MAX_SIDE)
+            if page is not None:
+                return page
         elif _is_video(head, path):  # a video by content whatever its name
             return read_video_frame(path, frame)
     if not path.is_file():
@@ -274,13 +290,16 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
 
 def frame_count(path: str | os.PathLike) -> int:
     """Frames in an image file: a DICOM cine loop's number of frames (`fetalhead.dicom`), a
-    TIFF stack's pages (`fetalhead.tiff`), a video's (`fetalhead.video`), else 1."""
+    TIFF stack's pages (`fetalhead.tiff`), an animated PNG, GIF or WebP's
+    (`fetalhead.animation`), a video's (`fetalhead.video`), else 1."""
     path = Path(path)
     head = _head(path)
     if looks_like_dicom(head, path):
         return dicom_frames(path)
     if looks_like_tiff(head):
         return tiff_pages(path)
+    if looks_like_animation(head):
+        return animation_frames(path)
     return video_frames(path) if _is_video(head, path) else 1
 
 
@@ -289,16 +308,17 @@ def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None =
     uint8 or uint16. FetalheadError naming `source` (one line, nothing printed by the image
     libraries) when they do not decode. A DICOM file (`fetalhead.dicom`) gives one frame as
     8-bit grayscale (a cine loop's `frame`, from 1), a TIFF stack (`fetalhead.tiff`) its page
-    `frame`; other files hold one image and ignore it."""
+    `frame`, an animated PNG, GIF or WebP (`fetalhead.animation`) its frame `frame`; other
+    files hold one image and ignore it."""
     if looks_like_dicom(buf[:132].tobytes(), source):
         return read_dicom(source, buf.tobytes(), frame).image
     if looks_like_tiff(buf[:4].tobytes()):
         page = read_tiff_page(buf, source, frame, MAX_SIDE)  # None: a TIFF of one page
         if page is not None:
             return page
-    gray = _pillow_decode(buf, source)
-    if gray is not None:
-        return gray
+    pixels = _pillow_decode(buf, source, frame)
+    if pixels is not None:
+        return pixels
     arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
         head = buf[:8].tobytes()

@@ -511,7 +511,7 @@ def held_out_viewer(n: int = 6, model: str | None = None, root: str | os.PathLik
 def clip_viewer(path: str | os.PathLike, pixel_size_mm: float | None = None, predictor: Predictor | None = None,
                 frames: Sequence[int] | None = None, max_frames: int = MAX_CLIP_FRAMES,
                 **kwargs: Any) -> PredictionViewer:
-    """The viewer over the frames of a cine loop or video clip `path` (a DICOM file, a TIFF stack or a video,
+    """The viewer over the frames of a cine loop or video clip `path` (a DICOM file, a TIFF stack, an animated image or a video,
     `fetalhead.data.frame_count`; a file of one frame gives one case), in frame order, named
     "<file> frame <k>" (from 1), measured at `pixel_size_mm` (mm per pixel; None: the size a
     DICOM file stores) by `predictor` (default: the best shipped model). `frames` picks frame

@@ -541,14 +541,17 @@ def test_predict_measures_a_video_clip_frame_by_frame(tmp_path, capfd, synthetic
     assert "for 2 images (the best frame of 1 loop)" in said and "sweep.avi: " in said
 
 
-def test_predict_measures_a_tiff_stack_page_by_page(tmp_path, capfd, synthetic_tiny):
-    """A TIFF stack whose second page is a scan: --frame 2 measures it as the PNG of the same
-    pixels; --frame all a row per page; without --frame one line, nothing written."""
+@pytest.mark.parametrize(("suffix", "kind"), [("tif", "a TIFF stack"), ("png", "an animated image"),
+                                            ("gif", "an animated image")])
+def test_predict_measures_a_stack_or_animation_frame_by_frame(tmp_path, capfd, synthetic_tiny, suffix, kind):
+    """A TIFF stack or an animated PNG or GIF whose second frame is a scan: --frame 2 measures
+    it as the PNG of the same pixels; --frame all a row per frame (the folder found it); without
+    --frame one line, nothing written."""
     root, ckpt = synthetic_tiny
     png = _test_set_images(root, tmp_path / "png", 1)[0]
     gray = np.asarray(Image.open(png).convert("L"))
     pages = [Image.fromarray(a) for a in (np.zeros_like(gray), gray, np.flipud(gray))]
-    stack = tmp_path / "stacks" / "sweep.tif"
+    stack = tmp_path / "stacks" / f"sweep.{suffix}"
     stack.parent.mkdir()
     pages[0].save(stack, save_all=True, append_images=pages[1:])
     tables = {}
@@ -558,11 +561,11 @@ def test_predict_measures_a_tiff_stack_page_by_page(tmp_path, capfd, synthetic_t
         assert code == 0, err
         tables[name] = pd.read_csv(tmp_path / name / "predictions.csv")
     as_png, two, every = tables["png"].iloc[0], tables["two"].iloc[0], tables["all"]
-    assert (two["filename"], two["frame"]) == ("sweep.tif", 2) and two["hc_mm"] == pytest.approx(as_png["hc_mm"], rel=1e-6)
+    assert (two["filename"], two["frame"]) == (stack.name, 2) and two["hc_mm"] == pytest.approx(as_png["hc_mm"], rel=1e-6)
     assert list(every["frame"]) == [1, 2, 3] and every.loc[1, "hc_mm"] == pytest.approx(as_png["hc_mm"], rel=1e-6)
     before = snapshot(tmp_path)
     code, _, err = run(["predict", stack, "--pixel-size", "0.15", "--out", tmp_path / "no", "--checkpoint", ckpt], capfd)
-    assert_one_line_error(code, err, 1, "sweep.tif: a TIFF stack of 3 frames; choose the frame")
+    assert_one_line_error(code, err, 1, f"{stack.name}: {kind} of 3 frames; choose the frame")
     assert snapshot(tmp_path) == before
 
 
@@ -1255,7 +1258,7 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     shutil.copy(tmp_path / "seg" / "scan2_mask.png", tmp_path / "seg" / "sweep_mask.png")  # even with a mask
     before = snapshot(tmp_path)
     code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-size", "0.1", "--out", tmp_path / "no"], capfd)
-    assert_one_line_error(code, err, 1, "sweep.avi: a cine loop, TIFF stack or video of 3 frames; a mask labels one image")
+    assert_one_line_error(code, err, 1, "sweep.avi: a cine loop, TIFF stack, animated image or video of 3 frames; a mask labels one image")
     assert snapshot(tmp_path) == before
 
 
