@@ -28,7 +28,7 @@ from fetalhead.data import read_image_table
 from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.evaluate import bootstrap_ci
 from fetalhead.predict import best_measurement
-from fetalhead.results import check_new_results, provenance, write_results
+from fetalhead.results import check_new_results, measured_weights, provenance, write_results
 
 #: the columns of `fetalhead evaluate`'s metrics_per_image.csv this script reads
 COLUMNS = ("filename", "exam", "status", "quality", "hc_abs_error_mm")
@@ -90,10 +90,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     names = [name for name, _ in args.check]
     if len(set(names)) != len(names):
         raise FetalheadError(f"--check names repeat: {', '.join(names)}")
+    weights = {name: measured_weights(path) for name, path in args.check}
     checks = {name: summary(per_exam(read_rows(path))) for name, path in args.check}
     record = {"what": "the |HC error| of the frame predict --frame best keeps, against a frame taken at random, "
                       "over HC18 examinations of several frames",
-              "tables": {name: str(path) for name, path in args.check}, **checks,
+              "tables": {name: str(path) for name, path in args.check}, "weights": weights, **checks,
               "command": "python benchmarks/best_frame.py " + " ".join(sys.argv[1:] if argv is None else argv),
               **provenance()}
     write_results(record, args.results)

@@ -32,7 +32,7 @@ import pandas as pd
 from fetalhead.data import read_image_table
 from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.interval import COVERAGE, FACTOR, OFFSET_MM, conformal_factor, interval_summary
-from fetalhead.results import check_new_results, provenance, write_results
+from fetalhead.results import check_new_results, measured_weights, provenance, write_results
 
 #: the columns of the out-of-fold table this script reads
 COLUMNS = ("filename", "exam", "pixel_size_mm", "hc_abs_error_mm", "fold")
@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
         raise FetalheadError(f"{args.rows}: no images listed")
     tables = {name: read_image_table(path, CHECK_COLUMNS, "metrics_per_image.csv of fetalhead evaluate")
               for name, path in checks.items()}
+    weights = {name: measured_weights(path) for name, path in checks.items()}
     candidates = {str(o): cross_fold(rows, o) for o in OFFSETS_MM}
     offset = choose_offset(candidates)
     factor = conformal_factor(rows["hc_abs_error_mm"], rows["pixel_size_mm"], COVERAGE, offset)
@@ -112,7 +113,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
                 "offset and factor from out-of-fold predictions, and how often it holds the reference HC",
         "rows": str(args.rows), "n_rows": int(len(rows)), "coverage_aimed": COVERAGE,
         "offsets_mm": candidates, "offset_mm": offset, "factor": factor,
-        "checks": {name: {"table": str(checks[name]), **interval_summary(t)} for name, t in tables.items()},
+        "checks": {name: {"table": str(checks[name]), "weights": weights[name], **interval_summary(t)}
+                   for name, t in tables.items()},
         "command": "python benchmarks/hc_interval.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **provenance(),
     }

@@ -30,7 +30,7 @@ from fetalhead.data import read_image_table
 from fetalhead.errors import FetalheadError, OneLineParser, run_script
 from fetalhead.evaluate import GROSS_ERROR_MM, flag_summary
 from fetalhead.predict import STATUS_OK, STATUS_REVIEW
-from fetalhead.results import check_new_results, provenance, write_results
+from fetalhead.results import check_new_results, measured_weights, provenance, write_results
 
 #: the columns of `fetalhead evaluate`'s metrics_per_image.csv this script reads
 COLUMNS = ("filename", "exam", "hc_pred_mm", "hc_abs_error_mm", "hc_error_mm", "status")
@@ -75,12 +75,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if not (np.isfinite(args.limit_mm) and args.limit_mm > 0):
         raise FetalheadError(f"--limit-mm {args.limit_mm}: must be a positive number of mm")
     check_new_results(args.results)
+    weights = {"rows": measured_weights(args.rows), "other": measured_weights(args.other)}
     rows, other = read_rows(args.rows), read_rows(args.other)
     joined = with_second_opinion(rows, other, args.limit_mm)
 
     record = {
         "what": "a second network's HC as a review signal: flag where the two differ by more than limit_mm",
-        "rows": str(args.rows), "other": str(args.other), "limit_mm": args.limit_mm,
+        "rows": str(args.rows), "other": str(args.other), "weights": weights, "limit_mm": args.limit_mm,
         "hc_error_correlation": error_correlation(rows, other),
         "flag alone": flag_summary(rows), "flag or second opinion": flag_summary(joined),
         "command": "python benchmarks/second_opinion.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -352,6 +352,8 @@ def write_report(df: pd.DataFrame, out_dir: str | os.PathLike, predictor: Predic
         "n_no_head": int((df["status"] == STATUS_NO_HEAD).sum()),
         "alpha": 0.05,
         "checkpoint": str(predictor.checkpoint) if predictor is not None and predictor.checkpoint else None,
+        # the weights measured, by the training run its checkpoint records (None: not known)
+        "training_run": predictor.meta.get("training_run") if predictor is not None else None,
         "tta": bool(predictor.tta) if predictor is not None else None,
         "metrics": {m: {k: _finite_or_none(v) for k, v in row.items()} for m, row in table.iterrows()},
         "hc_interval": interval_summary(df),  # how often each HC's 90 % interval holds the reference

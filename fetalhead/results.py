@@ -23,7 +23,7 @@ from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file, check_output_file
 from fetalhead.paths import SHIPPED_MODELS, repo_root
 
-__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "check_new_results", "json_safe", "kept_epoch", "load_results", "metric_cell",
+__all__ = ["RESULTS_DIR", "TABLE_COLUMNS", "check_new_results", "json_safe", "kept_epoch", "load_results", "measured_weights", "metric_cell",
            "provenance", "read_json", "results_record", "results_table", "training_run", "training_summary",
            "write_results"]
 
@@ -113,6 +113,20 @@ def check_new_results(path: Path, flag: str = "--results") -> None:
     if path.exists():
         raise FetalheadError(f"{path}: exists; choose another name or remove it")
     check_output_file(path, overwrite=False, flag=flag)  # a file where its folder should be, no permission
+
+
+def measured_weights(table: str | os.PathLike) -> str:
+    """The training run of the weights that made a per-image table of `fetalhead evaluate`
+    (`metrics_per_image.csv`), as the `summary.json` written beside it records; FetalheadError
+    (one line) when it records none (a report of another version, or a table moved from its
+    report): a stored result must say which weights it measured."""
+    summary = Path(table).with_name("summary.json")
+    record = read_json(summary) if summary.is_file() else {}
+    run = record.get("training_run") if isinstance(record, dict) else None
+    if not isinstance(run, str) or not run:
+        raise FetalheadError(f"{table}: no summary.json beside it naming the weights' training run; "
+                             "measure again with fetalhead evaluate --out DIR")
+    return run
 
 
 def json_safe(value: Any) -> Any:

@@ -16,3 +16,14 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def evaluate_table(rows, folder: Path, run: str = "a_run") -> Path:
+    """`rows` (a DataFrame) written as the per-image table of a `fetalhead evaluate` report in
+    `folder`, with the summary.json beside it naming the weights' training run `run`."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(folder / "metrics_per_image.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({"training_run": run}))
+    return folder / "metrics_per_image.csv"

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scripts import load_benchmark
+from scripts import evaluate_table, load_benchmark
 
 from fetalhead.predict import best_measurement
 
@@ -58,27 +58,31 @@ def test_per_exam_and_summary():
 
 def test_the_script_end_to_end(tmp_path, capsys):
     mod = load_benchmark("best_frame")
-    table, out = tmp_path / "m.csv", tmp_path / "r.json"
-    _rows().to_csv(table, index=False)
-    assert mod.main(["--check", f"a={table}", "--check", f"b={table}", "--results", str(out)]) == 0
+    table, other, out = evaluate_table(_rows(), tmp_path / "a"), evaluate_table(_rows(), tmp_path / "b", "b_run"), tmp_path / "r.json"
+    assert mod.main(["--check", f"a={table}", "--check", f"b={other}", "--results", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["a"]["n_exams"] == record["b"]["n_exams"] == 3 and record["tables"]["a"] == str(table)
+    assert record["weights"] == {"a": "a_run", "b": "b_run"}  # which weights each table measured
     assert "--check" in record["command"] and record["date"]
     said = capsys.readouterr().out
     assert "a: 3 examinations of 7 frames: chosen frame 3.67 mm, a frame at random 4.00 mm" in said
     assert mod.main(["--check", f"a={table}", "--results", str(out)]) == 2  # never overwrites
 
 
-@pytest.mark.parametrize("case", ["missing", "columns", "no name", "names repeat", "no exam of frames"])
+@pytest.mark.parametrize("case", ["missing", "columns", "no name", "names repeat", "no exam of frames", "no weights"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     mod = load_benchmark("best_frame")
-    table = tmp_path / "m.csv"
+    table = evaluate_table(_rows().head(0), tmp_path)
+    if case == "no weights":
+        (tmp_path / "summary.json").unlink()
     rows = _rows()
     if case == "columns":
         rows = rows.drop(columns="quality")
     if case == "no exam of frames":
         rows = rows.assign(exam=np.arange(len(rows)))
-    if case != "missing":
+    if case == "missing":
+        table.unlink()
+    else:
         rows.to_csv(table, index=False)
     checks = {"no name": [f"={table}"], "names repeat": [f"a={table}", f"a={table}"]}.get(case, [f"a={table}"])
     argv = [a for c in checks for a in ("--check", c)] + ["--results", str(tmp_path / "r.json")]

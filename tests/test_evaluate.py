@@ -207,6 +207,7 @@ def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     predictor, names, _ = _perfect(3, synthetic_hc18)
     df = evaluate_split(predictor, "test", root=synthetic_hc18, limit=len(names), progress=False)
     out = tmp_path / "report"
+    predictor.meta = {**predictor.meta, "training_run": "a_run"}
     written = write_report(df, out, predictor=predictor, root=synthetic_hc18)
     assert sorted(written) == sorted(REPORT_FILES)
     for name in REPORT_FILES:
@@ -215,6 +216,7 @@ def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     assert list(back["filename"]) == names
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_images"] == len(names) and summary["n_no_head"] == 0
+    assert summary["training_run"] == "a_run"  # the weights measured
     assert summary["metrics"]["dice"]["mean"] == 1.0
     assert summary["hc_interval"]["n_inside"] == summary["hc_interval"]["n"] == len(names)  # exact HCs
     table = pd.read_csv(out / "summary.csv", index_col="metric")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scripts import load_benchmark
+from scripts import evaluate_table, load_benchmark
 from test_predict import ORIG, TRUE, Constant, EllipseLogits, _image
 
 from fetalhead.ellipse import gestational_age_weeks
@@ -138,13 +138,13 @@ def test_the_script_gives_the_library_its_constants(tmp_path, capsys):
 
 def test_a_check_table_is_measured_with_the_librarys_interval(tmp_path):
     mod = load_benchmark("hc_interval")
-    table = tmp_path / "per_image.csv"
-    pd.DataFrame({"filename": ["a.png", "b.png", "c.png"], "exam": [1, 2, 3], "pixel_size_mm": [0.1, 0.1, 0.2],
-                  "hc_abs_error_mm": [0.5, 9.0, 2.0], "status": ["ok", "review", "ok"]}).to_csv(table, index=False)
+    table = evaluate_table(pd.DataFrame({"filename": ["a.png", "b.png", "c.png"], "exam": [1, 2, 3],
+                                         "pixel_size_mm": [0.1, 0.1, 0.2], "hc_abs_error_mm": [0.5, 9.0, 2.0],
+                                         "status": ["ok", "review", "ok"]}), tmp_path / "mine", "mine_run")
     out = tmp_path / "r.json"
     assert mod.main(["--rows", str(ROWS), "--check", f"mine={table}", "--results", str(out)]) == 0
     check = json.loads(out.read_text())["checks"]["mine"]
-    assert (check["n"], check["n_inside"], check["table"]) == (3, 2, str(table))
+    assert (check["n"], check["n_inside"], check["table"], check["weights"]) == (3, 2, str(table), "mine_run")
     assert check["by_status"] == {"ok": {"n": 2, "n_inside": 2}, "review": {"n": 1, "n_inside": 0}}
 
 

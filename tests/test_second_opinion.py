@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scripts import load_benchmark
+from scripts import evaluate_table, load_benchmark
 
 
 def _rows(hc_pred, hc_true, status=None) -> pd.DataFrame:
@@ -65,22 +65,25 @@ def test_error_correlation():
 
 def test_the_script_end_to_end(tmp_path, capsys):
     mod = load_benchmark("second_opinion")
-    a, b, out = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "r.json"
-    _rows([100.5, 159.0, 201.0, 250.0, 300.0], TRUE).to_csv(a, index=False)
-    _rows([101.0, 150.5, 196.0, 250.2, 299.0], TRUE).to_csv(b, index=False)
+    a = evaluate_table(_rows([100.5, 159.0, 201.0, 250.0, 300.0], TRUE), tmp_path / "a", "a_run")
+    b = evaluate_table(_rows([101.0, 150.5, 196.0, 250.2, 299.0], TRUE), tmp_path / "b", "b_run")
+    out = tmp_path / "r.json"
     assert mod.main(["--rows", str(a), "--other", str(b), "--results", str(out)]) == 0
     record = json.loads(out.read_text())
+    assert record["weights"] == {"rows": "a_run", "other": "b_run"}  # which weights each table measured
     assert record["flag alone"]["gross_caught"] == 0 and record["flag or second opinion"]["gross_caught"] == 1
     assert record["limit_mm"] == 6.0 and "--other" in record["command"] and record["date"]
     assert "1 of 1 gross errors caught" in capsys.readouterr().out
     assert mod.main(["--rows", str(a), "--other", str(b), "--results", str(out)]) == 2  # never overwrites
 
 
-@pytest.mark.parametrize("case", ["missing", "columns", "names", "limit"])
+@pytest.mark.parametrize("case", ["missing", "columns", "names", "limit", "no weights"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     mod = load_benchmark("second_opinion")
-    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    _rows([100.0, 150.0, 200.0, 250.0, 300.0], TRUE).to_csv(a, index=False)
+    a = evaluate_table(_rows([100.0, 150.0, 200.0, 250.0, 300.0], TRUE), tmp_path / "a")
+    b = evaluate_table(_rows([100.0, 150.0, 200.0, 250.0, 300.0], TRUE).head(0), tmp_path / "b")
+    if case == "no weights":
+        (tmp_path / "b" / "summary.json").write_text("{}")
     other = _rows([100.0, 150.0, 200.0, 250.0, 300.0], TRUE)
     limit = "6"
     if case == "columns":
@@ -89,7 +92,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
         other.loc[0, "filename"] = "999_HC.png"
     if case == "limit":
         limit = "-1"
-    if case != "missing":
+    if case == "missing":
+        b.unlink()
+    else:
         other.to_csv(b, index=False)
     code = mod.main(["--rows", str(a), "--other", str(b), "--limit-mm", limit, "--results", str(tmp_path / "r.json")])
     err = capsys.readouterr().err.strip()
