@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     record = {
         "what": "frames put in the middle of black canvases of other shapes, measured padded to HC18's shape "
                 "before resizing (the Predictor's way) and resized as they are",
-        "model": predictor.meta.get("training_run") or str(predictor.checkpoint), "part": args.part,
+        "model": predictor.weights, "part": args.part,
         "n_images": len(items), "gross_error_mm": GROSS_ERROR_MM, "canvases": canvases,
         "command": "python benchmarks/frame_shapes.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **provenance(),

@@ -30,7 +30,7 @@ from fetalhead.quality import MAX_FLAGGED, review_threshold
 from fetalhead.results import check_new_results, provenance, write_results
 
 #: the columns of `fetalhead predict`'s predictions.csv this script reads
-COLUMNS = ("filename", "status", "quality")
+COLUMNS = ("filename", "status", "quality", "model")
 #: the score quantiles the record keeps, to show where the threshold falls
 QUANTILES = (0.02, 0.05, 0.10, 0.20, 0.50)
 
@@ -41,6 +41,15 @@ def read_predictions(path: Path) -> pd.DataFrame:
     if table.empty:
         raise FetalheadError(f"{path}: no images listed")
     return table
+
+
+def measured_by(table: pd.DataFrame, path: Path) -> str:
+    """The one model that measured every row of `table` (its "model" column: the training run
+    of the weights); FetalheadError (one line) when the rows name none or several."""
+    models = table["model"].dropna().astype(str).unique()
+    if len(models) != 1 or table["model"].isna().any():
+        raise FetalheadError(f"{path}: its rows name {len(models)} models; calibrate one model's predictions")
+    return str(models[0])
 
 
 def calibration(table: pd.DataFrame, max_flagged: float = MAX_FLAGGED) -> dict[str, float | int | dict]:
@@ -70,11 +79,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     if not 0.0 < args.max_flagged < 1.0:
         raise FetalheadError(f"--max-flagged {args.max_flagged}: must be a share between 0 and 1")
     check_new_results(args.results)
+    table = read_predictions(args.predictions)
     record = {
         "what": "the largest review threshold that flags at most max_flagged of a model's predictions "
                 "on unlabelled images (no label read)",
-        "predictions": str(args.predictions),
-        **calibration(read_predictions(args.predictions), args.max_flagged),
+        "predictions": str(args.predictions), "weights": measured_by(table, args.predictions),
+        **calibration(table, args.max_flagged),
         "command": "python benchmarks/review_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **provenance(),
     }

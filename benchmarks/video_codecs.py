@@ -100,7 +100,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     record = {
         "what": "each image as one frame of a video of each codec (OpenCV's FFmpeg writer, default settings), "
                 "read back as fetalhead predict reads a clip, against the image as stored",
-        "model": predictor.meta.get("training_run") or str(predictor.checkpoint), "part": args.part,
+        "model": predictor.weights, "part": args.part,
         "n_images": len(items), "gross_error_mm": GROSS_ERROR_MM, "codecs": codecs,
         "command": "python benchmarks/video_codecs.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **provenance(),

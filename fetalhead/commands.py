@@ -495,7 +495,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 Image.fromarray(draw_overlay(image, pred)).save(stage / f"{stem}{OVERLAY_SUFFIX}.png")
                 frame_column = {} if args.frame is None else {"frame": column}
                 for_age = {} if ages is None else hc_for_age(pred.hc_mm, ages[path], pred.hc_interval_mm).to_row()
-                rows.append({"filename": path.name, **frame_column, **pred.to_row(), **for_age})
+                rows.append({"filename": path.name, **frame_column, **pred.to_row(), **for_age,
+                             "model": predictor.weights})
         loops = list(dict.fromkeys(path.name for path, frame, _ in items if all_frames and frame is not None))
         if args.frame == "best":  # one measurement per loop: the other frames' files go
             keep = _keep_best_frames(rows, loops)
@@ -507,7 +508,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             every = rows
         pd.DataFrame(rows).to_csv(stage / PREDICTIONS_CSV, index=False, float_format="%.6f")
         overlays = [f"{stem}{OVERLAY_SUFFIX}.png" for stem in stems]
-        (stage / GALLERY_HTML).write_text(gallery_html(rows, overlays), encoding="utf-8")
+        (stage / GALLERY_HTML).write_text(gallery_html(rows, overlays, model=describe_model(predictor)),
+                                          encoding="utf-8")
     n_none = sum(r["status"] == STATUS_NO_HEAD for r in rows)
     n_review = sum(r["status"] == STATUS_REVIEW for r in rows)
     notes = ([f"{from_files} with the pixel size their file stores"] * bool(from_files)

@@ -72,10 +72,11 @@ def _cells(row: dict[str, Any], overlay: str) -> str:
             f'{f"<br><small>quality {quality}</small>" if quality else ""}</td><td>{measured}</td>')
 
 
-def gallery_html(rows: Sequence[dict[str, Any]], overlays: Sequence[str], title: str = "fetalhead predict") -> str:
+def gallery_html(rows: Sequence[dict[str, Any]], overlays: Sequence[str], title: str = "fetalhead predict",
+                 model: str | None = None) -> str:
     """The page for `rows` (rows of predictions.csv, as dicts) and the file name of each one's
-    overlay (`overlays`, the same order): a summary line, then a table with the statuses in
-    `STATUS_ORDER` (each in the rows' order)."""
+    overlay (`overlays`, the same order): a summary line (and the `model` that measured them,
+    one line of text), then a table with the statuses in `STATUS_ORDER` (each in the rows' order)."""
     if len(rows) != len(overlays):
         raise ValueError(f"{len(rows)} rows but {len(overlays)} overlays")
     rank = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -83,8 +84,10 @@ def gallery_html(rows: Sequence[dict[str, Any]], overlays: Sequence[str], title:
     counts = {s: sum(str(r["status"]) == s for r in rows) for s in STATUS_ORDER}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     body = "\n".join(f"<tr>{_cells(rows[i], overlays[i])}</tr>" for i in order)
+    measured_by = f"<p>Measured by {html.escape(model)}.</p>\n" if model else ""
     return _page(title, f"<p>{len(rows)} measurements: {summary}. Flagged ones first; "
                         "research and teaching use only, not a medical device.</p>\n"
+                        f"{measured_by}"
                         "<table><tr><th>overlay</th><th>image</th><th>status</th><th>measurement</th></tr>\n"
                         f"{body}\n</table>")
 

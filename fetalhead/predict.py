@@ -328,6 +328,13 @@ class Predictor:
             kwargs["tta"] = bool(meta.get("tta", False))
         return cls(model, tuple(cfg.image_size), config=cfg, meta=meta, checkpoint=path, **kwargs)
 
+    @property
+    def weights(self) -> str | None:
+        """The weights it runs, by name: the training run its checkpoint records, else the
+        checkpoint file's path; None for a network given directly."""
+        run = self.meta.get("training_run")
+        return str(run) if run else (str(self.checkpoint) if self.checkpoint else None)
+
     # ------------------------------------------------------------ network part
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

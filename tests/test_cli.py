@@ -36,7 +36,7 @@ PRED_COLUMNS = ["filename", "status", "quality", "pixel_size_mm", "hc_mm", "hc_l
                 "hc_raw_mm", "center_x_px", "center_y_px", "semi_axes_a_px", "semi_axes_b_px",
                 "angle_rad", "center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm",
                 "bpd_mm", "ofd_mm", "cephalic_index", "head_shape", "ga_weeks", "ga_in_range", "ga_low_weeks", "ga_high_weeks", "q_ellipse_iou",
-                "q_one_component", "q_border_contact", "q_band_px", "q_hc_band_mm", "q_flip_agreement"]
+                "q_one_component", "q_border_contact", "q_band_px", "q_hc_band_mm", "q_flip_agreement", "model"]
 
 
 @pytest.fixture(scope="session")
@@ -397,6 +397,8 @@ def test_predict_images_and_unusual_modes(tmp_path, capfd, synthetic_tiny):
     assert err == "" and "for 8 images" in stdout
     df = pd.read_csv(out / "predictions.csv")
     assert list(df.columns) == PRED_COLUMNS
+    assert (df["model"] == str(ckpt)).all()  # a checkpoint without a training run: named by its file
+    assert f"Measured by checkpoint {ckpt} (preset " in (out / "index.html").read_text()
     assert sorted(df["filename"]) == sorted(p.name for p in images + extra)
     assert (df["pixel_size_mm"] == 0.12).all()
     assert set(df["status"]) <= {"ok", "review", "no head found"}

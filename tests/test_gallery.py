@@ -32,6 +32,9 @@ def test_flagged_and_headless_measurements_come_first_in_the_csvs_order():
     assert "BPD 50.0 mm, OFD 64.0 mm" in page and "cephalic index 78.1 <small>(normal)</small>" in page
     assert "not a medical device" in page and "<script" not in page
     assert "outside Hadlock's range" not in page
+    assert "Measured by" not in page
+    named = gallery_html(rows[:1], ["a_overlay.png"], model="shipped model small <w8>")
+    assert "<p>Measured by shipped model small &lt;w8&gt;.</p>" in named  # the model named, escaped
     early = gallery_html([{**_row("f.png", "ok", hc=70.0), "ga_in_range": False}], ["f_overlay.png"])
     assert "weeks <small>(outside Hadlock's range)</small>" in early
 

@@ -364,6 +364,23 @@ def test_missing_shipped_weights_say_how_to_get_a_model(tmp_path, monkeypatch):
         Predictor.from_checkpoint()
 
 
+def test_a_predictor_names_the_weights_it_runs(tmp_path):
+    """The training run the checkpoint records (what predictions.csv and the stored results
+    name), else the checkpoint's path, else nothing for a network given directly."""
+    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
+
+    for model in SHIPPED_MODELS:
+        if shipped_checkpoint(model).is_file():
+            run = load_checkpoint(shipped_checkpoint(model))[2]["training_run"]
+            assert Predictor.from_checkpoint(model=model).weights == run and run
+    net = Constant(-10.0)
+    assert Predictor(net, (32, 48), device="cpu").weights is None
+    assert Predictor(net, (32, 48), device="cpu", checkpoint=tmp_path / "best.pt").weights == str(tmp_path / "best.pt")
+    named = Predictor(net, (32, 48), device="cpu", meta={"training_run": "r1"}, checkpoint=tmp_path / "best.pt")
+    assert named.weights == "r1"
+
+
 def test_bad_checkpoints_raise_one_line(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
     for path, words in [(tmp_path / "missing.pt", "no such file"), (tmp_path, "not a file"),

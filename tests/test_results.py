@@ -416,27 +416,32 @@ def test_the_stored_robustness_results_measure_the_shipped_weights():
 
 
 def _recorded_weights(record: dict) -> list[str]:
-    """The training runs a stored review record names for the evaluate tables it read: its
-    "weights" ({table name: run}) and each check's "weights"."""
-    runs = list(record.get("weights", {}).values())
+    """The training runs a stored review record names for the tables it read: its "weights"
+    ({table name: run}, or one run for its one table) and each check's "weights"."""
+    named = record.get("weights", {})
+    runs = [named] if isinstance(named, str) else list(named.values())
     return runs + [c["weights"] for c in record.get("checks", {}).values() if "weights" in c]
 
 
 def test_the_stored_review_results_measure_the_shipped_weights():
-    """The README and the cards quote results/review/ records made from shipped models' evaluate
-    tables (the frame --frame best keeps, the second opinion, the HC interval's coverage):
-    each must name the weights of every table it read, and those must be shipped now."""
+    """The README and the cards quote results/review/ records made from shipped models' tables
+    of `fetalhead evaluate` or `predict` (the frame --frame best keeps, the second opinion, the
+    HC interval's coverage, the review threshold's calibration): each must name the weights of
+    every table it read, and those must be shipped now."""
     from fetalhead.checkpoint import load_checkpoint
 
     shipped = {load_checkpoint(PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt")[2]["training_run"]
                for m in SHIPPED_MODELS if (PACKAGE_DIR / "weights" / f"fetalhead_{m}.pt").is_file()}
     review = ROOT / "results" / "review"
-    files = [review / "best_frame.json", review / "hc_interval_small.json", *sorted(review.glob("second_opinion_*.json"))]
+    files = [review / "best_frame.json", review / "hc_interval_small.json", *sorted(review.glob("second_opinion_*.json")),
+             *sorted(review.glob("calibration_*.json"))]
     stale = []
     for path in files:
         record = json.loads(path.read_text())
-        # best_frame: its "tables"; hc_interval: its "checks"; second_opinion: "rows" and "other"
-        tables = len(record.get("tables", record.get("checks", {"rows": 1, "other": 1})))
+        # best_frame: its "tables"; hc_interval: its "checks"; second_opinion: "rows" and "other";
+        # calibration: its "predictions"
+        tables = (1 if "predictions" in record
+                  else len(record.get("tables", record.get("checks", {"rows": 1, "other": 1}))))
         runs = _recorded_weights(record)
         assert len(runs) == tables, f"{path.name}: names the weights of {len(runs)} of its {tables} tables"
         if not set(runs) <= shipped:

@@ -21,7 +21,7 @@ def _predictions(scores, review_below: float = 0.28) -> pd.DataFrame:
     scores = np.asarray(scores, float)
     status = np.where(np.isnan(scores), "no head found", np.where(scores < review_below, "review", "ok"))
     return pd.DataFrame({"filename": [f"{i:03d}_HC.png" for i in range(len(scores))], "status": status,
-                         "quality": scores})
+                         "quality": scores, "model": "a_run"})
 
 
 # 20 images: two weak (0.1, NaN = no head), three middling, the rest sure of themselves
@@ -47,6 +47,7 @@ def test_the_script_end_to_end_and_it_never_overwrites(tmp_path, capsys):
     assert mod.main(["--predictions", str(table), "--results", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["review_below"] == pytest.approx(0.45) and record["max_flagged"] == 0.10
+    assert record["weights"] == "a_run"  # the model whose scores set it
     assert record["score_quantiles"]["0.5"] == 1.0 and "--predictions" in record["command"] and record["date"]
     assert "review below 0.45: 10.0 % of 20 images flagged" in capsys.readouterr().out
     before = out.read_bytes()
@@ -54,7 +55,8 @@ def test_the_script_end_to_end_and_it_never_overwrites(tmp_path, capsys):
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize("case", ["missing", "columns", "twice", "empty", "share", "parent"])
+@pytest.mark.parametrize("case", ["missing", "columns", "twice", "empty", "share", "parent", "two models",
+                                  "no model"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     mod = load_benchmark("review_calibration")
     table = tmp_path / "predictions.csv"
@@ -65,6 +67,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
         rows.loc[1, "filename"] = rows.loc[0, "filename"]
     if case == "empty":
         rows = rows.iloc[:0]
+    if case == "two models":
+        rows.loc[3, "model"] = "another_run"
+    if case == "no model":
+        rows["model"] = np.nan
     if case == "share":
         share = "1.5"
     if case != "missing":
