@@ -68,11 +68,12 @@ _NOT_INPUTS = ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX)
 
 def exam_of(name: str | os.PathLike, index: int) -> tuple[int, int]:
     """(exam, frame) of the image `name`, item `index` (0-based) of a folder: parsed from an
-    HC18-style name (`010_2HC.png` -> (10, 2)), else an examination of its own, -(index + 1),
-    frame 1 (negative, so it never meets a parsed one)."""
+    HC18-style name in any image format (`010_2HC.png` -> (10, 2); `010_2HC.jpg`, `010_2HC.dcm`
+    or `010_2HC` too: HC18's frames saved in another format stay one examination), else an
+    examination of its own, -(index + 1), frame 1 (negative, so it never meets a parsed one)."""
     try:
-        return parse_filename(name)
-    except FetalheadError:
+        return parse_filename(Path(name).with_suffix(".png").name)
+    except (FetalheadError, ValueError):  # ValueError: a name with nothing before its suffix
         return -(index + 1), 1
 
 

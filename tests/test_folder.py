@@ -185,3 +185,6 @@ def test_pixel_sizes_by_name_then_stem_then_the_default(tmp_path):
 def test_exam_of_parses_hc18_names_else_one_examination_each():
     assert exam_of("010_2HC.png", 5) == (10, 2) and exam_of("010_HC.png", 0) == (10, 1)
     assert exam_of("scan.png", 0) == (-1, 1) and exam_of("scan.png", 6) == (-7, 1)
+    assert exam_of("010_2HC.jpg", 1) == (10, 2) and exam_of("sub/010_HC.DCM", 2) == (10, 1)  # any format
+    assert exam_of("010_2HC", 3) == (10, 2)  # a DICOM file named without a suffix
+    assert exam_of("010_HC.png.bak", 4) == (-5, 1) and exam_of("010_HC_mask.png", 5) == (-6, 1)
