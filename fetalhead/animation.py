@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import KeptFile, file_state
+from fetalhead.files import KeptOpenFile
 
 __all__ = ["animation_frames", "holds_animation", "looks_like_animation", "read_animation_frame",
            "read_animation_page"]
@@ -106,8 +106,8 @@ def read_animation_page(im: Any, source: str | os.PathLike, frame: int | None, m
     return None if n == 1 else _frame(im, n, frame, source, max_side)
 
 
-# The animation being read from its first frame on: (Pillow's open image of it, its number of frames).
-_kept = KeptFile(close=lambda item: item[0].close())
+# The animation being read from its first frame on: Pillow's open image of it, and its number of frames.
+_kept = KeptOpenFile()
 
 
 def holds_animation(path: str | os.PathLike) -> bool:
@@ -123,31 +123,5 @@ def read_animation_frame(path: str | os.PathLike, frame: int, max_side: int) -> 
     from PIL import Image
 
     path = Path(path)
-    key = file_state(path)
-    with _kept.lock:
-        item = _kept.take(key)
-        kept = item is not None
-        if kept:
-            im, n = item
-        else:
-            try:
-                im = Image.open(path)
-            except (*_ERRORS, Image.DecompressionBombError):
-                return None  # decoded as any image, whose error names the file
-            try:
-                n = _frames(im)
-            except (*_ERRORS, Image.DecompressionBombError):
-                n = 1
-        if n == 1:
-            im.close()
-            return None
-        try:
-            pixels = _frame(im, n, frame, path, max_side)
-        except BaseException:
-            im.close()
-            raise
-        if (kept or frame == 1) and frame < n:  # read in order from the first frame: kept open
-            _kept.keep(key, (im, n))
-        else:
-            im.close()
-        return pixels
+    return _kept.read(path, frame, Image.open, _frames, lambda im, n: _frame(im, n, frame, path, max_side),
+                      unreadable=(*_ERRORS, Image.DecompressionBombError))

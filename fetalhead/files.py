@@ -7,7 +7,8 @@ leaves the old file as it was and no temporary file behind. `staged_dir` does th
 set of files written into a folder. The `check_*` functions and `refuse_overwrite` let a
 command find an unwritable or occupied target before it starts its work. `file_state` tells
 whether a file read before is still the same file, and `KeptFile` is what a reader keeps of the
-one file it reads frame after frame (an open clip, a parsed cine loop, an open TIFF stack).
+one file it reads frame after frame (an open clip, a parsed cine loop, an open TIFF stack or
+animation; `KeptOpenFile` for the files Pillow holds open).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["KeptFile", "atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state",
+__all__ = ["KeptFile", "KeptOpenFile", "atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state",
            "refuse_overwrite", "staged_dir"]
 
 
@@ -42,7 +43,7 @@ def file_state(path: str | os.PathLike) -> tuple[Path, int, int]:
 
 class KeptFile:
     """What a reader keeps of the one file it is reading frame after frame, from its first
-    frame on (an open clip, a parsed cine loop, an open TIFF stack), so that each next frame
+    frame on (an open clip, a parsed cine loop, an open TIFF stack or animation), so that each next frame
     needs neither the whole file again nor a seek. `take` gives it back only for the same file
     as it is now (`file_state`) and in the process that kept it; whatever stops being kept is
     closed with `close`, as is what is kept at exit. Use it under `lock`."""
@@ -91,6 +92,57 @@ class KeptFile:
             held, self._held = self._held, None
             if held is not None and held[2] == os.getpid():
                 self._close(held[1])
+
+
+class KeptOpenFile(KeptFile):
+    """A `KeptFile` of an open multi-frame file (an object with `close()`, such as Pillow's
+    image of a TIFF stack or of an animation) and its number of frames: `read` serves a frame
+    through it, kept open while the file is read from its first frame on."""
+
+    def __init__(self) -> None:
+        super().__init__(close=lambda item: item[0].close())
+
+    def read(self, path: str | os.PathLike, frame: int, open_: Callable[[Path], Any],
+             frames: Callable[[Any], int], read: Callable[[Any, int], Any],
+             unreadable: tuple[type[BaseException], ...] = ()) -> Any | None:
+        """Frame `frame` (from 1) of the file at `path`: `read(opened, n)` of what `open_(path)`
+        opened (or of what is kept open for it, the file unchanged), `n = frames(opened)` its
+        frames (1 when it raises one of `unreadable`). None, and closed, when `open_` raises one
+        of `unreadable` or `n` is 1 (not a file of frames: the caller reads it as an ordinary
+        image). Kept open when read in order from the first frame and not at the last; closed
+        otherwise, and when `read` raises."""
+        path = Path(path)
+        key = file_state(path)
+        with self.lock:
+            item = self.take(key)
+            kept = item is not None
+            if kept:
+                opened, n = item
+            else:
+                try:
+                    opened = open_(path)
+                except unreadable:
+                    return None
+                try:
+                    n = frames(opened)
+                except unreadable:
+                    n = 1
+                except BaseException:
+                    opened.close()
+                    raise
+            if n == 1:
+                opened.close()
+                return None
+            try:
+                pixels = read(opened, n)
+            except BaseException:
+                opened.close()
+                raise
+            if (kept or frame == 1) and frame < n:
+                self.keep(key, (opened, n))
+            else:
+                opened.close()
+            return pixels
 
 
 def check_input_file(path: Path, what: str) -> None:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import KeptFile, file_state
+from fetalhead.files import KeptOpenFile
 
 __all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page", "tiff_pages"]
 
@@ -121,8 +121,8 @@ def read_tiff_page(buf: np.ndarray, source: str | os.PathLike, frame: int | None
     return _one_page(*cv2.imdecodemulti(buf, cv2.IMREAD_UNCHANGED, None, (frame - 1, frame)), source, frame, n)
 
 
-# The stack being read from its first page on: (Pillow's open image of it, its number of pages).
-_kept = KeptFile(close=lambda item: item[0].close())
+# The stack being read from its first page on: Pillow's open image of it, and its number of pages.
+_kept = KeptOpenFile()
 
 
 def holds_stack(path: str | os.PathLike) -> bool:
@@ -139,36 +139,13 @@ def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.nd
     from PIL import Image
 
     path = Path(path)
-    key = file_state(path)
-    with _kept.lock:
-        item = _kept.take(key)
-        kept = item is not None
-        if kept:
-            im, n = item
-        else:
-            try:
-                im = Image.open(path)
-            except (*_ERRORS, Image.DecompressionBombError):
-                return None  # not a TIFF Pillow reads: decoded as any image, whose error names the file
-            try:
-                n = _frames(im)
-            except (*_ERRORS, Image.DecompressionBombError):
-                n = 1
-        if n == 1:
-            im.close()
-            return None
-        try:
-            _check_page(im, n, frame, path, max_side)
-            ok, pages = cv2.imreadmulti(str(path), start=frame - 1, count=1, flags=cv2.IMREAD_UNCHANGED)
-            if not ok:  # a path OpenCV's file reader cannot open (e.g. non-ASCII on Windows): the bytes
-                ok, pages = cv2.imdecodemulti(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED, None,
-                                              (frame - 1, frame))
-            page = _one_page(ok, pages, path, frame, n)
-        except BaseException:
-            im.close()
-            raise
-        if (kept or frame == 1) and frame < n:  # read in order from the first page: kept open
-            _kept.keep(key, (im, n))
-        else:
-            im.close()
-        return page
+
+    def read(im: Any, n: int) -> np.ndarray:
+        _check_page(im, n, frame, path, max_side)
+        ok, pages = cv2.imreadmulti(str(path), start=frame - 1, count=1, flags=cv2.IMREAD_UNCHANGED)
+        if not ok:  # a path OpenCV's file reader cannot open (e.g. non-ASCII on Windows): the bytes
+            ok, pages = cv2.imdecodemulti(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED, None,
+                                          (frame - 1, frame))
+        return _one_page(ok, pages, path, frame, n)
+
+    return _kept.read(path, frame, Image.open, _frames, read, unreadable=(*_ERRORS, Image.DecompressionBombError))

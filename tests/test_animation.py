@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from kept_reading import check_read_in_order_opens_once
 from PIL import Image
 
 from fetalhead.animation import animation_frames, looks_like_animation
@@ -101,34 +102,6 @@ def test_a_broken_frame_is_one_error_and_nothing_printed(tmp_path, capfd):
 def test_an_animation_read_frame_by_frame_is_opened_once(tmp_path, monkeypatch):
     """Each frame in turn: the file opened once and kept until its last frame; out of order,
     another animation between, the file replaced: each read gives its own frame."""
-    import os
-    import time
-
-    import PIL.Image
-
     import fetalhead.animation as animation
 
-    a, b = _gray_frames(4, 5), _gray_frames(5, 3)
-    anim_a, anim_b = _animation(tmp_path / "a.gif", a), _animation(tmp_path / "b.gif", b)
-    opened: list[str] = []
-    real = PIL.Image.open
-
-    def counting(fp, *args, **kwargs):
-        opened.append(os.path.basename(str(fp)))
-        return real(fp, *args, **kwargs)
-
-    monkeypatch.setattr(PIL.Image, "open", counting)
-    for k in range(1, 6):
-        assert np.array_equal(load_image(anim_a, k), a[k - 1])
-        assert animation.holds_animation(anim_a) == (k < 5)  # let go after its last frame
-    assert opened == ["a.gif"]
-    opened.clear()
-    for path, frames, k in [(anim_a, a, 3), (anim_a, a, 1), (anim_a, a, 2), (anim_b, b, 2), (anim_a, a, 4)]:
-        assert np.array_equal(load_image(path, k), frames[k - 1]), (path.name, k)
-    assert opened == ["a.gif", "a.gif", "b.gif", "a.gif"]  # a 3 alone; a 1-2 kept; b 2 alone; a 4 alone
-    assert not animation.holds_animation(anim_a) and not animation.holds_animation(anim_b)
-    assert np.array_equal(load_image(anim_a, 1), a[0]) and animation.holds_animation(anim_a)
-    os.replace(_animation(tmp_path / "new.gif", [255 - f for f in a]), anim_a)
-    os.utime(anim_a, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert not animation.holds_animation(anim_a)
-    assert np.array_equal(load_image(anim_a, 2), 255 - a[1])  # the new file's frame, not the kept one's
+    check_read_in_order_opens_once(monkeypatch, _animation, tmp_path, ".gif", animation.holds_animation)

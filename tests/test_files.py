@@ -11,6 +11,7 @@ import pytest
 
 from fetalhead.errors import FetalheadError
 from fetalhead.files import (
+    KeptOpenFile,
     atomic_file,
     check_output_dir,
     check_output_file,
@@ -206,3 +207,51 @@ def test_a_forked_child_starts_with_nothing_kept_and_a_free_lock(tmp_path):
         thread.join()
     assert os.WEXITSTATUS(status) == 0
     assert kept.take(file_state(a)) == "A"  # the parent's item is still its own
+
+
+class _Opened:
+    """A stand-in for an open multi-frame file: counts its closes."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.closed = name, 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_kept_open_file_serves_its_frames_and_closes_what_it_does_not_keep(tmp_path):
+    path = tmp_path / "clip.bin"
+    path.write_bytes(b"frames")
+    kept, opened = KeptOpenFile(), []
+
+    def open_(p):
+        opened.append(_Opened(p.name))
+        return opened[-1]
+
+    def read(item, n):
+        return (item.name, n)
+
+    frame = lambda k, frames=lambda item: 3: kept.read(path, k, open_, frames, read, unreadable=(OSError,))  # noqa: E731
+    assert [frame(k) for k in (1, 2)] == [("clip.bin", 3)] * 2 and len(opened) == 1 and kept.holds(path)
+    assert frame(3) == ("clip.bin", 3) and opened[0].closed == 1 and not kept.holds(path)  # its last frame
+    assert frame(2) == ("clip.bin", 3) and opened[1].closed == 1 and not kept.holds(path)  # not from frame 1
+    assert frame(1, lambda item: 1) is None and opened[2].closed == 1  # one frame: not a file of frames
+
+    def cannot_count(item):
+        raise OSError("no directory")
+
+    assert frame(1, cannot_count) is None and opened[3].closed == 1  # uncountable: an ordinary image
+
+    def broken(item, n):
+        raise ValueError("bad frame")
+
+    with pytest.raises(ValueError):
+        kept.read(path, 1, open_, lambda item: 3, broken, unreadable=(OSError,))
+    assert opened[4].closed == 1 and not kept.holds(path)
+
+    def cannot_open(p):
+        raise OSError("not mine")
+
+    assert kept.read(path, 1, cannot_open, lambda item: 3, read, unreadable=(OSError,)) is None
+    with pytest.raises(OSError):  # what `unreadable` does not name goes through
+        kept.read(path, 1, cannot_open, lambda item: 3, read)

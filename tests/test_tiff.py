@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from kept_reading import check_read_in_order_opens_once
 from PIL import Image
 
 from fetalhead.data import frame_count, load_image
@@ -72,39 +73,9 @@ def test_a_broken_page_is_one_error_and_nothing_printed(tmp_path, capfd):
 def test_a_stack_read_page_by_page_is_opened_once(tmp_path, monkeypatch):
     """Each page in turn: the file opened once and kept until its last page; out of order,
     another stack between, the file replaced: each read gives its own page, nothing kept."""
-    import os
-    import time
-
-    import PIL.Image
-
     import fetalhead.tiff as tiff
 
-    rng = np.random.default_rng(3)
-    a = [rng.integers(0, 256, (40, 64), dtype=np.uint8) for _ in range(5)]
-    b = [rng.integers(0, 256, (40, 64), dtype=np.uint8) for _ in range(3)]
-    stack_a, stack_b = _stack(tmp_path / "a.tif", a), _stack(tmp_path / "b.tif", b)
-    opened: list[str] = []
-    real = PIL.Image.open
-
-    def counting(fp, *args, **kwargs):
-        opened.append(os.path.basename(str(fp)))
-        return real(fp, *args, **kwargs)
-
-    monkeypatch.setattr(PIL.Image, "open", counting)
-    for k in range(1, 6):
-        assert np.array_equal(load_image(stack_a, k), a[k - 1])
-        assert tiff.holds_stack(stack_a) == (k < 5)  # let go after its last page
-    assert opened == ["a.tif"]
-    opened.clear()
-    for path, frames, k in [(stack_a, a, 3), (stack_a, a, 1), (stack_a, a, 2), (stack_b, b, 2), (stack_a, a, 4)]:
-        assert np.array_equal(load_image(path, k), frames[k - 1]), (path.name, k)
-    assert opened == ["a.tif", "a.tif", "b.tif", "a.tif"]  # a 3 alone; a 1-2 kept; b 2 alone; a 4 alone
-    assert not tiff.holds_stack(stack_a) and not tiff.holds_stack(stack_b)  # out of order: nothing kept
-    assert np.array_equal(load_image(stack_a, 1), a[0]) and tiff.holds_stack(stack_a)
-    os.replace(_stack(tmp_path / "new.tif", [255 - f for f in a]), stack_a)
-    os.utime(stack_a, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert not tiff.holds_stack(stack_a)
-    assert np.array_equal(load_image(stack_a, 2), 255 - a[1])  # the new file's page, not the kept one's
+    check_read_in_order_opens_once(monkeypatch, _stack, tmp_path, ".tif", tiff.holds_stack)
 
 
 def test_a_page_opencv_cannot_read_from_the_path_is_read_from_the_bytes(tmp_path, monkeypatch):

@@ -1,0 +1,49 @@
+"""The check that a multi-frame file (a TIFF stack, an animated image) read frame by frame
+through Pillow is opened once while read in order, and read afresh otherwise."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fetalhead.data import load_image
+
+
+def check_read_in_order_opens_once(monkeypatch, write: Callable[[Path, list], Path], folder: Path, suffix: str,
+                                   holds: Callable[[Path], bool]) -> None:
+    """`write(path, frames)` saves uint8 (H, W) frames as one file; `holds(path)` says whether
+    the reader keeps it open. Each frame in turn: opened once and kept until the last frame;
+    out of order, another file between, the file replaced: each read gives its own frame."""
+    import PIL.Image
+
+    rng = np.random.default_rng(3)
+    a = [rng.integers(0, 256, (40, 64), dtype=np.uint8) for _ in range(5)]
+    b = [rng.integers(0, 256, (40, 64), dtype=np.uint8) for _ in range(3)]
+    file_a, file_b = write(folder / f"a{suffix}", a), write(folder / f"b{suffix}", b)
+    opened: list[str] = []
+    real = PIL.Image.open
+
+    def counting(fp, *args, **kwargs):
+        opened.append(os.path.basename(str(fp)))
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", counting)
+    for k in range(1, 6):
+        assert np.array_equal(load_image(file_a, k), a[k - 1])
+        assert holds(file_a) == (k < 5)  # let go after its last frame
+    assert opened == [file_a.name]
+    opened.clear()
+    for path, frames, k in [(file_a, a, 3), (file_a, a, 1), (file_a, a, 2), (file_b, b, 2), (file_a, a, 4)]:
+        assert np.array_equal(load_image(path, k), frames[k - 1]), (path.name, k)
+    # a 3 alone; a 1-2 kept; b 2 alone; a 4 alone
+    assert opened == [file_a.name, file_a.name, file_b.name, file_a.name]
+    assert not holds(file_a) and not holds(file_b)  # out of order: nothing kept
+    assert np.array_equal(load_image(file_a, 1), a[0]) and holds(file_a)
+    os.replace(write(folder / f"new{suffix}", [255 - f for f in a]), file_a)
+    os.utime(file_a, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not holds(file_a)
+    assert np.array_equal(load_image(file_a, 2), 255 - a[1])  # the new file's frame, not the kept one's
