@@ -680,13 +680,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                              "by file name, then stem)")
     summary = agreement_summary(table)
     not_recorded = len(predictions) - len(table)
-    record = {"predictions": str(args.predictions), "recorded": str(args.hc_csv), **summary,
+    # the models that measured (predictions.csv names each row's; an older one names none)
+    models = sorted(predictions["model"].dropna().astype(str).unique()) if "model" in predictions else []
+    record = {"predictions": str(args.predictions), "recorded": str(args.hc_csv), "models": models, **summary,
               "n_not_recorded": not_recorded, "command": "fetalhead " + shlex.join(args.argv)}
     with staged_dir(out) as stage:
         table.to_csv(stage / COMPARE_CSV, index=False, float_format="%.6f")
         (stage / COMPARE_JSON).write_text(json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         save_figure(bland_altman(table["hc_pred_mm"], table["hc_true_mm"], reference="recorded"), COMPARE_PLOT, stage)
-        lines = compare_lines(summary, not_recorded)
+        lines = compare_lines(summary, not_recorded, models)
         (stage / GALLERY_HTML).write_text(compare_html(lines, COMPARE_CSV, [COMPARE_PLOT]), encoding="utf-8")
     for line in lines:
         _say(line)
@@ -694,8 +696,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_lines(summary: dict[str, Any], not_recorded: int) -> list[str]:
-    """What `fetalhead compare` says of an `agreement_summary`: its figures in a few lines."""
+def compare_lines(summary: dict[str, Any], not_recorded: int, models: Sequence[str] = ()) -> list[str]:
+    """What `fetalhead compare` says of an `agreement_summary`: its figures in a few lines, and
+    the `models` that measured (their weights' names, from predictions.csv)."""
     def ci(d: dict) -> str:
         return f"{d['mean']:+.2f} mm [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
 
@@ -714,6 +717,9 @@ def compare_lines(summary: dict[str, Any], not_recorded: int) -> list[str]:
              f"{flag['gross_caught']} of the {flag['n_gross']} differences above {GROSS_ERROR_MM:g} mm (or without a head)"]
     if math.isfinite(flag["hc_abs_error_mm_kept"]):
         lines[-1] += f"; the others' mean absolute difference {flag['hc_abs_error_mm_kept']:.2f} mm"
+    if models:
+        lines.append(f"measured by {', '.join(models)}" if len(models) == 1
+                     else f"measured by {len(models)} models: {', '.join(models)}")
     return lines
 
 

@@ -147,6 +147,10 @@ def test_compare_agrees_with_evaluate_on_hc18_test_images(tmp_path, capfd, hc18_
     page = (tmp_path / "agree" / "index.html").read_text()
     assert f"HC mean absolute difference {summary['hc_abs_diff_mm']['mean']:.2f} mm" in page
     assert '<a href="compare.csv">' in page and '<img src="bland_altman.png"' in page
+    from fetalhead.predict import Predictor
+
+    weights = Predictor.from_checkpoint().weights  # the best shipped model measured
+    assert summary["models"] == [weights] and f"measured by {weights}" in said and f"measured by {weights}" in page
 
 
 def _compare_case(tmp, name):
@@ -199,3 +203,22 @@ def test_the_page_escapes_what_it_shows():
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in page and "<b>bold" not in page
     assert 'href="a&amp;b.csv"' in page and 'src="x&quot;y.png"' in page
 
+
+
+@pytest.mark.parametrize(("models", "said"), [("", None), ("m1,m1", "measured by m1"),
+                                              ("m1,m2", "measured by 2 models: m1, m2")])
+def test_compare_names_the_models_that_measured(tmp_path, capfd, models, said):
+    """The predictions.csv's model column: one model, two (rows of two runs put together), or
+    none (a table of an older version): compare.json and the summary say so."""
+    preds = tmp_path / "p.csv"
+    column = "" if not models else ",model"
+    values = [""] * 2 if not models else [f",{m}" for m in models.split(",")]
+    preds.write_text(f"filename,status,quality,pixel_size_mm,hc_mm{column}\n"
+                     f"a.png,ok,1,0.1,180{values[0]}\nb.png,ok,1,0.1,200{values[1]}\n")
+    hc = tmp_path / "hc.csv"
+    hc.write_text("filename,hc\na.png,181\nb.png,198\n")
+    code, out, err = run(["compare", "--predictions", preds, "--hc-csv", hc, "--out", tmp_path / "out"], capfd)
+    assert code == 0, err
+    record = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert record["models"] == sorted(set(models.split(","))) if models else record["models"] == []
+    assert (said in out) if said else ("measured by" not in out)
