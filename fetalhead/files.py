@@ -19,6 +19,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["KeptFile", "KeptOpenFile", "atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state",
+__all__ = ["KEPT_IDLE_S", "KeptFile", "KeptOpenFile", "atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state",
            "refuse_overwrite", "staged_dir"]
 
 
@@ -41,17 +42,28 @@ def file_state(path: str | os.PathLike) -> tuple[Path, int, int]:
     return path.resolve(), stat.st_size, stat.st_mtime_ns
 
 
+#: seconds a kept file stays kept without a read: then it is closed, so that a long-lived process
+#: (a notebook, the viewer) does not hold open a file it read once (Windows cannot delete or
+#: rename an open file); longer than a batch of frames takes to measure
+KEPT_IDLE_S = 10.0
+
+
 class KeptFile:
     """What a reader keeps of the one file it is reading frame after frame, from its first
     frame on (an open clip, a parsed cine loop, an open TIFF stack or animation), so that each next frame
     needs neither the whole file again nor a seek. `take` gives it back only for the same file
     as it is now (`file_state`) and in the process that kept it; whatever stops being kept is
-    closed with `close`, as is what is kept at exit. Use it under `lock`."""
+    closed with `close`, as is what is kept at exit or `idle_s` seconds after it was last kept
+    (one timer thread, re-armed, not one per frame). Use it under `lock`."""
 
-    def __init__(self, close: Callable[[Any], None] = lambda item: None) -> None:
+    def __init__(self, close: Callable[[Any], None] = lambda item: None, idle_s: float = KEPT_IDLE_S) -> None:
         self.lock = threading.RLock()
         self._close = close
         self._held: tuple[tuple[Path, int, int], Any, int] | None = None  # file_state, item, process
+        self.idle_s = float(idle_s)
+        self.clock: Callable[[], float] = time.monotonic  # seconds, for the idle time
+        self._kept_at = 0.0  # clock() at the last keep
+        self._timer: threading.Timer | None = None
         atexit.register(self.release)
         if hasattr(os, "register_at_fork"):  # a forked child starts with a free lock (its parent's may be held)
             os.register_at_fork(after_in_child=self._forked)
@@ -59,6 +71,26 @@ class KeptFile:
     def _forked(self) -> None:
         self.lock = threading.RLock()
         self._held = None  # the parent's item: not the child's to use or close
+        self._timer = None  # the parent's timer thread does not run here
+
+    def _arm(self, delay: float) -> None:
+        timer = threading.Timer(delay, self._expire)
+        timer.daemon = True  # never holds up the process's exit
+        self._timer = timer
+        timer.start()
+
+    def _expire(self) -> None:
+        """The timer's call: close what is kept if it was not kept again for `idle_s` s, else
+        wait for the rest of that time."""
+        with self.lock:
+            self._timer = None
+            if self._held is None or self._held[2] != os.getpid():
+                return
+            left = self._kept_at + self.idle_s - self.clock()
+            if left > 0:
+                self._arm(left)
+            else:
+                self.release()
 
     def take(self, key: tuple[Path, int, int]) -> Any | None:
         """The item kept for the file whose `file_state` is `key`, no longer kept; None when
@@ -77,6 +109,9 @@ class KeptFile:
         with self.lock:
             self.release()
             self._held = (key, item, os.getpid())
+            self._kept_at = self.clock()
+            if self._timer is None:
+                self._arm(self.idle_s)
 
     def holds(self, path: str | os.PathLike) -> bool:
         """Whether an item is kept for the file at `path` as it is now."""

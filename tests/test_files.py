@@ -175,6 +175,32 @@ def test_a_kept_file_is_given_back_only_for_the_same_file_in_the_same_process(tm
     assert closed == ["A", "A2", "B", "A4"] and not kept.holds(a)
 
 
+def test_a_kept_file_is_closed_once_no_read_kept_it_for_a_while(tmp_path):
+    """Kept again within `idle_s` (each next frame): still kept; left alone longer: closed by
+    the timer, once (the clock is the test's own; the timer's waits are real but short)."""
+    import time
+
+    import fetalhead.files as files
+
+    now = [100.0]
+    closed: list[str] = []
+    kept = files.KeptFile(close=closed.append, idle_s=0.05)
+    kept.clock = lambda: now[0]
+    a = tmp_path / "a.bin"
+    a.write_bytes(b"a")
+    kept.keep(files.file_state(a), "A")
+    time.sleep(0.3)  # the timer fired several times, but the clock says it was kept just now
+    assert kept.holds(a) and closed == []
+    with kept.lock:  # the next frame: taken back and kept again
+        kept.keep(files.file_state(a), kept.take(files.file_state(a)))
+    now[0] += 1.0  # then a second with no read
+    for _ in range(100):
+        if closed:
+            break
+        time.sleep(0.05)
+    assert closed == ["A"] and not kept.holds(a) and kept._timer is None  # closed, nothing left armed
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 def test_a_forked_child_starts_with_nothing_kept_and_a_free_lock(tmp_path):
     """Forked while another thread reads (holds the lock): the child can still read."""
