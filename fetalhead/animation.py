@@ -6,8 +6,9 @@ file is read as a DICOM cine loop, a TIFF stack or a video clip is: only at the 
 and refused with one line without it; a still image in these formats is an ordinary image.
 Pillow reads the frames as a viewer shows them (each drawn over the ones before it as the file
 says); colour becomes luma and alpha is ignored, as for every image. A file read from its first
-frame on stays open until its last frame is read or another file is (`holds_animation`): each
-next frame is decoded from the one before instead of from the first again.
+frame on stays open until its last frame is read, another file is, or 10 s pass without a read
+(`holds_animation`, `fetalhead.files.KEPT_IDLE_S`): each next frame is decoded from the one
+before instead of from the first again.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ imported only when a DICOM file is read) and its bundled decoders (uncompressed,
 through Pillow JPEG baseline and JPEG 2000). HC is measured on one frozen frame: a cine loop
 (a multi-frame file) is read only at the frame asked for (`frame`, numbered from 1 as DICOM
 numbers them; `--frame N` on the command line, or `--frame all` for each in turn), else refused.
-A loop read from its first frame on is parsed once and kept until its last frame is read or
-another DICOM file is (`holds_loop`), not parsed again from the whole file for every frame.
+A loop read from its first frame on is parsed once and kept until its last frame is read,
+another DICOM file is, or 10 s pass without a read (`holds_loop`, `fetalhead.files.KEPT_IDLE_S`),
+not parsed again from the whole file for every frame.
 """
 
 from __future__ import annotations

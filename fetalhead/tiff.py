@@ -6,8 +6,9 @@ numbered from 1; `--frame N`, `--frame all` or `--frame best` on the command lin
 with one line without it; a TIFF of one page is an ordinary image. Pillow counts the pages and
 checks the page asked for (its size, and that it decodes, without printing anything); OpenCV
 then decodes it as it decodes the first page of any TIFF, so every page comes out the same way.
-A stack read from its first page on stays open until its last page is read or another TIFF is
-(`holds_stack`): each next page is found without walking the file again.
+A stack read from its first page on stays open until its last page is read, another TIFF is, or
+10 s pass without a read (`holds_stack`, `fetalhead.files.KEPT_IDLE_S`): each next page is found
+without walking the file again.
 """
 
 from __future__ import annotations

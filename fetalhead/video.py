@@ -131,7 +131,8 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
     """Frame `frame` (from 1) of the video file at `path` as 8-bit grayscale, uint8 (H, W)
     (colour becomes luma, ITU-R BT.601, as `fetalhead.data.load_image`); by a seek, else (a
     stream that does not seek) by reading the frames before it; a clip read in order from its
-    first frame stays open between the calls, so its next frame needs neither. A clip of one frame is
+    first frame stays open between the calls (10 s at most without one: `fetalhead.files.KEPT_IDLE_S`),
+    so its next frame needs neither. A clip of one frame is
     read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
     `frame`, a frame it lacks, or a frame that does not decode."""
     n = video_frames(path)
