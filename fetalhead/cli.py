@@ -36,10 +36,19 @@ PROG = "fetalhead"
 # ---------------------------------------------------------------- argument parsing
 
 
-def _frame(text: str) -> int | str:
-    """`--frame`: a frame number from 1, "all" or "best"."""
+def _frame(text: str) -> int | str | tuple[int, int]:
+    """`--frame`: a frame number from 1, "all", "best", or a range "FIRST-LAST" (both from 1,
+    inclusive) as (first, last)."""
     word = text.strip().lower()
-    return word if word in ("all", "best") else _positive_int(text)
+    if word in ("all", "best"):
+        return word
+    first, dash, last = word.partition("-")
+    if not dash:
+        return _positive_int(text)
+    lo, hi = _positive_int(first), _positive_int(last)
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: the first frame comes after the last")
+    return lo, hi
 
 
 def _positive_int(text: str) -> int:
@@ -302,11 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
     _add_pixel_size(p)
     _add_review(p)
-    p.add_argument("--frame", type=_frame, default=None, metavar="N|all|best",
+    p.add_argument("--frame", type=_frame, default=None, metavar="N|FIRST-LAST|all|best",
                    help="the frame to measure in each DICOM cine loop, TIFF stack, animated image or video clip (numbered from 1, as "
-                   "DICOM does), all of them (one row and <stem>_f<frame> outputs each, and the frame "
-                   "with the highest quality score named), or best: all measured, only that frame "
-                   "kept (one row per loop); files of one frame are read as they are")
+                   "DICOM does), the frames FIRST to LAST (as many of them as a loop has), all of them (one row "
+                   "and <stem>_f<frame> outputs each, and the frame with the highest quality score named), or "
+                   "best: all measured, only that frame kept (one row per loop); files of one frame are read as "
+                   "they are")
     age = p.add_mutually_exclusive_group()
     age.add_argument("--ga", type=_ga, default=None, metavar="WEEKS",
                      help="the gestational age known from dating (weeks+days, 22+3, or weeks, 22.4), "

@@ -414,10 +414,13 @@ def _age_notes(rows: list[dict[str, Any]], ages: dict[Path, float | None] | None
 FRAME_STEM = "{stem}_f{frame:03d}"
 
 
-def _predict_items(images: list[Path], frame: int | str | None) -> list[tuple[Path, int | None, str | None]]:
+def _predict_items(images: list[Path], frame: int | str | tuple[int, int] | None
+                   ) -> list[tuple[Path, int | None, str | None]]:
     """(file, frame to read or None, frame column) per measurement. With `frame` a number, a
     cine loop is read at that frame; with "all", at each of its frames
-    (`fetalhead.data.frame_count`); a file of one frame is read as it is (no frame column)."""
+    (`fetalhead.data.frame_count`); with (first, last), at those of them it has (FetalheadError,
+    one line, for a loop shorter than `first`); a file of one frame is read as it is (no frame
+    column)."""
     items: list[tuple[Path, int | None, str | None]] = []
     for img in images:
         n = 1 if frame is None else frame_count(img)
@@ -425,6 +428,11 @@ def _predict_items(images: list[Path], frame: int | str | None) -> list[tuple[Pa
             items.append((img, None, None))
         elif frame == "all":
             items += [(img, k, str(k)) for k in range(1, n + 1)]
+        elif isinstance(frame, tuple):
+            first, last = frame
+            if first > n:
+                raise FetalheadError(f"{img.name}: no frame {first} in this loop of {n} frames (1 to {n})")
+            items += [(img, k, str(k)) for k in range(first, min(last, n) + 1)]
         else:
             items.append((img, int(frame), str(frame)))
     return items
@@ -469,8 +477,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     ages = _known_ages(images, args.ga, args.ga_csv)
     out: Path = args.out
     check_output_dir(out)
-    all_frames = args.frame in ("all", "best")
-    items = _predict_items(images, "all" if all_frames else args.frame)
+    all_frames = args.frame in ("all", "best") or isinstance(args.frame, tuple)  # several frames of a loop
+    items = _predict_items(images, "all" if args.frame in ("all", "best") else args.frame)
     size_of = dict(zip(images, sizes, strict=True))
     stems = [_item_stem(path, column, all_frames) for path, _, column in items]
     targets = [out / PREDICTIONS_CSV, out / GALLERY_HTML]

@@ -276,6 +276,10 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         return ["predict", *good, *px, *base, "--frame", "0"], 2, "at least 1"
     if name == "frame neither a number nor all":
         return ["predict", *good, *px, *base, "--frame", "every"], 2, "'every' is not a whole number"
+    if name == "frame range from zero":
+        return ["predict", *good, *px, *base, "--frame", "0-3"], 2, "'0' must be at least 1"
+    if name == "frame range of words":
+        return ["predict", *good, *px, *base, "--frame", "2-x"], 2, "'x' is not a whole number"
     if name == "dicom without an image":
         (tmp / "junk.dcm").write_bytes(bytes(range(256)) * 4)
         return ["predict", *good, tmp / "junk.dcm", *px, *base], 1, "junk.dcm: a DICOM file without an image"
@@ -324,7 +328,8 @@ BAD_INPUTS = [
     "image not in ga csv", "ga csv bad value", "ga csv without an age column", "checkpoint missing", "checkpoint not a checkpoint",
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
     "existing overlay", "existing page", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
-    "dicom frame zero", "frame neither a number nor all", "dicom without an image",
+    "dicom frame zero", "frame neither a number nor all", "frame range from zero", "frame range of words",
+    "dicom without an image",
     "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
     "video without a frame", "video frame beyond the clip", "video truncated", "video without a pixel size",
 ]
@@ -568,6 +573,37 @@ def test_predict_measures_a_stack_or_animation_frame_by_frame(tmp_path, capfd, s
     before = snapshot(tmp_path)
     code, _, err = run(["predict", stack, "--pixel-size", "0.15", "--out", tmp_path / "no", "--checkpoint", ckpt], capfd)
     assert_one_line_error(code, err, 1, f"{stack.name}: {kind} of 3 frames; choose the frame")
+    assert snapshot(tmp_path) == before
+
+
+def test_predict_measures_a_range_of_frames(tmp_path, capfd, synthetic_tiny):
+    """--frame 2-5 of a stack of 3 frames: frames 2 and 3 (as many as it has), outputs named as
+    --frame all names them, each row as --frame all measured it; a file of one frame read as it
+    is; a range past the loop's end or backwards: one line, nothing written."""
+    root, ckpt = synthetic_tiny
+    png = _test_set_images(root, tmp_path / "in", 1)[0]
+    gray = np.asarray(Image.open(png).convert("L"))
+    pages = [Image.fromarray(a) for a in (np.zeros_like(gray), gray, np.flipud(gray))]
+    stack = tmp_path / "in" / "sweep.tif"
+    pages[0].save(stack, save_all=True, append_images=pages[1:])
+    tables = {}
+    for name, frame in (("range", "2-5"), ("all", "all")):
+        code, _, err = run(["predict", tmp_path / "in", "--frame", frame, "--pixel-size", "0.15", "--out",
+                            tmp_path / name, "--checkpoint", ckpt, "--quiet"], capfd)
+        assert code == 0, err
+        tables[name] = pd.read_csv(tmp_path / name / "predictions.csv")
+    got, every = tables["range"], tables["all"]
+    loop = got[got["filename"] == "sweep.tif"]
+    assert list(loop["frame"]) == [2, 3] and len(got) == 3  # and the single image, read as it is
+    assert np.allclose(loop["hc_mm"], every[every["filename"] == "sweep.tif"]["hc_mm"].iloc[1:], equal_nan=True)
+    assert sorted(p.name for p in (tmp_path / "range").glob("sweep_f*_mask.png")) == [
+        "sweep_f002_mask.png", "sweep_f003_mask.png"]
+    before = snapshot(tmp_path)
+    for frame, code_expected, words in (("4-6", 1, "sweep.tif: no frame 4 in this loop of 3 frames (1 to 3)"),
+                                        ("3-2", 2, "the first frame comes after the last")):
+        code, _, err = run(["predict", stack, "--frame", frame, "--pixel-size", "0.15", "--out", tmp_path / "no",
+                            "--checkpoint", ckpt], capfd)
+        assert code == code_expected and words in err and len(err.strip().splitlines()) == 1, err
     assert snapshot(tmp_path) == before
 
 
