@@ -12,6 +12,7 @@ partial behind, and they refuse to replace existing files unless given --overwri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -362,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or containing 'circumference') and optionally an exam column")
     _add_out(p, "DIR", "output folder", required=True, overwrite="replace existing output files")
 
+    _command(sub, "models", "the shipped models: network, file, held-out figures, card",
+             "List the shipped models (the one predict, evaluate and main use without --model "
+             "first): network, where it trained, its weights file, its held-out test figures as "
+             "stored under results/, and its model card.", data=False)
+
     p = _command(sub, "cards", "rewrite the model cards and the README's tables from results/",
                  "Rewrite the Markdown card beside each shipped weights file and the README's "
                  "generated tables (results, review flag, benchmark, latency) from the stored "
@@ -416,6 +422,16 @@ def _os_error_message(e: OSError) -> str:
 # ---------------------------------------------------------------- entry point
 
 
+def _quiet_stdout() -> None:
+    """Point standard output at the null device, so that flushing it at exit raises no second
+    broken-pipe error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's stand-in)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 error, 2 usage, 130 interrupted)."""
     parser = build_parser()
@@ -439,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return commands.run(args)
     except FetalheadError as e:
         print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
+    except BrokenPipeError:  # what reads the output stopped (`fetalhead models | head -1`): stop quietly
+        _quiet_stdout()
+        return 141  # as a shell reports a command stopped by SIGPIPE
     except OSError as e:  # e.g. the disk filled up or permissions changed while writing
         print(f"{PROG}: error: {_os_error_message(e)}", file=sys.stderr)
     except KeyboardInterrupt:

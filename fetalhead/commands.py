@@ -38,7 +38,7 @@ from fetalhead.cache import (
     load_compact_cache,
     shrink_arrays,
 )
-from fetalhead.cards import write_all
+from fetalhead.cards import current_results, write_all
 from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.cli import EXPORT_DTYPES
 from fetalhead.config import get_config
@@ -95,7 +95,7 @@ from fetalhead.split import split_groups
 from fetalhead.train import fit
 from fetalhead.viz import save_figure
 
-__all__ = ["LIST_UP_TO", "RUN_FILES", "describe_model", "measurement_line", "run"]
+__all__ = ["LIST_UP_TO", "RUN_FILES", "describe_model", "measurement_line", "model_lines", "run"]
 
 PREDICTIONS_CSV = "predictions.csv"
 RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a run folder
@@ -169,17 +169,22 @@ def _load_predictor(args: argparse.Namespace) -> Predictor:
     return predictor
 
 
-def describe_model(predictor: Predictor) -> str:
-    """One line naming the model a Predictor runs: shipped name or file, preset, size, where trained."""
-    path = Path(predictor.checkpoint) if predictor.checkpoint else None
+def _network_line(predictor: Predictor) -> str:
+    """The network a Predictor runs and where it trained: preset, width, input size in px."""
     cfg = predictor.config
-    shipped = path is not None and path.resolve().parent == (PACKAGE_DIR / "weights").resolve()
-    name = f"shipped model '{path.stem.removeprefix('fetalhead_')}'" if shipped else f"checkpoint {path}"
     trained = predictor.meta.get("trained_on") if predictor.meta else None
     extra = f", trained on {trained}" if trained else ""
     arch = f"preset '{cfg.name}', width {cfg.base_channels}, {cfg.image_size[0]}x{cfg.image_size[1]} px" if cfg else ""
+    return f"{arch}{extra}"
+
+
+def describe_model(predictor: Predictor) -> str:
+    """One line naming the model a Predictor runs: shipped name or file, preset, size, where trained."""
+    path = Path(predictor.checkpoint) if predictor.checkpoint else None
+    shipped = path is not None and path.resolve().parent == (PACKAGE_DIR / "weights").resolve()
+    name = f"shipped model '{path.stem.removeprefix('fetalhead_')}'" if shipped else f"checkpoint {path}"
     flips = ", test-time flips" if predictor.tta else ""
-    return f"{name} ({arch}{extra}){flips}, review below quality {predictor.review_below:g}"
+    return f"{name} ({_network_line(predictor)}){flips}, review below quality {predictor.review_below:g}"
 
 
 # ---------------------------------------------------------------- commands
@@ -743,10 +748,47 @@ def _cmd_cards(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_lines(model: str, records: list[dict[str, Any]]) -> list[str]:
+    """What `fetalhead models` says of the shipped model `model`: its network and where it
+    trained (`describe_model`), its file, its held-out test figures from `records` (the
+    stored evaluations of the weights shipped now; none when the repository's results/ is not
+    there) and its card."""
+    path = shipped_checkpoint(model)
+    if not path.is_file():
+        return [f"{model}: not shipped in this copy ({path} is missing)"]
+    predictor = Predictor.from_checkpoint(path)
+    best = " (the one used without --model)" if path == shipped_checkpoint() else ""
+    flips = ", test-time flips" if predictor.tta else ""
+    lines = [f"{model}{best}: {_network_line(predictor)}{flips}; review below quality {predictor.review_below:g}",
+             f"  weights {path} ({path.stat().st_size / 2**20:.1f} MiB, {predictor.meta.get('dtype', 'fp16')}), "
+             f"training run {predictor.weights}"]
+    test = next((r for r in records if r["model"] == model and r["part"] == "test" and not r.get("tta")), None)
+    if test is not None:
+        m, flag = test["metrics"], test.get("review_flag") or {}
+        hc, dice = m["hc_abs_error_mm"], m["ellipse_dice"]
+        flagged = (f", {100 * flag['fraction_set_aside']:.1f} % flagged for review" if "fraction_set_aside" in flag
+                   else "")
+        lines.append(f"  held-out test part ({test['n_images']} images, {test['n_exams']} examinations): HC mean "
+                     f"absolute difference {hc['mean']:.2f} mm [{hc['ci_low']:.2f}, {hc['ci_high']:.2f}], ellipse "
+                     f"Dice {100 * dice['mean']:.2f} %{flagged} (results/{model}_test.json)")
+    card = path.with_suffix(".md")
+    if card.is_file():
+        lines.append(f"  model card {card}")
+    return lines
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    records = current_results()
+    for model in SHIPPED_MODELS:
+        for line in model_lines(model, records):
+            _say(line)
+    return 0
+
+
 _COMMANDS = {"download": _cmd_download, "prepare-cache": _cmd_prepare_cache, "train": _cmd_train,
              "export": _cmd_export, "evaluate": _cmd_evaluate, "predict": _cmd_predict,
              "submit": _cmd_submit, "main": _cmd_main, "compare": _cmd_compare, "cards": _cmd_cards,
-             "bench": _cmd_bench}
+             "bench": _cmd_bench, "models": _cmd_models}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1396,3 +1396,58 @@ def test_the_loop_line_names_the_frame_with_the_highest_quality_an_ok_one_first(
     flagged = [row(1, "review", 0.2), row(2, "review", 0.6, 99.0)]
     assert "frame 2's (0.60, review): HC 99.0 mm" in loop_line(flagged, "clip.dcm")
     assert loop_line([row(1, "no head found", float("nan"))], "clip.dcm") is None
+
+
+def test_models_lists_each_shipped_model_with_its_stored_figures(capfd):
+    """`fetalhead models`: each shipped model's network, file, card, and its held-out test
+    figures exactly as results/<model>_test.json stores them; the one used without --model
+    marked (the best shipped)."""
+    import json
+
+    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
+
+    code, out, err = run(["models"], capfd)
+    assert code == 0 and err == "", err
+    shipped = [m for m in SHIPPED_MODELS if shipped_checkpoint(m).is_file()]
+    assert shipped, "no shipped weights to list"
+    blocks: dict[str, str] = {}  # model: its lines (a line of its own, then indented ones)
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            name = line.split(" ")[0].rstrip(":")
+        blocks[name] = blocks.get(name, "") + line + "\n"
+    assert list(blocks) == list(SHIPPED_MODELS)
+    best = shipped_checkpoint().stem.removeprefix("fetalhead_")
+    assert [m for m, b in blocks.items() if "(the one used without --model)" in b.splitlines()[0]] == [best]
+    for model, block in blocks.items():
+        if model not in shipped:
+            assert "not shipped in this copy" in block
+            continue
+        meta = load_checkpoint(shipped_checkpoint(model))[2]
+        stored = json.loads((REPO / "results" / f"{model}_test.json").read_text())
+        assert stored["training_run"] == meta["training_run"]  # the figures are these weights' own
+        hc, dice = stored["metrics"]["hc_abs_error_mm"], stored["metrics"]["ellipse_dice"]
+        assert f"training run {meta['training_run']}" in block
+        assert (f"held-out test part ({stored['n_images']} images, {stored['n_exams']} examinations): HC mean absolute "
+                f"difference {hc['mean']:.2f} mm [{hc['ci_low']:.2f}, {hc['ci_high']:.2f}], ellipse Dice "
+                f"{100 * dice['mean']:.2f} %") in block
+        assert f"{100 * stored['review_flag']['fraction_set_aside']:.1f} % flagged for review" in block
+        assert f"model card {shipped_checkpoint(model).with_suffix('.md')}" in block
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(monkeypatch, capsys):
+    """`fetalhead models | head -1`: the pipe closes; no traceback, no error line, exit 141
+    (as a shell reports a command stopped by SIGPIPE)."""
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert cli.main(["models"]) == 141
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""
