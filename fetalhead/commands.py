@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from fetalhead.agreement import agreement_summary, agreement_table, read_exams, read_predictions
@@ -89,7 +88,7 @@ from fetalhead.predict import (
     check_image_file,
     load_input_image,
 )
-from fetalhead.report import bland_altman, draw_overlay
+from fetalhead.report import bland_altman, draw_overlay, save_png
 from fetalhead.results import json_safe, results_record, write_results
 from fetalhead.split import split_groups
 from fetalhead.train import fit
@@ -504,8 +503,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             arrays = [load_input_image(p, frame) for p, frame, _ in chunk]
             preds = predictor.predict_batch(arrays, [size_of[p] for p, _, _ in chunk], batch_size=bs)
             for (path, _, column), stem, image, pred in zip(chunk, stems[start:start + bs], arrays, preds, strict=True):
-                Image.fromarray(pred.mask * 255).save(stage / f"{stem}{MASK_SUFFIX}.png")
-                Image.fromarray(draw_overlay(image, pred)).save(stage / f"{stem}{OVERLAY_SUFFIX}.png")
+                save_png(pred.mask * 255, stage / f"{stem}{MASK_SUFFIX}.png")
+                save_png(draw_overlay(image, pred), stage / f"{stem}{OVERLAY_SUFFIX}.png")
                 frame_column = {} if args.frame is None else {"frame": column}
                 for_age = {} if ages is None else hc_for_age(pred.hc_mm, ages[path], pred.hc_interval_mm).to_row()
                 rows.append({"filename": path.name, **frame_column, **pred.to_row(), **for_age,

@@ -44,7 +44,21 @@ __all__ = [
     "pick_examples",
     "plot_prediction",
     "prediction_examples",
+    "PNG_LEVEL",
+    "save_png",
 ]
+
+#: zlib level of the masks and overlays `fetalhead predict` writes: 1 (fast) rather than Pillow's
+#: 6; lossless either way, the files somewhat larger (benchmarks/predict_outputs.py measures both)
+PNG_LEVEL = 1
+
+
+def save_png(pixels: np.ndarray, path: str | os.PathLike, level: int = PNG_LEVEL) -> None:
+    """Write `pixels` (uint8 (H, W) gray or (H, W, 3) RGB) losslessly as the PNG file `path`,
+    compressed at zlib `level` (0 to 9)."""
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=level)
 
 
 def draw_overlay(image: np.ndarray, pred: Prediction) -> np.ndarray:

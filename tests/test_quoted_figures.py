@@ -267,6 +267,25 @@ def _clip_reading_quote() -> str:
             f"opening the stack for each page (uncompressed TIFF)")
 
 
+def _predict_outputs_quote() -> str:
+    """What predict spends writing its PNGs, and per image (benchmarks/predict_outputs.py)."""
+    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.paths import shipped_checkpoint
+    from fetalhead.report import PNG_LEVEL
+
+    r = _read("benchmarks/predict_outputs_cpu.json")
+    assert r["level_used"] == PNG_LEVEL, "fetalhead.report.PNG_LEVEL changed: measure predict_outputs.py again"
+    assert r["model"] == load_checkpoint(shipped_checkpoint("small"))[2]["training_run"], (
+        "benchmarks/predict_outputs_cpu.json measured other weights than the shipped small: measure it again")
+    slow, fast = r["levels"]["6"], r["levels"][str(r["level_used"])]
+    return (f"{1000 * slow['seconds_per_image']:.1f} ms per image at Pillow's default zlib level 6 against "
+            f"{1000 * fast['seconds_per_image']:.1f} ms at level {r['level_used']} ({r['write_speedup']:.1f}x; overlays "
+            f"{100 * (r['overlay_size_ratio'] - 1):.0f} % larger, {slow['overlay_kib']:.0f} against "
+            f"{fast['overlay_kib']:.0f} KiB), so `predict` takes {1000 * r['per_image_s'][str(r['level_used'])]:.0f} ms "
+            f"per {r['shape_px'][1]}x{r['shape_px'][0]} px image instead of {1000 * r['per_image_s']['6']:.0f} with the "
+            f"shipped `small` model")
+
+
 def _readme_quotes() -> list[str]:
     shipped, before = "results/small_test.json", "results/small_cpu_bf16_ema_test.json"
     refit = (f"ellipse Dice {100 * _mean(shipped, 'ellipse_dice'):.2f} vs {100 * _mean(before, 'ellipse_dice'):.2f} %, "
@@ -282,7 +301,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
     frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
-    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), _clip_reading_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), _clip_reading_quote(), _predict_outputs_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios]
 
 
