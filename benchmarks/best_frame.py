@@ -10,8 +10,8 @@ way against the mean over its frames (what a frame taken at random gives), the b
 frame (what knowing the errors would give), with an exam-bootstrap interval of the mean
 difference chosen - random (negative: the choice helps).
 
-    fetalhead evaluate --model small --part test --out runs/bf_small_test
-    python benchmarks/best_frame.py --check small_test=runs/bf_small_test/metrics_per_image.csv \\
+    fetalhead evaluate --model small --part test --out runs/final_small_test
+    python benchmarks/best_frame.py --check small_test=runs/final_small_test/metrics_per_image.csv \\
         --results results/review/best_frame.json
 """
 

@@ -12,11 +12,11 @@ saw its examination) and measures how often the interval holds the reference HC:
 3. with `--check NAME=FILE` (the per-image table of `fetalhead evaluate` on a held-out part),
    the coverage of the library's interval there, with its exam-bootstrap interval.
 
-    fetalhead evaluate --model small --part test --out runs/t_small
-    fetalhead evaluate --model default --part test --out runs/t_default
+    fetalhead evaluate --model small --part test --out runs/final_small_test
+    fetalhead evaluate --model default --part test --out runs/final_default_test
     python benchmarks/hc_interval.py --rows results/review/out_of_fold_small.csv \\
-        --check small_test=runs/t_small/metrics_per_image.csv \\
-        --check default_test=runs/t_default/metrics_per_image.csv --results results/review/hc_interval_small.json
+        --check small_test=runs/final_small_test/metrics_per_image.csv \\
+        --check default_test=runs/final_default_test/metrics_per_image.csv --results results/review/hc_interval_small.json
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ disagreement). It reports, for the flag alone and for the flag with the second o
 flagged, gross errors (|HC error| > 6 mm) caught, and the HC of the unflagged
 (`fetalhead.evaluate.flag_summary`), and how the two models' HC errors correlate.
 
-    fetalhead evaluate --model small --part test --out runs/t_small
-    fetalhead evaluate --model default --part test --out runs/t_default
-    python benchmarks/second_opinion.py --rows runs/t_small/metrics_per_image.csv \\
-        --other runs/t_default/metrics_per_image.csv --results results/review/second_opinion_small_test.json
+    fetalhead evaluate --model small --part test --out runs/final_small_test
+    fetalhead evaluate --model default --part test --out runs/final_default_test
+    python benchmarks/second_opinion.py --rows runs/final_small_test/metrics_per_image.csv \\
+        --other runs/final_default_test/metrics_per_image.csv --results results/review/second_opinion_small_test.json
 """
 
 from __future__ import annotations
