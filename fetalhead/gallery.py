@@ -99,8 +99,9 @@ def _page(title: str, body: str) -> str:
 
 def report_html(summary: dict[str, Any], figures: Sequence[str], title: str = "fetalhead evaluate") -> str:
     """The page of an evaluation report from its summary (`summary.json`'s dict: n_images,
-    n_no_head, metrics {name: mean, ci_low, ci_high, median, n}, hc_interval) and the file
-    names of its figures, relative to the page (shown in that order)."""
+    n_no_head, metrics {name: mean, ci_low, ci_high, median, n}, hc_interval, and the
+    training_run of the weights measured when known) and the file names of its figures,
+    relative to the page (shown in that order)."""
     rows = []
     for name, m in summary["metrics"].items():
         cells = [_number(m.get(k), ".4f") for k in ("mean", "ci_low", "ci_high", "median")]
@@ -110,7 +111,9 @@ def report_html(summary: dict[str, Any], figures: Sequence[str], title: str = "f
     interval = (f"<p>The reference HC lies inside the measured HC's {100 * COVERAGE:g} % interval for "
                 f"{held['n_inside']} of {held['n']} images.</p>") if held.get("n") else ""
     pictures = _pictures(figures)
-    body = (f"<p>{int(summary['n_images'])} images, {int(summary['n_no_head'])} without a head found. Means with "
+    run = summary.get("training_run")
+    measured_by = f"<p>Measured by the weights of training run {html.escape(str(run))}.</p>\n" if run else ""
+    body = (measured_by + f"<p>{int(summary['n_images'])} images, {int(summary['n_no_head'])} without a head found. Means with "
             "95 % intervals (bootstrap over examinations); Dice and accuracy as fractions, distances and HC in mm. "
             'Per image: <a href="metrics_per_image.csv">metrics_per_image.csv</a>.</p>\n'
             "<table><tr><th>metric</th><th>mean</th><th>95 % interval</th><th>median</th><th>n</th></tr>\n"

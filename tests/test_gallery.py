@@ -69,3 +69,6 @@ def test_the_report_page_shows_the_summary_and_the_figures_it_is_given():
     assert re.findall(r'<img src="([^"]+)"', page) == ["figures/a.png", "figures/&lt;b&gt;.png"]
     assert "<script" not in page
     assert "interval for" not in report_html({**summary, "hc_interval": {}}, [])
+    assert "Measured by" not in page  # no run known
+    named = report_html({**summary, "training_run": "run_<1>"}, [])
+    assert "<p>Measured by the weights of training run run_&lt;1&gt;.</p>" in named
