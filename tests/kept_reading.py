@@ -1,5 +1,5 @@
-"""The check that a multi-frame file (a TIFF stack, an animated image) read frame by frame
-through Pillow is opened once while read in order, and read afresh otherwise."""
+"""Checks shared by the multi-frame files read through Pillow (a TIFF stack, an animated image):
+opened once while read in order and read afresh otherwise; a cut last frame is one error."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from fetalhead.data import load_image
+from fetalhead.data import frame_count, load_image
+from fetalhead.errors import FetalheadError
 
 
 def check_read_in_order_opens_once(monkeypatch, write: Callable[[Path, list], Path], folder: Path, suffix: str,
@@ -47,3 +49,18 @@ def check_read_in_order_opens_once(monkeypatch, write: Callable[[Path, list], Pa
     os.utime(file_a, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert not holds(file_a)
     assert np.array_equal(load_image(file_a, 2), 255 - a[1])  # the new file's frame, not the kept one's
+
+
+def check_a_cut_last_frame_is_one_error(capfd, write: Callable[[Path, list], Path], folder: Path, suffix: str) -> None:
+    """A file of 3 frames (`write(path, frames)`) cut 3000 bytes short: its last frame's pixels
+    lost, its count of frames kept; reading that frame is one error naming it, nothing printed."""
+    rng = np.random.default_rng(2)
+    whole = write(folder / f"whole{suffix}", [rng.integers(0, 256, (64, 96), dtype=np.uint8) for _ in range(3)])
+    cut = folder / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[:-3000])
+    capfd.readouterr()
+    assert frame_count(cut) == 3
+    with pytest.raises(FetalheadError, match=rf"cut{suffix}: frame 3 of 3 does not decode"):
+        load_image(cut, 3)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

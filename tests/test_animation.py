@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from kept_reading import check_read_in_order_opens_once
+from kept_reading import check_a_cut_last_frame_is_one_error, check_read_in_order_opens_once
 from PIL import Image
 
 from fetalhead.animation import animation_frames, looks_like_animation
@@ -88,15 +88,7 @@ def test_an_animation_too_large_is_refused_at_any_frame(tmp_path, monkeypatch):
 
 
 def test_a_broken_frame_is_one_error_and_nothing_printed(tmp_path, capfd):
-    whole = _animation(tmp_path / "whole.png", _gray_frames(3, 3, (64, 96))).read_bytes()
-    cut = tmp_path / "cut.png"
-    cut.write_bytes(whole[: len(whole) - 3000])  # the last frame's pixels lost, its count kept
-    capfd.readouterr()
-    assert frame_count(cut) == 3
-    with pytest.raises(FetalheadError, match=r"cut.png: frame 3 of 3 does not decode"):
-        load_image(cut, 3)
-    out, err = capfd.readouterr()
-    assert out == "" and err == ""
+    check_a_cut_last_frame_is_one_error(capfd, _animation, tmp_path, ".png")
 
 
 def test_an_animation_read_frame_by_frame_is_opened_once(tmp_path, monkeypatch):
