@@ -13,7 +13,6 @@ before instead of from the first again.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import KeptOpenFile
+from fetalhead.files import KeptOpenFile, check_frame, frames_in
 
 __all__ = ["animation_frames", "holds_animation", "looks_like_animation", "read_animation_frame",
            "read_animation_page"]
@@ -46,21 +45,12 @@ def _frames(im: Any) -> int:
     return max(1, int(getattr(im, "n_frames", 1)))
 
 
-def _open_frames(source: Path | io.BytesIO) -> int:
-    """`_frames` of a file or its bytes: 1 when Pillow cannot tell (the decoder then reports
-    the file's trouble as for any image)."""
+def animation_frames(path: str | os.PathLike) -> int:
+    """How many frames the PNG, GIF or WebP file at `path` shows: 1 for a still image, or
+    when Pillow cannot tell."""
     from PIL import Image
 
-    try:
-        with Image.open(source) as im:
-            return _frames(im)
-    except (*_ERRORS, Image.DecompressionBombError):
-        return 1
-
-
-def animation_frames(path: str | os.PathLike) -> int:
-    """How many frames the PNG, GIF or WebP file at `path` shows: 1 for a still image."""
-    return _open_frames(Path(path))
+    return frames_in(Path(path), Image.open, _frames, (*_ERRORS, Image.DecompressionBombError))
 
 
 def _pixels(im: Any) -> np.ndarray:
@@ -80,11 +70,7 @@ def _frame(im: Any, n: int, frame: int | None, source: str | os.PathLike, max_si
     above `max_side` px, or a frame that does not decode."""
     from PIL import Image
 
-    if frame is None:
-        raise FetalheadError(f"{source}: an animated image of {n} frames; choose the frame you measure "
-                             f"(predict --frame N, 1 to {n}, or --frame all) or save it as single images")
-    if not 1 <= frame <= n:
-        raise FetalheadError(f"{source}: no frame {frame} in this animated image of {n} frames (1 to {n})")
+    check_frame(frame, n, source, "animated image", "save it as single images")
     try:
         if max(im.size) > max_side:
             raise FetalheadError(f"image too large: {source} is {im.size[1]}x{im.size[0]} pixels "

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError, one_line
-from fetalhead.files import KeptFile, file_state
+from fetalhead.files import KeptFile, check_frame, file_state
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -152,11 +152,8 @@ def dicom_gray(ds: Any, source: str | os.PathLike = "DICOM file", frame: int | N
     if "PixelData" not in ds:
         raise FetalheadError(f"{source}: a DICOM file without an image (no PixelData element, or the file is cut off)")
     frames = _frames(ds, source)
-    if frames > 1 and frame is None:
-        raise FetalheadError(f"{source}: a cine loop of {frames} frames; choose the frame you measure "
-                             f"(predict --frame N, 1 to {frames}, or --frame all) or export it as a single-frame DICOM or image file")
-    if frames > 1 and not 1 <= frame <= frames:
-        raise FetalheadError(f"{source}: no frame {frame} in this cine loop of {frames} frames (1 to {frames})")
+    if frames > 1:
+        check_frame(frame, frames, source, "cine loop", "export it as a single-frame DICOM or image file")
     try:
         from pydicom.pixels import pixel_array
 

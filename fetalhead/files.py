@@ -27,7 +27,7 @@ from typing import Any
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["KEPT_IDLE_S", "KeptFile", "KeptOpenFile", "atomic_file", "check_input_file", "check_output_dir", "check_output_file", "file_state",
+__all__ = ["KEPT_IDLE_S", "KeptFile", "KeptOpenFile", "atomic_file", "check_frame", "check_input_file", "check_output_dir", "check_output_file", "file_state", "frames_in",
            "refuse_overwrite", "staged_dir"]
 
 
@@ -127,6 +127,31 @@ class KeptFile:
             held, self._held = self._held, None
             if held is not None and held[2] == os.getpid():
                 self._close(held[1])
+
+
+def check_frame(frame: int | None, n: int, source: str | os.PathLike, kind: str, instead: str) -> None:
+    """FetalheadError (one line, naming `source`) unless `frame` (from 1) is one of the `n`
+    frames of a file of several: `kind` names such a file ("TIFF stack"), `instead` what to do
+    rather than choose a frame ("save it as single images")."""
+    article = "an" if kind[0] in "aeiou" else "a"
+    if frame is None:
+        raise FetalheadError(f"{source}: {article} {kind} of {n} frames; choose the frame you measure "
+                             f"(predict --frame N, 1 to {n}, or --frame all) or {instead}")
+    if not 1 <= frame <= n:
+        raise FetalheadError(f"{source}: no frame {frame} in this {kind} of {n} frames (1 to {n})")
+
+
+def frames_in(source: Any, open_: Callable[[Any], Any], frames: Callable[[Any], int],
+              unreadable: tuple[type[BaseException], ...] = ()) -> int:
+    """`frames(opened)` of what `open_(source)` opens (a file or its bytes), left by its `with`
+    block as it leaves it (Pillow's image closes a file it opened itself, not bytes it was
+    given), or 1 when either raises one of `unreadable`: not a file of frames that reader knows
+    (the decoder then reports the file's trouble as for any image)."""
+    try:
+        with open_(source) as opened:
+            return frames(opened)
+    except unreadable:
+        return 1
 
 
 class KeptOpenFile(KeptFile):

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import KeptOpenFile
+from fetalhead.files import KeptOpenFile, check_frame, frames_in
 
 __all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page", "tiff_pages"]
 
@@ -58,11 +58,7 @@ def _pages(source: Path | io.BytesIO) -> int:
     decoder then reports the file's trouble as for any image)."""
     from PIL import Image
 
-    try:
-        with Image.open(source) as im:
-            return _frames(im)
-    except (*_ERRORS, Image.DecompressionBombError):
-        return 1
+    return frames_in(source, Image.open, _frames, (*_ERRORS, Image.DecompressionBombError))
 
 
 def tiff_pages(path: str | os.PathLike) -> int:
@@ -78,11 +74,7 @@ def _check_page(im: Any, n: int, frame: int | None, source: str | os.PathLike, m
     lacks, a side above `max_side` px, or a page that does not decode."""
     from PIL import Image
 
-    if frame is None:
-        raise FetalheadError(f"{source}: a TIFF stack of {n} frames; choose the frame you measure "
-                             f"(predict --frame N, 1 to {n}, or --frame all) or save it as single images")
-    if not 1 <= frame <= n:
-        raise FetalheadError(f"{source}: no frame {frame} in this TIFF stack of {n} frames (1 to {n})")
+    check_frame(frame, n, source, "TIFF stack", "save it as single images")
     try:
         im.seek(frame - 1)
         if max(im.size) > max_side:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import KeptFile, file_state
+from fetalhead.files import KeptFile, check_frame, file_state
 
 __all__ = ["VIDEO_SUFFIXES", "looks_like_video", "read_video_frame", "video_frames"]
 
@@ -136,11 +136,8 @@ def read_video_frame(path: str | os.PathLike, frame: int | None = None) -> np.nd
     read whatever `frame` says; FetalheadError (one line) for a clip of more frames without
     `frame`, a frame it lacks, or a frame that does not decode."""
     n = video_frames(path)
-    if n > 1 and frame is None:
-        raise FetalheadError(f"{path}: a video of {n} frames; choose the frame you measure "
-                             f"(predict --frame N, 1 to {n}, or --frame all) or save it as an image file")
-    if n > 1 and not 1 <= frame <= n:
-        raise FetalheadError(f"{path}: no frame {frame} in this video of {n} frames (1 to {n})")
+    if n > 1:
+        check_frame(frame, n, path, "video", "save it as an image file")
     index = 0 if n == 1 else frame - 1
     key = file_state(path)
     with _kept.lock:

@@ -244,6 +244,12 @@ class _Opened:
     def close(self) -> None:
         self.closed += 1
 
+    def __enter__(self) -> _Opened:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def test_a_kept_open_file_serves_its_frames_and_closes_what_it_does_not_keep(tmp_path):
     path = tmp_path / "clip.bin"
@@ -281,3 +287,28 @@ def test_a_kept_open_file_serves_its_frames_and_closes_what_it_does_not_keep(tmp
     assert kept.read(path, 1, cannot_open, lambda item: 3, read, unreadable=(OSError,)) is None
     with pytest.raises(OSError):  # what `unreadable` does not name goes through
         kept.read(path, 1, cannot_open, lambda item: 3, read)
+
+
+def test_frames_are_counted_through_what_opens_the_file_and_it_is_closed():
+    from fetalhead.files import frames_in
+
+    opened: list[_Opened] = []
+
+    def open_(source):
+        if source == "not mine":
+            raise OSError("cannot open")
+        opened.append(_Opened(source))
+        return opened[-1]
+
+    def uncountable(item):
+        raise OSError("no directory")
+
+    def broken(item):
+        raise ValueError("a reader's bug")
+
+    assert frames_in("a", open_, lambda item: 5, (OSError,)) == 5 and opened[0].closed == 1
+    assert frames_in("b", open_, uncountable, (OSError,)) == 1 and opened[1].closed == 1  # read as one image
+    assert frames_in("not mine", open_, lambda item: 5, (OSError,)) == 1
+    with pytest.raises(ValueError):  # what `unreadable` does not name goes through, the file closed
+        frames_in("c", open_, broken, (OSError,))
+    assert opened[2].closed == 1
