@@ -44,12 +44,9 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     loop or video (one recorded HC cannot tell which of them it is)."""
     path = Path(path)
     check_input_file(path, "predictions.csv")
-    names = read_csv(path)
-    if "frame" in names and "filename" in names and names["filename"].duplicated().any():
-        name = names["filename"][names["filename"].duplicated()].iloc[0]
-        raise FetalheadError(f"{path}: several frames of {name}; compare one measurement per image "
-                             "(predict --frame best keeps the best frame of each, --frame N frame N)")
-    table = read_image_table(path, PREDICTION_COLUMNS, "the predictions.csv of fetalhead predict")
+    table = read_image_table(path, PREDICTION_COLUMNS, "the predictions.csv of fetalhead predict",
+                             frames_hint="; compare one measurement per image (predict --frame best "
+                                         "keeps the best frame of each, --frame N frame N)")
     if table.empty:
         raise FetalheadError(f"{path}: no images listed")
     return table

@@ -145,10 +145,12 @@ def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
     return table
 
 
-def read_image_table(path: Path, columns: tuple[str, ...], made_by: str) -> pd.DataFrame:
+def read_image_table(path: Path, columns: tuple[str, ...], made_by: str,
+                     frames_hint: str = "") -> pd.DataFrame:
     """A CSV with one row per image: a `filename` column naming each image once, and `columns`.
     `made_by` names the file in errors ("predictions.csv of fetalhead predict"); one-line
-    FetalheadErrors for a missing or unreadable file, a missing column, a name listed twice."""
+    FetalheadErrors for a missing or unreadable file, a missing column, a name listed twice
+    (with a `frame` column: several frames of one file, followed by `frames_hint`)."""
     check_input_file(path, "table")
     table = read_csv(path)
     missing = [c for c in dict.fromkeys(("filename", *columns)) if c not in table.columns]
@@ -156,7 +158,10 @@ def read_image_table(path: Path, columns: tuple[str, ...], made_by: str) -> pd.D
         raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it {made_by}?)")
     twice = table["filename"].duplicated()
     if twice.any():
-        raise FetalheadError(f"{path}: {table['filename'][twice].iloc[0]} is listed twice")
+        name = table["filename"][twice].iloc[0]
+        if "frame" in table.columns:
+            raise FetalheadError(f"{path}: several frames of {name}{frames_hint}")
+        raise FetalheadError(f"{path}: {name} is listed twice")
     return table
 
 

@@ -428,5 +428,8 @@ def test_read_image_table_names_each_image_once_and_has_the_columns(tmp_path):
     pd.DataFrame({"filename": ["a.png", "a.png"], "hc_mm": [1.0, 2.0]}).to_csv(path, index=False)
     with pytest.raises(FetalheadError, match="a.png is listed twice"):
         read_image_table(path, ("hc_mm",), "a table")
+    pd.DataFrame({"filename": ["a.avi", "a.avi"], "frame": [1, 2], "hc_mm": [1.0, 2.0]}).to_csv(path, index=False)
+    with pytest.raises(FetalheadError, match="several frames of a.avi; keep one$"):
+        read_image_table(path, ("hc_mm",), "a table", frames_hint="; keep one")
     with pytest.raises(FetalheadError):
         read_image_table(tmp_path / "none.csv", ("hc_mm",), "a table")
