@@ -9,6 +9,9 @@ Pipeline for an image of any size (H, W), uint8:
 3. resize the probability map back (to the padded frame, then crop the padding) to (H, W)
    with bilinear interpolation and threshold it at
    0.5 THERE, so the mask, the metrics and the HC are at the image's original resolution;
+   A blank frame (gray levels spanning less than `BLANK_RANGE`: the black frames of a clip's
+   start, a frozen screen) holds no head, and its map is all 0: the networks would otherwise
+   draw a head into it;
 4. keep the largest connected component, fit an ellipse (`fetalhead.ellipse.fit_ellipse`);
 5. HC = ellipse perimeter (Ramanujan) x pixel size - annotation bias.
 
@@ -52,6 +55,7 @@ from fetalhead.quality import Quality, mask_dice, quality
 from fetalhead.transforms import resize_image
 
 __all__ = [
+    "BLANK_RANGE",
     "MAX_SIDE",
     "MIN_SIDE",
     "PIXEL_SIZE_RANGE_MM",
@@ -63,6 +67,7 @@ __all__ = [
     "Predictor",
     "best_measurement",
     "check_image_file",
+    "is_blank",
     "keep_largest_component",
     "load_input_image",
     "measure",
@@ -77,6 +82,9 @@ STATUS_NO_HEAD = "no head found"
 #: signal says the outline's band spans a gross HC error (`fetalhead.quality.SCALES`); each
 #: shipped weights file carries the threshold chosen for it ("review_below": `fetalhead.quality`)
 REVIEW_BELOW = 0.5
+#: a frame whose gray levels span fewer than this many (of 0-255) is blank: no head found (every
+#: HC18 image spans at least 237; both shipped networks draw a 70-90 mm head into a black frame)
+BLANK_RANGE = 16
 
 
 def best_measurement(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -230,6 +238,11 @@ class Prediction:
         }
 
 
+def is_blank(image: np.ndarray) -> bool:
+    """True for a uint8 (H, W) image whose gray levels span fewer than `BLANK_RANGE`."""
+    return int(image.max()) - int(image.min()) < BLANK_RANGE
+
+
 def measure(prob: np.ndarray, pixel_size_mm: float, *, threshold: float = 0.5,
             bias_correction: bool = True, review_below: float = REVIEW_BELOW, scale: float = 1.0,
             flip_agreement: float = float("nan"), keep_prob: bool = False) -> Prediction:
@@ -359,6 +372,10 @@ class Predictor:
             agree = [mask_dice(ai, bi) for ai, bi in zip(a, b, strict=True)]
             prob = 0.5 * (prob + flipped)
         prob_np = prob[:, 0].float().cpu().numpy()
+        for i, im in enumerate(images):
+            if is_blank(im):
+                prob_np[i] = 0.0
+                agree[i] = float("nan")
         if self.pad_frames:
             maps = [frame_probabilities(p, im.shape) for p, im in zip(prob_np, images, strict=True)]
         else:

@@ -28,11 +28,13 @@ from fetalhead.ellipse import (
 )
 from fetalhead.errors import FetalheadError
 from fetalhead.predict import (
+    BLANK_RANGE,
     MAX_SIDE,
     STATUS_NO_HEAD,
     STATUS_OK,
     Predictor,
     check_image_file,
+    is_blank,
     keep_largest_component,
     load_input_image,
     validate_image,
@@ -292,6 +294,44 @@ def test_no_head_gives_a_status_not_an_error():
     assert math.isnan(p.hc_mm) and math.isnan(p.ga_weeks) and p.ellipse is None and not p.ga_in_range
     row = p.to_row()
     assert row["status"] == STATUS_NO_HEAD and math.isnan(row["center_x_mm"])
+
+
+def _blank_frames() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    return {"black": np.zeros(ORIG, np.uint8), "gray": np.full(ORIG, 128, np.uint8),
+            "white": np.full(ORIG, 255, np.uint8),
+            "dark noise": rng.integers(0, BLANK_RANGE, ORIG).astype(np.uint8)}  # a codec's black frame
+
+
+def test_a_blank_frame_has_no_head_whatever_the_network_draws():
+    frames = _blank_frames()
+    assert all(is_blank(f) for f in frames.values())
+    assert not is_blank(np.array([[0, BLANK_RANGE]], np.uint8))
+    predictor = Predictor(EllipseLogits(TRUE, ORIG), (64, 96), device="cpu", tta=True)  # always a head
+    images = [*frames.values(), _image(), (frames["gray"] + np.uint8(BLANK_RANGE) * (_inside(TRUE, ORIG)))]
+    preds = predictor.predict_batch(images, [0.1] * len(images), batch_size=3)
+    assert [p.status for p in preds[:4]] == [STATUS_NO_HEAD] * 4
+    assert not any(p.mask.any() for p in preds[:4])
+    assert all(p.status != STATUS_NO_HEAD and p.mask.any() for p in preds[4:])  # faint but not blank
+    assert not predictor.probabilities(images[:1])[0].any()
+
+
+@pytest.mark.parametrize("model", ["small", "default"])
+def test_the_shipped_networks_find_no_head_in_a_blank_frame(model, monkeypatch):
+    """Both shipped networks, left alone, draw a 70-90 mm head into a black 800x540 frame at
+    0.1 mm per pixel (the README says so): the blank check is what finds none."""
+    import fetalhead.predict
+    from fetalhead.paths import shipped_checkpoint
+
+    if not shipped_checkpoint(model).is_file():
+        pytest.skip("no shipped weights")
+    predictor = Predictor.from_checkpoint(model=model, device="cpu")
+    for name, frame in _blank_frames().items():
+        p = predictor.predict(frame, 0.1)
+        assert p.status == STATUS_NO_HEAD and math.isnan(p.hc_mm), (model, name)
+    monkeypatch.setattr(fetalhead.predict, "is_blank", lambda image: False)
+    drawn = predictor.predict(np.zeros((540, 800), np.uint8), 0.1)  # HC18's frame
+    assert drawn.status != STATUS_NO_HEAD and 70 <= drawn.hc_mm <= 90, (model, drawn.hc_mm)
 
 
 def test_the_predictors_threshold_is_the_one_applied():

@@ -119,7 +119,7 @@ def test_mask_dice():
 def test_the_predictor_flags_low_scores_for_review():
     orig = (512, 768)
     head = Ellipse(cx=400.3, cy=250.7, a=180.0, b=120.0, angle_rad=0.6)
-    image = np.zeros(orig, np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, orig, dtype=np.uint8)  # not blank
     sharp = Predictor(EllipseLogits(head, orig, k=400.0), (128, 192), device="cpu")
     soft = Predictor(EllipseLogits(head, orig, k=4.0), (128, 192), device="cpu")
     p_sharp, p_soft = sharp.predict(image, 0.1), soft.predict(image, 0.1)

@@ -302,7 +302,13 @@ def _readme_quotes() -> list[str]:
                               "against {hc_cpu:.2f} mm"))
     frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
     return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), _clip_reading_quote(), _predict_outputs_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
-            *ratios]
+            *ratios, _blank_quote()]
+
+
+def _blank_quote() -> str:
+    from fetalhead.predict import BLANK_RANGE
+
+    return f"gray levels spanning fewer than {BLANK_RANGE},"
 
 
 def _benchmarks_quotes() -> list[str]:

@@ -83,7 +83,7 @@ def test_extra_passes_measure_the_same_head_again_and_the_second_model_apart():
     head, bigger = Ellipse(95.0, 60.0, 60.0, 40.0, 0.3), Ellipse(95.0, 60.0, 66.0, 44.0, 0.3)
     first = Predictor(EllipseLogits(head, orig), (64, 96), bias_correction=False)
     second = Predictor(EllipseLogits(bigger, orig), (64, 96), bias_correction=False)
-    image = np.zeros(orig, np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, orig, dtype=np.uint8)  # not blank
     px = 0.2
     plain = first.predict(image, px).hc_mm
     [row] = mod.extra_passes(first, [image], [px], second)

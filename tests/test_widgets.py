@@ -323,7 +323,7 @@ def test_viewer_sorts_and_filters_by_quality():
     head = Ellipse(200.0, 135.0, 90.0, 70.0, 0.3)
     sharp = Predictor(EllipseLogits(head, orig, k=400.0), (64, 96), device="cpu")
     blurred = Predictor(EllipseLogits(head, orig, k=3.0), (64, 96), device="cpu")
-    image = np.zeros(orig, np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, orig, dtype=np.uint8)  # not blank: its head is measured
     probs = [sharp.probabilities([image])[0], blurred.probabilities([image])[0]]
 
     v = PredictionViewer([image, image], probs, [0.1, 0.1], ["sharp.png", "blurred.png"], predictor=sharp)
