@@ -307,6 +307,13 @@ def model_card(model: str, records: list[dict[str, Any]] | None = None) -> str:
         f"Each measurement gets a quality score (`fetalhead.quality`); below {review_below:g} its status is "
         f'"review": {threshold_rule(model, review_below)}. Gross errors are |HC difference| > '
         f"{GROSS_ERROR_MM:g} mm:", width=95, break_on_hyphens=False, break_long_words=False)
+    earlier = sorted({str(r.get("training_run")) for r in mine
+                      if r.get("review_flag") and r["review_flag"]["review_below"] != review_below})
+    flag_note = "\n\n" + textwrap.fill(
+        f"The rows at another threshold are of run{'s' if len(earlier) > 1 else ''} "
+        f"{', '.join(f'`{e}`' for e in earlier)}, flagged at the threshold its weights carried when "
+        "they were evaluated; those weights are not shipped.", width=95,
+        break_on_hyphens=False, break_long_words=False) if earlier else ""
     aug = (f"rotation +-{cfg.rotate_deg:g} deg, flips {'h' if cfg.hflip else ''}{'v' if cfg.vflip else ''}, "
            f"zoom +-{cfg.scale:g}, brightness/contrast +-{cfg.intensity:g}")
     return f"""# Model card: `{model}`
@@ -359,7 +366,7 @@ means over the images where a head was found. Evaluated with:
 
 {flag_intro}
 
-{_flag_rows(mine)}
+{_flag_rows(mine)}{flag_note}
 {interval_text(model)}{diameter_text(mine)}
 ## Limitations
 

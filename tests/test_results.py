@@ -509,3 +509,18 @@ def test_the_readme_quotes_the_shipped_models_stored_diameters():
         if rec["part"] == "test" and not rec["tta"]:
             m = rec["metrics"]["bpd_abs_error_mm"]
             assert f"| {rec['model']} | {m['n']} | {m['mean']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}] |" in body
+
+
+def test_a_card_names_the_run_of_its_rows_flagged_at_another_threshold():
+    """A card's review rows at a threshold other than its weights' come from another run: the
+    card says which (the validation rows of a refit model are of the run that chose its recipe)."""
+    from fetalhead.checkpoint import load_checkpoint
+    from fetalhead.paths import shipped_checkpoint
+
+    for model in SHIPPED_MODELS:
+        shipped = load_checkpoint(shipped_checkpoint(model))[2].get("review_below")
+        others = {r["training_run"] for r in current_results(load_results())
+                  if r["model"] == model and r.get("review_flag") and r["review_flag"]["review_below"] != shipped}
+        card = " ".join(model_card(model).split())
+        assert ("The rows at another threshold" in card) == bool(others), model
+        assert all(f"`{run}`" in card.split("The rows at another threshold")[-1] for run in others), model
