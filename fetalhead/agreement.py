@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fetalhead.data import read_csv, read_image_table
+from fetalhead.data import read_csv, read_image_table, validate_pixel_size
 from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import bootstrap_ci, flag_summary
 from fetalhead.files import check_input_file
 from fetalhead.folder import exam_of, lookup_by_name
 from fetalhead.interval import interval_summary
-from fetalhead.predict import STATUS_NO_HEAD
+from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW
 from fetalhead.report import limits_of_agreement
 
 __all__ = ["EXAM_COLUMN", "PREDICTION_COLUMNS", "agreement_summary", "agreement_table", "read_exams",
@@ -40,8 +40,9 @@ EXAM_COLUMN = "exam"
 
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     """The predictions.csv of `fetalhead predict` (a row per image: `PREDICTION_COLUMNS`);
-    one-line FetalheadError for a missing file or column, and for several frames of one cine
-    loop or video (one recorded HC cannot tell which of them it is)."""
+    one-line FetalheadError for a missing file or column, a status, pixel size, quality or HC
+    that is not one (naming its line), and for several frames of one cine loop or video (one
+    recorded HC cannot tell which of them it is)."""
     path = Path(path)
     check_input_file(path, "predictions.csv")
     table = read_image_table(path, PREDICTION_COLUMNS, "the predictions.csv of fetalhead predict",
@@ -49,6 +50,21 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
                                          "keeps the best frame of each, --frame N frame N)")
     if table.empty:
         raise FetalheadError(f"{path}: no images listed")
+    for line, row in enumerate(table.itertuples(index=False), start=2):
+        where = f"{path} line {line} ({row.filename})"
+        if row.status not in (STATUS_OK, STATUS_REVIEW, STATUS_NO_HEAD):
+            raise FetalheadError(f"{where}: status {row.status!r} is not {STATUS_OK}, {STATUS_REVIEW} or {STATUS_NO_HEAD}")
+        try:
+            validate_pixel_size(row.pixel_size_mm)
+        except FetalheadError as e:
+            raise FetalheadError(f"{where}: {e}") from None
+        if row.status != STATUS_NO_HEAD:
+            for column in ("quality", "hc_mm"):
+                raw = getattr(row, column)
+                if pd.isna(raw):
+                    raise FetalheadError(f"{where}: no {column}, though its status is {row.status}")
+                if not np.isfinite(pd.to_numeric(raw, errors="coerce")):
+                    raise FetalheadError(f"{where}: {column} {raw!r} is not a finite number")
     return table
 
 

@@ -711,18 +711,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def compare_lines(summary: dict[str, Any], not_recorded: int, models: Sequence[str] = ()) -> list[str]:
     """What `fetalhead compare` says of an `agreement_summary`: its figures in a few lines, and
     the `models` that measured (their weights' names, from predictions.csv)."""
-    def ci(d: dict) -> str:
-        return f"{d['mean']:+.2f} mm [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+    def ci(d: dict, sign: str = "+") -> str:
+        lo, hi = d["ci"]
+        spread = f"[{lo:{sign}.2f}, {hi:{sign}.2f}]" if math.isfinite(lo) else "(no interval from one examination)"
+        return f"{d['mean']:{sign}.2f} mm {spread}"
 
     abs_diff, loa, held, flag = (summary["hc_abs_diff_mm"], summary["limits_of_agreement_mm"],
                                  summary["interval"], summary["review_flag"])
     n, no_head = summary["n_images"], summary["n_no_head"]
+    limits = (f"95 % limits of agreement {loa['low']:+.2f} to {loa['high']:+.2f} mm" if math.isfinite(loa["low"])
+              else "no limits of agreement from one difference")
     lines = [f"{n} images with a recorded HC ({summary['n_exams']} examinations)"
              + (f", {no_head} without a head found (left out of the differences)" if no_head else "")
              + (f"; {not_recorded} measured without one, left out" if not_recorded else ""),
-             f"HC mean absolute difference {abs_diff['mean']:.2f} mm [{abs_diff['ci'][0]:.2f}, {abs_diff['ci'][1]:.2f}] "
+             f"HC mean absolute difference {ci(abs_diff, '')} "
              f"(median {abs_diff['median']:.2f}); mean difference (measured - recorded) {ci(summary['hc_diff_mm'])}; "
-             f"95 % limits of agreement {loa['low']:+.2f} to {loa['high']:+.2f} mm",
+             f"{limits}",
              f"the recorded HC lies inside the measured HC's {100 * COVERAGE:g} % interval for {held['n_inside']} "
              f"of {held['n']} images ({100 * held['coverage']:.1f} %)",
              f"flagged for review or no head found: {flag['fraction_set_aside']:.1%} of the images, "

@@ -154,7 +154,9 @@ def _normalise(cx: float, cy: float, a: float, b: float, angle_rad: float) -> El
     angle_rad = math.fmod(angle_rad, math.pi)
     if angle_rad < 0:
         angle_rad += math.pi
-    return Ellipse(float(cx), float(cy), float(a), float(b), float(angle_rad))
+    if angle_rad >= math.pi:  # -1e-15 + pi rounds to pi
+        angle_rad = 0.0
+    return Ellipse(float(cx), float(cy), float(a), float(b), float(angle_rad) + 0.0)  # no -0.0
 
 
 def largest_component_boundary(mask: np.ndarray) -> np.ndarray | None:

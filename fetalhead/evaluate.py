@@ -227,7 +227,7 @@ def bootstrap_ci(values: ArrayLike, n: int = 2000, seed: int = 0, alpha: float =
     Introduction to the Bootstrap", ch. 13). With `groups` (one label per value, e.g. the
     exam), whole groups are resampled and each resample's mean is over all its values: frames
     of one examination are not independent, so this interval is the honest, wider one.
-    (nan, nan) when no value is finite.
+    (nan, nan) when fewer than two values (or groups) are finite: one cannot vary.
     """
     v = np.asarray(values, dtype=np.float64).ravel()
     keep = np.isfinite(v)
@@ -243,6 +243,8 @@ def bootstrap_ci(values: ArrayLike, n: int = 2000, seed: int = 0, alpha: float =
             raise FetalheadError(f"bootstrap_ci: {g.size} group labels for {v.size} values")
         _, inverse = np.unique(g[keep], return_inverse=True)
         sums, counts = np.bincount(inverse, weights=v[keep]), np.bincount(inverse).astype(np.float64)
+    if sums.size < 2:
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     m = sums.size
     means = np.empty(n)

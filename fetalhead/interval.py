@@ -55,8 +55,9 @@ def conformal_factor(abs_errors_mm: npt.ArrayLike, pixel_sizes_mm: npt.ArrayLike
         raise FetalheadError(f"coverage must lie in (0, 1), got {coverage}")
     k = math.ceil((e.size + 1) * coverage)
     if k > e.size:
+        least = next(n for n in range(1, e.size + 10**6) if math.ceil((n + 1) * coverage) <= n)
         raise FetalheadError(f"{e.size} measurements are too few for a {100 * coverage:g} % interval "
-                             f"(at least {math.ceil(coverage / (1 - coverage))} needed)")
+                             f"(at least {least} needed)")
     ratios = np.where(np.isfinite(e), np.abs(e), np.inf) / (p + offset_mm)
     return float(np.sort(ratios)[k - 1])
 

@@ -49,7 +49,7 @@ from fetalhead.ellipse import (
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
-from fetalhead.frame import frame_probabilities, network_image
+from fetalhead.frame import frame_padding, frame_probabilities, network_image
 from fetalhead.interval import half_width_mm
 from fetalhead.quality import Quality, mask_dice, quality
 from fetalhead.transforms import resize_image
@@ -406,9 +406,14 @@ class Predictor:
     def measure(self, prob: np.ndarray, pixel_size_mm: float, threshold: float | None = None,
                 flip_agreement: float = float("nan")) -> Prediction:
         """`measure` with this predictor's settings (threshold unless given, bias correction,
-        review threshold, probability kept or not); `scale` from the map's size (H, W) and the
+        review threshold, probability kept or not); `scale` from the size (H, W) of the frame the
+        network saw (the map's, padded to HC18's shape as `network_image` pads it) and the
         network's."""
-        scale = math.sqrt(prob.shape[0] * prob.shape[1] / (self.image_size[0] * self.image_size[1]))
+        h, w = prob.shape
+        if self.pad_frames:
+            pad = frame_padding((h, w))
+            h, w = h + pad.top + pad.bottom, w + pad.left + pad.right
+        scale = math.sqrt(h * w / (self.image_size[0] * self.image_size[1]))
         return measure(prob, pixel_size_mm, threshold=self.threshold if threshold is None else threshold,
                        bias_correction=self.bias_correction, review_below=self.review_below,
                        scale=scale, flip_agreement=flip_agreement, keep_prob=self.keep_prob)

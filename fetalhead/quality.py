@@ -103,7 +103,10 @@ def review_threshold(scores: npt.ArrayLike, max_flagged: float = MAX_FLAGGED) ->
     `scores` (N,) lie; a NaN score (no head found) counts as 0."""
     s = np.sort(np.nan_to_num(np.asarray(scores, float), nan=0.0))
     k = int(np.floor(max_flagged * len(s)))
-    return float(np.floor(s[k] * 100) / 100) if k < len(s) else 1.0
+    if k >= len(s):
+        return 1.0
+    t = math.floor(round(s[k] * 100, 9)) / 100  # 0.29 * 100 is 28.999...: still 0.29
+    return float(t if t <= s[k] else t - 0.01)
 
 
 def mask_dice(a: np.ndarray, b: np.ndarray) -> float:

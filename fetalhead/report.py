@@ -139,13 +139,14 @@ def prediction_examples(df: pd.DataFrame, predictor: Predictor,
 
 def limits_of_agreement(pred: ArrayLike, true: ArrayLike) -> tuple[float, float, float]:
     """(mean difference, lower, upper limit of agreement) of pred - true, mm: mean -/+ 1.96 SD
-    (Bland & Altman 1986, Lancet 327:307-310). Pairs with a NaN are left out."""
+    (Bland & Altman 1986, Lancet 327:307-310). Pairs with a NaN are left out; the limits are
+    NaN for fewer than two pairs (no SD)."""
     d = np.asarray(pred, np.float64) - np.asarray(true, np.float64)
     d = d[np.isfinite(d)]
     if d.size == 0:
         return float("nan"), float("nan"), float("nan")
     mean = float(d.mean())
-    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    sd = float(d.std(ddof=1)) if d.size > 1 else float("nan")
     return mean, mean - 1.96 * sd, mean + 1.96 * sd
 
 

@@ -108,6 +108,23 @@ def test_recorded_cells_may_be_empty_and_headers_vary(tmp_path):
     assert read_exams(tmp_path / "hc.csv") == {"a.png": "P1", "b.png": "P1"}
 
 
+@pytest.mark.parametrize(("row", "words"), [
+    ("ok,0.9,abc,150", r"line 3 \(b.png\): pixel size 'abc' is not a number"),
+    ("ok,0.9,-0.1,150", r"line 3 \(b.png\): pixel size -0.1 mm must be positive"),
+    ("ok,0.9,0.1,abc", r"line 3 \(b.png\): hc_mm 'abc' is not a finite number"),
+    ("review,0.2,0.1,inf", r"line 3 \(b.png\): hc_mm inf is not a finite number"),
+    ("ok,,0.1,150", r"line 3 \(b.png\): no quality, though its status is ok"),
+    ("fine,0.9,0.1,150", r"line 3 \(b.png\): status 'fine' is not ok, review or no head found"),
+])
+def test_a_cell_that_is_not_a_measurement_is_a_one_line_error(tmp_path, row, words):
+    path = tmp_path / "p.csv"
+    path.write_text(f"filename,status,quality,pixel_size_mm,hc_mm\na.png,ok,0.9,0.1,150\nb.png,{row}\n")
+    with pytest.raises(FetalheadError, match=words):
+        read_predictions(path)
+    path.write_text("filename,status,quality,pixel_size_mm,hc_mm\na.png,ok,0.9,0.1,150\nb.png,no head found,,0.1,\n")
+    assert list(read_predictions(path)["status"]) == ["ok", "no head found"]
+
+
 def test_several_frames_of_a_clip_cannot_meet_one_recorded_hc(tmp_path):
     (tmp_path / "p.csv").write_text("filename,frame,status,quality,pixel_size_mm,hc_mm\n"
                                     "clip.avi,1,ok,1,0.1,180\nclip.avi,2,ok,1,0.1,181\n")
@@ -222,3 +239,15 @@ def test_compare_names_the_models_that_measured(tmp_path, capfd, models, said):
     record = json.loads((tmp_path / "out" / "compare.json").read_text())
     assert record["models"] == sorted(set(models.split(","))) if models else record["models"] == []
     assert (said in out) if said else ("measured by" not in out)
+
+
+def test_one_image_has_no_interval_and_no_limits_of_agreement(tmp_path, capfd):
+    """One examination cannot vary: the summary says so instead of a zero-width interval."""
+    preds, hc = tmp_path / "p.csv", tmp_path / "hc.csv"
+    preds.write_text("filename,status,quality,pixel_size_mm,hc_mm\na.png,ok,1,0.1,150\n")
+    hc.write_text("filename,hc\na.png,160\n")
+    code, out, err = run(["compare", "--predictions", preds, "--hc-csv", hc, "--out", tmp_path / "out"], capfd)
+    assert code == 0, err
+    assert ("HC mean absolute difference 10.00 mm (no interval from one examination)" in out
+            and "-10.00 mm (no interval from one examination); no limits of agreement from one difference" in out)
+    assert "nan" not in out

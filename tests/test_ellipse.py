@@ -80,6 +80,12 @@ def test_fit_recovers_drawn_ellipses():
         assert e.a >= e.b and 0 <= e.angle_rad < math.pi
 
 
+def test_angles_a_hair_below_zero_wrap_to_zero_not_to_pi():
+    for box in (((0, 0), (10, 5), -1e-15), ((0, 0), (5, 10), -90 - 1e-14), ((0, 0), (10, 5), -180.0)):
+        angle = Ellipse.from_box(box).angle_rad
+        assert 0 <= angle < math.pi and math.copysign(1.0, angle) == 1.0, (box, angle)
+
+
 def test_fit_recovers_to_mask_at_fractional_angles():
     rng = np.random.default_rng(5)
     for cx, cy, a, b, _ in random_ellipses(20, seed=1):

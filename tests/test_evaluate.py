@@ -103,6 +103,13 @@ def test_bootstrap_ci_is_seeded_and_drops_nans():
     assert lo95 <= lo90 < hi90 <= hi95
     assert bootstrap_ci([4.0, 4.0, 4.0]) == (4.0, 4.0)
     assert all(math.isnan(x) for x in bootstrap_ci([np.nan]))
+    for one in ([5.0], [1.0, np.nan], [1.0, 2.0, 3.0, 4.0]):  # one value, or one examination
+        groups = [0] * len(one) if len(one) == 4 else None
+        assert all(math.isnan(x) for x in bootstrap_ci(one, groups=groups)), one
+    from fetalhead.report import limits_of_agreement
+
+    mean, lo, hi = limits_of_agreement([150.0], [160.0])
+    assert mean == -10.0 and math.isnan(lo) and math.isnan(hi)  # one pair has no SD
     with pytest.raises(FetalheadError):
         bootstrap_ci(v, alpha=1.5)
 

@@ -58,9 +58,12 @@ def test_new_measurements_lie_inside_as_often_as_promised():
 
 
 def test_too_few_or_mismatched_errors_are_refused():
-    with pytest.raises(FetalheadError, match="8 measurements are too few for a 90 % interval"):
+    with pytest.raises(FetalheadError, match=r"8 measurements are too few for a 90 % interval \(at least 9 needed\)"):
         conformal_factor(np.ones(8), np.full(8, 0.1))
     assert math.isfinite(conformal_factor(np.ones(9), np.full(9, 0.1)))
+    with pytest.raises(FetalheadError, match=r"\(at least 19 needed\)"):
+        conformal_factor(np.ones(18), np.full(18, 0.1), coverage=0.95)
+    assert math.isfinite(conformal_factor(np.ones(19), np.full(19, 0.1), coverage=0.95))
     with pytest.raises(FetalheadError, match="3 errors for 2 pixel sizes"):
         conformal_factor(np.ones(3), np.ones(2))
     with pytest.raises(FetalheadError, match="coverage"):

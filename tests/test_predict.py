@@ -334,6 +334,23 @@ def test_the_shipped_networks_find_no_head_in_a_blank_frame(model, monkeypatch):
     assert drawn.status != STATUS_NO_HEAD and 70 <= drawn.hc_mm <= 90, (model, drawn.hc_mm)
 
 
+def test_the_quality_scale_is_of_the_frame_the_network_saw(monkeypatch):
+    """Image pixels per network pixel, as the band of the quality score reads it: a square
+    frame is padded to HC18's shape (800 x 1185) before it is shrunk to 192 x 288, so each
+    network pixel covers 4.14 of its pixels, not the 3.40 of the frame as it is."""
+    import fetalhead.predict
+
+    seen = []
+    monkeypatch.setattr(fetalhead.predict, "measure", lambda prob, px, **kw: seen.append(kw["scale"]))
+    for pad in (True, False):
+        predictor = Predictor(Constant(0.0), (192, 288), device="cpu", pad_frames=pad)
+        for shape in ((800, 800), (540, 800)):
+            predictor.measure(np.zeros(shape, np.float32), 0.1)
+    net = 192 * 288
+    assert seen == pytest.approx([math.sqrt(800 * 1185 / net), math.sqrt(540 * 800 / net),
+                                  math.sqrt(800 * 800 / net), math.sqrt(540 * 800 / net)])
+
+
 def test_the_predictors_threshold_is_the_one_applied():
     """logits k (1 - r) > logit(t) <=> r < 1 - logit(t) / k: a threshold of 0.9 keeps the
     ellipse scaled by 1 - ln(9) / 8 (about 0.725), in closed form; `measure(threshold=...)`

@@ -185,6 +185,9 @@ def test_review_threshold_is_the_largest_that_flags_at_most_the_share():
     assert (scores < t).sum() == 10 and (scores < t + 0.01).sum() > 10
     assert review_threshold(pd.Series([0.9, np.nan, 0.95]), 0.34) == pytest.approx(0.9)  # NaN counts as 0
     assert review_threshold(np.array([0.5, 0.7]), 0.0) == pytest.approx(0.5)  # flags none
+    for c in range(1, 100):  # exact hundredths stay themselves (0.29 * 100 is 28.999...)
+        assert review_threshold(np.full(10, c / 100), 0.1) == c / 100
+    assert review_threshold(np.full(10, 0.5699999999), 0.1) == 0.56  # never above the score
 
 
 @pytest.mark.parametrize("side", ["top", "bottom", "left", "right"])
