@@ -447,6 +447,25 @@ def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
     return FRAME_STEM.format(stem=stem, frame=int(frame)) if all_frames and frame is not None else stem
 
 
+def check_output_names(items: Sequence[tuple[Path, Any, str | None]], stems: Sequence[str],
+                       targets: Sequence[Path]) -> None:
+    """One-line FetalheadError when two of `items` (image path, frame, frame column) would write
+    outputs of one name (their `stems`: `x_f002` of a loop's frame 2 and an image `x_f002.png`),
+    or when one of the output files `targets` is one of the input images."""
+    first: dict[str, tuple[Path, str | None]] = {}
+    for (path, _, column), stem in zip(items, stems, strict=True):
+        if stem in first:
+            (other, other_frame) = first[stem]
+            said = [f"{q}" + (f" (frame {c})" if c is not None else "") for q, c in ((other, other_frame), (path, column))]
+            raise FetalheadError(f"{said[0]} and {said[1]} would both write {stem}{MASK_SUFFIX}.png; rename one")
+        first[stem] = (path, column)
+    inputs = {path.resolve() for path, _, _ in items}
+    for target in targets:
+        if target.resolve() in inputs:
+            raise FetalheadError(f"{target} is an input image, and an output of the same name would replace it; "
+                                 "write to another --out")
+
+
 def loop_line(rows: list[dict[str, Any]], name: str) -> str | None:
     """For `predict --frame all`: the frame of cine loop `name` whose measurement has the
     highest quality score (`fetalhead.predict.best_measurement`), or None when no frame had a head."""
@@ -488,6 +507,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     targets = [out / PREDICTIONS_CSV, out / GALLERY_HTML]
     for stem in stems:
         targets += [out / f"{stem}{MASK_SUFFIX}.png", out / f"{stem}{OVERLAY_SUFFIX}.png"]
+    check_output_names(items, stems, targets)
     refuse_overwrite(targets, args.overwrite)
     for img, frame, _ in items:
         check_image_file(img, frame)

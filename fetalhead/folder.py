@@ -62,8 +62,9 @@ MASK_PATTERN = "{stem}_Annotation.png"
 #: the fields a mask pattern may hold
 _PATTERN_FIELDS = ("stem", "name", "suffix")
 
-# stems of masks (HC18's annotations) and of what `fetalhead predict` writes: never inputs
-_NOT_INPUTS = ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX)
+# stems of masks (HC18's annotations) and of what `fetalhead predict` writes, in any case
+# (`B_annotation.png`, `C_Mask.png`): never inputs
+_NOT_INPUTS = tuple(s.lower() for s in ("_Annotation", MASK_SUFFIX, OVERLAY_SUFFIX))
 
 
 def exam_of(name: str | os.PathLike, index: int) -> tuple[int, int]:
@@ -162,7 +163,7 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
         if not p.exists():
             raise FetalheadError(f"{p}: no such file or folder")
         if p.is_dir():
-            found = [q for q in _image_files(p) if not image_stem(q).endswith(_NOT_INPUTS)]
+            found = [q for q in _image_files(p) if not image_stem(q).lower().endswith(_NOT_INPUTS)]
             if not found:
                 raise FetalheadError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
             files.extend(found)

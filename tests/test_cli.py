@@ -195,6 +195,17 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         return ["predict", *good, big, *px, *base], 1, "too large"
     if name == "duplicate stems":
         return ["predict", *good, _png(tmp / "other" / "a.png"), *px, *base], 1, "same name stem"
+    if name == "an input under an output's name":
+        mask_named = _png(tmp / "in" / "a_mask.png", seed=3)
+        return (["predict", *good, mask_named, *px, "--out", tmp / "in", "--checkpoint", ckpt, "--quiet", "--overwrite"],
+                1, "a_mask.png is an input image, and an output of the same name would replace it")
+    if name == "a frame's outputs named as an image's":
+        loop = tmp / "in" / "x.png"
+        frames = [Image.open(g).convert("L") for g in good]
+        frames[0].save(loop, save_all=True, append_images=frames[1:])
+        still = _png(tmp / "in" / "x_f002.png", seed=4)
+        return (["predict", loop, still, *px, *base, "--frame", "all"], 1,
+                "x.png (frame 2) and " + str(still) + " would both write x_f002_mask.png")
     if name == "pixel size zero":
         return ["predict", *good, "--pixel-size", "0", *base], 2, "positive"
     if name == "pixel size negative":
@@ -321,7 +332,8 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
 
 BAD_INPUTS = [
     "missing path", "folder without images", "empty file", "truncated file", "not an image",
-    "tiny image", "huge image", "duplicate stems", "pixel size zero", "pixel size negative",
+    "tiny image", "huge image", "duplicate stems", "an input under an output's name",
+    "a frame's outputs named as an image's", "pixel size zero", "pixel size negative",
     "pixel size not a number", "pixel size nan", "pixel size implausible", "pixel size missing",
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "ga not an age", "ga beyond pregnancy", "ga and ga csv",

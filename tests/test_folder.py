@@ -144,7 +144,8 @@ def test_read_pixel_csv_validates_every_value(tmp_path):
 def test_collect_images_from_files_and_folders(tmp_path):
     folder = tmp_path / "scans"
     folder.mkdir()
-    for name in ("b.png", "a.JPG", "a_Annotation.png", "a_mask.png", "a_overlay.png", ".hidden.png", "notes.txt"):
+    for name in ("b.png", "a.JPG", "a_Annotation.png", "a_mask.png", "a_overlay.png", ".hidden.png", "notes.txt",
+                 "b_annotation.png", "b_Mask.png", "b_OVERLAY.png"):  # masks and outputs in any case
         (folder / name).write_bytes(b"x")
     (folder / "sub").mkdir()
     (folder / "sub" / "c.png").write_bytes(b"x")
