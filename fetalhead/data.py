@@ -34,7 +34,13 @@ from fetalhead.animation import (
     read_animation_frame,
     read_animation_page,
 )
-from fetalhead.dicom import DICOM_SUFFIXES, dicom_frames, holds_loop, looks_like_dicom, read_dicom
+from fetalhead.dicom import (
+    DICOM_SUFFIXES,
+    dicom_frames,
+    holds_loop,
+    looks_like_dicom,
+    read_dicom_image,
+)
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
@@ -271,7 +277,7 @@ def _read_raw(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
         return read_video_frame(path, frame)
     if frame is not None:  # one frame of a loop, a stack or a clip: from the file, not all of it read
         if holds_loop(path):  # the next frame of a cine loop already parsed
-            return read_dicom(path, frame=frame).image
+            return read_dicom_image(path, frame=frame)
         head = _head(path)
         if looks_like_tiff(head):
             page = read_tiff_frame(path, frame, MAX_SIDE)
@@ -316,7 +322,7 @@ def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None =
     `frame`, an animated PNG, GIF or WebP (`fetalhead.animation`) its frame `frame`; other
     files hold one image and ignore it."""
     if looks_like_dicom(buf[:132].tobytes(), source):
-        return read_dicom(source, buf.tobytes(), frame).image
+        return read_dicom_image(source, buf.tobytes(), frame)
     if looks_like_tiff(buf[:4].tobytes()):
         page = read_tiff_page(buf, source, frame, MAX_SIDE)  # None: a TIFF of one page
         if page is not None:

@@ -36,6 +36,7 @@ __all__ = [
     "holds_loop",
     "looks_like_dicom",
     "read_dicom",
+    "read_dicom_image",
     "read_dicom_header",
 ]
 
@@ -104,6 +105,15 @@ def dicom_pixel_size(ds: Any, source: str | os.PathLike = "DICOM file") -> float
     when in cm (x 10), else PixelSpacing (mm), else None. FetalheadError when the regions
     disagree, or the pixels are not square (within `SIZE_TOLERANCE`): one size per image is
     what HC in mm needs."""
+    found = _stored_size(ds, source)
+    if found is None:
+        return None
+    _check_square(*found, source)
+    return found[0]
+
+
+def _stored_size(ds: Any, source: str | os.PathLike) -> tuple[float, float, str] | None:
+    """(x, y mm per pixel, where it is stored) of `dicom_pixel_size`, squareness unchecked."""
     regions = [r for r in ds.get("SequenceOfUltrasoundRegions", None) or []
                if r.get("RegionSpatialFormat") == _REGION_2D
                and r.get("PhysicalUnitsXDirection") == _UNITS_CM
@@ -116,20 +126,24 @@ def dicom_pixel_size(ds: Any, source: str | os.PathLike = "DICOM file") -> float
             listed = ", ".join(f"{sx:.4g} x {sy:.4g}" for sx, sy in sizes)
             raise FetalheadError(f"{source}: its ultrasound regions have different pixel sizes ({listed} mm); "
                                  "give the one of the head's region with --pixel-size")
-        where = "ultrasound region"
-    elif "PixelSpacing" in ds:
+        return x, y, "ultrasound region"
+    if "PixelSpacing" in ds:
         spacing = ds.PixelSpacing
-        if spacing is None or len(spacing) != 2:
+        try:
+            values = list(spacing)
+        except TypeError:  # one value (pydicom gives a number, not a list) or none
+            values = [] if spacing is None else [spacing]
+        if len(values) != 2:
             raise FetalheadError(f"{source}: PixelSpacing must hold 2 values, not {spacing!r}")
-        y = _positive(spacing[0], "PixelSpacing", source)
-        x = _positive(spacing[1], "PixelSpacing", source)
-        where = "PixelSpacing"
-    else:
-        return None
+        return _positive(values[1], "PixelSpacing", source), _positive(values[0], "PixelSpacing", source), "PixelSpacing"
+    return None
+
+
+def _check_square(x: float, y: float, where: str, source: str | os.PathLike) -> None:
+    """FetalheadError for pixels x by y mm that are not square: no one pixel size measures them."""
     if _differ(x, y):
         raise FetalheadError(f"{source}: non-square pixels ({x:.4g} x {y:.4g} mm, {where}); "
                              "HC needs one pixel size: resample the scan to square pixels")
-    return x
 
 
 def _to_uint8(arr: np.ndarray, bits: int, signed: bool) -> np.ndarray:
@@ -221,13 +235,33 @@ def read_dicom(path: str | os.PathLike, data: bytes | None = None, frame: int | 
     size in mm per pixel (or None); a cine loop at its frame `frame` (from 1; `dicom_gray`). A
     cine loop read from its first frame stays parsed until its last frame is read or another
     DICOM file is (`holds_loop`); nothing is kept of a loop first read at another frame."""
+    ds, image = _read(path, data, frame)
+    return DicomScan(image=image, pixel_size_mm=dicom_pixel_size(ds, path))
+
+
+def read_dicom_image(path: str | os.PathLike, data: bytes | None = None, frame: int | None = None) -> np.ndarray:
+    """The image uint8 (H, W) of `read_dicom`, without its pixel size: a stored size that is
+    unusable (regions that disagree, a malformed PixelSpacing) is no error here, as the size it
+    is measured with may be given instead; non-square pixels are (no one size measures them)."""
+    ds, image = _read(path, data, frame)
+    try:
+        found = _stored_size(ds, path)
+    except FetalheadError:
+        found = None
+    if found is not None:
+        _check_square(*found, path)
+    return image
+
+
+def _read(path: str | os.PathLike, data: bytes | None, frame: int | None) -> tuple[Any, np.ndarray]:
+    """(Dataset, image uint8 (H, W) at `frame`), keeping a cine loop read in order (`read_dicom`)."""
     key = file_state(path) if data is None or Path(path).is_file() else None  # bytes of no file: nothing kept
     with _kept.lock:
         ds = _kept.take(key) if key is not None else None
         in_order = ds is not None or frame == 1  # reading the loop in order, from its first frame
         if ds is None:
             ds = _dataset(data, path, header_only=False)
-        scan = DicomScan(image=dicom_gray(ds, path, frame), pixel_size_mm=dicom_pixel_size(ds, path))
+        image = dicom_gray(ds, path, frame)
         if key is not None and in_order and frame is not None and frame < _frames(ds, path):
             _kept.keep(key, ds)
-    return scan
+    return ds, image

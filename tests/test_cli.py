@@ -480,6 +480,11 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
                            "not the 0.15 mm the file stores")
     given = pd.read_csv(tmp_path / "o_given" / "predictions.csv").iloc[0]
     assert given["hc_mm"] == pytest.approx(2 * as_png.loc[png.name, "hc_mm"], rel=1e-6)
+    two = write_dicom(tmp_path / "two" / "two.dcm", gray, regions=[region(0.015), region(0.03)])
+    code, _, err = run(["predict", two, "--pixel-size", "0.3", "--out", tmp_path / "o_two",  # its own: unusable
+                        "--checkpoint", ckpt, "--quiet"], capfd)
+    assert code == 0 and err == "", err
+    assert pd.read_csv(tmp_path / "o_two" / "predictions.csv").iloc[0]["hc_mm"] == pytest.approx(given["hc_mm"], rel=1e-6)
     (tmp_path / "px.csv").write_text("filename,pixel size(mm)\nbare,0.075\n")
     by_csv = measured([scan, bare, "--pixel-csv", tmp_path / "px.csv"], "o_csv")
     assert by_csv.loc["bare", "pixel_size_mm"] == pytest.approx(0.075)

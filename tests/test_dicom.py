@@ -5,6 +5,7 @@ tests/test_cli.py."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -56,12 +57,18 @@ def test_pixel_size_from_regions_then_pixel_spacing(tmp_path, regions, spacing, 
     ([region(0.0)], None, "PhysicalDeltaX must be positive"),
     ([region(-0.01)], None, "PhysicalDeltaX must be positive"),
     ([], [0.1, 0.0], "PixelSpacing must be positive"),
+    ([], [0.1], "PixelSpacing must hold 2 values"),  # pydicom gives one value as a number, not a list
 ])
 def test_pixel_size_refused(tmp_path, regions, spacing, words):
     path = write_dicom(tmp_path / "s.dcm", GRAY, regions=regions, pixel_spacing=spacing)
     with pytest.raises(FetalheadError, match="^" + str(path).replace(".", r"\.") + ": ") as e:
         read_dicom(path)
     assert words in str(e.value) and "\n" not in str(e.value)
+    if "non-square" in words:  # no pixel size measures it, given or stored
+        with pytest.raises(FetalheadError, match=re.escape(words)):
+            load_image(path)
+    else:  # the image still reads: a pixel size may be given
+        assert np.array_equal(load_image(path), GRAY)
 
 
 def test_gray_from_bit_depths_and_colour(tmp_path):
