@@ -224,7 +224,8 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike, frame: int | None =
 
     Returns the pixels of an 8-bit grayscale PNG (as HC18's), uint8 (H, W): lossless, so the
     same array OpenCV gives, and the file is decoded once; of an animated PNG, GIF or WebP,
-    its frame `frame` (`fetalhead.animation`). Else None: OpenCV decodes it."""
+    its frame `frame` (`fetalhead.animation`); of a JPEG whose EXIF orientation turns it, the
+    pixels turned (`_upright`). Else None: OpenCV decodes it."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -243,6 +244,8 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike, frame: int | None =
             im.load()
             if im.format == "PNG" and im.mode == "L":
                 return np.asarray(im, dtype=np.uint8).copy()
+            if im.format == "JPEG" and im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                return _upright(im)  # a phone's photo: turned as every viewer shows it
             return None
     except UnidentifiedImageError:
         if any(buf[:8].tobytes().startswith(m) for m in _MAGIC):  # Pillow reads all of these
@@ -252,6 +255,22 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike, frame: int | None =
         raise FetalheadError(f"image too large: {path} (each side must be <= {MAX_SIDE})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise FetalheadError(f"corrupt or truncated image: {path} ({' '.join(str(e).split())})") from None
+
+
+#: the EXIF tag that says how a JPEG's pixels are turned for display (1: as stored)
+_EXIF_ORIENTATION = 0x0112
+
+
+def _upright(im: Any) -> np.ndarray:
+    """A Pillow JPEG turned by its EXIF orientation, as `decode_image` gives pixels: uint8
+    (H, W) gray or (H, W, 3) BGR."""
+    from PIL import ImageOps
+
+    turned = ImageOps.exif_transpose(im)
+    if turned.mode not in ("L", "RGB"):  # CMYK, YCbCr
+        turned = turned.convert("RGB")
+    arr = np.asarray(turned, dtype=np.uint8)
+    return np.ascontiguousarray(arr[:, :, ::-1]) if arr.ndim == 3 else arr.copy()
 
 
 def _head(path: Path) -> bytes:
@@ -366,7 +385,9 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
-    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored. DICOM files too (one
+    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored (but a TIFF's associated
+    alpha comes premultiplied, as OpenCV decodes it); a JPEG is turned as its EXIF orientation
+    says. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
     TIFF stacks (a page: `frame`, from 1) and video files (a clip's `frame`, from 1)."""
     arr = _to_uint8(_read_raw(path, frame))

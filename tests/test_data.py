@@ -433,3 +433,26 @@ def test_read_image_table_names_each_image_once_and_has_the_columns(tmp_path):
         read_image_table(path, ("hc_mm",), "a table", frames_hint="; keep one")
     with pytest.raises(FetalheadError):
         read_image_table(tmp_path / "none.csv", ("hc_mm",), "a table")
+
+
+@pytest.mark.parametrize(("orientation", "turn"), [(3, 2), (6, 1), (8, 3)])
+def test_a_jpeg_reads_turned_as_its_exif_orientation_shows_it(tmp_path, orientation, turn):
+    """A phone stores its photo as the sensor saw it and says in EXIF how to turn it: read as
+    every viewer shows it (colour or gray, from the file or from its bytes)."""
+    from PIL import Image
+
+    from fetalhead.data import decode_image, load_image
+
+    rng = np.random.default_rng(orientation)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (60, 90), dtype=np.uint8), (0, 0), 3)  # smooth: JPEG keeps it
+    for name, upright in (("gray", gray), ("colour", np.stack([gray, 255 - gray, gray // 2], -1))):
+        Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=98)
+        stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright, turn)))  # what the sensor saw
+        exif = stored.getexif()
+        exif[0x0112] = orientation
+        stored.save(tmp_path / "phone.jpg", quality=98, exif=exif.tobytes())
+        want = load_image(tmp_path / "upright.jpg").astype(int)
+        for got in (load_image(tmp_path / "phone.jpg"),
+                    decode_image(np.fromfile(tmp_path / "phone.jpg", dtype=np.uint8), "phone.jpg")):
+            got = got if got.ndim == 2 else cv2.cvtColor(got, cv2.COLOR_BGR2GRAY)
+            assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() < 2, (name, orientation)
