@@ -385,8 +385,8 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
-    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored (but a TIFF's associated
-    alpha comes premultiplied, as OpenCV decodes it); a JPEG is turned as its EXIF orientation
+    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored (except in a TIFF:
+    OpenCV decodes its colour premultiplied by its alpha); a JPEG is turned as its EXIF orientation
     says. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
     TIFF stacks (a page: `frame`, from 1) and video files (a clip's `frame`, from 1)."""
