@@ -232,8 +232,11 @@ def head_ellipse(fitted: Ellipse) -> Ellipse:
     """The head outline as a sonographer draws it, from an ellipse (pixels) fitted to the
     boundary of a FILLED mask (an HC18 annotation, or a model trained on them): both
     semi-axes `ANNOTATION_BIAS_PX` / (2 pi) = 0.93 px smaller, since a parallel curve t px
-    inside an ellipse is 2 pi t shorter. Predictions and references are put on this same
-    footing before they are compared (`ellipse_dice`, `ellipse_hausdorff_px`)."""
+    inside an ellipse is 2 pi t shorter. (The smaller ellipse is close to that parallel curve,
+    not on it: its own perimeter exceeds the fitted one's minus `ANNOTATION_BIAS_PX` by up to
+    0.3 px for b / a >= 0.4, so an HC recomputed from it can be up to 0.3 px x pixel size above
+    the HC reported.) Predictions and references are put on this same footing before they are
+    compared (`ellipse_dice`, `ellipse_hausdorff_px`)."""
     t = ANNOTATION_BIAS_PX / (2.0 * math.pi)
     return replace(fitted, a=max(fitted.a - t, 0.0), b=max(fitted.b - t, 0.0))
 
