@@ -321,8 +321,11 @@ def staged_dir(out: Path) -> Iterator[Path]:
     any parent folders created for it."""
     created = _make_parents(out)
     # Beside the target, so the final move is a rename on one file system and the target is
-    # untouched until then; inside it only when its parent is not writable.
-    base = out.parent if os.access(out.parent, os.W_OK | os.X_OK) or not out.is_dir() else out
+    # untouched until then; inside it when its parent is not writable, or is on another file
+    # system (a link to a folder elsewhere, a mount point).
+    inside = out.is_dir() and (not os.access(out.parent, os.W_OK | os.X_OK)
+                               or os.stat(out).st_dev != os.stat(out.parent).st_dev)
+    base = out if inside else out.parent
     try:
         stage = _create_unique(base, ".fetalhead-", lambda p: p.mkdir(mode=0o777))
     except BaseException:

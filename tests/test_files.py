@@ -77,6 +77,23 @@ def test_staged_dir_moves_files_in_and_keeps_the_others(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_staged_dir_into_a_link_to_another_file_system(tmp_path):
+    """An output folder that is a link to a folder on another file system (or a mount point):
+    staged inside it, since a rename cannot cross file systems."""
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second file system here")
+    with tempfile.TemporaryDirectory(dir=shm) as elsewhere:
+        out = tmp_path / "out"
+        out.symlink_to(elsewhere, target_is_directory=True)
+        with staged_dir(out) as stage:
+            (stage / "a.csv").write_text("new")
+        assert (Path(elsewhere) / "a.csv").read_text() == "new" and sorted(os.listdir(elsewhere)) == ["a.csv"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_staged_dir_leaves_nothing_on_an_error(tmp_path):
     out = tmp_path / "new" / "deep"
     with pytest.raises(OSError):
