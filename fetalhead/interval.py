@@ -55,7 +55,9 @@ def conformal_factor(abs_errors_mm: npt.ArrayLike, pixel_sizes_mm: npt.ArrayLike
         raise FetalheadError(f"coverage must lie in (0, 1), got {coverage}")
     k = math.ceil((e.size + 1) * coverage)
     if k > e.size:
-        least = next(n for n in range(1, e.size + 10**6) if math.ceil((n + 1) * coverage) <= n)
+        least = max(1, math.floor(coverage / (1 - coverage)) - 1)  # about it; then exactly:
+        while math.ceil((least + 1) * coverage) > least:
+            least += 1
         raise FetalheadError(f"{e.size} measurements are too few for a {100 * coverage:g} % interval "
                              f"(at least {least} needed)")
     ratios = np.where(np.isfinite(e), np.abs(e), np.inf) / (p + offset_mm)
