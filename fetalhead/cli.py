@@ -46,6 +46,8 @@ def _frame(text: str) -> int | str | tuple[int, int]:
     first, dash, last = word.partition("-")
     if not dash:
         return _positive_int(text)
+    if not first or not last:  # "-1", "1-": a negative number, or a range with an end missing
+        raise argparse.ArgumentTypeError(f"{text!r} is not a frame number from 1 nor a range FIRST-LAST")
     lo, hi = _positive_int(first), _positive_int(last)
     if lo > hi:
         raise argparse.ArgumentTypeError(f"{text!r}: the first frame comes after the last")

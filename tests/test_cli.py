@@ -291,6 +291,10 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         return ["predict", *good, *px, *base, "--frame", "0-3"], 2, "'0' must be at least 1"
     if name == "frame range of words":
         return ["predict", *good, *px, *base, "--frame", "2-x"], 2, "'x' is not a whole number"
+    if name == "frame negative":
+        return ["predict", *good, *px, *base, "--frame=-1"], 2, "'-1' is not a frame number from 1 nor a range FIRST-LAST"
+    if name == "frame range without its end":
+        return ["predict", *good, *px, *base, "--frame", "2-"], 2, "'2-' is not a frame number from 1 nor a range"
     if name == "dicom without an image":
         (tmp / "junk.dcm").write_bytes(bytes(range(256)) * 4)
         return ["predict", *good, tmp / "junk.dcm", *px, *base], 1, "junk.dcm: a DICOM file without an image"
@@ -341,7 +345,7 @@ BAD_INPUTS = [
     "checkpoint of another architecture", "out under a file", "out is a file", "existing outputs",
     "existing overlay", "existing page", "batch size zero", "dicom cine loop", "dicom frame beyond the cine loop",
     "dicom frame zero", "frame neither a number nor all", "frame range from zero", "frame range of words",
-    "dicom without an image",
+    "frame negative", "frame range without its end", "dicom without an image",
     "dicom truncated", "dicom non-square pixels", "dicom regions disagree", "dicom implausible pixel size",
     "video without a frame", "video frame beyond the clip", "video truncated", "video without a pixel size",
 ]
