@@ -44,7 +44,13 @@ from fetalhead.dicom import (
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
-from fetalhead.tiff import looks_like_tiff, read_tiff_frame, read_tiff_page, tiff_pages
+from fetalhead.tiff import (
+    looks_like_tiff,
+    read_tiff_frame,
+    read_tiff_page,
+    tiff_pages,
+    without_alpha,
+)
 from fetalhead.video import VIDEO_SUFFIXES, looks_like_video, read_video_frame, video_frames
 
 __all__ = [
@@ -225,7 +231,8 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike, frame: int | None =
     Returns the pixels of an 8-bit grayscale PNG (as HC18's), uint8 (H, W): lossless, so the
     same array OpenCV gives, and the file is decoded once; of an animated PNG, GIF or WebP,
     its frame `frame` (`fetalhead.animation`); of a JPEG whose EXIF orientation turns it, the
-    pixels turned (`_upright`). Else None: OpenCV decodes it."""
+    pixels turned (`_upright`); of a TIFF with alpha, its colour (`fetalhead.tiff.without_alpha`).
+    Else None: OpenCV decodes it."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -246,6 +253,8 @@ def _pillow_decode(buf: np.ndarray, path: str | os.PathLike, frame: int | None =
                 return np.asarray(im, dtype=np.uint8).copy()
             if im.format == "JPEG" and im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 return _upright(im)  # a phone's photo: turned as every viewer shows it
+            if im.format == "TIFF":
+                return without_alpha(im)  # None without alpha: OpenCV decodes it
             return None
     except UnidentifiedImageError:
         if any(buf[:8].tobytes().startswith(m) for m in _MAGIC):  # Pillow reads all of these
@@ -385,8 +394,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
     RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
-    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored (except in a TIFF:
-    OpenCV decodes its colour premultiplied by its alpha); a JPEG is turned as its EXIF orientation
+    (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored; a JPEG is turned as its EXIF orientation
     says. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
     TIFF stacks (a page: `frame`, from 1) and video files (a clip's `frame`, from 1)."""

@@ -5,7 +5,8 @@ stack is read as a DICOM cine loop or a video clip is: only at the frame asked f
 numbered from 1; `--frame N`, `--frame all` or `--frame best` on the command line), and refused
 with one line without it; a TIFF of one page is an ordinary image. Pillow counts the pages and
 checks the page asked for (its size, and that it decodes, without printing anything); OpenCV
-then decodes it as it decodes the first page of any TIFF, so every page comes out the same way.
+then decodes it as it decodes the first page of any TIFF, so every page comes out the same way
+(a page with alpha excepted: Pillow gives its colour, `without_alpha`).
 A stack read from its first page on stays open until its last page is read, another TIFF is, or
 10 s pass without a read (`holds_stack`, `fetalhead.files.KEPT_IDLE_S`): each next page is found
 without walking the file again.
@@ -24,7 +25,7 @@ import numpy as np
 from fetalhead.errors import FetalheadError
 from fetalhead.files import KeptOpenFile, check_frame, frames_in
 
-__all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page", "tiff_pages"]
+__all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page", "tiff_pages", "without_alpha"]
 
 #: the first bytes of a TIFF (little- and big-endian) and of a BigTIFF
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -87,6 +88,21 @@ def _check_page(im: Any, n: int, frame: int | None, source: str | os.PathLike, m
         raise FetalheadError(f"{source}: frame {frame} of {n} does not decode ({type(e).__name__})") from None
 
 
+#: Pillow's modes of a TIFF page with an alpha channel beside its gray or colour
+_ALPHA_MODES = ("LA", "RGBA")
+
+
+def without_alpha(im: Any) -> np.ndarray | None:
+    """Pillow's open TIFF page `im` with an alpha channel (`_ALPHA_MODES`) as its colour alone,
+    as OpenCV gives pixels: uint8 (H, W) gray or (H, W, 3) BGR; None for a page without one.
+    (OpenCV returns the colour premultiplied by the alpha: a transparent part would read black,
+    where every other format's alpha is ignored.)"""
+    if im.mode not in _ALPHA_MODES:
+        return None
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[:, :, 0].copy() if im.mode == "LA" else np.ascontiguousarray(arr[:, :, 2::-1])
+
+
 def _one_page(ok: bool, pages: Any, source: str | os.PathLike, frame: int, n: int) -> np.ndarray:
     """The page OpenCV's imreadmulti/imdecodemulti gave, a one-channel page as (H, W)."""
     if not ok or len(pages) != 1 or pages[0] is None or pages[0].size == 0:
@@ -109,8 +125,11 @@ def read_tiff_page(buf: np.ndarray, source: str | os.PathLike, frame: int | None
     try:
         with Image.open(data) as im:
             _check_page(im, n, frame, source, max_side)
+            colour = without_alpha(im)
     except (*_ERRORS, Image.DecompressionBombError) as e:
         raise FetalheadError(f"{source}: not a readable TIFF ({type(e).__name__})") from None
+    if colour is not None:
+        return colour
     return _one_page(*cv2.imdecodemulti(buf, cv2.IMREAD_UNCHANGED, None, (frame - 1, frame)), source, frame, n)
 
 
@@ -135,6 +154,9 @@ def read_tiff_frame(path: str | os.PathLike, frame: int, max_side: int) -> np.nd
 
     def read(im: Any, n: int) -> np.ndarray:
         _check_page(im, n, frame, path, max_side)
+        colour = without_alpha(im)
+        if colour is not None:
+            return colour
         ok, pages = cv2.imreadmulti(str(path), start=frame - 1, count=1, flags=cv2.IMREAD_UNCHANGED)
         if not ok:  # a path OpenCV's file reader cannot open (e.g. non-ASCII on Windows): the bytes
             ok, pages = cv2.imdecodemulti(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED, None,

@@ -99,3 +99,28 @@ def test_a_thumbnail_beside_the_image_is_not_a_stack(tmp_path):
     with Image.open(marked) as im:
         assert im.n_frames == 2  # two pages, one image
     assert frame_count(marked) == 1 and np.array_equal(load_image(marked, 2), image)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_ignored_in_a_tiff_as_in_a_png(tmp_path, mode):
+    """A page with a transparent half reads as its colour, as a PNG of it does (OpenCV alone
+    would give the colour times the alpha: the transparent half black), alone or in a stack,
+    from the file or from its bytes."""
+    from fetalhead.data import decode_image
+
+    rng = np.random.default_rng(1)
+    colour = rng.integers(40, 256, (32, 48, 3 if mode == "RGBA" else 1), dtype=np.uint8)
+    alpha = np.zeros((32, 48, 1), np.uint8)
+    alpha[:, 24:] = 255
+    page = Image.fromarray(np.concatenate([colour, alpha], axis=2), mode)
+    page.save(tmp_path / "a.png")
+    page.save(tmp_path / "a.tif")
+    page.save(tmp_path / "stack.tif", save_all=True, append_images=[Image.new(mode, page.size), page])
+    want = load_image(tmp_path / "a.png")
+    assert want[:, :24].min() >= 30  # the transparent half keeps its gray
+    assert np.array_equal(load_image(tmp_path / "a.tif"), want)
+    assert np.array_equal(load_image(tmp_path / "stack.tif", 3), want)
+    raw = decode_image(np.fromfile(tmp_path / "stack.tif", dtype=np.uint8), "stack.tif", 3)
+    import cv2
+
+    assert np.array_equal(raw if raw.ndim == 2 else cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY), want)
