@@ -194,6 +194,8 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
     """
     arr = np.asarray(mask)
     if arr.ndim == 3:
+        if arr.shape[2] in (2, 4):  # gray or colour + alpha: the alpha is no part of the mask
+            arr = arr[:, :, :-1]
         arr = arr.max(axis=2)
     if arr.ndim != 2:
         raise FetalheadError(f"fit_ellipse expects an (H, W) mask, got shape {arr.shape}")

@@ -112,7 +112,10 @@ def _surface_distances(
 
 def _surface_stat(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float,
                   reduce: Callable[[np.ndarray, np.ndarray], float]) -> float:
-    """`reduce(d(P->T), d(T->P))` in mm; 0 if both masks are empty, nan if only one is."""
+    """`reduce(d(P->T), d(T->P))` in mm; 0 if both masks are empty, nan if only one is;
+    FetalheadError for a pixel size that is not a positive number."""
+    if not float(pixel_size_mm) > 0:
+        raise FetalheadError(f"pixel size {pixel_size_mm!r} mm must be a positive number")
     p, t = _pair(pred, target)
     if not p.any() and not t.any():
         return 0.0

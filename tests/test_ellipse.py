@@ -121,6 +121,9 @@ def test_fit_counts_a_head_in_any_channel():
     rgb = np.zeros((*m.shape, 3), np.uint8)
     rgb[..., 1] = m * 255
     assert fit_ellipse(rgb) == pytest.approx(fit_ellipse(m))
+    opaque = np.dstack([rgb, np.full(m.shape, 255, np.uint8)])  # an RGBA mask: its alpha is no head
+    assert fit_ellipse(opaque) == pytest.approx(fit_ellipse(m))
+    assert fit_ellipse(np.dstack([m * 255, np.full(m.shape, 255, np.uint8)])) == pytest.approx(fit_ellipse(m))
 
 
 def test_fit_uses_largest_component():

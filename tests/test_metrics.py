@@ -85,6 +85,10 @@ def test_hausdorff_and_assd_hand_made():
     assert hausdorff_mm(a, b, px) == pytest.approx(3 * px)
     assert hausdorff_mm(b, a, px) == pytest.approx(3 * px)
     assert hausdorff_mm(a, a, px) == 0.0 and assd_mm(a, a, px) == 0.0
+    for bad in (-0.2, 0.0, float("nan")):
+        for distance in (hausdorff_mm, assd_mm):
+            with pytest.raises(FetalheadError, match="must be a positive number"):
+                distance(a, b, bad)
 
 
 @pytest.mark.parametrize("seed", range(6))
