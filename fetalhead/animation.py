@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 
 from fetalhead.errors import FetalheadError
-from fetalhead.files import KeptOpenFile, check_frame, frames_in, pillow_pixels
+from fetalhead.files import KeptOpenFile, check_frame, frames_in
 
 __all__ = ["animation_frames", "holds_animation", "looks_like_animation", "read_animation_frame",
            "read_animation_page"]
 
 _ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for a bad file (and DecompressionBombError)
 _FORMATS = ("PNG", "GIF", "WEBP")  # Pillow's names of the formats read here
+_GRAY = ("L", "I", "I;16", "I;16B", "I;16L")  # Pillow modes kept as one channel
 
 
 def looks_like_animation(head: bytes) -> bool:
@@ -52,9 +53,19 @@ def animation_frames(path: str | os.PathLike) -> int:
     return frames_in(Path(path), Image.open, _frames, (*_ERRORS, Image.DecompressionBombError))
 
 
+def _pixels(im: Any) -> np.ndarray:
+    """The frame Pillow's `im` shows now as stored: (H, W) gray (uint8, or uint16 / int32 for
+    deeper gray) or (H, W, 3) BGR uint8, alpha dropped."""
+    if im.mode in _GRAY:
+        gray = np.array(im)
+        return gray.astype(gray.dtype.newbyteorder("="), copy=False)  # native byte order
+    if im.mode == "LA":
+        return np.array(im.getchannel("L"))
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
+
+
 def _frame(im: Any, n: int, frame: int | None, source: str | os.PathLike, max_side: int) -> np.ndarray:
-    """Frame `frame` (from 1) of Pillow's open animation `im` of `n` frames
-    (`fetalhead.files.pillow_pixels`).
+    """Frame `frame` (from 1) of Pillow's open animation `im` of `n` frames (`_pixels`).
     FetalheadError (one line, naming `source`) without `frame`, for a frame it lacks, a side
     above `max_side` px, or a frame that does not decode."""
     from PIL import Image
@@ -66,7 +77,7 @@ def _frame(im: Any, n: int, frame: int | None, source: str | os.PathLike, max_si
                                  f"(each side must be <= {max_side})")
         im.seek(frame - 1)
         im.load()
-        return pillow_pixels(im)
+        return _pixels(im)
     except FetalheadError:
         raise
     except (*_ERRORS, Image.DecompressionBombError) as e:

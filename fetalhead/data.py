@@ -42,7 +42,7 @@ from fetalhead.dicom import (
     read_dicom_image,
 )
 from fetalhead.errors import FetalheadError
-from fetalhead.files import check_input_file, pillow_pixels
+from fetalhead.files import check_input_file
 from fetalhead.paths import DATA_ENV, data_dir
 from fetalhead.tiff import (
     looks_like_tiff,
@@ -275,7 +275,11 @@ def _upright(im: Any) -> np.ndarray:
     (H, W) gray or (H, W, 3) BGR."""
     from PIL import ImageOps
 
-    return pillow_pixels(ImageOps.exif_transpose(im))
+    turned = ImageOps.exif_transpose(im)
+    if turned.mode not in ("L", "RGB"):  # CMYK, YCbCr
+        turned = turned.convert("RGB")
+    arr = np.asarray(turned, dtype=np.uint8)
+    return np.ascontiguousarray(arr[:, :, ::-1]) if arr.ndim == 3 else arr.copy()
 
 
 def _head(path: Path) -> bytes:

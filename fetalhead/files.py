@@ -25,11 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fetalhead.errors import FetalheadError
 
-__all__ = ["KEPT_IDLE_S", "PILLOW_GRAY", "KeptFile", "KeptOpenFile", "atomic_file", "check_frame", "check_input_file", "check_output_dir", "check_output_file", "file_state", "frames_in", "pillow_pixels",
+__all__ = ["KEPT_IDLE_S", "KeptFile", "KeptOpenFile", "atomic_file", "check_frame", "check_input_file", "check_output_dir", "check_output_file", "file_state", "frames_in",
            "refuse_overwrite", "staged_dir"]
 
 
@@ -349,18 +347,3 @@ def staged_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
         _remove_empty(created)
         raise
-
-
-#: Pillow modes kept as one channel by `pillow_pixels`
-PILLOW_GRAY = ("L", "I", "I;16", "I;16B", "I;16L")
-
-
-def pillow_pixels(im: Any) -> np.ndarray:
-    """The image Pillow's `im` shows now as stored, as OpenCV gives pixels: (H, W) gray (uint8,
-    or uint16 / int32 for deeper gray) or (H, W, 3) BGR uint8, alpha dropped (not multiplied in)."""
-    if im.mode in PILLOW_GRAY:
-        gray = np.array(im)
-        return gray.astype(gray.dtype.newbyteorder("="), copy=False)  # native byte order
-    if im.mode == "LA":
-        return np.array(im.getchannel("L"))
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
