@@ -22,7 +22,7 @@ import numpy as np
 from fetalhead.errors import FetalheadError
 from fetalhead.files import KeptOpenFile, check_frame, frames_in
 
-__all__ = ["animation_frames", "holds_animation", "looks_like_animation", "read_animation_frame",
+__all__ = ["animation_frames", "holds_animation", "looks_like_animation", "pillow_pixels", "read_animation_frame",
            "read_animation_page"]
 
 _ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for a bad file (and DecompressionBombError)
@@ -53,9 +53,10 @@ def animation_frames(path: str | os.PathLike) -> int:
     return frames_in(Path(path), Image.open, _frames, (*_ERRORS, Image.DecompressionBombError))
 
 
-def _pixels(im: Any) -> np.ndarray:
-    """The frame Pillow's `im` shows now as stored: (H, W) gray (uint8, or uint16 / int32 for
-    deeper gray) or (H, W, 3) BGR uint8, alpha dropped."""
+def pillow_pixels(im: Any) -> np.ndarray:
+    """The image Pillow's `im` shows now (an animation's frame, a TIFF page, a turned JPEG) as
+    OpenCV gives pixels: (H, W) gray (uint8, or uint16 / int32 for deeper gray) or (H, W, 3) BGR
+    uint8, alpha dropped (not multiplied in)."""
     if im.mode in _GRAY:
         gray = np.array(im)
         return gray.astype(gray.dtype.newbyteorder("="), copy=False)  # native byte order
@@ -65,7 +66,7 @@ def _pixels(im: Any) -> np.ndarray:
 
 
 def _frame(im: Any, n: int, frame: int | None, source: str | os.PathLike, max_side: int) -> np.ndarray:
-    """Frame `frame` (from 1) of Pillow's open animation `im` of `n` frames (`_pixels`).
+    """Frame `frame` (from 1) of Pillow's open animation `im` of `n` frames (`pillow_pixels`).
     FetalheadError (one line, naming `source`) without `frame`, for a frame it lacks, a side
     above `max_side` px, or a frame that does not decode."""
     from PIL import Image
@@ -77,7 +78,7 @@ def _frame(im: Any, n: int, frame: int | None, source: str | os.PathLike, max_si
                                  f"(each side must be <= {max_side})")
         im.seek(frame - 1)
         im.load()
-        return _pixels(im)
+        return pillow_pixels(im)
     except FetalheadError:
         raise
     except (*_ERRORS, Image.DecompressionBombError) as e:

@@ -31,6 +31,7 @@ import pandas as pd
 from fetalhead.animation import (
     animation_frames,
     looks_like_animation,
+    pillow_pixels,
     read_animation_frame,
     read_animation_page,
 )
@@ -275,11 +276,7 @@ def _upright(im: Any) -> np.ndarray:
     (H, W) gray or (H, W, 3) BGR."""
     from PIL import ImageOps
 
-    turned = ImageOps.exif_transpose(im)
-    if turned.mode not in ("L", "RGB"):  # CMYK, YCbCr
-        turned = turned.convert("RGB")
-    arr = np.asarray(turned, dtype=np.uint8)
-    return np.ascontiguousarray(arr[:, :, ::-1]) if arr.ndim == 3 else arr.copy()
+    return pillow_pixels(ImageOps.exif_transpose(im))
 
 
 def _head(path: Path) -> bytes:

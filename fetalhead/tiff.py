@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fetalhead.animation import pillow_pixels
 from fetalhead.errors import FetalheadError
 from fetalhead.files import KeptOpenFile, check_frame, frames_in
 
@@ -97,10 +98,7 @@ def without_alpha(im: Any) -> np.ndarray | None:
     as OpenCV gives pixels: uint8 (H, W) gray or (H, W, 3) BGR; None for a page without one.
     (OpenCV returns the colour premultiplied by the alpha: a transparent part would read black,
     where every other format's alpha is ignored.)"""
-    if im.mode not in _ALPHA_MODES:
-        return None
-    arr = np.asarray(im, dtype=np.uint8)
-    return arr[:, :, 0].copy() if im.mode == "LA" else np.ascontiguousarray(arr[:, :, 2::-1])
+    return pillow_pixels(im) if im.mode in _ALPHA_MODES else None
 
 
 def _one_page(ok: bool, pages: Any, source: str | os.PathLike, frame: int, n: int) -> np.ndarray:
