@@ -71,12 +71,13 @@ def _scaled(value: float, bad: float, good: float) -> float:
 def score_signals(ellipse_iou: float, one_component: float, border_contact: float, band_px: float,
                   hc_band_mm: float, flip_agreement: float, hc_mm: float) -> float:
     """The quality score in [0, 1] of raw signals: the smallest of their `SCALES` values, 0 for
-    an implausible HC; a NaN flip_agreement (not computed) is left out."""
+    an implausible HC; a NaN signal (flip_agreement when not computed) is left out, and with
+    every signal NaN nothing vouches for the measurement: 0."""
     if not HC_PLAUSIBLE_MM[0] <= hc_mm <= HC_PLAUSIBLE_MM[1]:
         return 0.0
     raw = dict(ellipse_iou=ellipse_iou, one_component=one_component, border_contact=border_contact,
                band_px=band_px, hc_band_mm=hc_band_mm, flip_agreement=flip_agreement)
-    return min(_scaled(v, *SCALES[k]) for k, v in raw.items() if not math.isnan(v))
+    return min((_scaled(v, *SCALES[k]) for k, v in raw.items() if not math.isnan(v)), default=0.0)
 
 
 @dataclass(frozen=True)

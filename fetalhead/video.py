@@ -46,13 +46,15 @@ def looks_like_video(head: bytes, name: str | os.PathLike = "") -> bool:
             or (head[:4] == b"RIFF" and head[8:12] == b"AVI "))
 
 
-def _open(path: Path) -> cv2.VideoCapture:
+def _open(path: Path, name: str | os.PathLike | None = None) -> cv2.VideoCapture:
     """An open cv2.VideoCapture of the video file `path` (FFmpeg backend; the caller releases
-    it); FetalheadError (one line) when the file is missing or does not open as a video."""
+    it); FetalheadError (one line, naming the file `name`, else `path`) when the file is
+    missing or does not open as a video."""
+    name = path if name is None else name
     if not path.is_file():
-        raise FetalheadError(f"missing file {path}")
+        raise FetalheadError(f"missing file {name}")
     if path.stat().st_size == 0:
-        raise FetalheadError(f"empty file (0 bytes): {path}")
+        raise FetalheadError(f"empty file (0 bytes): {name}")
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV's own warnings
     try:
@@ -61,14 +63,14 @@ def _open(path: Path) -> cv2.VideoCapture:
         cv2.utils.logging.setLogLevel(level)
     if not cap.isOpened():
         cap.release()
-        raise FetalheadError(f"{path}: not a video FFmpeg can decode (corrupt, truncated, or another format)")
+        raise FetalheadError(f"{name}: not a video FFmpeg can decode (corrupt, truncated, or another format)")
     return cap
 
 
 @contextmanager
-def _capture(path: Path) -> Iterator[cv2.VideoCapture]:
-    """`_open(path)`, released on exit."""
-    cap = _open(path)
+def _capture(path: Path, name: str | os.PathLike | None = None) -> Iterator[cv2.VideoCapture]:
+    """`_open(path, name)`, released on exit."""
+    cap = _open(path, name)
     try:
         yield cap
     finally:
@@ -80,18 +82,19 @@ def video_frames(path: str | os.PathLike) -> int:
     own count may be an estimate; remembered while the file's size and time stay the same, so
     reading each frame of a clip in turn reads it once more, not once per frame);
     FetalheadError (one line) when it holds none that decode."""
-    return _count_frames(*file_state(path))
+    return _count_frames(*file_state(path), str(path))
 
 
 @functools.lru_cache(maxsize=64)
-def _count_frames(path: Path, size: int, mtime_ns: int) -> int:
-    """`video_frames` of `path` as it is at `size` bytes and time `mtime_ns` (the cache key)."""
-    with _capture(path) as cap:
+def _count_frames(path: Path, size: int, mtime_ns: int, name: str) -> int:
+    """`video_frames` of `path` as it is at `size` bytes and time `mtime_ns` (the cache key);
+    errors name the file as it was given, `name`."""
+    with _capture(path, name) as cap:
         n = 0
         while cap.grab():
             n += 1
     if n == 0:
-        raise FetalheadError(f"{path}: a video without a frame that decodes")
+        raise FetalheadError(f"{name}: a video without a frame that decodes")
     return n
 
 

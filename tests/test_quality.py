@@ -108,6 +108,7 @@ def test_score_signals_is_the_smallest_scaled_signal():
         half = {**good, name: (bad + ok) / 2}
         assert score_signals(**half) == pytest.approx(0.5), name
         assert score_signals(**{**good, name: bad}) == 0.0, name
+    assert score_signals(**{name: float("nan") for name in SCALES}, hc_mm=200.0) == 0.0  # nothing known
 
 
 def test_mask_dice():

@@ -118,6 +118,15 @@ def test_a_broken_video_is_one_error_and_nothing_printed(tmp_path, case, capfd):
     assert out == "" and err == ""  # FFmpeg's and OpenCV's own messages are silenced
 
 
+def test_a_broken_video_is_named_as_it_was_given(tmp_path, monkeypatch):
+    (tmp_path / "clip.mp4").write_bytes(b"not a video at all, only text" * 40)
+    monkeypatch.chdir(tmp_path)
+    for read in (frame_count, lambda path: load_image(path, 1)):
+        with pytest.raises(FetalheadError) as caught:
+            read("clip.mp4")
+        assert str(caught.value).startswith("clip.mp4: "), str(caught.value)
+
+
 def test_a_stream_that_does_not_seek_is_read_up_to_the_frame(tmp_path, monkeypatch):
     import fetalhead.video as video
 
@@ -135,9 +144,9 @@ def _count_opens(monkeypatch) -> list[str]:
     opened: list[str] = []
     real = video._open
 
-    def counting(path):
+    def counting(path, name=None):
         opened.append(path.name)
-        return real(path)
+        return real(path, name)
 
     monkeypatch.setattr(video, "_open", counting)
     return opened
