@@ -75,7 +75,7 @@ from fetalhead.folder import (
     read_hc_csv,
     read_pixel_csv,
 )
-from fetalhead.gallery import GALLERY_HTML, compare_html, gallery_html
+from fetalhead.gallery import COMPARE_HTML, GALLERY_HTML, compare_html, gallery_html
 from fetalhead.growth import GA_RANGE_WEEKS, centile_text, ga_text, hc_for_age
 from fetalhead.interval import COVERAGE, FACTOR, OFFSET_MM
 from fetalhead.model import valid_output_size
@@ -705,7 +705,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     recorded = read_hc_csv(args.hc_csv)
     out: Path = args.out
     check_output_dir(out)
-    refuse_overwrite([out / f for f in (COMPARE_CSV, COMPARE_JSON, COMPARE_PLOT, GALLERY_HTML)], args.overwrite)
+    refuse_overwrite([out / f for f in (COMPARE_CSV, COMPARE_JSON, COMPARE_PLOT, COMPARE_HTML)], args.overwrite)
     table = agreement_table(predictions, recorded, read_exams(args.hc_csv))
     if table.empty:
         raise FetalheadError(f"no image of {args.predictions} has an HC in {args.hc_csv} (names are matched "
@@ -721,10 +721,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         (stage / COMPARE_JSON).write_text(json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         save_figure(bland_altman(table["hc_pred_mm"], table["hc_true_mm"], reference="recorded"), COMPARE_PLOT, stage)
         lines = compare_lines(summary, not_recorded, models)
-        (stage / GALLERY_HTML).write_text(compare_html(lines, COMPARE_CSV, [COMPARE_PLOT]), encoding="utf-8")
+        (stage / COMPARE_HTML).write_text(compare_html(lines, COMPARE_CSV, [COMPARE_PLOT]), encoding="utf-8")
     for line in lines:
         _say(line)
-    _say(f"written to {out}: {GALLERY_HTML} (all in one page), {COMPARE_CSV} (per image), {COMPARE_JSON}, {COMPARE_PLOT}")
+    _say(f"written to {out}: {COMPARE_HTML} (all in one page), {COMPARE_CSV} (per image), {COMPARE_JSON}, {COMPARE_PLOT}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The HTML page of a run, `index.html` beside its files, to look through in any browser
+"""The HTML page of a run, `index.html` (`compare.html` for a comparison) beside its files, to look through in any browser
 without Python or Jupyter. The page links the image files by name (no copy of the pixels),
 escapes every value and holds no script.
 
@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import html
 import math
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
 from fetalhead.growth import centile_text, ga_text
 from fetalhead.interval import COVERAGE
 
-__all__ = ["GALLERY_HTML", "STATUS_ORDER", "compare_html", "gallery_html", "report_html"]
+__all__ = ["COMPARE_HTML", "GALLERY_HTML", "STATUS_ORDER", "compare_html", "gallery_html", "report_html"]
 
 #: the page's file name in a `predict` output folder and an `evaluate` report folder
 GALLERY_HTML = "index.html"
+#: the page's file name in a `compare` folder (often the predict folder it reads: its own name)
+COMPARE_HTML = "compare.html"
 #: statuses in the order the page shows them: what needs a look first
 STATUS_ORDER = ("review", "no head found", "ok")
 
@@ -41,13 +44,20 @@ def _number(value: Any, fmt: str) -> str:
     return format(v, fmt) if math.isfinite(v) else ""
 
 
+def _link(name: str) -> str:
+    """The attribute value that links the file `name` beside the page, whatever its characters
+    (a "#", "%" or "?" is part of the name, not of the address; a "javascript:" is a name)."""
+    return html.escape("./" + urllib.parse.quote(name), quote=True)
+
+
 def _for_age(row: dict[str, Any]) -> str:
     """With a known age: the HC's INTERGROWTH-21st centile and band, and its interval's centiles."""
     if not _number(row.get("hc_centile"), ".1f"):
         return ""
-    return (f"<br>{centile_text(float(row['hc_centile']))} centile for {ga_text(float(row['given_ga_weeks']))} weeks "
-            f"<small>({centile_text(float(row['hc_centile_low']))} to {centile_text(float(row['hc_centile_high']))}; "
-            f"{html.escape(str(row.get('hc_for_age', '')))}; INTERGROWTH-21st)</small>")
+    centile, low, high = (html.escape(centile_text(float(row[k])))
+                          for k in ("hc_centile", "hc_centile_low", "hc_centile_high"))
+    return (f"<br>{centile} centile for {html.escape(ga_text(float(row['given_ga_weeks'])))} weeks "
+            f"<small>({low} to {high}; {html.escape(str(row.get('hc_for_age', '')))}; INTERGROWTH-21st)</small>")
 
 
 def _cells(row: dict[str, Any], overlay: str) -> str:
@@ -65,7 +75,7 @@ def _cells(row: dict[str, Any], overlay: str) -> str:
                 f"cephalic index {_number(row.get('cephalic_index'), '.1f')} "
                 f"<small>({html.escape(str(row.get('head_shape', '')))})</small>{_for_age(row)}") if hc else ""
     quality = _number(row.get("quality"), ".2f")
-    return (f'<td><a href="{html.escape(overlay, quote=True)}"><img src="{html.escape(overlay, quote=True)}" '
+    return (f'<td><a href="{_link(overlay)}"><img src="{_link(overlay)}" '
             f'alt="{html.escape(overlay, quote=True)}" loading="lazy"></a></td>'
             f'<td>{name}<br><small>{_number(row.get("pixel_size_mm"), ".4f")} mm per pixel</small></td>'
             f'<td class="{css}">{html.escape(status)}'
@@ -115,14 +125,14 @@ def report_html(summary: dict[str, Any], figures: Sequence[str], title: str = "f
     measured_by = f"<p>Measured by the weights of training run {html.escape(str(run))}.</p>\n" if run else ""
     body = (measured_by + f"<p>{int(summary['n_images'])} images, {int(summary['n_no_head'])} without a head found. Means with "
             "95 % intervals (bootstrap over examinations); Dice and accuracy as fractions, distances and HC in mm. "
-            'Per image: <a href="metrics_per_image.csv">metrics_per_image.csv</a>.</p>\n'
+            f'Per image: <a href="{_link("metrics_per_image.csv")}">metrics_per_image.csv</a>.</p>\n'
             "<table><tr><th>metric</th><th>mean</th><th>95 % interval</th><th>median</th><th>n</th></tr>\n"
             + "\n".join(rows) + f"\n</table>\n{interval}\n{pictures}")
     return _page(title, body)
 
 
 def _pictures(figures: Sequence[str]) -> str:
-    return "\n".join(f'<p><img src="{html.escape(f, quote=True)}" alt="{html.escape(f, quote=True)}" '
+    return "\n".join(f'<p><img src="{_link(f)}" alt="{html.escape(f, quote=True)}" '
                      f'style="width:min(100%, 900px)"></p>' for f in figures)
 
 
@@ -131,7 +141,6 @@ def compare_html(lines: Sequence[str], table_file: str, figures: Sequence[str],
     """The page of a `fetalhead compare` folder: its findings (the lines it prints), a link to
     its per-image table `table_file` and its figures (file names relative to the page)."""
     findings = "\n".join(f"<p>{html.escape(line)}</p>" for line in lines)
-    link = html.escape(table_file, quote=True)
-    return _page(title, f"{findings}\n<p>Per image: <a href=\"{link}\">{html.escape(table_file)}</a>; "
+    return _page(title, f"{findings}\n<p>Per image: <a href=\"{_link(table_file)}\">{html.escape(table_file)}</a>; "
                         "research and teaching use only, not a medical device.</p>\n" + _pictures(figures))
 

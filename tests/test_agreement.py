@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from pages import linked
 from test_cli import assert_one_line_error, run, snapshot
 
 from fetalhead.agreement import agreement_summary, agreement_table, read_exams, read_predictions
@@ -161,9 +162,9 @@ def test_compare_agrees_with_evaluate_on_hc18_test_images(tmp_path, capfd, hc18_
         scored["hc_abs_error_mm"].mean(), abs=1e-4)
     assert f"HC mean absolute difference {summary['hc_abs_diff_mm']['mean']:.2f} mm" in said
     assert (tmp_path / "agree" / "bland_altman.png").stat().st_size > 5000
-    page = (tmp_path / "agree" / "index.html").read_text()
+    page = (tmp_path / "agree" / "compare.html").read_text()
     assert f"HC mean absolute difference {summary['hc_abs_diff_mm']['mean']:.2f} mm" in page
-    assert '<a href="compare.csv">' in page and '<img src="bland_altman.png"' in page
+    assert linked(page, "href") == ["compare.csv"] and linked(page) == ["bland_altman.png"]
     from fetalhead.predict import Predictor
 
     weights = Predictor.from_checkpoint().weights  # the best shipped model measured
@@ -195,8 +196,8 @@ def _compare_case(tmp, name):
         return argv, "use --overwrite"
     if name == "existing page":
         out.mkdir()
-        (out / "index.html").write_text("a page of the user's own")
-        return argv, "index.html exists"
+        (out / "compare.html").write_text("a page of the user's own")
+        return argv, "compare.html exists"
     if name == "not a predictions file":
         preds.write_text("filename,pixel size(mm)\na.png,0.1\n")
         return argv, "is it the predictions.csv of fetalhead predict?"
@@ -213,12 +214,23 @@ def test_compare_bad_input(tmp_path, capfd, name):
     assert snapshot(tmp_path) == before
 
 
+def test_compare_into_the_predict_folder_keeps_its_page(tmp_path, capfd):
+    argv, _ = _compare_case(tmp_path, "existing output")  # a folder that holds outputs already
+    out = tmp_path / "out"
+    (out / "compare.csv").unlink()
+    (out / "index.html").write_text("the page of fetalhead predict")
+    code, _, err = run(argv, capfd)
+    assert code == 0, err
+    assert (out / "index.html").read_text() == "the page of fetalhead predict"
+    assert "HC mean absolute difference" in (out / "compare.html").read_text()
+
+
 def test_the_page_escapes_what_it_shows():
     from fetalhead.gallery import compare_html
 
     page = compare_html(["2 images <b>bold</b> & more"], "a&b.csv", ['x"y.png'])
     assert "&lt;b&gt;bold&lt;/b&gt; &amp; more" in page and "<b>bold" not in page
-    assert 'href="a&amp;b.csv"' in page and 'src="x&quot;y.png"' in page
+    assert linked(page, "href") == ["a&b.csv"] and linked(page) == ['x"y.png']
 
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import torch
 from dicom_files import region, write_dicom
+from pages import linked
 from PIL import Image
 from test_predict import build_tiny_checkpoint, synthetic_tiny_model
 from video_files import flat_frames, write_clip
@@ -445,8 +446,7 @@ def test_predict_images_and_unusual_modes(tmp_path, capfd, synthetic_tiny):
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["index.html", "predictions.csv"] + [f"{p.stem}_{k}.png" for p in images + extra for k in ("mask", "overlay")])
     page = (out / "index.html").read_text()  # the page shows every overlay it links, by name
-    linked = re.findall(r'<img src="([^"]+)"', page)
-    assert sorted(linked) == sorted(f"{p.stem}_overlay.png" for p in images + extra)
+    assert sorted(linked(page)) == sorted(f"{p.stem}_overlay.png" for p in images + extra)
 
 
 def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthetic_tiny):

@@ -11,12 +11,12 @@ import hashlib
 import json
 import math
 import os
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 from oracles import conic_fit_semi_axes
+from pages import linked
 from PIL import Image
 from scipy.special import ellipe
 from test_predict import Constant, synthetic_tiny_model
@@ -229,7 +229,7 @@ def test_write_report_writes_every_file(synthetic_hc18, tmp_path):
     table = pd.read_csv(out / "summary.csv", index_col="metric")
     assert table.loc["dice", "mean"] == 1.0
     page = (out / "index.html").read_text()  # the page shows the report's own figures and table
-    assert re.findall(r'<img src="([^"]+)"', page) == [
+    assert linked(page) == [
         "figures/eval_examples.png", "figures/eval_bland_altman.png", "figures/eval_dice.png"]
     assert "<td>dice</td><td><b>1.0000</b></td>" in page
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
+from pages import linked
 
-from fetalhead.gallery import GALLERY_HTML, STATUS_ORDER, gallery_html
+from fetalhead.gallery import COMPARE_HTML, GALLERY_HTML, STATUS_ORDER, gallery_html
 
 
 def _row(name, status, hc=180.0, quality=0.9, frame=None):
@@ -26,7 +26,8 @@ def test_flagged_and_headless_measurements_come_first_in_the_csvs_order():
             _row("d.png", "review", quality=0.5), _row("e.png", "ok")]
     page = gallery_html(rows, [f"{r['filename'][0]}_overlay.png" for r in rows])
     assert STATUS_ORDER == ("review", "no head found", "ok") and GALLERY_HTML == "index.html"
-    assert re.findall(r'<img src="(\w)_overlay.png"', page) == ["b", "d", "c", "a", "e"]
+    assert COMPARE_HTML == "compare.html"
+    assert linked(page) == [f"{c}_overlay.png" for c in "bdcae"]
     assert "5 measurements: 2 review, 1 no head found, 2 ok." in page
     assert "HC <b>180.0 mm</b> <small>(90 % interval 176.0 to 184.0)</small>" in page
     assert "BPD 50.0 mm, OFD 64.0 mm" in page and "cephalic index 78.1 <small>(normal)</small>" in page
@@ -43,9 +44,19 @@ def test_a_headless_row_shows_no_numbers_and_names_are_escaped():
     rows = [_row("<b>x</b>.png", "no head found"), _row('q"uote.png', "ok", frame="3")]
     page = gallery_html(rows, ['<b>x</b>_overlay.png', 'q"uote_overlay.png'])
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;.png" in page
-    assert 'src="q&quot;uote_overlay.png"' in page and "frame 3" in page
+    assert linked(page) == ["<b>x</b>_overlay.png", 'q"uote_overlay.png'] and "frame 3" in page
+    assert 'alt="q&quot;uote_overlay.png"' in page
     headless = page.split("<tr>")[2]  # the first row after the header
     assert "nan" not in headless.lower() and "HC" not in headless and 'class="nohead"' in headless
+
+
+@pytest.mark.parametrize("name", ["a b#1.png", "pct%20x.png", "q?x.png", "scan:1.png", "javascript:alert(1);x.png",
+                                  "back\\slash.png", "é中文.png", "-dash &amp.png"])
+def test_a_link_opens_the_file_whatever_its_name(name):
+    overlay = name.replace(".png", "_overlay.png")
+    page = gallery_html([_row(name, "ok")], [overlay])
+    assert linked(page) == linked(page, "href") == [overlay]
+    assert 'href="javascript' not in page and "<script" not in page
 
 
 def test_rows_and_overlays_must_pair_up():
@@ -66,7 +77,8 @@ def test_the_report_page_shows_the_summary_and_the_figures_it_is_given():
     assert "<tr><td>dice</td><td><b>0.9754</b></td><td>0.9690 to 0.9789</td><td>0.9780</td><td>160</td></tr>" in page
     assert "<td>hc_abs_error_mm</td><td><b>2.1518</b></td>" in page and "<td>159</td>" in page
     assert "inside the measured HC's 90 % interval for 144 of 159 images" in page
-    assert re.findall(r'<img src="([^"]+)"', page) == ["figures/a.png", "figures/&lt;b&gt;.png"]
+    assert linked(page) == ["figures/a.png", "figures/<b>.png"]
+    assert linked(page, "href") == ["metrics_per_image.csv"]
     assert "<script" not in page
     assert "interval for" not in report_html({**summary, "hc_interval": {}}, [])
     assert "Measured by" not in page  # no run known
