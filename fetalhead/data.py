@@ -147,10 +147,22 @@ def annotation_path(filename: str, root: str | os.PathLike | None = None) -> Pat
     return data_dir(root) / TRAIN_DIR / f"{stem}_Annotation.png"
 
 
-def read_csv(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
-    """`pandas.read_csv(path, **kwargs)` with its column names stripped of spaces; a file that
-    cannot be read or parsed as CSV is a one-line FetalheadError naming it."""
+#: the cells pandas.read_csv reads as missing by default (its documented `na_values`)
+_MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+            "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+
+
+def read_csv(path: str | os.PathLike, text_columns: tuple[str, ...] = (), **kwargs: Any) -> pd.DataFrame:
+    """`pandas.read_csv(path, **kwargs)` with its column names stripped of spaces; the columns
+    named in `text_columns` (stripped names) are read as the text they hold: a file name
+    `0001`, `NA` or `nan` stays that name, not a number or a missing value. A file that cannot
+    be read or parsed as CSV is a one-line FetalheadError naming it."""
     try:
+        if text_columns:
+            header = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+            text = [c for c in header if c.strip() in text_columns]
+            kwargs = {**kwargs, "dtype": dict.fromkeys(text, str), "keep_default_na": False,
+                      "na_values": {c: list(_MISSING) for c in header if c not in text}}
         table = pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise FetalheadError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
@@ -165,7 +177,7 @@ def read_image_table(path: Path, columns: tuple[str, ...], made_by: str,
     FetalheadErrors for a missing or unreadable file, a missing column, a name listed twice
     (with a `frame` column: several frames of one file, followed by `frames_hint`)."""
     check_input_file(path, "table")
-    table = read_csv(path)
+    table = read_csv(path, text_columns=("filename",))
     missing = [c for c in dict.fromkeys(("filename", *columns)) if c not in table.columns]
     if missing:
         raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it {made_by}?)")

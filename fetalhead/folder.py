@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import string
 import warnings
 from collections.abc import Callable, Sequence
@@ -183,11 +184,23 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     return unique
 
 
+#: units a column header may end with, as in `hc_mm`, `HC (cm)` or `pixel size [um]`
+_UNIT_RE = re.compile(r"[\s_(\[/](mm|cm|m|um|µm|px|in)[)\]]?$")
+
+
+def _unit(header: str) -> str | None:
+    """The unit a column header ends with (`_UNIT_RE`), lower case; None when it names none."""
+    found = _UNIT_RE.search(header.strip().lower())
+    return found.group(1) if found else None
+
+
 def _read_value_csv(path: str | os.PathLike, what: str, is_value_column: Callable[[str], bool],
-                    expected: str, parse: Callable[[str], Any]) -> dict[str, Any]:
+                    expected: str, parse: Callable[[str], Any], unit: str | None = None) -> dict[str, Any]:
     """{file name: parse(value)} from a CSV of a `filename` column (else the first column) and
-    the first other column whose header `is_value_column`; a name listed twice is an error,
-    and errors (`parse`'s FetalheadError or ValueError too) name the line."""
+    the first other column whose header `is_value_column` (the first that names `unit`, when
+    one does: `hc_mm` before `hc_centile`); a header naming another unit (`HC (cm)`) is an
+    error, as is a name listed twice, and errors (`parse`'s FetalheadError or ValueError too)
+    name the line. Rows with every cell empty (a spreadsheet's trailing rows) are skipped."""
     path = Path(path)
     check_input_file(path, what)
     df = read_csv(path, dtype=str, keep_default_na=False)
@@ -196,8 +209,14 @@ def _read_value_csv(path: str | os.PathLike, what: str, is_value_column: Callabl
     value_cols = [c for c in cols if is_value_column(c) and c != name_col]
     if not value_cols:
         raise FetalheadError(f"{path} needs columns 'filename' and {expected} among {cols}")
+    column = next((c for c in value_cols if _unit(c) == unit), value_cols[0]) if unit else value_cols[0]
+    if unit and _unit(column) not in (None, unit):
+        raise FetalheadError(f"{path}: column {column!r} is in {_unit(column)}; give it in {unit}")
+    blank = df.apply(lambda cells: cells.str.strip() == "").all(axis=1)
     out: dict[str, Any] = {}
-    for line, (name, text) in enumerate(zip(df[name_col], df[value_cols[0]], strict=True), start=2):
+    for line, (name, text, skip) in enumerate(zip(df[name_col], df[column], blank, strict=True), start=2):
+        if skip:
+            continue
         key = str(name).strip()
         if key in out:  # which of two values would be meant is not ours to guess
             raise FetalheadError(f"{path} line {line}: {key} is listed twice")
@@ -210,12 +229,13 @@ def _read_value_csv(path: str | os.PathLike, what: str, is_value_column: Callabl
 
 def read_pixel_csv(path: str | os.PathLike) -> dict[str, float]:
     """{file name: pixel size in mm} from a CSV laid out like HC18's: a `filename` column (else
-    the first column) and a pixel size column (the first whose header contains 'pixel', e.g.
-    `pixel size(mm)`). Every value is checked by `validate_pixel_size`, a name listed twice is
+    the first column) and a pixel size column (the first whose header contains 'pixel' and
+    names mm, else the first whose header contains 'pixel', e.g. `pixel size(mm)`; one in
+    another unit is an error). Every value is checked by `validate_pixel_size`, a name listed twice is
     an error; errors name the line."""
     return _read_value_csv(path, "pixel-size CSV", lambda c: "pixel" in c.lower(),
                            "'pixel size(mm)': no pixel size column (a header containing 'pixel')",
-                           validate_pixel_size)
+                           validate_pixel_size, unit="mm")
 
 
 def read_ga_csv(path: str | os.PathLike) -> dict[str, float | None]:
@@ -253,12 +273,13 @@ def _hc_mm(text: str) -> float | None:
 def read_hc_csv(path: str | os.PathLike) -> dict[str, float | None]:
     """{file name: the HC recorded for it in mm, or None where the cell is empty} from a CSV of
     a `filename` column (else the first column) and an HC column (the first whose header
-    starts with 'hc' or contains 'circumference', e.g. HC18's `head circumference (mm)`);
+    starts with 'hc' or contains 'circumference' and names mm, e.g. HC18's `head
+    circumference (mm)`, else the first of those; one in cm or another unit is an error);
     values outside `HC_RANGE_MM` are errors, which name the line."""
     return _read_value_csv(path, "recorded-HC CSV",
                            lambda c: c.strip().lower().startswith("hc") or "circumference" in c.lower(),
                            "'hc': no HC column (a header starting with 'hc' or containing 'circumference')",
-                           _hc_mm)
+                           _hc_mm, unit="mm")
 
 
 def _checked_pattern(pattern: str) -> str:

@@ -109,6 +109,15 @@ def test_recorded_cells_may_be_empty_and_headers_vary(tmp_path):
     assert read_exams(tmp_path / "hc.csv") == {"a.png": "P1", "b.png": "P1"}
 
 
+def test_the_hc_column_is_the_one_in_mm_and_one_in_cm_is_refused(tmp_path):
+    hc = tmp_path / "hc.csv"
+    hc.write_text("filename,hc_centile,hc_mm\na.png,50,180\nb.png,40,201\n,,\n")  # a spreadsheet's last row
+    assert read_hc_csv(hc) == {"a.png": 180.0, "b.png": 201.0}
+    hc.write_text("filename,HC (cm)\na.png,18.0\n")
+    with pytest.raises(FetalheadError, match=r"column 'HC \(cm\)' is in cm; give it in mm"):
+        read_hc_csv(hc)
+
+
 @pytest.mark.parametrize(("row", "words"), [
     ("ok,0.9,abc,150", r"line 3 \(b.png\): pixel size 'abc' is not a number"),
     ("ok,0.9,-0.1,150", r"line 3 \(b.png\): pixel size -0.1 mm must be positive"),
@@ -124,6 +133,21 @@ def test_a_cell_that_is_not_a_measurement_is_a_one_line_error(tmp_path, row, wor
         read_predictions(path)
     path.write_text("filename,status,quality,pixel_size_mm,hc_mm\na.png,ok,0.9,0.1,150\nb.png,no head found,,0.1,\n")
     assert list(read_predictions(path)["status"]) == ["ok", "no head found"]
+
+
+def test_file_names_that_look_like_numbers_or_missing_values_stay_names(tmp_path):
+    """A DICOM export is often named 0001, 0002, ...: such names are matched as names."""
+    (tmp_path / "p.csv").write_text("filename,status,quality,pixel_size_mm,hc_mm\n"
+                                    "0001,ok,0.9,0.1,150\nNA,ok,0.9,NA,\n 2 ,ok,0.8,0.1,160\n")
+    with pytest.raises(FetalheadError, match=r"line 3 \(NA\): pixel size"):
+        read_predictions(tmp_path / "p.csv")  # the other columns' missing cells are still missing
+    (tmp_path / "p.csv").write_text("filename,status,quality,pixel_size_mm,hc_mm\n"
+                                    "0001,ok,0.9,0.1,150\nNA,ok,0.9,0.1,155\n")
+    table = read_predictions(tmp_path / "p.csv")
+    assert list(table["filename"]) == ["0001", "NA"] and list(table["hc_mm"]) == [150.0, 155.0]
+    (tmp_path / "hc.csv").write_text("filename,hc\n0001,151\nNA,153\n")
+    paired = agreement_table(table, read_hc_csv(tmp_path / "hc.csv"))
+    assert sorted(paired["filename"]) == ["0001", "NA"]
 
 
 def test_several_frames_of_a_clip_cannot_meet_one_recorded_hc(tmp_path):

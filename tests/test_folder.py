@@ -126,10 +126,13 @@ def test_read_pixel_csv_validates_every_value(tmp_path):
     good = tmp_path / "px.csv"
     good.write_text("filename,pixel size(mm)\na.png,0.12\nb.png, 0.2 \n")
     assert read_pixel_csv(good) == {"a.png": 0.12, "b.png": 0.2}
+    good.write_text("filename,pixel count,pixel size(mm)\r\na.png,9,0.12\r\n,,\r\n , ,\r\n")  # spreadsheet rows
+    assert read_pixel_csv(good) == {"a.png": 0.12}
     for body, match in [("filename,pixel size(mm)\na.png,0.12\nb.png,0\n", "line 3: pixel size 0 mm must be positive"),
                         ("filename,pixel size(mm)\na.png,abc\n", "line 2: pixel size 'abc' is not a number"),
                         ("filename,pixel size(mm)\na.png,5\n", "implausible"),
                         ("name,size\na.png,0.1\n", "needs columns"),
+                        ("filename,pixel size (um)\na.png,100\n", "'pixel size \\(um\\)' is in um; give it in mm"),
                         ("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\na.png,0.2\n", "line 4: a.png is listed twice")]:
         bad = tmp_path / "bad.csv"
         bad.write_text(body)
