@@ -450,15 +450,18 @@ def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
 def check_output_names(items: Sequence[tuple[Path, Any, str | None]], stems: Sequence[str],
                        targets: Sequence[Path]) -> None:
     """One-line FetalheadError when two of `items` (image path, frame, frame column) would write
-    outputs of one name (their `stems`: `x_f002` of a loop's frame 2 and an image `x_f002.png`),
+    outputs of one name (their `stems`: `x_f002` of a loop's frame 2 and an image `x_f002.png`;
+    `A` and `a`, one name where case is ignored),
     or when one of the output files `targets` is one of the input images."""
-    first: dict[str, tuple[Path, str | None]] = {}
+    first: dict[str, tuple[Path, str | None, str]] = {}
     for (path, _, column), stem in zip(items, stems, strict=True):
-        if stem in first:
-            (other, other_frame) = first[stem]
+        key = stem.casefold()  # one file name on macOS and Windows
+        if key in first:
+            (other, other_frame, other_stem) = first[key]
             said = [f"{q}" + (f" (frame {c})" if c is not None else "") for q, c in ((other, other_frame), (path, column))]
-            raise FetalheadError(f"{said[0]} and {said[1]} would both write {stem}{MASK_SUFFIX}.png; rename one")
-        first[stem] = (path, column)
+            case = "" if other_stem == stem else " on a file system that ignores case (macOS, Windows)"
+            raise FetalheadError(f"{said[0]} and {said[1]} would both write {stem}{MASK_SUFFIX}.png{case}; rename one")
+        first[key] = (path, column, stem)
     inputs = {path.resolve() for path, _, _ in items}
     for target in targets:
         if target.resolve() in inputs:
