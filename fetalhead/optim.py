@@ -136,12 +136,15 @@ def ema_decay_at(decay: float, n: int) -> float:
     return min(decay, (1.0 + n) / (10.0 + n))
 
 
-def _ema_update(decay: float):
-    """`AveragedModel`'s multi_avg_fn: averaged <- d averaged + (1 - d) current, d = ema_decay_at."""
+def _ema_update(decay: float, updates: Callable[[], int]):
+    """`AveragedModel`'s multi_avg_fn: averaged <- d averaged + (1 - d) current, d =
+    ema_decay_at(decay, updates()). The count comes from `updates`, read on the host: the one
+    AveragedModel passes is a copy on the weights' device, and reading that would make the CPU
+    wait for the GPU twice a step."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-        d = ema_decay_at(decay, int(n))
+        d = ema_decay_at(decay, updates())
         if torch.is_floating_point(averaged[0]):
             torch._foreach_lerp_(averaged, current, 1.0 - d)
         else:  # integer buffers (BatchNorm's step count)
@@ -153,9 +156,15 @@ def _ema_update(decay: float):
 
 def averaged_model(model: nn.Module, decay: float) -> AveragedModel | None:
     """An exponential moving average of `model`'s weights and buffers (None for decay 0): its
-    first update copies the weights, the later ones decay by `ema_decay_at(decay, n)`."""
+    first update copies the weights, the later ones decay by `ema_decay_at(decay, n)`, n the
+    updates so far (its `n_averaged`, kept on the CPU)."""
     if not decay:
         return None
     if not 0.0 < decay < 1.0:
         raise FetalheadError(f"ema_decay must be in [0, 1), got {decay}")
-    return AveragedModel(model, multi_avg_fn=_ema_update(decay), use_buffers=True)
+
+    def updates() -> int:
+        return int(average.n_averaged)
+
+    average = AveragedModel(model, multi_avg_fn=_ema_update(decay, updates), use_buffers=True)
+    return average

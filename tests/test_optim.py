@@ -10,7 +10,7 @@ import torch
 from fetalhead.config import get_config
 from fetalhead.errors import FetalheadError
 from fetalhead.model import build_model
-from fetalhead.optim import EarlyStopping, build_optimizer, build_scheduler, ema_decay_at, lr_factor
+from fetalhead.optim import EarlyStopping, averaged_model, build_optimizer, build_scheduler, ema_decay_at, lr_factor
 
 
 def tiny_cfg(**kw):
@@ -63,6 +63,31 @@ def test_the_average_warms_up_to_its_decay():
     # after 2,700 updates (a width-32 run of 63 epochs) the first 100 weigh little in the average
     kept = np.prod([ema_decay_at(0.999, n) for n in range(100, 2700)])
     assert kept < 1e-3 < np.prod([0.999] * 2600)
+
+
+def test_the_average_follows_its_warm_up_update_by_update():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    average = averaged_model(model, 0.999)
+    expected = None
+    for n in range(4):
+        with torch.no_grad():
+            model[0].weight.fill_(float(n + 1))
+        average.update_parameters(model)
+        d = ema_decay_at(0.999, n)
+        expected = 1.0 if n == 0 else d * expected + (1 - d) * (n + 1)
+        assert average.module[0].weight.flatten()[0].item() == pytest.approx(expected), n
+    assert averaged_model(model, 0.0) is None
+
+
+def test_the_average_never_reads_the_weights_device():
+    """On a GPU, reading a count or a weight back to the CPU makes the CPU wait for the GPU; the
+    average's updates read nothing there. Weights on the "meta" device (no data: any read
+    raises) stand in for it."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).to("meta")
+    average = averaged_model(model, 0.999)
+    for _ in range(3):
+        average.update_parameters(model)
+    assert int(average.n_averaged) == 3
 
 
 def test_lr_factor_has_the_shape_of_torch_onecycle():
