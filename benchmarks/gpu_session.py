@@ -14,13 +14,19 @@ stage still runs), each writing its results as soon as it has them:
 2. smoke  -- within the first 30 s: imports, the carry file, a few training steps, best.pt,
              the fp16 export and reading it back (a broken setup shows here, not at minute 5);
 3. train  -- the runs side by side (without --run: the `default` preset for --budget-default
-             seconds and the `small` preset for --budget-small seconds), then their fp16
-             exports; several runs share the GPU well, since one run alone uses little of it;
+             seconds and the `small` preset for --budget-small seconds), each exported in fp16
+             as soon as it ends; several runs share the GPU well, since one run alone uses
+             little of it;
 4. bench  -- training throughput of the reference and default recipes at equal sizes,
              model FLOP utilisation, latency (`fetalhead bench --no-train`).
 
 A run is NAME=PRESET:SECONDS[:KEY=VALUE,...]: `fetalhead train --preset PRESET --time-budget
-SECONDS --set KEY=VALUE ...`. Files in --out (at most 8, so at most MAX_RUNS runs):
+SECONDS --set KEY=VALUE ...`. The smoke stage trains the first run's preset and settings; when
+it fails, train is skipped (its minutes are better spent on a second try). The whole session
+keeps to `--deadline` seconds (default 570, under the GPU machine's 600 s per command): the
+runs' budgets are cut to what is left after env and smoke, each run is exported as soon as it
+ends, and histories.csv is rewritten every 30 s while they train, so a run killed from outside
+still leaves its history. Files in --out (at most 8, so at most MAX_RUNS runs):
 session.log, stages.json, histories.csv (every run's history, column "run"), bench.json and
 fetalhead_NAME.pt per run. Choose among the runs on the validation part afterwards
 (`fetalhead evaluate --checkpoint FILE --part val`).
@@ -53,6 +59,10 @@ DRY_RUN_BUDGET_S = 3.0  #: seconds of training per run in a dry run
 TRAVEL_MIB = 64  #: what goes to the GPU machine: the working tree and the carry file together
 NO_GPU_EXIT = 3  #: the exit code of the env check, and of a stage skipped, when --python sees no CUDA device
 CUDA_EXIT = f"; import sys; sys.exit(0 if torch.cuda.is_available() else {NO_GPU_EXIT})"
+DEADLINE_S = 570.0  #: default session deadline: a command on the GPU machine gets at most 600 s
+START_S = 20.0  #: seconds a training run spends before its budget starts and after it ends (data, last validation)
+EXPORT_S = 15.0  #: seconds kept for each run's export after training
+HISTORY_EVERY_S = 30.0  #: histories.csv is rewritten this often while the runs train
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,16 @@ def parse_run(text: str) -> Run:
         raise ValueError(f"run {text!r}: the budget must be positive")
     settings = tuple(x.strip() for x in parts[2].split(",") if x.strip()) if len(parts) == 3 else ()
     return Run(name, parts[0], seconds, settings)
+
+
+def fit_to_deadline(runs: list[Run], seconds_left: float) -> list[Run]:
+    """`runs` with each budget cut so that all of them (side by side) and their exports end
+    within `seconds_left`: at most seconds_left - START_S - EXPORT_S x len(runs); ValueError
+    when that leaves less than a second."""
+    most = seconds_left - START_S - EXPORT_S * len(runs)
+    if most < 1.0:
+        raise ValueError(f"{seconds_left:.0f} s left before the deadline: no time to train")
+    return [Run(r.name, r.preset, min(r.seconds, round(most, 1)), r.settings) for r in runs]
 
 
 class Session:
@@ -149,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-small", type=float, default=120.0, help="seconds of training, small preset")
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     p.add_argument("--python", default=sys.executable, help="the Python that has a CUDA torch")
+    p.add_argument("--deadline", type=float, default=DEADLINE_S,
+                   help="seconds from the start within which everything ends (budgets are cut to fit)")
     p.add_argument("--dry-run", action="store_true", help="CPU, quick presets, seconds-long budgets")
     args = p.parse_args(argv)
     try:
@@ -161,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--stages {args.stages!r}: choose from {', '.join(STAGES)}")
         if not args.cache.is_file():
             raise ValueError(f"no carry file {args.cache}")
-        for flag, budget in (("--budget-default", args.budget_default), ("--budget-small", args.budget_small)):
+        for flag, budget in (("--budget-default", args.budget_default), ("--budget-small", args.budget_small),
+                             ("--deadline", args.deadline)):
             if not budget > 0:  # NaN too
                 raise ValueError(f"{flag} {budget:g}: must be a positive number of seconds")
         if args.out.exists() and not args.out.is_dir():
@@ -177,12 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         runs = [Run(r.name, r.preset, DRY_RUN_BUDGET_S, r.settings) for r in runs]
     work = Path(tempfile.mkdtemp(prefix="gpu_session_"))
     s = Session(args.out, work)
+    deadline = s.t0 + args.deadline
     py, cache = args.python, str(args.cache.resolve())
     quick = ["--quick"] if args.dry_run else []
     fh = [py, "-m", "fetalhead"]
     s.say(f"out={args.out} work={work} dry_run={args.dry_run} stages={stages} runs={runs}")
 
     cuda: dict[str, bool] = {}  # whether --python sees a CUDA device, once asked
+    smoked: dict[str, int] = {}  # the smoke stage's exit code, once it ran
 
     def env() -> int:
         code = ("import torch, platform; print('python', platform.python_version(), 'torch', torch.__version__, "
@@ -208,44 +233,80 @@ def main(argv: list[str] | None = None) -> int:
     def smoke() -> int:
         if without_gpu("smoke"):
             return NO_GPU_EXIT
-        run = work / "smoke"
-        rc = s.run("smoke-train", fh + ["train", "--preset", "default", "--cache", cache, "--out", str(run),
-                                        "--time-budget", "3" if args.dry_run else "6", "--quiet", *quick], 120)
-        return rc or s.run("smoke-export", fh + ["export", "--checkpoint", str(run / "best.pt"),
-                                                 "--out", str(run / "export.pt")], 60)
+        run, first = work / "smoke", runs[0]  # what the train stage runs first, for seconds
+        sets = [x for kv in first.settings for x in ("--set", kv)]
+        rc = s.run("smoke-train", fh + ["train", "--preset", first.preset, "--cache", cache, "--out", str(run),
+                                        "--time-budget", "3" if args.dry_run else "6", *sets, "--quiet", *quick], 120)
+        smoked["rc"] = rc or s.run("smoke-export", fh + ["export", "--checkpoint", str(run / "best.pt"),
+                                                         "--out", str(run / "export.pt")], 60)
+        return smoked["rc"]
+
+    def write_histories() -> None:
+        """histories.csv: every run's history so far (one file for all runs: few files come back)."""
+        header, rows = None, []
+        for r in runs:
+            history = work / r.name / "history.csv"
+            if history.is_file():  # written whole after each epoch
+                first, *rest = history.read_text().splitlines() or [""]
+                header = header or f"run,{first}"
+                rows += [f"{r.name},{line}" for line in rest]
+        if header:
+            tmp = args.out / "histories.csv.tmp"
+            tmp.write_text("\n".join([header, *rows]) + "\n")
+            os.replace(tmp, args.out / "histories.csv")
+
+    def export(r: Run) -> int:
+        best = work / r.name / "best.pt"
+        if not best.is_file():  # a run killed at its limit still has its best epoch
+            return 0
+        return s.run(f"export-{r.name}", fh + ["export", "--checkpoint", str(best),
+                                               "--out", str(args.out / f"fetalhead_{r.name}.pt"), "--overwrite"], 60)
 
     def train() -> int:
         if without_gpu("train"):
             return NO_GPU_EXIT
+        if smoked.get("rc", 0) != 0:
+            s.say(f"train: skipped, the smoke stage failed (exit {smoked['rc']}): fix it and run again")
+            return smoked["rc"]
+        todo = runs if args.dry_run else fit_to_deadline(runs, deadline - time.monotonic())
+        for r, cut in zip(runs, todo, strict=True):
+            if cut.seconds < r.seconds:
+                s.say(f"train-{r.name}: {r.seconds:g} s cut to {cut.seconds:g} s to end within --deadline")
         procs = {}
-        for r in runs:  # side by side: one run alone leaves most of the GPU idle
+        for r in todo:  # side by side: one run alone leaves most of the GPU idle
             sets = [x for kv in r.settings for x in ("--set", kv)]
             procs[r.name] = s.spawn(f"train-{r.name}", fh + [
                 "train", "--preset", r.preset, "--cache", cache, "--out", str(work / r.name),
                 "--time-budget", str(r.seconds), *sets, "--quiet", *quick])
-        deadline = time.monotonic() + max(r.seconds for r in runs) + 120
-        rcs = {r.name: s.finish(f"train-{r.name}", *procs[r.name], deadline) for r in runs}
-        header, rows = None, []
-        for r in runs:
-            run = work / r.name
-            if (run / "history.csv").is_file():  # one file for all runs: few files come back
-                first, *rest = (run / "history.csv").read_text().splitlines()
-                header = header or f"run,{first}"
-                rows += [f"{r.name},{line}" for line in rest]
-            if (run / "best.pt").is_file():  # a run killed at its limit still has its best epoch
-                rcs[r.name] = s.run(f"export-{r.name}", fh + [
-                    "export", "--checkpoint", str(run / "best.pt"),
-                    "--out", str(args.out / f"fetalhead_{r.name}.pt"), "--overwrite"], 60) or rcs[r.name]
-        if header:
-            (args.out / "histories.csv").write_text("\n".join([header, *rows]) + "\n")
+        kill_at = time.monotonic() + max(r.seconds for r in todo) + 120
+        if not args.dry_run:
+            kill_at = min(kill_at, deadline - EXPORT_S * len(todo))
+        rcs: dict[str, int] = {}
+        written = time.monotonic()
+        while len(rcs) < len(todo):  # each run exported as soon as it ends
+            for r in todo:
+                proc, path = procs[r.name]
+                if r.name not in rcs and (proc.poll() is not None or time.monotonic() >= kill_at):
+                    rcs[r.name] = s.finish(f"train-{r.name}", proc, path, kill_at)
+                    rcs[r.name] = export(r) or rcs[r.name]
+                    write_histories()
+            if time.monotonic() - written >= HISTORY_EVERY_S:
+                write_histories()
+                written = time.monotonic()
+            time.sleep(0.2)
+        write_histories()
         return max(rcs.values())
 
     def bench() -> int:
         if without_gpu("bench"):
             return NO_GPU_EXIT
         extra = ["--quick", "--device", "cpu", "--steps", "2"] if args.dry_run else ["--steps", "20"]
+        limit = 240.0 if args.dry_run else min(240.0, deadline - time.monotonic())
+        if limit < 30:
+            s.say(f"bench: skipped, {limit:.0f} s left before --deadline")
+            return 1
         return s.run("bench", fh + ["bench", "--cache", cache, "--no-train", "--out",
-                                    str(args.out / "bench.json"), "--overwrite", *extra], 240)
+                                    str(args.out / "bench.json"), "--overwrite", *extra], limit)
 
     for name, fn in (("env", env), ("smoke", smoke), ("train", train), ("bench", bench)):
         if name in stages:

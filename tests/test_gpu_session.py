@@ -56,15 +56,18 @@ def test_candidate_runs_with_their_own_settings(carry, tmp_path):
     mod = _module()
     out = tmp_path / "out"
     rc = mod.main(["--cache", str(carry), "--out", str(out), "--dry-run", "--python", sys.executable,
-                   "--run", "w4=cpu:60:base_channels=4,seed=3", "--run", "plain=cpu:60",
-                   "--stages", "env,train"])
+                   "--run", "w4=cpu:60:base_channels=4,seed=3,ema_decay=0.99", "--run", "plain=cpu:60",
+                   "--stages", "env,smoke,train"])
     stages = json.loads((out / "stages.json").read_text())
-    assert rc == 0 and [s["stage"] for s in stages] == ["env", "train"], (out / "session.log").read_text()[-3000:]
+    assert rc == 0 and [s["stage"] for s in stages] == ["env", "smoke", "train"], (out / "session.log").read_text()[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["fetalhead_plain.pt", "fetalhead_w4.pt", "histories.csv",
                                                       "session.log", "stages.json"]
     _, w4, _ = load_checkpoint(out / "fetalhead_w4.pt")
     _, plain, _ = load_checkpoint(out / "fetalhead_plain.pt")
-    assert (w4.base_channels, w4.seed) == (4, 3) and (plain.base_channels, plain.seed) == (8, 0)
+    assert (w4.base_channels, w4.seed, w4.ema_decay) == (4, 3, 0.99) and (plain.base_channels, plain.seed) == (8, 0)
+    smoke = [line for line in (out / "session.log").read_text().splitlines()
+             if "$ " in line and " train --preset " in line and "smoke --time-budget" in line]
+    assert len(smoke) == 1 and " --preset cpu " in smoke[0] and "--set ema_decay=0.99" in smoke[0]  # the first run's
     assert set(pd.read_csv(out / "histories.csv")["run"]) == {"w4", "plain"}
     assert mod.MAX_RUNS * 1 + 4 <= MAX_FILES  # every run's weights and the four shared files come back
 
@@ -98,6 +101,29 @@ def test_a_failing_stage_is_logged_and_the_next_still_runs(carry, tmp_path):
     assert rc == 2 and stages == {"train": 2, "bench": 0}
     assert (out / "fetalhead_default.pt").is_file() and (out / "bench.json").is_file()
     assert "train-bad (exit 2)" in (out / "session.log").read_text()
+
+
+def test_a_failed_smoke_stage_skips_training(carry, tmp_path):
+    out = tmp_path / "out"
+    rc = _module().main(["--cache", str(carry), "--out", str(out), "--dry-run", "--python", sys.executable,
+                         "--run", "bad=no-such-preset:60", "--run", "good=cpu:60", "--stages", "smoke,train"])
+    stages = {s["stage"]: s["exit_code"] for s in json.loads((out / "stages.json").read_text())}
+    assert rc == 2 and stages == {"smoke": 2, "train": 2}
+    assert "train: skipped, the smoke stage failed (exit 2)" in (out / "session.log").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["session.log", "stages.json"]
+
+
+def test_budgets_are_cut_to_end_within_the_deadline():
+    mod = _module()
+    runs = [mod.Run("a", "small", 450.0), mod.Run("b", "small", 100.0, ("base_channels=32",))]
+    assert mod.fit_to_deadline(runs, 1000.0) == runs  # room enough: unchanged
+    cut = mod.fit_to_deadline(runs, 400.0)
+    most = 400.0 - mod.START_S - 2 * mod.EXPORT_S
+    assert [r.seconds for r in cut] == [most, 100.0] and cut[1].settings == ("base_channels=32",)
+    with pytest.raises(ValueError, match="no time to train"):
+        mod.fit_to_deadline(runs, mod.START_S + 2 * mod.EXPORT_S)
+    # the GPU command as planned: env and smoke take about 35 s, then both 450 s runs fit
+    assert [r.seconds for r in mod.fit_to_deadline(runs, mod.DEADLINE_S - 35)] == [450.0, 100.0]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here: the run would train")

@@ -10,7 +10,14 @@ import torch
 from fetalhead.config import get_config
 from fetalhead.errors import FetalheadError
 from fetalhead.model import build_model
-from fetalhead.optim import EarlyStopping, averaged_model, build_optimizer, build_scheduler, ema_decay_at, lr_factor
+from fetalhead.optim import (
+    EarlyStopping,
+    averaged_model,
+    build_optimizer,
+    build_scheduler,
+    ema_decay_at,
+    lr_factor,
+)
 
 
 def tiny_cfg(**kw):
