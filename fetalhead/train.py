@@ -341,7 +341,12 @@ def fit(
         # the best weights so far: best.pt beside last.pt (weights only)
         best_path = Path(resume).parent / "best.pt"
         best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else read_checkpoint(best_path)
-        if int(best_src["epoch"]) != stopper.best_epoch:
+        found, score = int(best_src["epoch"]), (best_src.get("metrics") or {}).get("val_dice")
+        if found > int(ckpt["epoch"]) and score is not None:
+            # a run stopped after an improvement that last.pt (saved now and then) has not seen:
+            # best.pt holds the best weights this run validated, so they stay the best so far
+            stopper.best_score, stopper.best_epoch, stopper.bad_epochs = float(score), found, 0
+        elif found != stopper.best_epoch:
             raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
         best_weights = kept.state_dict() if best_src is ckpt else best_src["model"]
         stopper.best_state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().clone()

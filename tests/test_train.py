@@ -168,6 +168,30 @@ def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
         fit(replace(cfg, ema_decay=1.0), train, val, tmp_path / "bad", progress=False)
 
 
+def test_a_run_stopped_after_an_improvement_last_pt_missed_resumes(tmp_path):
+    """last.pt is saved now and then; a run stopped (Ctrl-C, a crash) after best.pt improved
+    once more resumes from last.pt with that best.pt as the best so far, and ends as the
+    uninterrupted run does (CPU runs are deterministic)."""
+    import shutil
+
+    cfg = tiny_cfg(epochs=8, patience=8)
+    train, val = synthetic_set(8), synthetic_set(4, seed=1)
+    full = fit(cfg, train, val, tmp_path / "full", progress=False)
+    dice = full.history["val_dice"].to_numpy()
+    best_so_far = [int(np.argmax(dice[:e])) + 1 for e in range(1, len(dice) + 1)]
+    # last.pt saved at an epoch that was not the best, and a later epoch better still
+    saved = next(e for e in range(2, len(dice)) if best_so_far[e - 1] < e and best_so_far[-1] > e)
+    improved = next(e for e in range(saved + 1, len(dice) + 1) if best_so_far[e - 1] == e)
+    fit(cfg, train, val, tmp_path / "part", progress=False, callback=lambda e, h: e == saved)
+    fit(cfg, train, val, tmp_path / "later", progress=False, callback=lambda e, h: e == improved)
+    _, _, later = load_checkpoint(tmp_path / "later" / "best.pt")
+    assert later["epoch"] == improved
+    shutil.copyfile(tmp_path / "later" / "best.pt", tmp_path / "part" / "best.pt")  # what the stopped run left
+    resumed = fit(cfg, train, val, tmp_path / "part", resume=tmp_path / "part" / "last.pt", progress=False)
+    assert resumed.best_epoch == full.best_epoch and resumed.best_val_dice == full.best_val_dice
+    assert same_weights(weights(full.model), weights(resumed.model))
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_cfg(epochs=1)
     fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
