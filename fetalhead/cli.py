@@ -133,6 +133,11 @@ def _override(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _seed(text: str) -> int:
+    """--seed N: checked as `--set seed=N` is (a whole number, at least 0)."""
+    return int(_override(f"seed={text}")[1])
+
+
 def _image_size(text: str) -> tuple[int, int]:
     parts = text.lower().replace("*", "x").split("x")
     try:
@@ -246,11 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
              overwrite="replace the checkpoints and history of an earlier run in --out")
     p.add_argument("--resume", type=_path, default=None, metavar="FILE",
                    help="continue from this checkpoint")
-    _add_count(p, "--epochs", "override the preset's number of epochs")
+    _add_count(p, "--epochs", "train for this many epochs (without --time-budget, a preset's "
+               "time budget is then not used)")
     p.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
                    help="train for this many wall-clock seconds, validation included; the "
                    "learning rate anneals fully inside it and the best epoch is kept")
-    p.add_argument("--seed", type=int, default=None, metavar="N",
+    p.add_argument("--seed", type=_seed, default=None, metavar="N",
                    help="override the preset's random seed (initial weights, batches, augmentation)")
     p.add_argument("--set", dest="overrides", type=_override, action="append", default=[],
                    metavar="KEY=VALUE", help="override any setting of the preset (a field of "

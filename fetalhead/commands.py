@@ -218,6 +218,8 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     overrides: dict = {"epochs": epochs} if epochs is not None else {}
     if time_budget is not None:
         overrides["time_budget_s"] = time_budget
+    elif epochs is not None:  # epochs asked for: they decide, not a preset's budget
+        overrides["time_budget_s"] = None
     if seed is not None:
         overrides["seed"] = seed
     overrides.update(settings)
@@ -261,6 +263,9 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         if not quiet:
             _say(f"training on the train and val parts ({len(train)} images): validation Dice is "
                  "measured on seen images, so ship last.pt and judge on the test part")
+    if not same_run:  # an earlier run's files replaced (--overwrite): none of them left beside the new ones
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
     result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet, init=start)
     return Path(result.checkpoint_path)
 

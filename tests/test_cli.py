@@ -136,6 +136,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(capfd):
     for argv, words in [([], "required"), (["frobnicate"], "invalid choice"),
                         (["train", "--preset", "huge"], "invalid choice"),
                         (["train", "--set", "width=16"], "unknown setting 'width'"),
+                        (["train", "--seed", "-1"], "seed=-1: must be at least 0"),
                         (["prepare-cache", "--size", "abc", "--out", "x"], "HEIGHTxWIDTH"),
                         (["evaluate", "--limit", "0"], "at least 1"),
                         (["compare", "--predictions", "p.csv", "--out", "o"], "--hc-csv"),
@@ -1170,6 +1171,54 @@ def test_train_parts_train_and_val(tmp_path, capfd, monkeypatch, synthetic_hc18,
     (train, val), (both, val_too) = seen["train"], seen["train+val"]
     assert set(train) == {"train"} and set(val) == {"val"} and val_too == val
     assert both == train + val
+
+
+def test_train_overwrite_leaves_no_file_of_the_earlier_run(tmp_path, capfd, monkeypatch, synthetic_hc18, cache_tmp):
+    """Replacing a run (--overwrite) removes its files before training: a new run stopped
+    before its first last.pt leaves no last.pt of the earlier run beside its own best.pt."""
+    from types import SimpleNamespace
+
+    import fetalhead.commands as commands
+
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    for folder in (run_dir, other):
+        folder.mkdir()
+        for name in commands.RUN_FILES:
+            (folder / name).write_text("the earlier run's")
+    seen = []
+
+    def fake_fit(cfg, train, val, out_dir, **kwargs):
+        seen.append(sorted(p.name for p in Path(out_dir).iterdir()))
+        return SimpleNamespace(checkpoint_path=Path(out_dir) / "best.pt")
+
+    monkeypatch.setattr(commands, "fit", fake_fit)
+    code, _, err = run(["train", "--preset", "cpu", "--quick", "--data", synthetic_hc18, "--out", run_dir,
+                        "--overwrite", "--quiet"], capfd)
+    assert code == 0 and seen == [[]], err
+    code, _, err = run(["train", "--preset", "cpu", "--quick", "--data", synthetic_hc18, "--out", other,
+                        "--resume", other / "last.pt", "--quiet"], capfd)  # resuming its own run keeps it
+    assert code == 0 and seen[1] == sorted(commands.RUN_FILES), err
+
+
+def test_epochs_decide_unless_a_time_budget_is_given(tmp_path, capfd, monkeypatch, synthetic_hc18, cache_tmp):
+    from types import SimpleNamespace
+
+    import fetalhead.commands as commands
+
+    seen = []
+
+    def fake_fit(cfg, train, val, out_dir, **kwargs):
+        seen.append((cfg.epochs, cfg.time_budget_s))
+        return SimpleNamespace(checkpoint_path=Path(out_dir) / "best.pt")
+
+    monkeypatch.setattr(commands, "fit", fake_fit)
+    monkeypatch.setenv("FETALHEAD_QUICK", "0")  # the preset as it is, with its time budget
+    for i, extra in enumerate([[], ["--epochs", "3"], ["--epochs", "3", "--time-budget", "5"]]):
+        code, _, err = run(["train", "--preset", "small", "--data", synthetic_hc18, "--out", tmp_path / str(i),
+                            "--quiet", *extra], capfd)
+        assert code == 0, err
+    budget = commands.get_config("small", quick=False).time_budget_s
+    assert budget and seen[0][1] == budget and seen[1] == (3, None) and seen[2] == (3, 5.0)
 
 
 def test_evaluate_stores_results_with_their_provenance(tmp_path, capfd, synthetic_hc18, untrained_checkpoint):
