@@ -305,10 +305,16 @@ def fit(
     seconds_before = 0.0
     t_run = clock()
     elapsed = lambda: seconds_before + clock() - t_run  # noqa: E731  (wall seconds of the whole run)
+    val_seconds = 0.0  # the last validation's seconds, once there is one
+
+    def budget_progress() -> float:  # of the training time: the budget less one validation
+        left = budget - val_seconds
+        return elapsed() / left if left > 0 else 1.0
+
     loss_fn = BCEDiceLoss(cfg.bce_weight, cfg.dice_weight, cfg.dice_smooth)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, cfg.epochs * steps_per_epoch,
-                                progress=(lambda: elapsed() / budget) if budget else None)
+                                progress=budget_progress if budget else None)
     amp_dtype, use_scaler = autocast_settings(cfg.precision, dev)
     scaler = torch.amp.GradScaler(dev.type, enabled=use_scaler)
     aug = AugmentParams.from_config(cfg)
@@ -367,7 +373,7 @@ def fit(
     else:
         bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,
                    desc="fit", unit="step", dynamic_ncols=True)
-    val_seconds, last_saved = 0.0, elapsed()
+    last_saved = elapsed()
     trained_on = device_name(dev) + ("" if cuda else f", {torch.get_num_threads()} threads")
     stopped = False
     epoch = start_epoch

@@ -511,6 +511,25 @@ def test_time_budget_keeps_back_the_validations_time(tmp_path, monkeypatch):
     assert res.history["seconds"].iloc[-1] <= 6.0 + 0.6
 
 
+def test_time_budget_anneals_within_the_time_left_for_training(tmp_path, monkeypatch):
+    """With a validation of 1 s in a 6 s budget, training stops mid-epoch at about 5 s (one
+    validation kept back); the rate has annealed by then, not at 6 s."""
+    import fetalhead.train as tr
+
+    clock = FakeClock(0.05)
+    real = tr.evaluate_arrays
+
+    def slow_validation(*args, **kwargs):
+        clock.t += 1.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "evaluate_arrays", slow_validation)
+    cfg = tiny_cfg(time_budget_s=6.0, last_every_s=1e9, batch_size=8, base_channels=2)
+    res = fit(cfg, synthetic_set(128), synthetic_set(4, seed=1), tmp_path, progress=False, clock=clock)
+    assert len(res.history) >= 2
+    assert res.history["lr"].iloc[-1] < 0.05 * cfg.lr
+
+
 def test_seconds_in_the_history_add_up_over_a_resume(tmp_path):
     """history.csv's seconds are those since the run began, resumed parts included: a run
     stopped after epoch 1 and resumed records the same seconds as an uninterrupted one (the
