@@ -434,10 +434,12 @@ def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
 
     Accepts the Zenodo outline (a thin ellipse ring, 1 channel) and an already filled mask (1 to
     4 channels; values 0/255, 0/1 or 16-bit). A pixel is foreground when any colour channel is
-    above half the maximum. The annotation is an outline when it is mostly boundary: a 3x3
-    erosion removes over half of it (a filled region of radius r keeps ((r-1)/r)^2 of its
-    area). Outlines are filled; small gaps are closed first, and an outline that stays open
-    is replaced by its convex hull (heads are convex). Filled masks are returned as they are.
+    above half the maximum. The annotation is a closed outline when what it encloses is at
+    least its own area again (a ring of any thickness up to about a quarter of the head's
+    radius), or an outline with gaps when it is mostly boundary: a 3x3 erosion removes over
+    half of it (a filled region of radius r keeps ((r-1)/r)^2 of its area). Outlines are
+    filled; small gaps are closed first, and an outline that stays open is replaced by its
+    convex hull (heads are convex). Filled masks are returned as they are.
     """
     a = np.asarray(arr)
     if a.ndim == 3:
@@ -450,6 +452,9 @@ def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
     if top <= 0:
         return np.zeros(a.shape, np.uint8)
     fg = (a > top / 2).astype(np.uint8)
+    enclosed = _fill_holes(fg)
+    if cv2.countNonZero(enclosed) >= 2 * cv2.countNonZero(fg):
+        return enclosed  # a closed outline, however thick: it encloses more than it covers
     kernel = np.ones((3, 3), np.uint8)
     eroded = cv2.erode(fg, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     if cv2.countNonZero(eroded) * 2 >= cv2.countNonZero(fg):

@@ -218,6 +218,19 @@ def test_a_thick_outline_is_filled():
     np.testing.assert_array_equal(annotation_to_mask(ring), filled)
 
 
+@pytest.mark.parametrize("thickness", [5, 8, 15])
+def test_a_closed_outline_of_any_thickness_is_filled(thickness):
+    # thicker than the erosion rule can tell (a 3x3 erosion keeps over half of these rings):
+    # what the ring encloses tells instead (SciPy's hole filling as the oracle)
+    box = ((200.0, 150.0), (300.0, 220.0), 25.0)
+    ring = np.zeros((300, 400), np.uint8)
+    cv2.ellipse(ring, box, 1, thickness)
+    assert ndimage.binary_erosion(ring, np.ones((3, 3))).sum() / ring.sum() > 0.5  # the old rule: "filled"
+    filled = ndimage.binary_fill_holes(ring).astype(np.uint8)
+    assert filled.sum() > 2 * ring.sum()
+    np.testing.assert_array_equal(annotation_to_mask(ring * 255), filled)
+
+
 @pytest.mark.parametrize("layout", ["gray01", "gray255", "rgb255", "bool"])
 def test_filled_mask_is_kept_as_it_is(layout):
     filled = np.zeros((120, 160), np.uint8)
