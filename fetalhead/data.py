@@ -434,7 +434,8 @@ def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
 
     Accepts the Zenodo outline (a thin ellipse ring, 1 channel) and an already filled mask (1 to
     4 channels; values 0/255, 0/1 or 16-bit). A pixel is foreground when any colour channel is
-    above half the maximum. The annotation is a closed outline when what it encloses is at
+    above half the maximum; in a mask of one colour with alpha (a head painted in black on a
+    transparent layer), when its alpha is. The annotation is a closed outline when what it encloses is at
     least its own area again (a ring of any thickness up to about a quarter of the head's
     radius), or an outline with gaps when it is mostly boundary: a 3x3 erosion removes over
     half of it (a filled region of radius r keeps ((r-1)/r)^2 of its area). Outlines are
@@ -443,9 +444,14 @@ def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(arr)
     if a.ndim == 3:
-        channels = [a[:, :, c] for c in range(3 if a.shape[2] >= 3 else 1)]  # drop alpha
+        colours = 3 if a.shape[2] >= 3 else 1
+        channels = [a[:, :, c] for c in range(colours)]  # drop alpha
         # Pairwise maximum: ndarray.max(axis=2) over 3 interleaved channels is 25x slower.
         a = functools.reduce(np.maximum, channels)
+        if np.shape(arr)[2] in (2, 4) and a.size and a.min() == a.max():
+            alpha = np.asarray(arr)[:, :, colours]
+            if alpha.min() != alpha.max():  # one colour, the label in its alpha
+                a = alpha
     if a.ndim != 2:
         raise ValueError(f"annotation must be (H, W) or (H, W, C), got shape {np.shape(arr)}")
     top = float(a.max()) if a.size else 0.0

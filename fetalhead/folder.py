@@ -383,7 +383,8 @@ class FolderDataset:
         padded first (`fetalhead.frame.network_image`), as the Predictor will see them.
 
         masks is None when no image has a mask; otherwise images without one get an all-zero
-        mask and meta column `has_mask` tells them apart. meta has `META_COLUMNS` (split
+        mask and meta column `has_mask` tells them apart. A mask file that marks no head is a
+        one-line FetalheadError. meta has `META_COLUMNS` (split
         "folder"; exam and frame from `exam_of`) plus `has_mask`.
         """
         h, w = int(size[0]), int(size[1])
@@ -396,6 +397,9 @@ class FolderDataset:
             item = self[i]
             images[i] = network_image(item["image"], (h, w))
             if item["mask"] is not None:
+                if not item["mask"].any():
+                    raise FetalheadError(f"{self.mask_path(i)}: an empty mask (no head marked); mark the "
+                                         "head in white on black, or leave the image out")
                 masks[i] = network_mask(item["mask"], (h, w))
             exam, frame = exam_of(item["filename"], i)
             rows[i] = {

@@ -1440,6 +1440,17 @@ def test_train_on_your_own_images_from_given_weights(tmp_path, capfd, monkeypatc
     assert snapshot(tmp_path) == before
 
 
+def test_an_empty_mask_among_your_own_is_refused(tmp_path, capfd, synthetic_tiny):
+    root, _ = synthetic_tiny
+    folder = _own_folder(root, tmp_path / "own", 3)
+    blank = sorted((folder / "seg").iterdir())[1]
+    Image.fromarray(np.zeros(Image.open(blank).size[::-1], np.uint8)).save(blank)
+    own = ["--images", folder / "img", "--masks", folder / "seg", "--mask-pattern", "{stem}_mask.png",
+           "--pixel-csv", folder / "px.csv"]
+    code, _, err = run(["train", "--preset", "cpu", "--set", "image_size=64x96", "--out", tmp_path / "r", *own], capfd)
+    assert_one_line_error(code, err, 1, f"{blank.name}: an empty mask (no head marked)")
+
+
 def test_train_on_your_own_images_end_to_end(tmp_path, capfd, synthetic_tiny):
     """A real (tiny) fine-tuning run on your own folder; weights of another network are refused."""
     root, ckpt = synthetic_tiny

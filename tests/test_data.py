@@ -241,6 +241,18 @@ def test_filled_mask_is_kept_as_it_is(layout):
     np.testing.assert_array_equal(annotation_to_mask(arr), filled)
 
 
+@pytest.mark.parametrize("paint", [0, 255])
+def test_a_head_painted_in_one_colour_on_a_transparent_layer_is_its_alpha(paint):
+    filled = np.zeros((120, 160), np.uint8)
+    cv2.ellipse(filled, ((70.0, 55.0), (80.0, 50.0), 20.0), 1, -1)
+    rgba = np.dstack([np.full_like(filled, paint)] * 3 + [filled * 255])
+    np.testing.assert_array_equal(annotation_to_mask(rgba), filled)
+    gray_alpha = np.dstack([np.full_like(filled, paint), filled * 255])
+    np.testing.assert_array_equal(annotation_to_mask(gray_alpha), filled)
+    opaque = np.dstack([np.full_like(filled, paint)] * 3 + [np.full_like(filled, 255)])
+    assert annotation_to_mask(opaque).all() == bool(paint)  # one colour, opaque: as its colour says
+
+
 def test_one_bit_mask_file(tmp_path):
     filled = np.zeros((40, 60), bool)
     cv2.ellipse(filled.view(np.uint8), ((30.0, 20.0), (40.0, 24.0), 10.0), 1, -1)
