@@ -33,8 +33,15 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def _atomic_save(obj: Any, path: Path) -> Path:
-    with atomic_file(path) as tmp:  # an interrupted run never leaves a half-written checkpoint
-        torch.save(obj, tmp)
+    """`torch.save(obj)` into `path` in one rename; a write that fails (a full disk: torch
+    says "unexpected pos" or "failed writing file") is a one-line FetalheadError, and no part
+    of the file is left."""
+    try:
+        with atomic_file(path) as tmp:  # an interrupted run never leaves a half-written checkpoint
+            torch.save(obj, tmp)
+    except RuntimeError as e:  # torch's writer reports a failed write so, not as an OSError
+        raise FetalheadError(f"cannot write a checkpoint in {path.parent}: {str(e).strip().splitlines()[-1][:160]} "
+                             "(is the disk full?)") from None
     return path
 
 

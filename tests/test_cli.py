@@ -1047,6 +1047,29 @@ def test_download_wraps_download_hc18(tmp_path, capfd, monkeypatch):
     assert_one_line_error(code, err, 1, "cannot reach zenodo.org")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="file-size limits are POSIX")
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_leaves_nothing(tmp_path):
+    """A write that fails part-way (here a file-size limit, as a full disk does) is a one-line
+    error naming the folder, with no part of the file left behind."""
+    import resource
+
+    shipped = REPO / "fetalhead" / "weights" / "fetalhead_default.pt"
+    out = tmp_path / "out"
+    out.mkdir()
+    limit = 64 * 1024  # bytes: well below the 7.5 MiB file
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    res = subprocess.run([sys.executable, "-m", "fetalhead", "export", "--checkpoint", str(shipped),
+                          "--out", str(out / "x.pt"), "--dtype", "float16"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600, preexec_fn=small_files)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert f"cannot write a checkpoint in {out}" in res.stderr and "is the disk full?" in res.stderr
+    assert list(out.iterdir()) == []
+
+
 def test_export_writes_a_small_fp16_file_and_refuses_to_overwrite(tmp_path, capfd, untrained_checkpoint):
     from fetalhead.checkpoint import load_checkpoint
 
