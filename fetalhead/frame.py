@@ -15,6 +15,7 @@ were trained. Training on your own images pads them in the same way (`fetalhead.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import cv2
@@ -23,7 +24,7 @@ import numpy as np
 from fetalhead.transforms import resize_image, resize_mask
 
 __all__ = ["ASPECT_TOLERANCE", "FRAME_ASPECT", "FramePad", "frame_padding", "frame_probabilities", "network_image",
-           "network_mask", "pad_frame"]
+           "network_mask", "network_scale", "pad_frame"]
 
 #: Height over width of HC18's frames (540 x 800 px), which every network here trained on.
 FRAME_ASPECT = 540 / 800
@@ -80,6 +81,17 @@ def network_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 {0,1} mask (h, w) -> uint8 {0,1} (H, W), padded and resized as its image is by
     `network_image` (`fetalhead.transforms.resize_mask`)."""
     return resize_mask(pad_frame(mask, frame_padding(mask.shape)), size)
+
+
+def network_scale(shape: tuple[int, int], size: tuple[int, int], pad: bool = True) -> float:
+    """Frame pixels per network pixel (geometric mean of the two axes) of a frame of `shape`
+    (H, W) px shown to the network at `size` (H, W) px: padded to HC18's shape first as
+    `network_image` pads it (unless `pad` is False), then resized."""
+    h, w = int(shape[0]), int(shape[1])
+    if pad:
+        extra = frame_padding((h, w))
+        h, w = h + extra.top + extra.bottom, w + extra.left + extra.right
+    return math.sqrt(h * w / (int(size[0]) * int(size[1])))
 
 
 def frame_probabilities(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

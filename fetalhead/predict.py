@@ -25,7 +25,6 @@ with the CSV. `bias_correction=False` turns it off.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -49,7 +48,7 @@ from fetalhead.ellipse import (
     head_ellipse,
 )
 from fetalhead.errors import FetalheadError
-from fetalhead.frame import frame_padding, frame_probabilities, network_image
+from fetalhead.frame import frame_probabilities, network_image, network_scale
 from fetalhead.interval import half_width_mm
 from fetalhead.quality import Quality, mask_dice, quality
 from fetalhead.transforms import resize_image
@@ -409,11 +408,7 @@ class Predictor:
         review threshold, probability kept or not); `scale` from the size (H, W) of the frame the
         network saw (the map's, padded to HC18's shape as `network_image` pads it) and the
         network's."""
-        h, w = prob.shape
-        if self.pad_frames:
-            pad = frame_padding((h, w))
-            h, w = h + pad.top + pad.bottom, w + pad.left + pad.right
-        scale = math.sqrt(h * w / (self.image_size[0] * self.image_size[1]))
+        scale = network_scale(prob.shape, self.image_size, pad=self.pad_frames)
         return measure(prob, pixel_size_mm, threshold=self.threshold if threshold is None else threshold,
                        bias_correction=self.bias_correction, review_below=self.review_below,
                        scale=scale, flip_agreement=flip_agreement, keep_prob=self.keep_prob)

@@ -38,6 +38,7 @@ from fetalhead.config import TrainConfig
 from fetalhead.device import autocast_settings, device_name, precision_name, resolve_device
 from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
+from fetalhead.frame import network_scale
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.metrics import dice_batch
 from fetalhead.model import build_model
@@ -153,12 +154,17 @@ def image_weights(pixel_size_mm: np.ndarray, exponent: float) -> np.ndarray:
     return (w / w.mean()).astype(np.float32)
 
 
-def _pixel_sizes(arrays: Any) -> np.ndarray:
-    """The `pixel_size_mm` column (N,) of an ArraySet's meta (FetalheadError without one)."""
+def _pixel_sizes(arrays: Any, size: tuple[int, int]) -> np.ndarray:
+    """The mm per network pixel (N,) of an ArraySet's images at `size` (H, W) px: its meta's
+    `pixel_size_mm` times `fetalhead.frame.network_scale` of each `orig_h` x `orig_w` frame
+    (without those columns, the pixel sizes as they are); FetalheadError without pixel sizes."""
     meta = getattr(arrays, "meta", None)
     if meta is None or "pixel_size_mm" not in meta:
         raise FetalheadError("pixel_size_weight needs the training images' pixel sizes (an ArraySet with meta)")
-    return meta["pixel_size_mm"].to_numpy(dtype=np.float64)
+    px = meta["pixel_size_mm"].to_numpy(dtype=np.float64)
+    if {"orig_h", "orig_w"} <= set(meta.columns):  # frames of other sizes: what one network pixel spans
+        px = px * np.array([network_scale((h, w), size) for h, w in zip(meta["orig_h"], meta["orig_w"], strict=True)])
+    return px
 
 
 def coarse_size(cfg: TrainConfig) -> tuple[int, int] | None:
@@ -292,7 +298,7 @@ def fit(
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
 
     # 2. the data, once, on the device as uint8 (1 byte per pixel: the whole set fits easily)
-    weights = image_weights(_pixel_sizes(train), cfg.pixel_size_weight) if cfg.pixel_size_weight else None
+    weights = image_weights(_pixel_sizes(train, cfg.image_size), cfg.pixel_size_weight) if cfg.pixel_size_weight else None
     train_x, train_y, train_w = _to_device_arrays(train, cfg.max_train_images, cfg.image_size, dev, "training",
                                                   cfg.seed, weights)
     val_x, val_y, _ = _to_device_arrays(val, cfg.max_val_images, cfg.image_size, dev, "validation", cfg.seed)

@@ -394,6 +394,24 @@ def test_image_weights_follow_the_pixel_size():
             image_weights(np.array(bad), 1.0)
 
 
+def test_image_weights_follow_what_a_network_pixel_spans():
+    """A frame twice as large at the same pixel size shows each network pixel twice as many
+    millimetres: it weighs twice as much; a square frame is padded first (to 540 x 800)."""
+    from types import SimpleNamespace
+
+    from fetalhead.train import _pixel_sizes
+
+    meta = pd.DataFrame({"pixel_size_mm": [0.1, 0.1, 0.2, 0.1], "orig_h": [540, 1080, 540, 800],
+                         "orig_w": [800, 1600, 800, 800]})
+    px = _pixel_sizes(SimpleNamespace(meta=meta), (192, 288))
+    at_hc18 = 0.1 * np.sqrt(540 * 800 / (192 * 288))
+    assert px == pytest.approx(at_hc18 * np.array([1.0, 2.0, 2.0, np.sqrt(800 * 1185 / (540 * 800))]))
+    w = image_weights(px, 1.0)
+    assert w[1] == pytest.approx(2 * w[0]) and w[2] == pytest.approx(w[1])
+    bare = pd.DataFrame({"pixel_size_mm": [0.1, 0.2]})  # no frame sizes: the pixel sizes as they are
+    assert _pixel_sizes(SimpleNamespace(meta=bare), (192, 288)) == pytest.approx([0.1, 0.2])
+
+
 def test_pixel_size_weight_reaches_every_training_step(tmp_path, monkeypatch):
     import fetalhead.train as train_module
 
