@@ -618,6 +618,13 @@ def _claim_main_out(out: Path) -> None:
 
 
 def _cmd_main(args: argparse.Namespace) -> int:
+    if args.retrain and (args.checkpoint is not None or args.model is not None):
+        given = "--checkpoint" if args.checkpoint is not None else "--model"
+        raise FetalheadError(f"--retrain trains a model of its own; it does not take {given}")
+    trains = args.checkpoint is None and (args.retrain or not shipped_checkpoint(args.model).is_file())
+    if args.epochs is not None and not trains:
+        raise FetalheadError("--epochs is for a model trained here (--retrain); this run measures "
+                             + (str(args.checkpoint) if args.checkpoint is not None else "the shipped weights"))
     out = args.out if args.out is not None else _default_out("outputs")
     _check_main_out(out, args.overwrite)
 
@@ -635,7 +642,7 @@ def _cmd_main(args: argparse.Namespace) -> int:
     # 2. model: given, shipped, or trained here
     if args.checkpoint is not None:
         ckpt = args.checkpoint
-    elif not args.retrain and shipped_checkpoint(args.model).is_file():
+    elif not trains:
         ckpt = shipped_checkpoint(args.model)
     else:
         why = "--retrain given" if args.retrain else f"no shipped weights at {shipped_checkpoint(args.model)}"

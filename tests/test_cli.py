@@ -895,6 +895,8 @@ def test_evaluate_writes_a_report_and_refuses_to_overwrite(tmp_path, capfd, synt
 
 def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monkeypatch,
                                                           synthetic_hc18, cache_tmp):
+    import fetalhead.commands  # noqa: F401  (imported before paths is patched: it would keep the stand-in)
+
     for where in ("fetalhead.paths", "fetalhead.commands"):
         monkeypatch.setattr(f"{where}.shipped_checkpoint", lambda model=None: tmp_path / "missing.pt")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
@@ -952,6 +954,14 @@ def test_main_with_a_checkpoint_and_missing_data(tmp_path, capfd, synthetic_hc18
     code, _, err = run(["main", "--data", tmp_path / "nowhere", "--no-download", "--out", tmp_path / "x"], capfd)
     assert_one_line_error(code, err, 1, "HC18 data not found")
     assert not (tmp_path / "x").exists()
+    for extra, words in ((["--checkpoint", untrained_checkpoint, "--retrain"], "it does not take --checkpoint"),
+                         (["--model", "small", "--retrain"], "it does not take --model"),
+                         (["--epochs", "1"], "--epochs is for a model trained here (--retrain); this run "
+                                             "measures the shipped weights"),
+                         (["--epochs", "1", "--checkpoint", untrained_checkpoint], f"measures {untrained_checkpoint}")):
+        code, _, err = run(["main", "--data", synthetic_hc18, "--out", tmp_path / "y", *extra], capfd)
+        assert_one_line_error(code, err, 1, words)  # contradictory options: refused before any work
+        assert not (tmp_path / "y").exists()
 
 
 # ----------------------------------------------------------------------------- train, cache, download
@@ -1559,3 +1569,5 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(monkeypatch, capsy
     assert cli.main(["models"]) == 141
     monkeypatch.undo()
     assert capsys.readouterr().err == ""
+
+
