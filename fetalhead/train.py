@@ -17,7 +17,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,20 @@ def _pixel_sizes(arrays: Any, size: tuple[int, int]) -> np.ndarray:
     return px
 
 
+def _resumable(resume: str | os.PathLike, cfg: TrainConfig) -> dict[str, Any]:
+    """The raw checkpoint `resume` when it can continue a run of `cfg`; a one-line
+    FetalheadError for a weights-only file or one trained with other settings (named)."""
+    ckpt = read_checkpoint(resume)
+    if ckpt.get("weights_only"):
+        raise FetalheadError(f"{resume}: a weights-only file cannot be resumed; use last.pt")
+    was = TrainConfig.from_dict(ckpt["config"])
+    if was != cfg:
+        differ = [f"{f.name}={getattr(was, f.name)!r} (now {getattr(cfg, f.name)!r})"
+                  for f in fields(cfg) if getattr(was, f.name) != getattr(cfg, f.name)]
+        raise FetalheadError(f"{resume}: its run had {', '.join(differ)}; resume with the same settings")
+    return ckpt
+
+
 def coarse_size(cfg: TrainConfig) -> tuple[int, int] | None:
     """The (H, W) px of the coarse phase (`cfg.coarse_fraction`), or None without one.
     FetalheadError where `cfg.coarse_factor` does not divide `cfg.image_size` into multiples of
@@ -289,6 +303,7 @@ def fit(
                                  f"(width {cfg.base_channels}, {cfg.padding} padding): {first}") from None
     coarse = coarse_size(cfg)
     check_crop_size(cfg)
+    ckpt = _resumable(resume, cfg) if resume is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
@@ -331,12 +346,7 @@ def fit(
     start_epoch = 1
 
     # 4. resume: weights, optimizer, schedule, scaler, early-stopping counters and history
-    if resume is not None:
-        ckpt = read_checkpoint(resume)
-        if ckpt.get("weights_only"):
-            raise FetalheadError(f"{resume}: a weights-only file cannot be resumed; use last.pt")
-        if TrainConfig.from_dict(ckpt["config"]) != cfg:
-            raise FetalheadError(f"{resume}: its config differs from the one given to fit()")
+    if ckpt is not None:
         unwrap(model).load_state_dict(ckpt["model"])
         if ema is not None:
             if "ema" not in ckpt:

@@ -195,9 +195,10 @@ def test_a_run_stopped_after_an_improvement_last_pt_missed_resumes(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_cfg(epochs=1)
     fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
-    with pytest.raises(FetalheadError, match="config differs"):
-        fit(tiny_cfg(epochs=1, lr=1.0), synthetic_set(4), synthetic_set(2, seed=1), tmp_path,
+    with pytest.raises(FetalheadError, match=r"its run had lr=0.003 \(now 1.0\), epochs=1 \(now 3\); resume with the same"):
+        fit(tiny_cfg(epochs=3, lr=1.0), synthetic_set(4), synthetic_set(2, seed=1), tmp_path / "elsewhere",
             resume=tmp_path / "last.pt", progress=False)
+    assert not (tmp_path / "elsewhere").exists()  # refused before its folder is made
 
 
 def test_checkpoint_and_export_round_trip(tmp_path):
