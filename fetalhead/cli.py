@@ -167,7 +167,8 @@ def _add_common(p: argparse.ArgumentParser, *, data: bool = True, checkpoint: bo
                        "use them where they helped on the validation part)")
         p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                        help="images per forward pass (default 8)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (predict: nor a line per image or cine loop on the terminal)")
 
 
 def _add_out(p: argparse.ArgumentParser, metavar: str, help: str, *, required: bool = False,

@@ -555,7 +555,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     notes = ([f"{from_files} with the pixel size their file stores"] * bool(from_files)
              + [f"{n_none} without a head found"] * bool(n_none) + [f"{n_review} flagged for review"] * bool(n_review)
              + _age_notes(rows, ages))
-    what = "measurements" if len(rows) != len(images) else "images"
+    what = ("measurement" if len(rows) != len(images) else "image") + ("" if len(rows) == 1 else "s")
     best_of = ("" if args.frame != "best" or not loops else
                " (the best frame of 1 loop)" if len(loops) == 1 else f" (the best frame of each of {len(loops)} loops)")
     _say(f"wrote masks, overlays, {PREDICTIONS_CSV} and {GALLERY_HTML} for {len(rows)} {what}{best_of} to {out}"
@@ -564,8 +564,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for line in (loop_line(every, name) for name in loops):
             if line:
                 _say(line)
-        if len(rows) <= LIST_UP_TO and not loops:  # a few scans: their numbers at a glance
-            for row in rows:
+        stills = [row for row in rows if row["filename"] not in loops]
+        if len(stills) <= LIST_UP_TO:  # a few scans: their numbers at a glance
+            for row in stills:
                 _say(measurement_line(row))
     return 0
 

@@ -9,7 +9,7 @@ import torch
 
 from fetalhead.errors import FetalheadError
 
-__all__ = ["autocast_settings", "cpu_has_bf16_units", "device_name", "precision_name", "resolve_device"]
+__all__ = ["autocast_settings", "cpu_has_bf16_units", "device_name", "precision_name", "resolve_device", "threads_text"]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -30,6 +30,12 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return f"CPU: {platform.processor() or platform.machine()}"
+
+
+def threads_text() -> str:
+    """The CPU threads torch uses, in words: "2 threads", "1 thread"."""
+    n = torch.get_num_threads()
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def cpu_has_bf16_units() -> bool:

@@ -99,8 +99,10 @@ def provenance(device: str | None = None) -> dict[str, str | None]:
     the processor or GPU (default: the platform's processor)."""
     import torch
 
+    from fetalhead.device import threads_text
+
     return {
-        "machine": f"{device or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        "machine": f"{device or platform.processor() or platform.machine()}, {threads_text()}, "
                    f"{platform.system()} {platform.machine()}, torch {torch.__version__}",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _commit(),

@@ -35,7 +35,13 @@ from fetalhead.checkpoint import (
     unwrap,
 )
 from fetalhead.config import TrainConfig
-from fetalhead.device import autocast_settings, device_name, precision_name, resolve_device
+from fetalhead.device import (
+    autocast_settings,
+    device_name,
+    precision_name,
+    resolve_device,
+    threads_text,
+)
 from fetalhead.errors import FetalheadError
 from fetalhead.files import atomic_file
 from fetalhead.frame import network_scale
@@ -390,7 +396,7 @@ def fit(
         bar = tqdm(total=max(cfg.epochs - start_epoch + 1, 0) * steps_per_epoch, disable=not progress,
                    desc="fit", unit="step", dynamic_ncols=True)
     last_saved = elapsed()
-    trained_on = device_name(dev) + ("" if cuda else f", {torch.get_num_threads()} threads")
+    trained_on = device_name(dev) + ("" if cuda else f", {threads_text()}")
     stopped = False
     epoch = start_epoch
     while not stopped and (budget is not None or epoch <= cfg.epochs):

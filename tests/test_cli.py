@@ -523,9 +523,10 @@ def test_predict_dicom_measures_with_its_own_pixel_size(tmp_path, capfd, synthet
     assert second["hc_mm"] == pytest.approx(as_png.loc[png.name, "hc_mm"], rel=1e-6)
     assert sorted(p.name for p in (tmp_path / "o_all").glob("*_mask.png")) == [
         "clip_f001_mask.png", "clip_f002_mask.png", "clip_f003_mask.png", "scan_mask.png"]
-    code, stdout, err = run(["predict", clip, "--frame", "all", "--out", tmp_path / "o_loud", "--checkpoint", ckpt],
-                            capfd)
+    code, stdout, err = run(["predict", clip, scan, "--frame", "all", "--out", tmp_path / "o_loud", "--checkpoint",
+                             ckpt], capfd)
     assert code == 0, err
+    assert re.search(r"^  scan\.dcm: HC [\d.]+ mm", stdout, re.M)  # the still file beside the loop: its line too
     loop = every[(every["filename"] == "clip.dcm") & (every["status"] != "no head found")]
     said_frame = re.search(r"clip\.dcm: (\d) of 3 frames measured; the highest quality score is frame (\d)'s "
                            r"\(([\d.]+), (ok|review)\): HC ([\d.]+) mm", stdout)

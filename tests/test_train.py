@@ -709,3 +709,16 @@ def test_training_steps_see_crops_and_validation_whole_images(tmp_path, monkeypa
     assert stepped and set(stepped) == {((32, 48), (32, 48))}
     assert validated and set(validated) == {SIZE}
     assert np.isfinite(res.history["val_dice"]).all()
+
+
+def test_the_threads_are_counted_in_words():
+    from fetalhead.device import threads_text
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert threads_text() == "1 thread"
+        torch.set_num_threads(2)
+        assert threads_text() == "2 threads"
+    finally:
+        torch.set_num_threads(before)
