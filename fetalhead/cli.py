@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "figures.", checkpoint=True)
     p.add_argument("--part", choices=("test", "val"), default=None,
                    help="which held-out part of HC18's split (default: test)")
-    _add_out(p, "DIR", "report folder (default: outputs/)", overwrite="replace an existing report")
+    _add_out(p, "DIR", "report folder (default: outputs/evaluate-test, -val or -folder in the checkout, "
+             "else in the current folder)", overwrite="replace an existing report")
     _add_count(p, "--limit", "score only the first N images")
     _add_review(p)
     p.add_argument("--results", type=_path, default=None, metavar="FILE",
@@ -347,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "replacing the previous results of this command there (files of the same "
                  "names that it did not write only with --overwrite).", checkpoint=True)
     p.add_argument("--out", type=_path, default=None, metavar="DIR",
-                   help="results folder (default: outputs/)")
+                   help="results folder (default: outputs/ in the checkout, else in the current folder)")
     p.add_argument("--overwrite", action="store_true",
                    help="also replace files in --out that an earlier `fetalhead main` did not write")
     p.add_argument("--retrain", action="store_true", help="train even if shipped weights exist")

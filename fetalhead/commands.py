@@ -127,7 +127,7 @@ def _pixel_sizes(images: Sequence[Path], pixel_size: float | None, pixel_csv: Pa
         given = pixel_size if pixel_csv is None else lookup_by_name(table, img)
         value = choose_pixel_size(img, given)
         if value is None:
-            raise FetalheadError(f"{img.name}: {_no_pixel_size(pixel_csv)}")
+            raise FetalheadError(f"{img}: {_no_pixel_size(pixel_csv)}")
         sizes.append(value)
         from_files += given is None
     return sizes, from_files
@@ -354,7 +354,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     own = _own_dataset(args, {"--data": args.data, "--part": args.part})
     part = "folder" if own is not None else (args.part or "test")
     root = check_data_dir(data_dir(args.data)) if own is None else None
-    out = args.out if args.out is not None else _default_out("outputs")
+    # a folder of its own: not the one `fetalhead main` writes its report to
+    out = args.out if args.out is not None else _default_out("outputs") / f"evaluate-{part}"
     check_output_dir(out)
     refuse_overwrite([out / f for f in report_files()], args.overwrite)
     if args.results is not None:
@@ -440,7 +441,7 @@ def _predict_items(images: list[Path], frame: int | str | tuple[int, int] | None
         elif isinstance(frame, tuple):
             first, last = frame
             if first > n:
-                raise FetalheadError(f"{img.name}: no frame {first} in this loop of {n} frames (1 to {n})")
+                raise FetalheadError(f"{img}: no frame {first} in this loop of {n} frames (1 to {n})")
             items += [(img, k, str(k)) for k in range(first, min(last, n) + 1)]
         else:
             items.append((img, int(frame), str(frame)))

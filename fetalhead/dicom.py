@@ -74,8 +74,8 @@ def _dataset(data: bytes | None, source: str | os.PathLike, header_only: bool) -
         import pydicom
         from pydicom.errors import InvalidDicomError
     except ImportError:
-        raise FetalheadError(f"{source}: reading DICOM needs pydicom: pip install 'fetalhead[dicom]' "
-                             "(or pip install pydicom)") from None
+        raise FetalheadError(f"{source}: reading DICOM needs pydicom: pip install pydicom (in a checkout: "
+                             "pip install -e '.[dicom]')") from None
 
     try:
         with open(source, "rb") if data is None else io.BytesIO(data) as stream:

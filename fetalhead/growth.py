@@ -132,7 +132,7 @@ def parse_ga_weeks(text: str) -> float:
         except ValueError:
             raise ValueError(f"gestational age {text!r}: write weeks+days (22+3) or weeks (22.4)") from None
     if not (0.0 < weeks <= 45.0):  # NaN too
-        raise ValueError(f"gestational age {text!r}: must be between 0 and 45 weeks")
+        raise ValueError(f"gestational age {text!r}: must be above 0 and at most 45 weeks")
     return weeks
 
 

@@ -238,7 +238,7 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
     if name == "ga not an age":
         return ["predict", *good, *px, *base, "--ga", "22+9"], 2, "write weeks+days (22+3) or weeks (22.4)"
     if name == "ga beyond pregnancy":
-        return ["predict", *good, *px, *base, "--ga", "52"], 2, "between 0 and 45 weeks"
+        return ["predict", *good, *px, *base, "--ga", "52"], 2, "above 0 and at most 45 weeks"
     if name == "ga and ga csv":
         csv.write_text("filename,ga\na.png,22+3\nb.png,30\n")
         return ["predict", *good, *px, *base, "--ga", "22", "--ga-csv", csv], 2, "not allowed with argument"
@@ -892,6 +892,19 @@ def test_evaluate_writes_a_report_and_refuses_to_overwrite(tmp_path, capfd, synt
     assert snapshot(tmp_path) == before
     code, _, err = run([*argv, "--overwrite"], capfd)
     assert code == 0, err
+
+
+def test_evaluate_reports_into_a_folder_of_its_own_beside_mains(tmp_path, capfd, monkeypatch, synthetic_hc18,
+                                                                untrained_checkpoint):
+    import fetalhead.commands as commands
+
+    monkeypatch.setattr(commands, "_default_out", lambda name: tmp_path / name)
+    argv = ["--data", synthetic_hc18, "--checkpoint", untrained_checkpoint, "--quiet", "--limit", "1"]
+    assert run(["main", *argv], capfd)[0] == 0  # outputs/ holds main's report
+    code, _, err = run(["evaluate", *argv, "--part", "val"], capfd)
+    assert code == 0, err
+    assert (tmp_path / "outputs" / "evaluate-val" / "summary.json").is_file()
+    assert (tmp_path / "outputs" / "summary.json").is_file()
 
 
 def test_main_trains_a_cpu_stand_in_when_no_weights_exist(tmp_path, capfd, monkeypatch,

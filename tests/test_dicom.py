@@ -221,7 +221,7 @@ def test_without_pydicom_a_one_line_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pydicom", None)  # as if not installed: importing it fails
     with pytest.raises(FetalheadError) as e:
         load_image(path)
-    assert str(e.value) == f"{path}: reading DICOM needs pydicom: pip install 'fetalhead[dicom]' (or pip install pydicom)"
+    assert str(e.value) == f"{path}: reading DICOM needs pydicom: pip install pydicom (in a checkout: pip install -e '.[dicom]')"
     png = tmp_path / "a.png"
     cv2.imwrite(str(png), GRAY)
     assert np.array_equal(load_image(png), GRAY) and stored_pixel_size(png) is None  # other files need nothing

@@ -94,8 +94,8 @@ def test_ages_as_obstetrics_writes_them(text, weeks):
 
 @pytest.mark.parametrize(("text", "words"), [
     ("22+7", "weeks+days"), ("22+", "weeks+days"), ("soon", "weeks+days"), ("", "weeks+days"),
-    ("0", "between 0 and 45"), ("-3", "between 0 and 45"), ("46", "between 0 and 45"),
-    ("nan", "between 0 and 45"), ("inf", "between 0 and 45")])
+    ("0", "above 0 and at most 45"), ("-3", "above 0 and at most 45"), ("46", "above 0 and at most 45"),
+    ("nan", "above 0 and at most 45"), ("inf", "above 0 and at most 45")])
 def test_bad_ages_are_one_line_errors(text, words):
     with pytest.raises(ValueError) as e:
         parse_ga_weeks(text)
