@@ -236,7 +236,8 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
     start = _initial_weights(init) if init is not None else None
     if own is not None:
         arrays = own.to_arrays(cfg.image_size)
-        arrays.meta["split"] = split_groups(arrays.meta["exam"], val_fraction or 0.2, cfg.seed)
+        # the same examinations validate whatever --seed: runs of other seeds are compared on one part
+        arrays.meta["split"] = split_groups(arrays.meta["exam"], val_fraction or 0.2)
         train, val = arrays.part("train"), arrays.part("val")
         if not quiet:
             _say(f"your own images: {len(train)} to train on, {len(val)} to validate on "

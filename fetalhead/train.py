@@ -55,7 +55,7 @@ __all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "check_crop_size"
            "evaluate_arrays", "fit", "image_weights", "random_crops", "train_step"]
 
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
-# learning rate after the epoch's last scheduler step, wall seconds since the run began (summed over resumes)
+# learning rate of the epoch's last step, wall seconds since the run began (summed over resumes)
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
 
 
@@ -419,6 +419,7 @@ def fit(
             if cfg.crop_size is not None:  # a window of each augmented picture, at its pixel scale
                 x, y = random_crops(x, y, cfg.crop_size, gen)
             # 7. forward (mixed precision), loss, backward, optimizer and schedule step
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step trains with (history's lr: the last one's)
             loss = train_step(train_model, x, y, loss_fn, optimizer, scheduler, scaler, amp_dtype,
                               channels_last, None if train_w is None else train_w[idx])
             loss_sum += loss
@@ -437,7 +438,6 @@ def fit(
             else:
                 bar.update(1)
         train_loss = float(loss_sum) / max(steps, 1)
-        lr = optimizer.param_groups[0]["lr"]
 
         # 9. validate at the training resolution (eval mode: BatchNorm running statistics)
         t_val = clock()

@@ -1470,6 +1470,9 @@ def test_train_on_your_own_images_from_given_weights(tmp_path, capfd, monkeypatc
     assert seen["init"].keys() == weights.keys()
     assert all(torch.equal(seen["init"][k], v.float() if v.is_floating_point() else v) for k, v in weights.items())
     assert f"starting from the weights of {ckpt}" in out and "to validate on" in out
+    first_val = sorted(val.meta["exam"].unique())
+    code, _, err = run(["train", *tiny, *own, "--val-fraction", "0.3", "--seed", "5", "--out", tmp_path / "r5"], capfd)
+    assert code == 0 and sorted(seen["val"].meta["exam"].unique()) == first_val, err  # whatever the seed
     code, _, err = run(["train", *tiny, *own, "--out", tmp_path / "r2"], capfd)
     assert code == 0 and seen["init"] is None, err  # random weights without --init
     code, _, err = run(["train", *tiny, *own, "--init", "small", "--out", tmp_path / "r3"], capfd)

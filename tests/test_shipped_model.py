@@ -60,9 +60,13 @@ def test_shipped_model_on_the_whole_test_part(model, hc18_dir):
     for name, row in table.iterrows():  # the stored (card, README) figures are these
         for k in ("mean", "ci_low", "ci_high", "median"):
             # float order (threads, the CPU's vector units) moves a figure by far less than its
-            # last printed digit: 1e-6 of a Dice fraction, 1e-4 mm (a signed mean near 0 mm too)
+            # last printed digit: 1e-6 of a Dice fraction, 1e-4 mm (a signed mean near 0 mm too).
+            # A median (stored, not printed) follows the one or two images in the middle, which
+            # one pixel flipped near the threshold moves: on an AVX2 CPU against the AVX-512 one
+            # that stored them, the cephalic index's by 5e-4 of itself, while the means moved 1e-5
             tol = 1e-4 if name.endswith("_mm") else 1e-6
-            assert stored["metrics"][name][k] == pytest.approx(row[k], rel=1e-4, abs=tol), (name, k)
+            rel = 1e-3 if k == "median" else 1e-4
+            assert stored["metrics"][name][k] == pytest.approx(row[k], rel=rel, abs=tol), (name, k)
         assert stored["metrics"][name]["n"] == row["n"] and stored["metrics"][name]["n_exams"] == row["n_exams"]
 
 

@@ -711,6 +711,18 @@ def test_training_steps_see_crops_and_validation_whole_images(tmp_path, monkeypa
     assert np.isfinite(res.history["val_dice"]).all()
 
 
+def test_the_history_records_the_rate_each_epochs_last_step_trained_with(tmp_path):
+    """One-cycle over 3 epochs of 2 steps: the last step trains at lr / 25 / 1e4 (not at the
+    rate one step past the schedule's end), the first epoch's last step below the peak."""
+    from fetalhead.optim import ONECYCLE_DIV, ONECYCLE_FINAL_DIV
+
+    cfg = tiny_cfg(epochs=3, patience=9, schedule="onecycle")
+    res = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path, progress=False)
+    lr = res.history["lr"].to_numpy()
+    assert lr[-1] == pytest.approx(cfg.lr / ONECYCLE_DIV / ONECYCLE_FINAL_DIV, rel=1e-3)
+    assert lr[0] < cfg.lr
+
+
 def test_the_threads_are_counted_in_words():
     from fetalhead.device import threads_text
 
