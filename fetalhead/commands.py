@@ -454,6 +454,10 @@ def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
     return FRAME_STEM.format(stem=stem, frame=int(frame)) if all_frames and frame is not None else stem
 
 
+#: the longest file name most file systems take (ext4, APFS, NTFS: 255)
+NAME_MAX_BYTES = 255
+
+
 def check_output_names(items: Sequence[tuple[Path, Any, str | None]], stems: Sequence[str],
                        targets: Sequence[Path]) -> None:
     """One-line FetalheadError when two of `items` (image path, frame, frame column) would write
@@ -462,6 +466,10 @@ def check_output_names(items: Sequence[tuple[Path, Any, str | None]], stems: Seq
     or when one of the output files `targets` is one of the input images."""
     first: dict[str, tuple[Path, str | None, str]] = {}
     for (path, _, column), stem in zip(items, stems, strict=True):
+        longest = f"{stem}{OVERLAY_SUFFIX}.png"
+        if len(longest.encode()) > NAME_MAX_BYTES:  # found now, not after every image is measured
+            raise FetalheadError(f"{path}: its output {longest[:40]}... would be a file name longer than "
+                                 f"{NAME_MAX_BYTES} bytes; rename it")
         key = stem.casefold()  # one file name on macOS and Windows
         if key in first:
             (other, other_frame, other_stem) = first[key]

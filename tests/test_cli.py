@@ -208,6 +208,9 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
         still = _png(tmp / "in" / "x_f002.png", seed=4)
         return (["predict", loop, still, *px, *base, "--frame", "all"], 1,
                 "x.png (frame 2) and " + str(still) + " would both write x_f002_mask.png")
+    if name == "a name too long for its outputs":
+        long = _png(tmp / "in" / ("x" * 245 + ".png"), seed=6)  # 249 bytes: its _overlay.png would be 257
+        return ["predict", long, *px, *base], 1, "would be a file name longer than 255 bytes; rename it"
     if name == "names that differ only in case":
         upper = _png(tmp / "in" / "A.png", seed=5)
         return (["predict", *good, upper, *px, *base], 1,
@@ -343,7 +346,7 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
 BAD_INPUTS = [
     "missing path", "folder without images", "empty file", "truncated file", "not an image",
     "tiny image", "huge image", "duplicate stems", "an input under an output's name",
-    "a frame's outputs named as an image's", "names that differ only in case", "pixel size zero", "pixel size negative",
+    "a frame's outputs named as an image's", "names that differ only in case", "a name too long for its outputs", "pixel size zero", "pixel size negative",
     "pixel size not a number", "pixel size nan", "pixel size implausible", "pixel size missing",
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "ga not an age", "ga beyond pregnancy", "ga and ga csv",
