@@ -14,7 +14,9 @@ on one device, and their ratio (on CPUs with bf16 matrix units "auto" trains in 
 2. Model FLOP utilisation (MFU, as in Chowdhery et al. 2022, PaLM, appendix B): forward FLOPs
    counted from the conv layers (2 Cin Cout k^2 Hout Wout per conv, Hin Win for transposed
    convs), a training step taken as 3 forwards (the backward pass costs two), divided by the
-   GPU's dense bf16 peak. Unknown devices get FLOP/s only.
+   GPU's dense bf16 peak, for both recipes (on CUDA the reference's fp32 convolutions run as
+   TF32, cuDNN's default, recorded as `tf32_convolutions`: TF32's dense peak is half of
+   bf16's). Unknown devices get FLOP/s only.
 3. Time to validation Dice 0.97 (training resolution) with the default recipe: `fit` with a
    callback that stops at the target or at a time cap.
 4. Inference latency per 800x540 image: the network alone and `Predictor.predict` (resize,
@@ -172,6 +174,7 @@ def measure_throughput(cfg: TrainConfig, images: torch.Tensor, masks: torch.Tens
         torch.cuda.empty_cache()
     return dict(recipe=cfg.name, size=list(size), batch=batch, base_channels=cfg.base_channels,
                 precision=precision_name(cfg.precision, dev),
+                tf32_convolutions=dev.type == "cuda" and bool(torch.backends.cudnn.allow_tf32),
                 channels_last=channels_last, compile=bool(cfg.compile and dev.type == "cuda"),
                 steps=steps, images_per_s=ips, step_ms=1000 * seconds / steps,
                 train_flops_per_image=flops_img, achieved_flops=flops_img * ips,

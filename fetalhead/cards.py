@@ -399,12 +399,30 @@ def _bench_file(file: str) -> dict[str, Any]:
     return read_json((repo_root() or Path.cwd()) / file)
 
 
+def _bench_note(device: str, size: str, ref: dict[str, Any], default: dict[str, Any]) -> str:
+    """What a ratio of images/s is made of: FLOPs per training image (the smaller network)
+    times FLOP/s achieved; and the peak the reference's fp32 rows really meet (TF32)."""
+    fewer = ref["train_flops_per_image"] / default["train_flops_per_image"]
+    faster = default["achieved_flops"] / ref["achieved_flops"]
+    note = (f"- {device}, {size}: the `default` recipe needs {fewer:.1f}x fewer FLOPs per training image "
+            f"({default['train_flops_per_image'] / 1e12:.2f} against {ref['train_flops_per_image'] / 1e12:.2f} TFLOP) "
+            f"and achieves {faster:.2f}x the FLOP/s ({default['achieved_flops'] / 1e12:.0f} against "
+            f"{ref['achieved_flops'] / 1e12:.0f} TFLOP/s): the ratio is mostly the smaller network.")
+    # cuDNN runs fp32 convolutions as TF32 unless told not to (torch's default; records before
+    # `tf32_convolutions` was stored ran so), at half the dense bf16 peak
+    if ref.get("precision") == "fp32" and ref.get("mfu") and ref.get("tf32_convolutions", True):
+        note += (f" The reference's fp32 convolutions run as TF32 (cuDNN's default), whose dense peak is half "
+                 f"the bf16 one: against that peak its MFU is {200 * ref['mfu']:.1f} %.")
+    return note
+
+
 def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
     """Markdown table of GPU benchmark files (repo-relative paths): training images/s of both
     recipes at each size, their ratio, model FLOP utilisation, and per-image latency."""
     head = ["GPU", "size", "reference img/s (MFU)", "default img/s (MFU)", "default / reference",
             "latency network / `predict`", "file"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes: list[str] = []
     for f in files:
         res = _bench_file(f)
         lat = res.get("latency", {}).get("cuda")
@@ -420,7 +438,9 @@ def bench_table(files: tuple[str, ...] = BENCH_FILES) -> str:
                        f"{lat['image_size'][0]}x{lat['image_size'][1]}") if lat else "-"
             lines.append(f"| {res['device']} | {key} | {cell(rows['reference'])} | {cell(rows['default'])} | "
                          f"{ratio:.2f}x | {latency} | [{Path(f).name}]({f}) |")
+            notes.append(_bench_note(res["device"], key, rows["reference"], rows["default"]))
     lines.append("")
+    lines += notes
     lines += [f"- `{model}`: {training_summary(run, epoch=epoch)}." for model, (run, epoch) in shipped_runs().items()]
     return "\n".join(lines)
 

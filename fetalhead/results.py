@@ -194,7 +194,7 @@ def training_summary(run: str, target: float = 0.97, epoch: int | None = None) -
     seen = " (on images it trained on)" if record.get("recipe_run") else ""
     return (f"`{run}` on {record['machine'].split(' (')[0]}{shared}: {len(hist)} epochs in {hist['seconds'].iloc[-1]:.0f} s; "
             f"kept weights: validation Dice{seen} {best['val_dice']:.4f} at epoch {int(best['epoch'])} ({best['seconds']:.0f} s); "
-            f"validation Dice {target} after {when}")
+            f"validation Dice{seen} {target} after {when}")
 
 
 def metric_cell(metric: dict[str, Any] | None, scale: float, decimals: int) -> str:

@@ -524,3 +524,16 @@ def test_a_card_names_the_run_of_its_rows_flagged_at_another_threshold():
         card = " ".join(model_card(model).split())
         assert ("The rows at another threshold" in card) == bool(others), model
         assert all(f"`{run}`" in card.split("The rows at another threshold")[-1] for run in others), model
+
+
+def test_a_benchmark_ratio_is_split_into_model_size_and_flops_achieved():
+    from fetalhead.cards import _bench_note
+
+    ref = {"train_flops_per_image": 1.2e12, "achieved_flops": 60e12, "precision": "fp32", "mfu": 0.06}
+    default = {"train_flops_per_image": 0.3e12, "achieved_flops": 90e12, "precision": "bf16", "mfu": 0.09}
+    note = _bench_note("GPU X", "572x572", ref, default)
+    assert "needs 4.0x fewer FLOPs per training image (0.30 against 1.20 TFLOP)" in note
+    assert "achieves 1.50x the FLOP/s (90 against 60 TFLOP/s)" in note
+    assert "against that peak its MFU is 12.0 %" in note  # twice the bf16-peak figure
+    plain = _bench_note("GPU X", "572x572", {**ref, "tf32_convolutions": False}, default)
+    assert "TF32" not in plain
