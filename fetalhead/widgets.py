@@ -173,6 +173,7 @@ class PredictionViewer:
         # (scalars and the ellipse only; masks are recomputed, they are large).
         self._cache: dict[tuple[int, float], CaseStats] = {}
         self._order = list(range(n))
+        self._none_flagged = False  # the "flagged only" filter found none (all shown)
         self._busy = False  # set while one change updates several controls: render once
         self.render_count = 0
         self.last_png = b""
@@ -321,8 +322,11 @@ class PredictionViewer:
 
     def _sorted_order(self, sort: str) -> list[int]:
         idx = list(range(len(self)))
-        if self.review_toggle.value:  # flagged cases only (all of them when none is flagged)
-            idx = [i for i in idx if self.stats(i).status not in ("", "ok")] or idx
+        self._none_flagged = False
+        if self.review_toggle.value:  # flagged cases only (all of them, said so, when none is flagged)
+            flagged = [i for i in idx if self.stats(i).status not in ("", "ok")]
+            self._none_flagged = not flagged
+            idx = flagged or idx
         if sort == "input":
             return idx
         if sort == "filename":
@@ -330,8 +334,10 @@ class PredictionViewer:
 
         def key(i: int) -> tuple[bool, float]:
             s = self.stats(i)
-            value = {"dice_asc": s.dice, "dice_desc": -s.dice, "quality_asc": s.quality}.get(
-                sort, -abs(s.hc_error_mm))
+            headless = s.status == "no head found"  # the least trusted of all, the worst HC error
+            value = {"dice_asc": s.dice, "dice_desc": -s.dice,
+                     "quality_asc": 0.0 if headless else s.quality}.get(
+                sort, -math.inf if headless else -abs(s.hc_error_mm))
             # NaN last; ties keep input order (sorted is stable).
             return (True, 0.0) if math.isnan(value) else (False, value)
 
@@ -394,7 +400,8 @@ class PredictionViewer:
         half-width of its 90 % interval)."""
         s = self.current_stats
         flag = f" — quality {_fmt(s.quality, '.2f')} ({s.status})" if s.status else ""
-        return (f"case {self.current_position}/{len(self._order)}: {self.current_filename} — "
+        none = " (no case flagged at this threshold: all shown)" if self._none_flagged else ""
+        return (f"case {self.current_position}/{len(self._order)}{none}: {self.current_filename} — "
                 f"Dice {_fmt(s.dice, '.3f')} — HC pred {_fmt(s.hc_pred_mm, '.1f')}"
                 f"{' ± ' + _fmt(s.hc_half_width_mm, '.1f') if math.isfinite(s.hc_half_width_mm) else ''} mm vs true "
                 f"{_fmt(s.hc_true_mm, '.1f')} mm{flag}")
@@ -462,6 +469,7 @@ class PredictionViewer:
         self._busy = True
         try:
             self.case_slider.max = max(len(self._order), 1)
+            self.case_slider.disabled = len(self._order) == 1
             self.case_slider.value = self._order.index(index) + 1 if index in self._order else 1
         finally:
             self._busy = False

@@ -341,6 +341,37 @@ def test_viewer_sorts_and_filters_by_quality():
 
 
 
+def test_headless_cases_are_the_least_trusted_and_the_filter_says_when_none_is_flagged():
+    from test_predict import EllipseLogits
+
+    from fetalhead.ellipse import Ellipse
+    from fetalhead.predict import Predictor
+
+    orig = (270, 400)
+    head = Ellipse(200.0, 135.0, 90.0, 70.0, 0.3)
+    sharp = Predictor(EllipseLogits(head, orig, k=400.0), (64, 96), device="cpu")
+    blurred = Predictor(EllipseLogits(head, orig, k=3.0), (64, 96), device="cpu")
+    image = np.random.default_rng(0).integers(0, 256, orig, dtype=np.uint8)
+    clear, vague = sharp.probabilities([image])[0], blurred.probabilities([image])[0]
+    faint = (clear > 0.5) * 0.8  # a head at 0.8: found at threshold 0.5, not at 0.85
+    v = PredictionViewer([image] * 3, [clear, vague, np.zeros_like(clear)], [0.1] * 3,
+                         ["sharp.png", "blurred.png", "blank.png"], predictor=sharp)
+    assert [v.stats(i).status for i in range(3)] == ["ok", "review", "no head found"]
+    v.sort_dropdown.value = "quality_asc"
+    assert v.order == [1, 2, 0]  # no head found: least trusted, before the ok one (ties: input order)
+    calm = PredictionViewer([image] * 2, [clear, clear], [0.1] * 2, ["a.png", "b.png"], predictor=sharp)
+    calm.review_toggle.value = True
+    assert calm.order == [0, 1] and "(no case flagged at this threshold: all shown)" in calm.label_text
+    calm.review_toggle.value = False
+    assert "no case flagged" not in calm.label_text
+    # a threshold that flags more cases opens the slider that one flagged case had locked
+    moving = PredictionViewer([image] * 2, [vague, faint], [0.1] * 2, ["blurred.png", "faint.png"], predictor=sharp)
+    moving.review_toggle.value = True
+    assert moving.order == [0] and moving.case_slider.disabled
+    moving.threshold_slider.value = 0.85
+    assert moving.order == [0, 1] and not moving.case_slider.disabled and moving.case_slider.max == 2
+
+
 def test_held_out_viewer_falls_back_to_the_demo_without_data(tmp_path):
     v = held_out_viewer(n=3, root=tmp_path / "no_hc18")
     assert len(v) == 3 and v.current_filename.startswith("synthetic_")
