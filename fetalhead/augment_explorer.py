@@ -60,15 +60,16 @@ class AugmentationExplorer:
         self.image_slider = W.IntSlider(value=0, min=0, max=len(images) - 1,
                                         description="image", continuous_update=False,
                                         disabled=len(images) == 1)
-        self.rotate_slider = W.FloatSlider(value=p.rotate_deg, min=0, max=45, step=1,
+        # the ranges reach the values given: a slider would clip them without a word
+        self.rotate_slider = W.FloatSlider(value=p.rotate_deg, min=0, max=max(45, p.rotate_deg), step=1,
                                            description="rotate ±°", continuous_update=False)
-        self.scale_slider = W.FloatSlider(value=p.scale, min=0, max=0.5, step=0.01,
+        self.scale_slider = W.FloatSlider(value=p.scale, min=0, max=max(0.5, p.scale), step=0.01,
                                           description="zoom ±", continuous_update=False)
-        self.intensity_slider = W.FloatSlider(value=p.intensity, min=0, max=0.5, step=0.01,
+        self.intensity_slider = W.FloatSlider(value=p.intensity, min=0, max=max(0.5, p.intensity), step=0.01,
                                               description="intensity ±", continuous_update=False)
         self.hflip_box = W.Checkbox(value=p.hflip, description="random h-flip", indent=False)
         self.vflip_box = W.Checkbox(value=p.vflip, description="random v-flip", indent=False)
-        self.seed_slider = W.IntSlider(value=seed, min=0, max=99, description="seed",
+        self.seed_slider = W.IntSlider(value=seed, min=0, max=max(99, seed), description="seed",
                                        continuous_update=False)
         self.label = W.HTML()
         self.image = W.Image(format="png")

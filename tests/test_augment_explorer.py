@@ -72,3 +72,9 @@ def test_demo_explorer_and_no_pyplot_figure_leaks():
 def test_explorer_needs_a_mask_per_image(cases):
     with pytest.raises(FetalheadError, match="as many masks as images"):
         AugmentationExplorer(cases.images[:2], cases.masks[:1])
+
+
+def test_explorer_shows_the_ranges_and_seed_it_is_given(cases):
+    params = AugmentParams(rotate_deg=90.0, hflip=False, vflip=False, scale=0.8, intensity=0.7)
+    ex = AugmentationExplorer(cases.images, cases.masks, params=params, seed=150)
+    assert ex.params == params and ex.seed_slider.value == 150  # not clipped to the sliders' usual ranges
