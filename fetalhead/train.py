@@ -48,11 +48,17 @@ from fetalhead.frame import network_scale
 from fetalhead.losses import BCEDiceLoss
 from fetalhead.metrics import dice_batch
 from fetalhead.model import build_model
-from fetalhead.optim import EarlyStopping, averaged_model, build_optimizer, build_scheduler
+from fetalhead.optim import (
+    ONECYCLE_WARMUP,
+    EarlyStopping,
+    averaged_model,
+    build_optimizer,
+    build_scheduler,
+)
 from fetalhead.transforms import AugmentParams, augment_batch, to_float
 
 __all__ = ["FitResult", "HISTORY_COLUMNS", "center_crop_like", "check_crop_size", "coarse_size", "downscale_arrays",
-           "evaluate_arrays", "fit", "image_weights", "random_crops", "train_step"]
+           "evaluate_arrays", "fit", "image_weights", "random_crops", "stops_early", "train_step"]
 
 # history.csv: 1-based epoch, mean training loss, validation loss and Dice (training resolution),
 # learning rate of the epoch's last step, wall seconds since the run began (summed over resumes)
@@ -173,6 +179,14 @@ def _pixel_sizes(arrays: Any, size: tuple[int, int]) -> np.ndarray:
     return px
 
 
+def stops_early(cfg: TrainConfig, stopper: EarlyStopping, epochs_done: int) -> bool:
+    """Whether an epoch-mode run stops after `epochs_done` epochs: `stopper`'s patience has run
+    out, and a one-cycle schedule has finished its warm-up (`ONECYCLE_WARMUP` of
+    `cfg.epochs`): a run stopped while its rate still rises has not trained at its peak."""
+    warm = cfg.schedule == "onecycle" and epochs_done < ONECYCLE_WARMUP * cfg.epochs
+    return stopper.should_stop and not warm
+
+
 def _resumable(resume: str | os.PathLike, cfg: TrainConfig) -> dict[str, Any]:
     """The raw checkpoint `resume` when it can continue a run of `cfg`; a one-line
     FetalheadError for a weights-only file or one trained with other settings (named)."""
@@ -277,7 +291,8 @@ def fit(
     """Train a U-Net on `train` (an ArraySet: images uint8 (N,H,W), masks uint8 {0,1} (N,H,W),
     H x W = cfg.image_size), select on `val`, write best.pt, last.pt and history.csv to `out_dir`.
 
-    Without `cfg.time_budget_s`: `cfg.epochs` epochs, early stopping after `cfg.patience`.
+    Without `cfg.time_budget_s`: `cfg.epochs` epochs, early stopping after `cfg.patience`
+    (`stops_early`: not during a one-cycle warm-up).
     With it: train until that many seconds (validation included) have passed; the learning
     rate follows the elapsed fraction of the budget, so the schedule is sized by the speed
     measured as the run goes and anneals fully inside the budget; the best epoch by
@@ -400,7 +415,7 @@ def fit(
     stopped = False
     epoch = start_epoch
     while not stopped and (budget is not None or epoch <= cfg.epochs):
-        if budget is None and stopper.should_stop:
+        if budget is None and stops_early(cfg, stopper, epoch - 1):
             break
         # 5. this epoch's batches: a permutation and an augmentation stream derived from (seed, epoch)
         # (the first cfg.coarse_fraction of the run trains on the downscaled arrays)
@@ -462,7 +477,7 @@ def fit(
         if callback is not None and callback(epoch, history):
             stopped = True
         stopped = stopped or done()
-        final = stopped or (budget is None and (epoch == cfg.epochs or stopper.should_stop))
+        final = stopped or (budget is None and (epoch == cfg.epochs or stops_early(cfg, stopper, epoch)))
         if final or cfg.last_every_s <= 0 or seconds - last_saved >= cfg.last_every_s:
             state = dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                          scaler=scaler.state_dict(), rng={"torch": torch.get_rng_state()}, history=rows)

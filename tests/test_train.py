@@ -54,6 +54,15 @@ def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_one_cycle_run_does_not_stop_while_its_rate_still_rises(tmp_path):
+    # no epoch after the first "improves" (min_delta 1), patience 1: a constant rate stops after
+    # epoch 2; one-cycle over 10 epochs warms up for 3 of them and stops after epoch 3
+    for schedule, epochs in (("constant", 2), ("onecycle", 3)):
+        cfg = tiny_cfg(epochs=10, patience=1, min_delta=1.0, schedule=schedule)
+        res = fit(cfg, synthetic_set(8), synthetic_set(4, seed=1), tmp_path / schedule, progress=False)
+        assert len(res.history) == epochs and res.best_epoch == 1, schedule
+
+
 def test_fit_stops_early_and_restores_the_best_epoch(tmp_path):
     # min_delta = 1 makes any later epoch "no better": best is epoch 1, stop after epoch 2
     cfg = tiny_cfg(epochs=6, patience=1, min_delta=1.0)
