@@ -346,7 +346,8 @@ def _case(tmp: Path, name: str, ckpt: Path) -> tuple[list, int, str]:
 BAD_INPUTS = [
     "missing path", "folder without images", "empty file", "truncated file", "not an image",
     "tiny image", "huge image", "duplicate stems", "an input under an output's name",
-    "a frame's outputs named as an image's", "names that differ only in case", "a name too long for its outputs", "pixel size zero", "pixel size negative",
+    "a frame's outputs named as an image's", "names that differ only in case", "a name too long for its outputs",
+    "pixel size zero", "pixel size negative",
     "pixel size not a number", "pixel size nan", "pixel size implausible", "pixel size missing",
     "image not in pixel csv", "pixel csv missing", "pixel csv bad value",
     "pixel csv without a pixel column", "ga not an age", "ga beyond pregnancy", "ga and ga csv",

@@ -519,20 +519,26 @@ def test_time_budget_follows_the_clock_not_the_step_count(tmp_path):
         assert h["lr"].iloc[-1] < 0.05 * cfg.lr
 
 
-def test_time_budget_keeps_back_the_validations_time(tmp_path, monkeypatch):
-    """The budget includes validation: with a validation that takes 2 s (of a 6 s budget) the
-    run stops training early enough that its last validation still ends inside the budget,
-    give or take one epoch's training steps (4 steps of a few 0.05 s clock reads)."""
+def _slow_validation(monkeypatch, seconds: float) -> FakeClock:
+    """A clock of 0.05 s per read, on which each validation of `fit` takes `seconds` more."""
     import fetalhead.train as tr
 
     clock = FakeClock(0.05)
     real = tr.evaluate_arrays
 
     def slow_validation(*args, **kwargs):
-        clock.t += 2.0
+        clock.t += seconds
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tr, "evaluate_arrays", slow_validation)
+    return clock
+
+
+def test_time_budget_keeps_back_the_validations_time(tmp_path, monkeypatch):
+    """The budget includes validation: with a validation that takes 2 s (of a 6 s budget) the
+    run stops training early enough that its last validation still ends inside the budget,
+    give or take one epoch's training steps (4 steps of a few 0.05 s clock reads)."""
+    clock = _slow_validation(monkeypatch, 2.0)
     cfg = tiny_cfg(epochs=2, time_budget_s=6.0, last_every_s=1e9)
     res = fit(cfg, synthetic_set(16), synthetic_set(4, seed=1), tmp_path, progress=False, clock=clock)
     assert len(res.history) >= 2
@@ -542,16 +548,7 @@ def test_time_budget_keeps_back_the_validations_time(tmp_path, monkeypatch):
 def test_time_budget_anneals_within_the_time_left_for_training(tmp_path, monkeypatch):
     """With a validation of 1 s in a 6 s budget, training stops mid-epoch at about 5 s (one
     validation kept back); the rate has annealed by then, not at 6 s."""
-    import fetalhead.train as tr
-
-    clock = FakeClock(0.05)
-    real = tr.evaluate_arrays
-
-    def slow_validation(*args, **kwargs):
-        clock.t += 1.0
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(tr, "evaluate_arrays", slow_validation)
+    clock = _slow_validation(monkeypatch, 1.0)
     cfg = tiny_cfg(time_budget_s=6.0, last_every_s=1e9, batch_size=8, base_channels=2)
     res = fit(cfg, synthetic_set(128), synthetic_set(4, seed=1), tmp_path, progress=False, clock=clock)
     assert len(res.history) >= 2
