@@ -214,12 +214,20 @@ def _read_value_csv(path: str | os.PathLike, what: str, is_value_column: Callabl
         raise FetalheadError(f"{path}: column {column!r} is in {_unit(column)}; give it in {unit}")
     blank = df.apply(lambda cells: cells.str.strip() == "").all(axis=1)
     out: dict[str, Any] = {}
+    named: dict[str, str] = {}  # stem -> the name listed with it
     for line, (name, text, skip) in enumerate(zip(df[name_col], df[column], blank, strict=True), start=2):
         if skip:
             continue
         key = str(name).strip()
         if key in out:  # which of two values would be meant is not ours to guess
             raise FetalheadError(f"{path} line {line}: {key} is listed twice")
+        # one image by its name and by its stem: `lookup_by_name` would silently take the name's
+        stem = image_stem(key)
+        same = named.get(key) or (stem if stem != key and stem in out else None)
+        if same is not None:
+            raise FetalheadError(f"{path} line {line}: {key} is listed twice (also as {same})")
+        if stem != key:
+            named[stem] = key
         try:
             out[key] = parse(text)
         except (FetalheadError, ValueError) as exc:

@@ -133,7 +133,9 @@ def test_read_pixel_csv_validates_every_value(tmp_path):
                         ("filename,pixel size(mm)\na.png,5\n", "implausible"),
                         ("name,size\na.png,0.1\n", "needs columns"),
                         ("filename,pixel size (um)\na.png,100\n", "'pixel size \\(um\\)' is in um; give it in mm"),
-                        ("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\na.png,0.2\n", "line 4: a.png is listed twice")]:
+                        ("filename,pixel size(mm)\na.png,0.1\nb.png,0.1\na.png,0.2\n", "line 4: a.png is listed twice"),
+                        ("filename,pixel size(mm)\na.png,0.1\na,0.2\n", r"line 3: a is listed twice \(also as a.png\)"),
+                        ("filename,pixel size(mm)\na,0.1\na.png,0.2\n", r"line 3: a.png is listed twice \(also as a\)")]:
         bad = tmp_path / "bad.csv"
         bad.write_text(body)
         with pytest.raises(FetalheadError, match=match):
