@@ -264,10 +264,9 @@ def _train(preset: str, out_dir: Path, *, root: Path | None, epochs: int | None 
         if not quiet:
             _say(f"training on the train and val parts ({len(train)} images): validation Dice is "
                  "measured on seen images, so ship last.pt and judge on the test part")
-    if not same_run:  # an earlier run's files replaced (--overwrite): none of them left beside the new ones
-        for name in RUN_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-    result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet, init=start)
+    # an earlier run's files replaced (--overwrite): none of them left beside the new ones
+    result = fit(cfg, train, val, out_dir, resume=resume, progress=not quiet, init=start,
+                 replace=() if same_run else RUN_FILES)
     return Path(result.checkpoint_path)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -287,6 +287,7 @@ def fit(
     callback: Callable[[int, pd.DataFrame], bool | None] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     init: Mapping[str, torch.Tensor] | None = None,
+    replace: Sequence[str] = (),
 ) -> FitResult:
     """Train a U-Net on `train` (an ArraySet: images uint8 (N,H,W), masks uint8 {0,1} (N,H,W),
     H x W = cfg.image_size), select on `val`, write best.pt, last.pt and history.csv to `out_dir`.
@@ -302,8 +303,9 @@ def fit(
     `resume`: a last.pt to continue from, exactly as if never interrupted (epoch mode).
     `callback(epoch, history)` runs after every epoch; returning True stops training there.
     `clock`: seconds (tests pass a fake one). `init`: a state dict of the same network to start
-    from instead of random weights (fine-tuning; `resume` still wins). Returns a FitResult with
-    the best weights restored.
+    from instead of random weights (fine-tuning; `resume` still wins). `replace`: file names
+    of an earlier run in `out_dir`, removed once every check has passed (none of them is then
+    left beside the new run's files). Returns a FitResult with the best weights restored.
     """
     out_dir = Path(out_dir)
     dev = resolve_device(device)
@@ -326,6 +328,8 @@ def fit(
     check_crop_size(cfg)
     ckpt = _resumable(resume, cfg) if resume is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
+    for name in replace:  # after the checks too: a refused run leaves the earlier one whole
+        (out_dir / name).unlink(missing_ok=True)
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
     if channels_last:

@@ -201,6 +201,28 @@ def test_a_run_stopped_after_an_improvement_last_pt_missed_resumes(tmp_path):
     assert same_weights(weights(full.model), weights(resumed.model))
 
 
+def test_an_earlier_run_is_replaced_only_once_the_new_one_passes_its_checks(tmp_path):
+    cfg = tiny_cfg(epochs=1)
+    fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
+    before = {name: (tmp_path / name).read_bytes() for name in ("best.pt", "last.pt", "history.csv")}
+    wider = build_model(tiny_cfg(base_channels=8)).state_dict()
+    with pytest.raises(FetalheadError, match="starting weights are not"):
+        fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False, init=wider,
+            replace=tuple(before))
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before  # refused: left whole
+    (tmp_path / "notes.txt").write_text("the user's own")
+
+    def stop(epoch, history):  # Ctrl-C after the first best.pt, before any last.pt of the new run
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_cfg(epochs=3, seed=3), synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False,
+            callback=stop, replace=tuple(before))
+    assert not (tmp_path / "last.pt").exists()  # the earlier run's last.pt is not left beside the new best.pt
+    assert (tmp_path / "best.pt").read_bytes() != before["best.pt"]
+    assert (tmp_path / "notes.txt").read_text() == "the user's own"  # only the files named go
+
+
 def test_resume_refuses_a_different_config(tmp_path):
     cfg = tiny_cfg(epochs=1)
     fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
