@@ -385,16 +385,20 @@ def fit(
         rows = list(ckpt.get("history", []))
         start_epoch = int(ckpt["epoch"]) + 1
         seconds_before = float(rows[-1]["seconds"]) if rows else 0.0
-        # the best weights so far: best.pt beside last.pt (weights only)
+        # the best weights so far: best.pt beside last.pt (weights only). A run stopped after an
+        # improvement that last.pt (saved now and then) has not seen left a best.pt newer than
+        # last.pt: its weights beat those of last.pt's best epoch, so they are kept, and best.pt
+        # stays as it is; the counters stay last.pt's (the epochs after it are trained again)
         best_path = Path(resume).parent / "best.pt"
-        best_src = ckpt if ckpt["epoch"] == stopper.best_epoch else read_checkpoint(best_path)
-        found, score = int(best_src["epoch"]), (best_src.get("metrics") or {}).get("val_dice")
-        if found > int(ckpt["epoch"]) and score is not None:
-            # a run stopped after an improvement that last.pt (saved now and then) has not seen:
-            # best.pt holds the best weights this run validated, so they stay the best so far
-            stopper.best_score, stopper.best_epoch, stopper.bad_epochs = float(score), found, 0
-        elif found != stopper.best_epoch:
-            raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
+        on_disk = read_checkpoint(best_path) if best_path.is_file() else None
+        if on_disk is not None and int(on_disk["epoch"]) > int(ckpt["epoch"]):
+            best_src = on_disk
+        elif ckpt["epoch"] == stopper.best_epoch:
+            best_src = ckpt
+        else:
+            best_src = on_disk if on_disk is not None else read_checkpoint(best_path)  # its one-line error
+            if int(best_src["epoch"]) != stopper.best_epoch:
+                raise FetalheadError(f"{best_path}: from epoch {best_src['epoch']}, expected the best epoch {stopper.best_epoch}")
         best_weights = kept.state_dict() if best_src is ckpt else best_src["model"]
         stopper.best_state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().clone()
                               for k, v in best_weights.items()}  # a copy: `kept` trains on

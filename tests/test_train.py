@@ -177,28 +177,37 @@ def test_the_averaged_weights_are_validated_and_kept(tmp_path, monkeypatch):
         fit(replace(cfg, ema_decay=1.0), train, val, tmp_path / "bad", progress=False)
 
 
-def test_a_run_stopped_after_an_improvement_last_pt_missed_resumes(tmp_path):
+@pytest.mark.parametrize("saved_at", ["a worse epoch", "its best epoch"])
+def test_a_run_stopped_after_an_improvement_last_pt_missed_resumes(tmp_path, saved_at):
     """last.pt is saved now and then; a run stopped (Ctrl-C, a crash) after best.pt improved
-    once more resumes from last.pt with that best.pt as the best so far, and ends as the
-    uninterrupted run does (CPU runs are deterministic)."""
+    once more resumes from last.pt, keeps that newer best.pt, and ends as the uninterrupted run
+    does, early stopping included (CPU runs are deterministic)."""
     import shutil
 
-    cfg = tiny_cfg(epochs=8, patience=8)
+    cfg = tiny_cfg(epochs=14, patience=2, schedule="constant")
     train, val = synthetic_set(8), synthetic_set(4, seed=1)
     full = fit(cfg, train, val, tmp_path / "full", progress=False)
     dice = full.history["val_dice"].to_numpy()
-    best_so_far = [int(np.argmax(dice[:e])) + 1 for e in range(1, len(dice) + 1)]
-    # last.pt saved at an epoch that was not the best, and a later epoch better still
-    saved = next(e for e in range(2, len(dice)) if best_so_far[e - 1] < e and best_so_far[-1] > e)
-    improved = next(e for e in range(saved + 1, len(dice) + 1) if best_so_far[e - 1] == e)
+    n, best = len(dice), full.best_epoch
+    improving = {e for e in range(1, n + 1) if dice[e - 1] > dice[: e - 1].max(initial=-1.0)}
+    # saved at least patience + 1 epochs before the best: counting the epochs trained again as
+    # no better than the newer best.pt would stop the run early
+    candidates = [e for e in range(1, best - cfg.patience) if (e in improving) == (saved_at == "its best epoch")]
+    assert candidates and n > best + 1  # the case can tell
+    saved = min(candidates, key=lambda e: (e + 1 in improving, e))  # one followed by a worse epoch if any
     fit(cfg, train, val, tmp_path / "part", progress=False, callback=lambda e, h: e == saved)
-    fit(cfg, train, val, tmp_path / "later", progress=False, callback=lambda e, h: e == improved)
-    _, _, later = load_checkpoint(tmp_path / "later" / "best.pt")
-    assert later["epoch"] == improved
+    fit(cfg, train, val, tmp_path / "later", progress=False, callback=lambda e, h: e == best)
     shutil.copyfile(tmp_path / "later" / "best.pt", tmp_path / "part" / "best.pt")  # what the stopped run left
+    if saved + 1 not in improving:  # one epoch trained again, no better: best.pt stays the newer one
+        shutil.copytree(tmp_path / "part", tmp_path / "again")
+        fit(cfg, train, val, tmp_path / "again", resume=tmp_path / "again" / "last.pt", progress=False,
+            callback=lambda e, h: True)
+        assert load_checkpoint(tmp_path / "again" / "best.pt")[2]["epoch"] == best
     resumed = fit(cfg, train, val, tmp_path / "part", resume=tmp_path / "part" / "last.pt", progress=False)
-    assert resumed.best_epoch == full.best_epoch and resumed.best_val_dice == full.best_val_dice
+    pd.testing.assert_frame_equal(full.history[["epoch", "val_dice"]], resumed.history[["epoch", "val_dice"]])
+    assert resumed.best_epoch == best and resumed.best_val_dice == full.best_val_dice
     assert same_weights(weights(full.model), weights(resumed.model))
+    assert load_checkpoint(tmp_path / "part" / "best.pt")[2]["epoch"] == best
 
 
 def test_an_earlier_run_is_replaced_only_once_the_new_one_passes_its_checks(tmp_path):
