@@ -16,7 +16,7 @@ from torch.optim.swa_utils import AveragedModel
 from fetalhead.config import TrainConfig
 from fetalhead.errors import FetalheadError
 
-__all__ = ["EarlyStopping", "ONECYCLE_WARMUP", "SGD_MOMENTUM", "averaged_model", "build_optimizer", "build_scheduler",
+__all__ = ["EarlyStopping", "MovingAverage", "ONECYCLE_WARMUP", "SGD_MOMENTUM", "averaged_model", "build_optimizer", "build_scheduler",
            "ema_decay_at", "lr_factor"]
 
 SGD_MOMENTUM = 0.99  # Ronneberger et al. 2015, section 3: "a high momentum (0.99)"
@@ -136,35 +136,41 @@ def ema_decay_at(decay: float, n: int) -> float:
     return min(decay, (1.0 + n) / (10.0 + n))
 
 
-def _ema_update(decay: float, updates: Callable[[], int]):
-    """`AveragedModel`'s multi_avg_fn: averaged <- d averaged + (1 - d) current, d =
-    ema_decay_at(decay, updates()). The count comes from `updates`, read on the host: the one
-    AveragedModel passes is a copy on the weights' device, and reading that would make the CPU
-    wait for the GPU twice a step."""
+class MovingAverage(AveragedModel):
+    """torch's AveragedModel (its state_dict, its `module`) with an update of its own that
+    moves nothing between devices: torch's copies its update count to the weights' device
+    twice a step (floats, then BatchNorm's integer counter), and on a GPU each such copy makes
+    the CPU wait for the GPU. The count stays on the CPU; the decay is `ema_decay_at`."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        super().__init__(model, use_buffers=True)
+        self.decay = float(decay)
 
     @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-        d = ema_decay_at(decay, updates())
-        if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, 1.0 - d)
-        else:  # integer buffers (BatchNorm's step count)
+    def update_parameters(self, model: nn.Module) -> None:
+        """averaged <- d averaged + (1 - d) current for every weight and buffer of `model`
+        (the first update copies them), d = ema_decay_at(decay, updates so far)."""
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        n = int(self.n_averaged)  # a CPU buffer: reading it waits for nothing
+        if n == 0:
+            torch._foreach_copy_(averaged, current)
+        else:
+            d = ema_decay_at(self.decay, n)
+            floats = [i for i, a in enumerate(averaged) if torch.is_floating_point(a)]
+            torch._foreach_lerp_([averaged[i] for i in floats], [current[i] for i in floats], 1.0 - d)
             for a, c in zip(averaged, current, strict=True):
-                a.copy_(a * d + c * (1.0 - d))
+                if not torch.is_floating_point(a):  # integer buffers (BatchNorm's step count)
+                    a.copy_(a * d + c * (1.0 - d))
+        self.n_averaged += 1
 
-    return update
 
-
-def averaged_model(model: nn.Module, decay: float) -> AveragedModel | None:
+def averaged_model(model: nn.Module, decay: float) -> MovingAverage | None:
     """An exponential moving average of `model`'s weights and buffers (None for decay 0): its
     first update copies the weights, the later ones decay by `ema_decay_at(decay, n)`, n the
-    updates so far (its `n_averaged`, kept on the CPU)."""
+    updates so far (`MovingAverage`)."""
     if not decay:
         return None
     if not 0.0 < decay < 1.0:
         raise FetalheadError(f"ema_decay must be in [0, 1), got {decay}")
-
-    def updates() -> int:
-        return int(average.n_averaged)
-
-    average = AveragedModel(model, multi_avg_fn=_ema_update(decay, updates), use_buffers=True)
-    return average
+    return MovingAverage(model, decay)

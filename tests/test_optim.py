@@ -86,15 +86,24 @@ def test_the_average_follows_its_warm_up_update_by_update():
     assert averaged_model(model, 0.0) is None
 
 
-def test_the_average_never_reads_the_weights_device():
-    """On a GPU, reading a count or a weight back to the CPU makes the CPU wait for the GPU; the
-    average's updates read nothing there. Weights on the "meta" device (no data: any read
-    raises) stand in for it."""
+def test_the_average_moves_nothing_between_devices(monkeypatch):
+    """On a GPU, reading a count or a weight back to the CPU, or copying the count to the GPU,
+    makes the CPU wait for the GPU; the average's updates do neither. Weights on the "meta"
+    device (no data: any read raises) stand in for the GPU, and no tensor is moved (`.to`)."""
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)).to("meta")
     average = averaged_model(model, 0.999)
+    moved = []
+    real_to = torch.Tensor.to
+
+    def to(self, *args, **kwargs):  # a move to a device (a cast of dtype moves nothing)
+        if "device" in kwargs or any(isinstance(a, (str, torch.device, torch.Tensor)) for a in args):
+            moved.append(args)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
     for _ in range(3):
         average.update_parameters(model)
-    assert int(average.n_averaged) == 3
+    assert int(average.n_averaged) == 3 and moved == []
 
 
 def test_lr_factor_has_the_shape_of_torch_onecycle():
