@@ -259,8 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         best = work / r.name / "best.pt"
         if not best.is_file():  # a run killed at its limit still has its best epoch
             return 0
+        limit = 60.0 if args.dry_run else max(min(60.0, deadline - time.monotonic()), EXPORT_S)
         return s.run(f"export-{r.name}", fh + ["export", "--checkpoint", str(best),
-                                               "--out", str(args.out / f"fetalhead_{r.name}.pt"), "--overwrite"], 60)
+                                               "--out", str(args.out / f"fetalhead_{r.name}.pt"), "--overwrite"], limit)
 
     def train() -> int:
         if without_gpu("train"):

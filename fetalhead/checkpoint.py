@@ -40,7 +40,10 @@ def _atomic_save(obj: Any, path: Path) -> Path:
         with atomic_file(path) as tmp:  # an interrupted run never leaves a half-written checkpoint
             torch.save(obj, tmp)
     except RuntimeError as e:  # torch's writer reports a failed write so, not as an OSError
-        raise FetalheadError(f"cannot write a checkpoint in {path.parent}: {str(e).strip().splitlines()[-1][:160]} "
+        said = str(e).strip().splitlines()
+        if not said or not any(w in said[-1] for w in ("unexpected pos", "failed writing", "write")):
+            raise  # not a failed write: torch's own error
+        raise FetalheadError(f"cannot write a checkpoint in {path.parent}: {said[-1][:160]} "
                              "(is the disk full?)") from None
     return path
 

@@ -45,7 +45,8 @@ class TrainConfig:
     batch_size: int = 16
     epochs: int = 60  # upper bound; early stopping usually ends sooner
     # wall-clock budget of the whole run (validation included), seconds; None trains `epochs`.
-    # With a budget the schedule follows the elapsed fraction of it, so the learning rate
+    # With a budget the schedule follows the elapsed fraction of its training time (the budget
+    # less one validation), so the learning rate
     # anneals fully whatever the machine's speed, and `epochs`/`patience` do not apply.
     time_budget_s: float | None = None
     precision: str = "auto"  # "auto" (GPU: bf16 if supported, else fp16; CPU: bf16 with bf16 hardware, else fp32), "bf16", "fp16", "fp32"

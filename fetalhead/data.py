@@ -147,7 +147,8 @@ def annotation_path(filename: str, root: str | os.PathLike | None = None) -> Pat
     return data_dir(root) / TRAIN_DIR / f"{stem}_Annotation.png"
 
 
-#: the cells pandas.read_csv reads as missing by default (its documented `na_values`)
+#: the cells pandas.read_csv reads as missing by default (its documented `na_values`; a test
+#: checks them against pandas' own list)
 _MISSING = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
             "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
@@ -178,6 +179,8 @@ def read_image_table(path: Path, columns: tuple[str, ...], made_by: str,
     (with a `frame` column: several frames of one file, followed by `frames_hint`)."""
     check_input_file(path, "table")
     table = read_csv(path, text_columns=("filename",))
+    blank = table.isna() | table.astype(str).apply(lambda cells: cells.str.strip() == "")
+    table = table[~blank.all(axis=1)].reset_index(drop=True)  # a spreadsheet's empty rows
     missing = [c for c in dict.fromkeys(("filename", *columns)) if c not in table.columns]
     if missing:
         raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it {made_by}?)")

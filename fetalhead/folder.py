@@ -186,11 +186,14 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
 
 #: units a column header may end with, as in `hc_mm`, `HC (cm)` or `pixel size [um]`
 _UNIT_RE = re.compile(r"[\s_(\[/](mm|cm|m|um|µm|px|in)[)\]]?$")
+#: a "per pixel" ending, as in `pixel size (mm/px)` or `pixel_size_mm_per_pixel`: the unit is before it
+_PER_PIXEL_RE = re.compile(r"\s*(/|\bper\b|_per_?)\s*(px|pixels?)([)\]]?)$")
 
 
 def _unit(header: str) -> str | None:
-    """The unit a column header ends with (`_UNIT_RE`), lower case; None when it names none."""
-    found = _UNIT_RE.search(header.strip().lower())
+    """The unit a column header ends with (`_UNIT_RE`; before a "per pixel", `mm/px`), lower
+    case; None when it names none."""
+    found = _UNIT_RE.search(_PER_PIXEL_RE.sub(r"\3", header.strip().lower()))
     return found.group(1) if found else None
 
 

@@ -60,7 +60,8 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_st
                     progress: Callable[[], float] | None = None) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step learning-rate schedule over `total_steps` optimizer steps.
 
-    With `progress` (a function returning the elapsed fraction of a time budget, 0..1) the
+    With `progress` (a function returning the elapsed fraction of a time budget's training
+    time, 0..1) the
     rate follows `lr_factor(cfg.schedule, progress())` instead, whatever the step count.
     """
     if progress is not None:

@@ -156,8 +156,9 @@ def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
 
 def image_weights(pixel_size_mm: np.ndarray, exponent: float) -> np.ndarray:
     """Per-image loss weights (N,) float32, ``(pixel_size / mean pixel_size) ** exponent``
-    renormalised to mean 1, for pixel sizes (N,) in mm per pixel at the original size. With
-    exponent 1 an image weighs in proportion to the millimetres one of its pixels spans, as
+    renormalised to mean 1, for pixel sizes (N,) in mm (`fit` gives mm per network pixel:
+    `_pixel_sizes`). With exponent 1 an image weighs in proportion to the millimetres one of its
+    pixels spans, as
     its head-circumference error in mm does; exponent 0 weighs all images alike."""
     px = np.asarray(pixel_size_mm, dtype=np.float64)
     if px.ndim != 1 or len(px) == 0 or not np.all(np.isfinite(px)) or np.any(px <= 0):
@@ -295,7 +296,8 @@ def fit(
     Without `cfg.time_budget_s`: `cfg.epochs` epochs, early stopping after `cfg.patience`
     (`stops_early`: not during a one-cycle warm-up).
     With it: train until that many seconds (validation included) have passed; the learning
-    rate follows the elapsed fraction of the budget, so the schedule is sized by the speed
+    rate follows the elapsed fraction of the budget less one validation (the last one's
+    seconds: the training time), so the schedule is sized by the speed
     measured as the run goes and anneals fully inside the budget; the best epoch by
     validation Dice is kept. The last epoch may be cut short. With `cfg.coarse_fraction`, the
     epochs that begin in that first fraction of the run train on the arrays downscaled by
@@ -347,7 +349,7 @@ def fit(
     batch = min(cfg.batch_size, n_train)
     steps_per_epoch = n_train // batch  # drop the last partial batch: BatchNorm dislikes tiny ones
 
-    # 3. loss, optimizer, schedule (by step, or by the elapsed fraction of the budget), precision
+    # 3. loss, optimizer, schedule (by step, or by the elapsed fraction of the training time), precision
     seconds_before = 0.0
     t_run = clock()
     elapsed = lambda: seconds_before + clock() - t_run  # noqa: E731  (wall seconds of the whole run)

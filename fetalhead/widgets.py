@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 from fetalhead.ellipse import Ellipse
 from fetalhead.errors import FetalheadError
 from fetalhead.metrics import dice
-from fetalhead.predict import Prediction, Predictor, measure
+from fetalhead.predict import STATUS_NO_HEAD, Prediction, Predictor, measure
 from fetalhead.viz import figure_to_png, plot_overlay
 
 __all__ = [
@@ -334,9 +334,9 @@ class PredictionViewer:
 
         def key(i: int) -> tuple[bool, float]:
             s = self.stats(i)
-            headless = s.status == "no head found"  # the least trusted of all, the worst HC error
+            headless = s.status == STATUS_NO_HEAD  # the least trusted of all, the worst HC error
             value = {"dice_asc": s.dice, "dice_desc": -s.dice,
-                     "quality_asc": 0.0 if headless else s.quality}.get(
+                     "quality_asc": -math.inf if headless else s.quality}.get(
                 sort, -math.inf if headless else -abs(s.hc_error_mm))
             # NaN last; ties keep input order (sorted is stable).
             return (True, 0.0) if math.isnan(value) else (False, value)

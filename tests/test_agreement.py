@@ -145,6 +145,14 @@ def test_file_names_that_look_like_numbers_or_missing_values_stay_names(tmp_path
                                     "0001,ok,0.9,0.1,150\nNA,ok,0.9,0.1,155\n")
     table = read_predictions(tmp_path / "p.csv")
     assert list(table["filename"]) == ["0001", "NA"] and list(table["hc_mm"]) == [150.0, 155.0]
+    (tmp_path / "p.csv").write_text("filename,status,quality,pixel_size_mm,hc_mm\n"
+                                    "0001,ok,0.9,0.1,150\nNA,ok,0.9,0.1,155\n,,,,\n")  # a spreadsheet's last row
+    assert list(read_predictions(tmp_path / "p.csv")["filename"]) == ["0001", "NA"]
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from fetalhead.data import _MISSING
+
+    assert set(_MISSING) == set(STR_NA_VALUES)  # pandas' own list of missing cells
     (tmp_path / "hc.csv").write_text("filename,hc\n0001,151\nNA,153\n")
     paired = agreement_table(table, read_hc_csv(tmp_path / "hc.csv"))
     assert sorted(paired["filename"]) == ["0001", "NA"]

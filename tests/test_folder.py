@@ -128,6 +128,9 @@ def test_read_pixel_csv_validates_every_value(tmp_path):
     assert read_pixel_csv(good) == {"a.png": 0.12, "b.png": 0.2}
     good.write_text("filename,pixel count,pixel size(mm)\r\na.png,9,0.12\r\n,,\r\n , ,\r\n")  # spreadsheet rows
     assert read_pixel_csv(good) == {"a.png": 0.12}
+    for header in ("pixel size (mm/px)", "pixel_size_mm_per_px", "Pixel Size [mm/pixel]"):  # mm, per pixel
+        good.write_text(f"filename,{header}\na.png,0.12\n")
+        assert read_pixel_csv(good) == {"a.png": 0.12}, header
     for body, match in [("filename,pixel size(mm)\na.png,0.12\nb.png,0\n", "line 3: pixel size 0 mm must be positive"),
                         ("filename,pixel size(mm)\na.png,abc\n", "line 2: pixel size 'abc' is not a number"),
                         ("filename,pixel size(mm)\na.png,5\n", "implausible"),

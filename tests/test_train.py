@@ -771,3 +771,19 @@ def test_the_threads_are_counted_in_words():
         assert threads_text() == "2 threads"
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("said", "raised"), [("", RuntimeError), ("some other failure", RuntimeError),
+                                              ("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0",
+                                               FetalheadError)])
+def test_only_a_failed_write_is_reported_as_one(tmp_path, monkeypatch, said, raised):
+    import fetalhead.checkpoint as checkpoint
+
+    def failing_save(obj, f):
+        raise RuntimeError(said)
+
+    monkeypatch.setattr(checkpoint.torch, "save", failing_save)
+    with pytest.raises(raised) as caught:
+        checkpoint.save_checkpoint(tmp_path / "x.pt", build_model(tiny_cfg()), tiny_cfg(), epoch=1)
+    assert ("is the disk full?" in str(caught.value)) == (raised is FetalheadError)
+    assert list(tmp_path.iterdir()) == []  # no part of the file left

@@ -358,7 +358,7 @@ def test_headless_cases_are_the_least_trusted_and_the_filter_says_when_none_is_f
                          ["sharp.png", "blurred.png", "blank.png"], predictor=sharp)
     assert [v.stats(i).status for i in range(3)] == ["ok", "review", "no head found"]
     v.sort_dropdown.value = "quality_asc"
-    assert v.order == [1, 2, 0]  # no head found: least trusted, before the ok one (ties: input order)
+    assert v.order == [2, 1, 0]  # no head found: the least trusted, before even a quality of 0
     calm = PredictionViewer([image] * 2, [clear, clear], [0.1] * 2, ["a.png", "b.png"], predictor=sharp)
     calm.review_toggle.value = True
     assert calm.order == [0, 1] and "(no case flagged at this threshold: all shown)" in calm.label_text
