@@ -179,8 +179,9 @@ def read_image_table(path: Path, columns: tuple[str, ...], made_by: str,
     (with a `frame` column: several frames of one file, followed by `frames_hint`)."""
     check_input_file(path, "table")
     table = read_csv(path, text_columns=("filename",))
-    blank = table.isna() | table.astype(str).apply(lambda cells: cells.str.strip() == "")
-    table = table[~blank.all(axis=1)].reset_index(drop=True)  # a spreadsheet's empty rows
+    missing = table.isna().to_numpy(dtype=bool)
+    empty = (table.astype(str).apply(lambda cells: cells.str.strip()) == "").to_numpy(dtype=bool)
+    table = table[~(missing | empty).all(axis=1)].reset_index(drop=True)  # a spreadsheet's empty rows
     missing = [c for c in dict.fromkeys(("filename", *columns)) if c not in table.columns]
     if missing:
         raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it {made_by}?)")
