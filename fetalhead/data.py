@@ -65,6 +65,7 @@ __all__ = [
     "TRAIN_DIR",
     "annotation_path",
     "annotation_to_mask",
+    "blank_rows",
     "check_data_dir",
     "frame_count",
     "image_path",
@@ -171,6 +172,14 @@ def read_csv(path: str | os.PathLike, text_columns: tuple[str, ...] = (), **kwar
     return table
 
 
+def blank_rows(table: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: the rows of `table` whose every cell is missing or only spaces (a
+    spreadsheet's empty rows, saved as commas)."""
+    missing = table.isna().to_numpy(dtype=bool)
+    empty = (table.astype(str).apply(lambda cells: cells.str.strip()) == "").to_numpy(dtype=bool)
+    return (missing | empty).all(axis=1)
+
+
 def read_image_table(path: Path, columns: tuple[str, ...], made_by: str,
                      frames_hint: str = "") -> pd.DataFrame:
     """A CSV with one row per image: a `filename` column naming each image once, and `columns`.
@@ -179,9 +188,7 @@ def read_image_table(path: Path, columns: tuple[str, ...], made_by: str,
     (with a `frame` column: several frames of one file, followed by `frames_hint`)."""
     check_input_file(path, "table")
     table = read_csv(path, text_columns=("filename",))
-    missing = table.isna().to_numpy(dtype=bool)
-    empty = (table.astype(str).apply(lambda cells: cells.str.strip()) == "").to_numpy(dtype=bool)
-    table = table[~(missing | empty).all(axis=1)].reset_index(drop=True)  # a spreadsheet's empty rows
+    table = table[~blank_rows(table)].reset_index(drop=True)
     missing = [c for c in dict.fromkeys(("filename", *columns)) if c not in table.columns]
     if missing:
         raise FetalheadError(f"{path}: no column {', '.join(missing)} (is it {made_by}?)")

@@ -31,6 +31,7 @@ from fetalhead.data import (
     IMAGE_SUFFIXES,
     MASK_SUFFIX,
     OVERLAY_SUFFIX,
+    blank_rows,
     load_image,
     load_mask,
     parse_filename,
@@ -215,7 +216,7 @@ def _read_value_csv(path: str | os.PathLike, what: str, is_value_column: Callabl
     column = next((c for c in value_cols if _unit(c) == unit), value_cols[0]) if unit else value_cols[0]
     if unit and _unit(column) not in (None, unit):
         raise FetalheadError(f"{path}: column {column!r} is in {_unit(column)}; give it in {unit}")
-    blank = df.apply(lambda cells: cells.str.strip() == "").all(axis=1)
+    blank = blank_rows(df)
     out: dict[str, Any] = {}
     named: dict[str, str] = {}  # stem -> the name listed with it
     for line, (name, text, skip) in enumerate(zip(df[name_col], df[column], blank, strict=True), start=2):
