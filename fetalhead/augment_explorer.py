@@ -57,7 +57,8 @@ class AugmentationExplorer:
         self._width_px = int(width_px)
         self.render_count = 0
         self.last_png = b""
-        self.image_slider = W.IntSlider(value=0, min=0, max=len(images) - 1,
+        # numbered from 1, as the prediction viewer numbers its cases
+        self.image_slider = W.IntSlider(value=1, min=1, max=len(images),
                                         description="image", continuous_update=False,
                                         disabled=len(images) == 1)
         # the ranges reach the values given: a slider would clip them without a word
@@ -107,7 +108,7 @@ class AugmentationExplorer:
     @property
     def current_augmented(self) -> tuple[np.ndarray, np.ndarray]:
         """The shown augmented (image uint8 (H, W), mask uint8 {0,1} (H, W))."""
-        i = int(self.image_slider.value)
+        i = int(self.image_slider.value) - 1
         return augment_pair(self._images[i], self._masks[i], self.params,
                             np.random.default_rng(int(self.seed_slider.value)))
 
@@ -121,7 +122,7 @@ class AugmentationExplorer:
 
     def figure(self) -> Figure:
         """Two panels: the original pair and the augmented pair (mask tinted and outlined)."""
-        i = int(self.image_slider.value)
+        i = int(self.image_slider.value) - 1
         image, mask = self._images[i], self._masks[i]
         aug_image, aug_mask = self.current_augmented
         h, w = image.shape
