@@ -90,7 +90,7 @@ from fetalhead.predict import (
 )
 from fetalhead.report import bland_altman, draw_overlay, save_png
 from fetalhead.results import json_safe, results_record, write_results
-from fetalhead.split import split_groups
+from fetalhead.split import load_split, split_groups
 from fetalhead.train import fit
 from fetalhead.viz import save_figure
 
@@ -350,6 +350,14 @@ def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> Folder
     return ds
 
 
+def hc18_names(images: Sequence[Path], parts: Sequence[str]) -> list[str]:
+    """The file names among `images` that HC18 images of the committed split's `parts`
+    (e.g. ["train"]) have, in the order given."""
+    split = load_split()
+    names = set(split.loc[split["split"].isin(list(parts)), "filename"])
+    return [p.name for p in images if p.name in names]
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     own = _own_dataset(args, {"--data": args.data, "--part": args.part})
     part = "folder" if own is not None else (args.part or "test")
@@ -361,9 +369,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.results is not None:
         check_output_file(args.results, args.overwrite, "--results")
     predictor = _load_predictor(args)
-    seen = part in str(getattr(predictor.config, "train_parts", "train")).split("+")
+    trained_parts = str(getattr(predictor.config, "train_parts", "train")).split("+")
+    seen = part in trained_parts
     if seen:
         _say(f"note: this model trained on the {part} part, so these figures are not held out")
+    if own is not None:
+        named = hc18_names(own.image_paths[:args.limit or len(own)], trained_parts)
+        if named:
+            _say(f"note: {len(named)} of these images have the names of HC18 images this model trained on "
+                 f"(e.g. {named[0]}): if they are those images, these figures are not held out")
     if own is None:
         df = evaluate_split(predictor, part=part, root=root, limit=args.limit,
                             progress=not args.quiet, batch_size=args.batch_size)

@@ -1361,6 +1361,31 @@ def test_review_below_chooses_the_flag(tmp_path, capfd, synthetic_tiny):
     assert not (tmp_path / "bad").exists()
 
 
+def test_evaluate_your_own_images_named_as_training_images_says_so(tmp_path, capfd, synthetic_tiny):
+    """A folder holding images with the names of HC18 images the model trained on (its
+    training_set folder, say) is scored, with a note that the figures may not be held out."""
+    from fetalhead.data import annotation_path, image_path, read_training_csv
+    from fetalhead.split import load_split
+
+    root, ckpt = synthetic_tiny
+    split = load_split()
+    held = [min(split.loc[split["split"] == "test", "filename"])]
+    trained = sorted(f for f in split.loc[split["split"] == "train", "filename"] if f > held[0])[:2]
+    source = read_training_csv(root).head(3)["filename"]
+    (tmp_path / "img").mkdir()
+    for name, src in zip(held + trained, source, strict=True):
+        shutil.copy(image_path(src, root=root), tmp_path / "img" / name)
+        shutil.copy(annotation_path(src, root), tmp_path / "img" / f"{Path(name).stem}_Annotation.png")  # HC18 naming
+    code, stdout, err = run(["evaluate", "--checkpoint", ckpt, "--images", tmp_path / "img", "--pixel-size", "0.1",
+                             "--out", tmp_path / "report", "--quiet"], capfd)
+    assert code == 0, err
+    assert (f"note: 2 of these images have the names of HC18 images this model trained on (e.g. {min(trained)})"
+            in stdout), stdout
+    code, stdout, err = run(["evaluate", "--checkpoint", ckpt, "--images", tmp_path / "img", "--pixel-size", "0.1",
+                             "--limit", "1", "--out", tmp_path / "first", "--quiet"], capfd)
+    assert code == 0 and "not held out" not in stdout  # the one evaluated is a test image
+
+
 def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     """evaluate --images scores a folder of your own images against their masks (any mask
     folder and naming, pixel sizes given or from a CSV); what it cannot do is refused in one
@@ -1393,7 +1418,7 @@ def test_evaluate_your_own_labelled_images(tmp_path, capfd, synthetic_tiny):
     from fetalhead.interval import FACTOR, inside
 
     n_inside = int(inside(per_image).sum())  # the intervals of your own images, how often they hold
-    assert f"90 % interval for {n_inside} of 4 images" in stdout
+    assert f"90 % interval for {n_inside} of 4 images" in stdout and "not held out" not in stdout
     assert (rec["hc_interval"]["n_inside"], rec["hc_interval"]["factor"]) == (n_inside, FACTOR)
     (tmp_path / "px_short.csv").write_text("filename,pixel size(mm)\nscan0.png,0.1\n")
     code, _, err = run(["evaluate", "--checkpoint", ckpt, *own, "--pixel-csv", tmp_path / "px_short.csv",
