@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fetalhead.data import read_csv, read_image_table, validate_pixel_size
+from fetalhead.data import read_csv, read_image_table
 from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import bootstrap_ci, flag_summary
 from fetalhead.files import check_input_file
 from fetalhead.folder import exam_of, lookup_by_name
+from fetalhead.inputs import validate_pixel_size
 from fetalhead.interval import interval_summary
 from fetalhead.predict import STATUS_NO_HEAD, STATUS_OK, STATUS_REVIEW
 from fetalhead.report import limits_of_agreement

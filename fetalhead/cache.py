@@ -48,10 +48,9 @@ __all__ = [
     "META_COLUMNS",
     "ArraySet",
     "build_compact_cache",
+    "concat_arrays",
     "load_arrays",
     "load_compact_cache",
-    "resize_image",
-    "resize_mask",
     "shrink_arrays",
 ]
 

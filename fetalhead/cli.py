@@ -20,9 +20,10 @@ from pathlib import Path
 
 from fetalhead import __version__
 from fetalhead.config import DEFAULT_SIZE, PRESETS, parse_override
-from fetalhead.data import IMAGE_SUFFIXES, MASK_SUFFIX, OVERLAY_SUFFIX, validate_pixel_size
+from fetalhead.data import IMAGE_SUFFIXES, MASK_SUFFIX, OVERLAY_SUFFIX
 from fetalhead.errors import FetalheadError, OneLineParser, one_line
 from fetalhead.growth import parse_ga_weeks
+from fetalhead.inputs import validate_pixel_size
 from fetalhead.paths import SHIPPED_MODELS
 from fetalhead.split import LABELLED_PARTS, PARTS
 

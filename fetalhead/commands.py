@@ -42,7 +42,7 @@ from fetalhead.checkpoint import export_weights, load_checkpoint
 from fetalhead.cli import EXPORT_DTYPES
 from fetalhead.config import get_config
 from fetalhead.data import MASK_SUFFIX, OVERLAY_SUFFIX, check_data_dir, frame_count
-from fetalhead.device import device_name
+from fetalhead.device import cpu_has_bf16_units, device_name
 from fetalhead.download import download_hc18
 from fetalhead.errors import FetalheadError
 from fetalhead.evaluate import (
@@ -89,12 +89,12 @@ from fetalhead.predict import (
     load_input_image,
 )
 from fetalhead.report import bland_altman, draw_overlay, save_png
-from fetalhead.results import json_safe, results_record, write_results
+from fetalhead.results import json_safe, provenance, results_record, write_results
 from fetalhead.split import load_split, split_groups
 from fetalhead.train import fit
 from fetalhead.viz import save_figure
 
-__all__ = ["LIST_UP_TO", "RUN_FILES", "describe_model", "measurement_line", "model_lines", "run"]
+__all__ = ["LIST_UP_TO", "RUN_FILES", "describe_model", "loop_line", "measurement_line", "model_lines", "run"]
 
 PREDICTIONS_CSV = "predictions.csv"
 RUN_FILES = ("best.pt", "last.pt", "history.csv")  #: what `fit` writes into a run folder
@@ -350,7 +350,7 @@ def _own_dataset(args: argparse.Namespace, instead_of: dict[str, Any]) -> Folder
     return ds
 
 
-def hc18_names(images: Sequence[Path], parts: Sequence[str]) -> list[str]:
+def _hc18_names(images: Sequence[Path], parts: Sequence[str]) -> list[str]:
     """The file names among `images` that HC18 images of the committed split's `parts`
     (e.g. ["train"]) have, in the order given."""
     split = load_split()
@@ -374,7 +374,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if seen:
         _say(f"note: this model trained on the {part} part, so these figures are not held out")
     if own is not None:
-        named = hc18_names(own.image_paths[:args.limit or len(own)], trained_parts)
+        named = _hc18_names(own.image_paths[:args.limit or len(own)], trained_parts)
         if named:
             _say(f"note: {len(named)} of these images have the names of HC18 images this model trained on "
                  f"(e.g. {named[0]}): if they are those images, these figures are not held out")
@@ -471,7 +471,7 @@ def _item_stem(path: Path, frame: str | None, all_frames: bool) -> str:
 NAME_MAX_BYTES = 255
 
 
-def check_output_names(items: Sequence[tuple[Path, Any, str | None]], stems: Sequence[str],
+def _check_output_names(items: Sequence[tuple[Path, Any, str | None]], stems: Sequence[str],
                        targets: Sequence[Path]) -> None:
     """One-line FetalheadError when two of `items` (image path, frame, frame column) would write
     outputs of one name (their `stems`: `x_f002` of a loop's frame 2 and an image `x_f002.png`;
@@ -538,7 +538,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     targets = [out / PREDICTIONS_CSV, out / GALLERY_HTML]
     for stem in stems:
         targets += [out / f"{stem}{MASK_SUFFIX}.png", out / f"{stem}{OVERLAY_SUFFIX}.png"]
-    check_output_names(items, stems, targets)
+    _check_output_names(items, stems, targets)
     refuse_overwrite(targets, args.overwrite)
     for img, frame, _ in items:
         check_image_file(img, frame)
@@ -721,11 +721,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.latency_only:
         res = latency_only(device=args.device, repeats=1 if args.quick else 10)  # quick: one timed run, a smoke test
-        write(res)
+        write({**res, **provenance(res["cpu"]), "cpu_bf16_units": cpu_has_bf16_units()})
         _say(format_latency(res))
     elif args.precision is not None:
         res = compare_precision(args.precision, args.device, args.steps, args.warmup, args.quick)
-        write(res)
+        write({**res, **provenance(res.get("device"))})
         _say(format_precision(res))
     else:
         res = run_benchmark(args.cache, args.steps, args.warmup, args.quick, args.target, args.cap,
@@ -759,7 +759,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         table.to_csv(stage / COMPARE_CSV, index=False, float_format="%.6f")
         (stage / COMPARE_JSON).write_text(json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n", encoding="utf-8")
         save_figure(bland_altman(table["hc_pred_mm"], table["hc_true_mm"], reference="recorded"), COMPARE_PLOT, stage)
-        lines = compare_lines(summary, not_recorded, models)
+        lines = _compare_lines(summary, not_recorded, models)
         (stage / COMPARE_HTML).write_text(compare_html(lines, COMPARE_CSV, [COMPARE_PLOT]), encoding="utf-8")
     for line in lines:
         _say(line)
@@ -767,7 +767,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_lines(summary: dict[str, Any], not_recorded: int, models: Sequence[str] = ()) -> list[str]:
+def _compare_lines(summary: dict[str, Any], not_recorded: int, models: Sequence[str] = ()) -> list[str]:
     """What `fetalhead compare` says of an `agreement_summary`: its figures in a few lines, and
     the `models` that measured (their weights' names, from predictions.csv)."""
     def ci(d: dict, sign: str = "+") -> str:

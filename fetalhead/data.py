@@ -17,7 +17,6 @@ both and always returns the filled region.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +43,7 @@ from fetalhead.dicom import (
 )
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
+from fetalhead.inputs import MAX_SIDE
 from fetalhead.paths import DATA_ENV, data_dir
 from fetalhead.tiff import (
     looks_like_tiff,
@@ -58,15 +58,16 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MASK_SUFFIX",
     "OVERLAY_SUFFIX",
-    "PIXEL_SIZE_RANGE_MM",
     "TEST_CSV",
     "TEST_DIR",
     "TRAIN_CSV",
     "TRAIN_DIR",
     "annotation_path",
+    "as_gray_uint8",
     "annotation_to_mask",
     "blank_rows",
     "check_data_dir",
+    "decode_image",
     "frame_count",
     "image_path",
     "load_labelled",
@@ -79,7 +80,6 @@ __all__ = [
     "read_test_csv",
     "read_training_csv",
     "training_pairs",
-    "validate_pixel_size",
 ]
 
 #: file suffixes read as images (HC18's PNGs, your own scans, DICOM exports, video clips)
@@ -91,10 +91,6 @@ TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
 TRAIN_CSV = "training_set_pixel_size_and_HC.csv"
 TEST_CSV = "test_set_pixel_size.csv"
-MIN_SIDE = 32  #: smallest accepted image side, pixels
-MAX_SIDE = 8192  #: largest accepted image side, pixels
-#: Plausible ultrasound pixel sizes, mm per pixel (HC18 spans 0.05 to 0.39).
-PIXEL_SIZE_RANGE_MM: tuple[float, float] = (0.01, 1.0)
 
 # "010_HC.png" is frame 1 of exam 10, "010_2HC.png" frame 2; annotations add "_Annotation".
 _NAME_RE = re.compile(r"^(\d+)_(\d*)HC(?:_Annotation)?\.png$", re.IGNORECASE)
@@ -393,9 +389,17 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
-        # Full-range rescale 0..65535 -> 0..255 (x / 257 maps v*257 back to v exactly), so a
-        # 16-bit image keeps its contrast instead of saturating at 255.
-        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        # A 16-bit file does not say how many bits its scanner wrote: 10 or 12 are common. So
+        # the values are scaled from the fewest bits that hold them (8, 10, 12, 14 or 16), and
+        # a 12-bit image keeps its contrast instead of coming out nearly black. 16 bits: x / 257
+        # maps v*257 back to v exactly.
+        top = int(arr.max()) if arr.size else 0
+        bits = next(b for b in (8, 10, 12, 14, 16) if top < 2 ** b)
+        if bits == 8:
+            return arr.astype(np.uint8)
+        if bits == 16:
+            return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        return np.round(arr * (255.0 / (2 ** bits - 1))).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
         # 32-bit integer gray (Pillow's mode "I", TIFF) carries no bit depth: 8-bit values
         # pass, 16-bit values are scaled like uint16; wider ones are stretched below.
@@ -411,9 +415,47 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def as_gray_uint8(image: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """An image array as the 8-bit grayscale uint8 (H, W) that `fetalhead.predict` takes.
+
+    Args:
+        image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array (alpha ignored). uint8 stays as it
+            is; uint16 and other integers are scaled from the bits their values need, as
+            `load_image` reads a 16-bit file; bool becomes 0/255; float in [0, 1] is scaled by
+            255, float in [0, 255] rounded, any other float range stretched to 0..255.
+        order: the channel order of colour arrays: "RGB" (PIL, matplotlib, imageio) or "BGR"
+            (OpenCV). Colour becomes luma (ITU-R BT.601).
+    """
+    if order not in ("RGB", "BGR"):
+        raise FetalheadError(f"order must be 'RGB' or 'BGR', got {order!r}")
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        arr = arr[:, :, 0] if arr.shape[2] == 1 else arr[:, :, :3]
+    if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[2] == 3):
+        raise FetalheadError(f"expected an (H, W) or (H, W, 1/3/4) image array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype.kind == "f":
+        finite = np.isfinite(arr)
+        if not finite.all():
+            raise FetalheadError("the image array holds NaN or infinite values")
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo >= 0 and hi <= 1:
+            arr = np.round(arr * 255.0).astype(np.uint8)
+        elif lo >= 0 and hi <= 255:
+            arr = np.round(arr).astype(np.uint8)
+    elif arr.dtype.kind not in "iu":
+        raise FetalheadError(f"expected a numeric image array, got {arr.dtype}")
+    arr = _to_uint8(arr)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2GRAY if order == "RGB" else cv2.COLOR_BGR2GRAY)
+    return np.ascontiguousarray(arr)
+
+
 def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
-    RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped). Colour becomes luma
+    RGB, RGBA, palette, or 16-bit (scaled to 0..255 from the bits its values need: 10, 12,
+    14 or 16; not clipped). Colour becomes luma
     (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored; a JPEG is turned as its EXIF orientation
     says. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
@@ -464,11 +506,11 @@ def annotation_to_mask(arr: np.ndarray) -> np.ndarray:
             if alpha.min() != alpha.max():  # one colour, the label in its alpha
                 a = alpha
     if a.ndim != 2:
-        raise ValueError(f"annotation must be (H, W) or (H, W, C), got shape {np.shape(arr)}")
+        raise FetalheadError(f"annotation must be (H, W) or (H, W, C), got shape {np.shape(arr)}")
     top = float(a.max()) if a.size else 0.0
     if top <= 0:
         return np.zeros(a.shape, np.uint8)
-    fg = (a > top / 2).astype(np.uint8)
+    fg = np.ascontiguousarray(a > top / 2, dtype=np.uint8)  # OpenCV takes C order only
     enclosed = _fill_holes(fg)
     if cv2.countNonZero(enclosed) >= 2 * cv2.countNonZero(fg):
         return enclosed  # a closed outline, however thick: it encloses more than it covers
@@ -556,19 +598,3 @@ def check_data_dir(root: str | os.PathLike | None = None, test_set: bool = True)
     return root
 
 
-def validate_pixel_size(value: object) -> float:
-    """`value` as a float pixel size (mm per pixel) or a one-line FetalheadError: it must be a
-    finite number > 0 within `PIXEL_SIZE_RANGE_MM`."""
-    try:
-        px = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise FetalheadError(f"pixel size {value!r} is not a number") from None
-    if not math.isfinite(px):
-        raise FetalheadError(f"pixel size {value!r} is not a finite number")
-    if px <= 0:
-        raise FetalheadError(f"pixel size {px:g} mm must be positive")
-    lo, hi = PIXEL_SIZE_RANGE_MM
-    if not lo <= px <= hi:
-        raise FetalheadError(f"pixel size {px:g} mm is implausible for ultrasound "
-                             f"(expected {lo:g} to {hi:g} mm per pixel)")
-    return px

@@ -13,9 +13,16 @@ __all__ = ["autocast_settings", "cpu_has_bf16_units", "device_name", "precision_
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """`device`, else CUDA when available, else CPU."""
+    """`device`, else CUDA when available, else CPU; a one-line FetalheadError for a device
+    name torch does not know or CUDA asked for where there is none."""
     if device is not None:
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError as e:
+            raise FetalheadError(f"unknown device {device!r}: {str(e).splitlines()[0]}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise FetalheadError(f"device {device!r}: CUDA is not available on this machine (use 'cpu')")
+        return dev
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from fetalhead.errors import FetalheadError
+from fetalhead.inputs import binary_mask, validate_pixel_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ANNOTATION_BIAS_MM",
     "ANNOTATION_BIAS_PX",
+    "CENTRE_FIT_SHORTFALL_PX",
     "HADLOCK_HC_RANGE_MM",
     "MIN_BOUNDARY_POINTS",
     "MIN_SEMI_AXIS_PX",
@@ -50,10 +52,11 @@ __all__ = [
     "estimate_bias",
     "fit_ellipse",
     "fit_ellipse_points",
-    "head_ellipse",
-    "largest_component_boundary",
     "gestational_age_weeks",
     "hc_from_mask",
+    "head_ellipse",
+    "largest_component_boundary",
+    "prediction_bias_px",
     "reference_mask_hcs",
 ]
 
@@ -78,6 +81,11 @@ MIN_SEMI_AXIS_PX = 1.0
 # recomputes them from the data; tests/test_annotation_offset.py checks these constants).
 #: HC from a filled GT mask minus the CSV HC, in pixels of circumference (2*pi * ~0.93 px).
 ANNOTATION_BIAS_PX = 5.816
+#: How far (px) `fit_ellipse` comes out inside an ellipse from the mask of the pixels whose
+#: centres lie inside it, as a shortfall of the semi-axes (perimeter / 2 pi): a predicted mask
+#: is such a mask (probabilities thresholded at pixel centres). 0.45 on random ellipses of HC18's
+#: sizes (tests/test_ellipse.py measures it).
+CENTRE_FIT_SHORTFALL_PX = 0.45
 #: The same bias as one constant in mm (additive model; less accurate, kept for reference).
 ANNOTATION_BIAS_MM = 0.761
 
@@ -121,8 +129,9 @@ class Ellipse:
         return ellipse_circumference(self.a, self.b)
 
     def to_mm(self, pixel_size_mm: float) -> Ellipse:
-        """The same ellipse with centre and semi-axes in mm (isotropic pixels, as in HC18)."""
-        s = float(pixel_size_mm)
+        """The same ellipse with centre and semi-axes in mm (isotropic pixels, as in HC18);
+        `pixel_size_mm` is checked by `fetalhead.inputs.validate_pixel_size`."""
+        s = validate_pixel_size(pixel_size_mm)
         return replace(self, cx=self.cx * s, cy=self.cy * s, a=self.a * s, b=self.b * s)
 
     @classmethod
@@ -161,8 +170,12 @@ def _normalise(cx: float, cy: float, a: float, b: float, angle_rad: float) -> El
 
 def largest_component_boundary(mask: np.ndarray) -> np.ndarray | None:
     """Outer boundary pixels (N, 2) int32 (x, y) of the largest 8-connected component of a
-    uint8 (H, W) mask (nonzero = head); None when it has none. The points `fit_ellipse` fits."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    (H, W) mask (`fetalhead.inputs.binary_mask`: above 0 = head); None when it has none. The
+    points `fit_ellipse` fits."""
+    binary = np.asarray(mask)
+    if binary.dtype != np.uint8 or not binary.flags.c_contiguous:  # OpenCV labels C-order uint8 only
+        binary = np.ascontiguousarray(binary_mask(binary), dtype=np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     if n <= 1:
         return None
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
@@ -179,7 +192,8 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
     """Least-squares ellipse (pixels) through the boundary of the mask's largest component.
 
     Args:
-        mask: (H, W) or (H, W, C) array; nonzero = head. bool, uint8 {0,1} or {0,255}.
+        mask: (H, W) or (H, W, C) array; above 0 = head. bool, uint8 {0,1} or {0,255}, or
+            float {0,1} (a map of probabilities is refused: threshold it first).
 
     The fit goes through the CENTRES of the boundary pixels: for a mask filled like
     cv2.ellipse / `Ellipse.to_mask` (outline pixels included) it recovers the drawn ellipse to
@@ -199,7 +213,7 @@ def fit_ellipse(mask: np.ndarray) -> Ellipse | None:
         arr = arr.max(axis=2)
     if arr.ndim != 2:
         raise FetalheadError(f"fit_ellipse expects an (H, W) mask, got shape {arr.shape}")
-    binary = np.ascontiguousarray(arr > 0, dtype=np.uint8)
+    binary = np.ascontiguousarray(binary_mask(arr, "fit_ellipse"), dtype=np.uint8)
     if not binary.any():  # also guards zero-size arrays, which crash OpenCV's labelling
         return None
     try:
@@ -230,7 +244,7 @@ def fit_ellipse_points(points: np.ndarray, shape: tuple[int, ...]) -> Ellipse | 
     return Ellipse.from_box(((cx, cy), (w, h), angle_deg))
 
 
-def head_ellipse(fitted: Ellipse) -> Ellipse:
+def head_ellipse(fitted: Ellipse, bias_px: float = ANNOTATION_BIAS_PX) -> Ellipse:
     """The head outline as a sonographer draws it, from an ellipse (pixels) fitted to the
     boundary of a FILLED mask (an HC18 annotation, or a model trained on them): both
     semi-axes `ANNOTATION_BIAS_PX` / (2 pi) = 0.93 px smaller, since a parallel curve t px
@@ -238,9 +252,24 @@ def head_ellipse(fitted: Ellipse) -> Ellipse:
     not on it: its own perimeter exceeds the fitted one's minus `ANNOTATION_BIAS_PX` by up to
     0.3 px for b / a >= 0.4, so an HC recomputed from it can be up to 0.3 px x pixel size above
     the HC reported.) Predictions and references are put on this same footing before they are
-    compared (`ellipse_dice`, `ellipse_hausdorff_px`)."""
-    t = ANNOTATION_BIAS_PX / (2.0 * math.pi)
+    compared (`ellipse_dice`, `ellipse_hausdorff_px`). `bias_px`: the pixels of perimeter
+    to remove, `ANNOTATION_BIAS_PX` for an annotation or a prediction at HC18's resolution."""
+    t = float(bias_px) / (2.0 * math.pi)
     return replace(fitted, a=max(fitted.a - t, 0.0), b=max(fitted.b - t, 0.0))
+
+
+def prediction_bias_px(ratio: float) -> float:
+    """Pixels of perimeter to remove from an ellipse fitted to a PREDICTED mask, in the pixels of
+    a frame whose pixels per network pixel are `ratio` times an HC18 frame's
+    (`fetalhead.frame.network_scale`); `ANNOTATION_BIAS_PX` at ratio 1.
+
+    The network learned the annotations' boundary at its own size, so that offset (the 0.93 px
+    of `ANNOTATION_BIAS_PX` / 2 pi, plus the fit's shortfall it made up for) grows with `ratio`;
+    the fit's own shortfall, `CENTRE_FIT_SHORTFALL_PX`, is in the frame's pixels whatever the
+    ratio: 2 pi ((0.93 + 0.45) ratio - 0.45).
+    """
+    t = ANNOTATION_BIAS_PX / (2.0 * math.pi)
+    return 2.0 * math.pi * ((t + CENTRE_FIT_SHORTFALL_PX) * float(ratio) - CENTRE_FIT_SHORTFALL_PX)
 
 
 def ellipse_points(e: Ellipse, n: int) -> np.ndarray:
@@ -318,10 +347,11 @@ def hc_from_mask(mask: np.ndarray, pixel_size_mm: float, bias_mm: float = 0.0) -
     filled HC18 annotations (and models trained on them) pass
     ``bias_mm=annotation_bias_mm(pixel_size_mm)``. Returns nan when there is no head.
     """
+    px = validate_pixel_size(pixel_size_mm)
     ellipse = fit_ellipse(mask)
     if ellipse is None:
         return float("nan")
-    return ellipse.circumference * float(pixel_size_mm) - float(bias_mm)
+    return ellipse.circumference * px - float(bias_mm)
 
 
 def annotation_bias_mm(pixel_size_mm: float | np.ndarray) -> float | np.ndarray:

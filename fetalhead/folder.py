@@ -36,13 +36,13 @@ from fetalhead.data import (
     load_mask,
     parse_filename,
     read_csv,
-    validate_pixel_size,
 )
 from fetalhead.dicom import SIZE_TOLERANCE, dicom_pixel_size, looks_like_dicom, read_dicom_header
 from fetalhead.errors import FetalheadError
 from fetalhead.files import check_input_file
 from fetalhead.frame import network_image, network_mask
 from fetalhead.growth import parse_ga_weeks
+from fetalhead.inputs import validate_pixel_size
 
 __all__ = [
     "HC_RANGE_MM",
@@ -320,7 +320,7 @@ class FolderDataset:
             `{name}` (full name) or `{suffix}` (".png"). Files that are some image's mask are
             not listed as images.
         pixel_csv: CSV with columns `filename, pixel size(mm)` (mm per pixel, each checked by
-            `fetalhead.data.validate_pixel_size`; an image is looked up by name, then by stem).
+            `fetalhead.inputs.validate_pixel_size`; an image is looked up by name, then by stem).
         pixel_size_mm: mm per pixel of every image not in `pixel_csv`; without it they get
             the size their file stores (DICOM), else nan.
     Item i is a dict: image uint8 (H, W), mask uint8 {0,1} (H, W) or None, pixel_size_mm

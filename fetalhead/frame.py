@@ -23,11 +23,13 @@ import numpy as np
 
 from fetalhead.transforms import resize_image, resize_mask
 
-__all__ = ["ASPECT_TOLERANCE", "FRAME_ASPECT", "FramePad", "frame_padding", "frame_probabilities", "network_image",
+__all__ = ["ASPECT_TOLERANCE", "FRAME_ASPECT", "HC18_SHAPE", "FramePad", "frame_padding", "frame_probabilities", "network_image",
            "network_mask", "network_scale", "pad_frame"]
 
-#: Height over width of HC18's frames (540 x 800 px), which every network here trained on.
-FRAME_ASPECT = 540 / 800
+#: (H, W) px of HC18's frames (all but 24 of its 999 labelled ones), which every network here trained on.
+HC18_SHAPE = (540, 800)
+#: Height over width of HC18's frames.
+FRAME_ASPECT = HC18_SHAPE[0] / HC18_SHAPE[1]
 #: Frames whose height over width is within this fraction of `FRAME_ASPECT` are not padded
 #: (HC18's own frames are within 0.09 of it).
 ASPECT_TOLERANCE = 0.10

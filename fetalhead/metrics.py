@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from fetalhead.errors import FetalheadError
+from fetalhead.inputs import binary_mask, validate_pixel_size
 
 __all__ = [
     "METRICS",
@@ -46,10 +47,10 @@ _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)  # 4-neighbourhoo
 
 
 def _as_bool(mask: np.ndarray) -> np.ndarray:
-    arr = np.asarray(mask)
+    arr = binary_mask(mask)
     if arr.ndim != 2:
         raise FetalheadError(f"expected an (H, W) mask, got shape {arr.shape}")
-    return arr > 0
+    return arr
 
 
 def _pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,16 +114,15 @@ def _surface_distances(
 def _surface_stat(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float,
                   reduce: Callable[[np.ndarray, np.ndarray], float]) -> float:
     """`reduce(d(P->T), d(T->P))` in mm; 0 if both masks are empty, nan if only one is;
-    FetalheadError for a pixel size that is not a positive number."""
-    if not float(pixel_size_mm) > 0:
-        raise FetalheadError(f"pixel size {pixel_size_mm!r} mm must be a positive number")
+    FetalheadError for a pixel size `fetalhead.inputs.validate_pixel_size` refuses."""
+    px = validate_pixel_size(pixel_size_mm)
     p, t = _pair(pred, target)
     if not p.any() and not t.any():
         return 0.0
     d = _surface_distances(p, t)
     if d is None:
         return float("nan")
-    return float(reduce(*d)) * float(pixel_size_mm)
+    return float(reduce(*d)) * px
 
 
 def hausdorff_mm(pred: np.ndarray, target: np.ndarray, pixel_size_mm: float) -> float:

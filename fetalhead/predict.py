@@ -16,11 +16,14 @@ Pipeline for an image of any size (H, W), uint8:
 5. HC = ellipse perimeter (Ramanujan) x pixel size - annotation bias.
 
 Annotation bias: the models learn the FILLED HC18 masks, which include the sonographer's drawn
-line, so a predicted boundary lies about 0.9 px outside the annotated ellipse, like the
-ground-truth masks. By default the same per-pixel correction as for ground-truth masks is
-subtracted (`fetalhead.ellipse.annotation_bias_mm`: 5.8 px of perimeter x pixel size; the
+line, so a predicted boundary lies about 0.9 px of an HC18 frame outside the annotated ellipse,
+like the ground-truth masks. By default the same per-pixel correction as for ground-truth masks
+is subtracted (`fetalhead.ellipse.annotation_bias_mm`: 5.8 px of perimeter x pixel size; the
 ellipse is shrunk by the matching 0.93 px), so HC and the challenge ellipse are comparable
-with the CSV. `bias_correction=False` turns it off.
+with the CSV. The network learned where that boundary lies at its own size, so for a frame
+stored at another resolution the correction follows the network's pixels, except the part the
+ellipse fit itself makes in the frame's pixels (`fetalhead.ellipse.prediction_bias_px`; without
+it a 1080x1920 frame's HC read about 0.7 mm high). `bias_correction=False` turns it off.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -38,26 +41,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from fetalhead.biometry import Diameters, diameters
-from fetalhead.data import MAX_SIDE, MIN_SIDE, PIXEL_SIZE_RANGE_MM, validate_pixel_size
 from fetalhead.device import resolve_device
 from fetalhead.ellipse import (
+    ANNOTATION_BIAS_PX,
     Ellipse,
-    annotation_bias_mm,
     fit_ellipse,
     gestational_age_weeks,
     head_ellipse,
+    prediction_bias_px,
 )
 from fetalhead.errors import FetalheadError
-from fetalhead.frame import frame_probabilities, network_image, network_scale
+from fetalhead.frame import HC18_SHAPE, frame_probabilities, network_image, network_scale
+from fetalhead.inputs import binary_mask, validate_image, validate_pixel_size, validate_threshold
 from fetalhead.interval import half_width_mm
 from fetalhead.quality import Quality, mask_dice, quality
-from fetalhead.transforms import resize_image
+from fetalhead.transforms import resize_image, to_float
+
+if TYPE_CHECKING:  # for annotations only: a copied predict.py runs without config.py
+    from fetalhead.config import TrainConfig
 
 __all__ = [
     "BLANK_RANGE",
-    "MAX_SIDE",
-    "MIN_SIDE",
-    "PIXEL_SIZE_RANGE_MM",
     "REVIEW_BELOW",
     "STATUS_NO_HEAD",
     "STATUS_OK",
@@ -70,8 +74,6 @@ __all__ = [
     "keep_largest_component",
     "load_input_image",
     "measure",
-    "validate_image",
-    "validate_pixel_size",
 ]
 
 STATUS_OK = "ok"
@@ -94,26 +96,13 @@ def best_measurement(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | N
     return max(measured, key=lambda r: (r["status"] == STATUS_OK, r["quality"])) if measured else None
 
 
-def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Check an image array: uint8, (H, W), each side in [MIN_SIDE, MAX_SIDE] pixels."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 2:
-        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise FetalheadError(f"{name}: expected a uint8 (H, W) grayscale array, got {desc}")
-    h, w = image.shape
-    if min(h, w) < MIN_SIDE:
-        raise FetalheadError(f"{name}: {h}x{w} pixels is too small (each side needs >= {MIN_SIDE})")
-    if max(h, w) > MAX_SIDE:
-        raise FetalheadError(f"{name}: {h}x{w} pixels is too large (each side must be <= {MAX_SIDE})")
-    return image
-
-
 def check_image_file(path: str | os.PathLike, frame: int | None = None) -> tuple[int, int]:
     """Fully decode an image file once (a DICOM cine loop at `frame`, from 1) to prove it is
     usable; return its (H, W) in pixels.
 
     Raises a one-line FetalheadError for a missing or empty file, a file that is not an image,
-    a truncated or corrupt image, or a side outside [MIN_SIDE, MAX_SIDE] (`fetalhead.data`
-    decodes with Pillow first, so nothing else reaches the process's stderr).
+    a truncated or corrupt image, or a side outside [MIN_SIDE, MAX_SIDE] (`fetalhead.inputs`;
+    `fetalhead.data` decodes with Pillow first, so nothing else reaches the process's stderr).
     """
     path = Path(path)
     if not path.exists():
@@ -142,7 +131,9 @@ def keep_largest_component(mask: np.ndarray) -> np.ndarray:
 def _largest_component(mask: np.ndarray) -> tuple[np.ndarray, tuple[slice, slice]]:
     """(largest 8-connected component uint8 {0,1} (H, W), its bounding box grown by one pixel
     as (row slice, column slice))."""
-    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    binary = binary_mask(mask).astype(np.uint8)
+    if binary.ndim != 2:
+        raise FetalheadError(f"expected an (H, W) mask, got shape {binary.shape}")
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     h, w = binary.shape
     if n <= 1:
@@ -242,17 +233,30 @@ def is_blank(image: np.ndarray) -> bool:
     return int(image.max()) - int(image.min()) < BLANK_RANGE
 
 
+def _check_probabilities(prob: np.ndarray) -> np.ndarray:
+    """`prob` if it is a float (H, W) map of probabilities in [0, 1], else a one-line error."""
+    arr = np.asarray(prob)
+    if arr.dtype.kind != "f" or arr.ndim != 2:
+        raise FetalheadError(f"expected a float (H, W) map of probabilities, got {arr.dtype} {arr.shape}")
+    if arr.size and not (arr.min() >= 0 and arr.max() <= 1):  # NaN fails both
+        raise FetalheadError("probabilities must lie in [0, 1] (apply a sigmoid to a network's logits)")
+    return arr
+
+
 def measure(prob: np.ndarray, pixel_size_mm: float, *, threshold: float = 0.5,
             bias_correction: bool = True, review_below: float = REVIEW_BELOW, scale: float = 1.0,
-            flip_agreement: float = float("nan"), keep_prob: bool = False) -> Prediction:
+            flip_agreement: float = float("nan"), keep_prob: bool = False,
+            bias_px: float = ANNOTATION_BIAS_PX) -> Prediction:
     """Probability map float32 (H, W) -> Prediction: threshold (`prob > threshold`), keep the
     largest component, fit the ellipse (pixels), HC in mm for `pixel_size_mm` (minus the
     annotation bias unless `bias_correction=False`), the quality (`fetalhead.quality`; `scale`:
     image pixels per network pixel, `flip_agreement` from a mirrored pass if any) and the status
     ("review" below `review_below`). The one path from probabilities to a measurement: the
-    Predictor, the evaluation and the viewer all take it."""
+    Predictor, the evaluation and the viewer all take it. `bias_px`: the pixels of perimeter the
+    correction removes (`ANNOTATION_BIAS_PX` at HC18's resolution; the Predictor gives
+    `fetalhead.ellipse.prediction_bias_px` of the frame's scale, see the module docstring)."""
     px = validate_pixel_size(pixel_size_mm)
-    foreground = prob > threshold
+    foreground = np.asarray(_check_probabilities(prob)) > validate_threshold(threshold)
     mask, box = _largest_component(foreground)
     ellipse = fit_ellipse(mask[box]) if mask.any() else None
     if ellipse is not None:  # fitted on the component's bounding box: the same contour, shifted
@@ -261,8 +265,8 @@ def measure(prob: np.ndarray, pixel_size_mm: float, *, threshold: float = 0.5,
     kept = prob if keep_prob else None
     if ellipse is None:
         return Prediction(mask, kept, px, None, None, None, nan, nan, 0.0, nan, False, STATUS_NO_HEAD)
-    bias_mm = float(annotation_bias_mm(px)) if bias_correction else 0.0
-    head = head_ellipse(ellipse) if bias_correction else ellipse
+    bias_mm = float(bias_px) * px if bias_correction else 0.0
+    head = head_ellipse(ellipse, bias_px) if bias_correction else ellipse
     hc_raw = ellipse.circumference * px
     hc = hc_raw - bias_mm
     weeks, in_range = gestational_age_weeks(hc)
@@ -276,7 +280,9 @@ class Predictor:
     """A loaded model plus its preprocessing; call `predict` or `predict_batch` many times.
 
     Args:
-        model: network mapping (B, 1, h, w) float in [0, 1] to logits (B, 1, h', w').
+        model: network mapping (B, 1, h, w) float in [0, 1] to logits (B, 1, h', w'). The
+            Predictor takes it over: it is put in eval mode, in float32, on `device` (pass a
+            copy, `copy.deepcopy(net)`, of a network you are still training).
         image_size: (h, w) pixels the model was trained at (the checkpoint's config).
         device: torch device (default: CUDA if available, else CPU).
         tta: also predict the mirrored image and average the probabilities.
@@ -292,14 +298,14 @@ class Predictor:
     def __init__(self, model: nn.Module, image_size: tuple[int, int], *,
                  device: str | torch.device | None = None, tta: bool = False,
                  threshold: float = 0.5, bias_correction: bool = True,
-                 keep_prob: bool = False, config=None, meta: dict | None = None,
+                 keep_prob: bool = False, config: TrainConfig | None = None, meta: dict | None = None,
                  checkpoint: Path | None = None, review_below: float | None = None,
                  pad_frames: bool = True) -> None:
         self.device = resolve_device(device)
         self.model = model.float().to(self.device).eval()
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.tta = tta
-        self.threshold = float(threshold)
+        self.threshold = validate_threshold(threshold)
         self.bias_correction = bias_correction
         self.keep_prob = keep_prob
         self.config = config
@@ -311,7 +317,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, model: str | None = None,
-                        **kwargs) -> Predictor:
+                        **kwargs: Any) -> Predictor:
         """Load `path`, else the shipped model `model` ("default" or "small"), else the best
         shipped model present, with `fetalhead.checkpoint.load_checkpoint`.
 
@@ -322,6 +328,10 @@ class Predictor:
         from fetalhead.checkpoint import load_checkpoint
         from fetalhead.paths import SHIPPED_MODELS, shipped_checkpoint
 
+        if path is not None and model is not None:
+            raise FetalheadError("give a checkpoint path or a shipped model name, not both")
+        if path is not None and str(path) in SHIPPED_MODELS and not Path(path).exists():
+            raise FetalheadError(f"{path!r} is a shipped model's name: from_checkpoint(model={str(path)!r})")
         if path is None:
             if model is not None and model not in SHIPPED_MODELS:
                 raise FetalheadError(f"unknown model {model!r}; choose one of {', '.join(SHIPPED_MODELS)}")
@@ -361,7 +371,7 @@ class Predictor:
         h, w = self.image_size
         to_net = network_image if self.pad_frames else resize_image
         small = np.stack([to_net(validate_image(im), (h, w)) for im in images])
-        x = torch.from_numpy(small).to(self.device).unsqueeze(1).float().div_(255.0)
+        x = to_float(torch.from_numpy(small).to(self.device).unsqueeze(1))
         prob = torch.sigmoid(self._logits(x))
         agree = [float("nan")] * len(images)
         if self.tta:
@@ -408,10 +418,18 @@ class Predictor:
         review threshold, probability kept or not); `scale` from the size (H, W) of the frame the
         network saw (the map's, padded to HC18's shape as `network_image` pads it) and the
         network's."""
-        scale = network_scale(prob.shape, self.image_size, pad=self.pad_frames)
         return measure(prob, pixel_size_mm, threshold=self.threshold if threshold is None else threshold,
                        bias_correction=self.bias_correction, review_below=self.review_below,
-                       scale=scale, flip_agreement=flip_agreement, keep_prob=self.keep_prob)
+                       scale=network_scale(prob.shape, self.image_size, pad=self.pad_frames),
+                       flip_agreement=flip_agreement, keep_prob=self.keep_prob, bias_px=self.bias_px(prob.shape))
+
+    def bias_px(self, shape: tuple[int, int]) -> float:
+        """The annotation bias (pixels of perimeter) of this predictor's ellipse on a frame of
+        `shape` (H, W): `fetalhead.ellipse.prediction_bias_px` of its pixels per network pixel
+        over an HC18 frame's (`ANNOTATION_BIAS_PX` for HC18's 540x800)."""
+        ratio = (network_scale(shape, self.image_size, pad=self.pad_frames)
+                 / network_scale(HC18_SHAPE, self.image_size, pad=self.pad_frames))
+        return prediction_bias_px(ratio)
 
     def predict(self, image: np.ndarray, pixel_size_mm: float) -> Prediction:
         """Segment one uint8 (H, W) image and measure the head; mm from `pixel_size_mm`."""

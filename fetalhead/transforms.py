@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fetalhead.errors import FetalheadError
+
 if TYPE_CHECKING:
     from fetalhead.config import TrainConfig
 
@@ -142,7 +144,9 @@ def apply_pair(image: np.ndarray, mask: np.ndarray, draw: AugmentDraw) -> tuple[
     Returns (image uint8 (H, W), mask uint8 {0,1} (H, W)).
     """
     if image.shape[:2] != mask.shape[:2] or image.ndim != 2:
-        raise ValueError(f"expected image and mask of equal shape (H, W), got {image.shape} and {mask.shape}")
+        raise FetalheadError(f"expected image and mask of equal shape (H, W), got {image.shape} and {mask.shape}")
+    if image.dtype != np.uint8:
+        raise FetalheadError(f"expected a uint8 image (0-255), got {image.dtype}")
     h, w = image.shape
     img = image.astype(np.float32) / 255.0
     if draw.gain != 1.0 or draw.bias != 0.0:
@@ -212,8 +216,7 @@ def apply_batch(images: torch.Tensor, masks: torch.Tensor, draw: BatchDraw) -> t
     One `grid_sample` call warps image and mask together (stacked as two channels).
     Returns (images float32 (B,1,H,W) in [0,1], masks float32 {0,1} (B,1,H,W)).
     """
-    if images.ndim != 4 or images.shape[1] != 1 or images.shape != masks.shape:
-        raise ValueError(f"expected images and masks (B,1,H,W), got {tuple(images.shape)} and {tuple(masks.shape)}")
+    _check_batch(images, masks)
     b, _, h, w = images.shape
     x = images.float() * draw.gain.view(b, 1, 1, 1) + draw.bias.view(b, 1, 1, 1)
     x = x.clamp_(0.0, 1.0)
@@ -221,6 +224,15 @@ def apply_batch(images: torch.Tensor, masks: torch.Tensor, draw: BatchDraw) -> t
     grid = F.affine_grid(_theta(draw, h, w), [b, 2, h, w], align_corners=False)
     both = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return both[:, :1].contiguous(), (both[:, 1:] > 0.5).float()
+
+
+def _check_batch(images: torch.Tensor, masks: torch.Tensor) -> None:
+    """One-line errors for a batch that is not float images (B,1,H,W) with masks of that shape
+    (the values are not read: on a GPU that would make the CPU wait)."""
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape != masks.shape:
+        raise FetalheadError(f"expected images and masks (B,1,H,W), got {tuple(images.shape)} and {tuple(masks.shape)}")
+    if not images.is_floating_point():
+        raise FetalheadError(f"expected float images in [0, 1] (to_float turns uint8 into them), got {images.dtype}")
 
 
 def augment_batch(
@@ -231,17 +243,20 @@ def augment_batch(
     images float (B,1,H,W) in [0,1], masks float {0,1} (B,1,H,W); `generator` may live on the
     CPU or on the images' device. Returns tensors of the same shapes (float32), masks re-binarised.
     """
+    _check_batch(images, masks)
     if params.is_identity:
         return images.float(), (masks > 0.5).float()
     return apply_batch(images, masks, draw_batch(params, images.shape[0], generator, images.device))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (any shape) -> float32 in [0, 1]: the network's input scale.
+    """uint8 images (any shape) -> a new float32 tensor in [0, 1]: the network's input scale.
 
-    Training and prediction must both use this, so the model sees the same intensities.
+    Training and prediction both use this, so the model sees the same intensities.
     """
-    return images.float().div_(255.0)
+    if images.dtype != torch.uint8:
+        raise FetalheadError(f"to_float expects uint8 images (0-255), got {images.dtype}")
+    return images.to(torch.float32).div_(255.0)
 
 
 # ----------------------------------------------------------------------------- resizing

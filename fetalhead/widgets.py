@@ -525,8 +525,9 @@ def clip_viewer(path: str | os.PathLike, pixel_size_mm: float | None = None, pre
     DICOM file stores) by `predictor` (default: the best shipped model). `frames` picks frame
     numbers (from 1); a clip of more than `max_frames` frames needs them. Other keyword
     arguments go to `PredictionViewer` (e.g. sort="quality_asc": the least trusted frames first)."""
-    from fetalhead.data import frame_count, validate_pixel_size
+    from fetalhead.data import frame_count
     from fetalhead.folder import choose_pixel_size
+    from fetalhead.inputs import validate_pixel_size
     from fetalhead.predict import load_input_image
 
     path = Path(path)

@@ -114,6 +114,7 @@ def test_latency_only_reports_the_shipped_models_and_the_architectures_on_the_cp
     res = json.loads(out.read_text())
     lat = res["latency"]
     assert set(lat) == {"default", "small", "cpu"}
+    assert res["date"].endswith("UTC") and res["commit"] and isinstance(res["cpu_bf16_units"], bool)  # where and when
     shipped = [m for m in SHIPPED_MODELS if shipped_checkpoint(m).is_file()]
     assert shipped and list(res["models"]) == shipped
     for name, per_device in res["models"].items():  # each with its own weights' size and width
@@ -140,6 +141,7 @@ def test_precision_comparison_measures_both_precisions_of_one_preset(tmp_path, c
     assert fp32["size"] == bf16["size"] == size and fp32["base_channels"] == 8
     assert res["bf16_over_fp32"] == pytest.approx(bf16["images_per_s"] / fp32["images_per_s"])
     assert res["auto_resolves_to"] in ("bf16", "fp32") and res["preset"] == "small"
+    assert res["date"].endswith("UTC") and res["device"] in res["machine"]
     assert "bf16 / fp32" in capsys.readouterr().out
 
 

@@ -17,6 +17,7 @@ from fetalhead.data import (
     TRAIN_CSV,
     annotation_path,
     annotation_to_mask,
+    as_gray_uint8,
     check_data_dir,
     image_path,
     load_image,
@@ -123,6 +124,44 @@ def test_load_image_16bit_is_scaled_not_clipped(tmp_path):
     out = load_image(tmp_path / "w.png")
     np.testing.assert_array_equal(out, np.round(values / 257.0).astype(np.uint8))
     assert out[0, 3] == 128 and out[0, 4] == 156  # clipping would give 255
+
+
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_load_image_of_fewer_bits_in_a_16bit_file_keeps_its_contrast(tmp_path, gray, bits):
+    """Scanners write 10 or 12 bits into 16-bit files; dividing by 257 made those nearly black."""
+    values = np.round(gray * ((2 ** bits - 1) / 255.0)).astype(np.uint16)
+    values[0, 0] = 2 ** bits - 1  # the brightest value the depth has, as in a real scan
+    expected = gray.copy()
+    expected[0, 0] = 255
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    np.testing.assert_array_equal(load_image(tmp_path / "deep.png"), expected)
+
+
+def test_as_gray_uint8_follows_the_file_rules(gray):
+    rgb = np.dstack([gray, np.roll(gray, 1, axis=1), np.roll(gray, 2, axis=0)])
+    luma = np.asarray(Image.fromarray(rgb).convert("L")).astype(int)  # Pillow's ITU-R 601
+    assert np.abs(as_gray_uint8(rgb).astype(int) - luma).max() <= 1
+    assert np.abs(as_gray_uint8(rgb[..., ::-1], order="BGR").astype(int) - luma).max() <= 1
+    assert np.abs(as_gray_uint8(np.dstack([rgb, gray])).astype(int) - luma).max() <= 1  # alpha ignored
+    for same in (gray, gray[..., None], gray / 255.0, gray.astype(np.float32), gray.astype(np.uint16) * 257,
+                 np.round(gray * (4095 / 255)).astype(np.uint16), np.asfortranarray(gray)):
+        out = as_gray_uint8(same)
+        assert out.dtype == np.uint8 and out.shape == gray.shape and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, gray)
+    assert as_gray_uint8(gray > 127).max() == 255
+    stretched = as_gray_uint8(gray.astype(np.float64) * 4 - 300)  # any other range: its own
+    assert (stretched.min(), stretched.max()) == (0, 255)
+
+
+@pytest.mark.parametrize("array, words", [
+    (np.zeros((4, 5, 2), np.uint8), "shape"), (np.zeros((2, 4, 5), np.uint8), "shape"),
+    (np.array([[0.0, np.nan]]), "NaN"), (np.array([["a"]]), "numeric"),
+])
+def test_as_gray_uint8_refuses_in_one_line(array, words):
+    with pytest.raises(FetalheadError, match=words):
+        as_gray_uint8(array)
+    with pytest.raises(FetalheadError, match="order"):
+        as_gray_uint8(np.zeros((4, 5), np.uint8), order="rgb")
 
 
 def test_load_image_real(hc18_dir):
@@ -397,7 +436,7 @@ def test_a_transposed_annotation_is_a_size_mismatch(tmp_path):
 
 
 def test_an_oversized_image_is_refused_before_it_is_decoded(tmp_path):
-    from fetalhead.data import MAX_SIDE
+    from fetalhead.inputs import MAX_SIDE
 
     Image.fromarray(np.zeros((40, MAX_SIDE + 8), np.uint8)).save(tmp_path / "wide.png")
     with pytest.raises(FetalheadError, match="image too large: .*wide.png") as exc:

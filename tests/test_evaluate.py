@@ -58,6 +58,9 @@ class MapPredictor(Predictor):
         maps = [self.maps[hashlib.sha1(im.tobytes()).digest()].astype(np.float32) for im in images]
         return maps, [float("nan")] * len(maps)
 
+    def bias_px(self, shape):
+        return ANNOTATION_BIAS_PX  # its maps are annotations, drawn at the frame's own resolution
+
 
 def _perfect(n: int, root=None) -> tuple[MapPredictor, list[str], dict]:
     """(perfect predictor, names, {name: (image, mask)}) for the first `n` test-split images

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from fetalhead.cache import META_COLUMNS, resize_image
+from fetalhead.cache import META_COLUMNS
 from fetalhead.data import load_image, load_mask, read_training_csv
 from fetalhead.errors import FetalheadError
 from fetalhead.folder import FolderDataset, collect_images, exam_of, read_pixel_csv
 from fetalhead.frame import network_image, network_mask
+from fetalhead.transforms import resize_image
 
 
 def test_hc18_layout(synthetic_hc18):

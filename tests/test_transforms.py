@@ -9,6 +9,7 @@ import torch
 from oracles import iou
 
 from fetalhead.config import get_config
+from fetalhead.errors import FetalheadError
 from fetalhead.transforms import (
     AugmentDraw,
     AugmentParams,
@@ -42,6 +43,11 @@ def to_batch(arrs: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrs)[:, None]).float()
 
 
+def uint8_batch(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 images as a (B, 1, H, W) uint8 tensor, as the training cache holds them."""
+    return torch.from_numpy(np.stack(images)[:, None])
+
+
 
 def boundary_pixels(mask: np.ndarray) -> int:
     edges = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
@@ -61,7 +67,7 @@ def test_identity_draw_is_identity():
     out_i, out_m = apply_pair(image, mask, AugmentDraw())
     np.testing.assert_array_equal(out_i, image)
     np.testing.assert_array_equal(out_m, mask)
-    imgs, msks = to_float(to_batch([image])), to_batch([mask])
+    imgs, msks = to_float(uint8_batch([image])), to_batch([mask])
     ti, tm = apply_batch(imgs, msks, BatchDraw.from_draws([AugmentDraw()]))
     torch.testing.assert_close(ti, imgs, atol=1e-4, rtol=0)  # grid lands on pixel centres
     torch.testing.assert_close(tm, msks)
@@ -84,7 +90,7 @@ def test_flips_match_numpy_flip(hflip, vflip):
     out_i, out_m = apply_pair(image, mask, draw)
     np.testing.assert_array_equal(out_m, ref_m)
     np.testing.assert_array_equal(out_i, ref_i)
-    ti, tm = apply_batch(to_float(to_batch([image])), to_batch([mask]), BatchDraw.from_draws([draw]))
+    ti, tm = apply_batch(to_float(uint8_batch([image])), to_batch([mask]), BatchDraw.from_draws([draw]))
     np.testing.assert_array_equal(tm[0, 0].numpy().astype(np.uint8), ref_m)
     np.testing.assert_allclose(ti[0, 0].numpy() * 255, ref_i, atol=0.01)  # float rounding of the grid
     assert not np.array_equal(ref_m, mask)  # the shape really is asymmetric
@@ -121,7 +127,7 @@ def test_numpy_and_torch_give_the_same_geometry():
         AugmentDraw(angle_deg=-45.0, scale=1.15, vflip=True),
         AugmentDraw(angle_deg=12.0, scale=0.85, hflip=True, vflip=True, gain=1.1, bias=-0.05),
     ]
-    ti, tm = apply_batch(to_float(to_batch([image] * len(draws))), to_batch([mask] * len(draws)),
+    ti, tm = apply_batch(to_float(uint8_batch([image] * len(draws))), to_batch([mask] * len(draws)),
                          BatchDraw.from_draws(draws))
     for k, d in enumerate(draws):
         ni, nm = apply_pair(image, mask, d)
@@ -145,7 +151,7 @@ def test_random_augmentation_keeps_image_and_mask_aligned():
         # bright = 200*g + b >= 150 and dark <= 22*1.1 + 26 < 60: threshold at 100
         assert np.count_nonzero((img > 100) != (m > 0)) <= 0.2 * boundary_pixels(m) + 2
     n = 16
-    imgs, msks = to_float(to_batch([image] * n)), to_batch([mask] * n)
+    imgs, msks = to_float(uint8_batch([image] * n)), to_batch([mask] * n)
     gen = torch.Generator().manual_seed(3)
     ti, tm = augment_batch(imgs, msks, params, gen)
     assert ti.shape == imgs.shape and tm.shape == msks.shape
@@ -198,7 +204,7 @@ def test_intensity_is_clipped_to_the_unit_range():
     mask = asymmetric_mask()
     x = image.astype(np.float64) / 255.0
     draws = [AugmentDraw(gain=1.5, bias=0.2), AugmentDraw(gain=0.8, bias=-0.3)]
-    ti, _ = apply_batch(to_float(to_batch([image] * 2)), to_batch([mask] * 2), BatchDraw.from_draws(draws))
+    ti, _ = apply_batch(to_float(uint8_batch([image] * 2)), to_batch([mask] * 2), BatchDraw.from_draws(draws))
     for k, d in enumerate(draws):
         expected = np.clip(d.gain * x + d.bias, 0.0, 1.0)
         assert (expected == 0).any() or (expected == 1).any()  # the clip really matters here
@@ -209,7 +215,7 @@ def test_intensity_is_clipped_to_the_unit_range():
 
 def test_same_seed_same_batch():
     mask = asymmetric_mask()
-    imgs, msks = to_float(to_batch([pair_from_mask(mask)] * 4)), to_batch([mask] * 4)
+    imgs, msks = to_float(uint8_batch([pair_from_mask(mask)] * 4)), to_batch([mask] * 4)
     params = AugmentParams()
     a = augment_batch(imgs, msks, params, torch.Generator().manual_seed(5))
     b = augment_batch(imgs, msks, params, torch.Generator().manual_seed(5))
@@ -217,9 +223,9 @@ def test_same_seed_same_batch():
 
 
 def test_bad_shapes_raise():
-    with pytest.raises(ValueError):
+    with pytest.raises(FetalheadError):
         apply_pair(np.zeros((4, 5), np.uint8), np.zeros((5, 4), np.uint8), AugmentDraw())
-    with pytest.raises(ValueError):
+    with pytest.raises(FetalheadError):
         augment_batch(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8), AugmentParams(), torch.Generator())
 
 
@@ -237,3 +243,26 @@ def test_show_pair_overlays_the_mask():
     assert show_pair(image, None, ax=ax) is ax.get_figure() and len(ax.get_images()) == 1
     with pytest.raises(ValueError):
         show_pair(image, m[:10])
+
+
+def test_to_float_makes_a_new_tensor_and_takes_uint8_only():
+    images = uint8_batch([pair_from_mask(asymmetric_mask())])
+    before = images.clone()
+    x = to_float(images)
+    assert x.dtype == torch.float32 and x.data_ptr() != images.data_ptr()
+    torch.testing.assert_close(x, before.float() / 255)
+    assert torch.equal(images, before)  # the input is left as it was
+    with pytest.raises(FetalheadError, match="uint8"):
+        to_float(x)  # twice would have divided by 255 again
+
+
+def test_augmentation_refuses_images_of_the_wrong_kind():
+    mask = asymmetric_mask()
+    image = pair_from_mask(mask)
+    with pytest.raises(FetalheadError, match="uint8 image"):
+        augment_pair(image / 255.0, mask, AugmentParams(), np.random.default_rng(0))
+    with pytest.raises(FetalheadError, match="uint8 image"):
+        apply_pair(image.astype(np.uint16), mask, AugmentDraw())
+    for params in (AugmentParams(), AugmentParams(0, False, False, 0, 0)):  # the identity path too
+        with pytest.raises(FetalheadError, match="float images"):
+            augment_batch(uint8_batch([image]), to_batch([mask]), params, torch.Generator().manual_seed(0))
