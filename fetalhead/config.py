@@ -138,7 +138,7 @@ PRESETS: dict[str, TrainConfig] = {
     # `fetalhead main` when no GPU and no shipped weights exist; never shipped as the model.
     "cpu": TrainConfig(
         name="cpu",
-        image_size=(128, 192),  # measured on 2 cores: ~15-25 img/s at base 8 (vs <1 img/s for default)
+        image_size=(128, 192),  # 44 % of the small preset's pixels: fast enough for minutes
         base_channels=8,
         batch_size=8,
         epochs=10,
@@ -147,12 +147,13 @@ PRESETS: dict[str, TrainConfig] = {
         patience=4,
     ),
     # The small shipped model: what 2 CPU cores train in 85 minutes (time budget), a width-8
-    # U-Net (about 1 MB in fp16) at 192x288. The same preset trains in a minute on a GPU.
+    # U-Net (about 1 MB in fp16) at 192x288. On a GPU the preset trains in minutes (run
+    # small_h200_120s: 120 s on one H200).
     # Stronger zoom and brightness jitter and weight decay than `default`: on the validation
     # part they gave ellipse Dice 98.05 vs 97.97 % and HC 1.64 vs 1.70 mm; weighing each
     # image's loss by its pixel size (with bf16) then gave 98.11 % and 1.59 mm, HC mean
     # difference -0.16 vs -0.35 mm; a moving average of the weights then tied on Dice and gave
-    # HC 1.588 vs 1.592 mm, mean difference -0.07 vs -0.15 mm (runs small_cpu_aug_5100s,
+    # HC 1.588 vs 1.592 mm, mean difference -0.07 vs -0.16 mm (runs small_cpu_aug_5100s,
     # small_cpu_bf16_pw_5100s, small_cpu_bf16_ema_5100s in results/training/runs.json).
     "small": TrainConfig(
         name="small",
