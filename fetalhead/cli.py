@@ -127,6 +127,13 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _file_path(text: str) -> Path:
+    """A file to write: a trailing separator names a folder (pathlib would drop it)."""
+    if text.endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"{text} names a folder; give a file name")
+    return _path(text)
+
+
 def _override(text: str) -> tuple[str, object]:
     try:
         return parse_override(text)
@@ -175,7 +182,8 @@ def _add_common(p: argparse.ArgumentParser, *, data: bool = True, checkpoint: bo
 def _add_out(p: argparse.ArgumentParser, metavar: str, help: str, *, required: bool = False,
              overwrite: str = "replace an existing file") -> None:
     """--out, and --overwrite (help `overwrite`): outputs replace files only when asked."""
-    p.add_argument("--out", type=_path, required=required, default=None, metavar=metavar, help=help)
+    p.add_argument("--out", type=_file_path if metavar == "FILE" else _path, required=required, default=None,
+                   metavar=metavar, help=help)
     p.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
@@ -307,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
              "else in the current folder)", overwrite="replace an existing report")
     _add_count(p, "--limit", "score only the first N images")
     _add_review(p)
-    p.add_argument("--results", type=_path, default=None, metavar="FILE",
+    p.add_argument("--results", type=_file_path, default=None, metavar="FILE",
                    help="also write the summary with its provenance (command, machine, date, "
                    "commit) to this JSON file, e.g. results/default_test.json")
     _add_own_images(p, "score against their masks")

@@ -63,6 +63,7 @@ from fetalhead.files import (
     check_output_file,
     refuse_overwrite,
     staged_dir,
+    utf8_name,
 )
 from fetalhead.folder import (
     MASK_PATTERN,
@@ -162,6 +163,8 @@ def _tqdm(iterable, quiet: bool, **kw):
 
 def _load_predictor(args: argparse.Namespace) -> Predictor:
     """The Predictor for --checkpoint, else --model, else the best shipped model; says which."""
+    if args.checkpoint is not None:
+        utf8_name(args.checkpoint)  # its name goes into predictions.csv and the reports
     predictor = Predictor.from_checkpoint(args.checkpoint, model=args.model, tta=args.tta,
                                           review_below=vars(args).get("review_below"))
     _say(f"model: {describe_model(predictor)}")
@@ -368,6 +371,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     refuse_overwrite([out / f for f in report_files()], args.overwrite)
     if args.results is not None:
         check_output_file(args.results, args.overwrite, "--results")
+        if args.results.resolve() in {(out / f).resolve() for f in report_files()}:
+            raise FetalheadError(f"--results {args.results} is one of the report's own files in --out; give another name")
     predictor = _load_predictor(args)
     trained_parts = str(getattr(predictor.config, "train_parts", "train")).split("+")
     seen = part in trained_parts

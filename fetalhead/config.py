@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from fetalhead.inputs import MAX_SIDE
+
 __all__ = ["CHOICES", "DEFAULT_SIZE", "PRESETS", "QUICK_ENV", "TrainConfig", "get_config", "parse_override", "quick_mode"]
 
 QUICK_ENV = "FETALHEAD_QUICK"  #: set to 1 for a quick run (few images, few epochs): CI, notebooks
@@ -207,6 +209,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 #: fractions that must stay below 1 (a moving average with decay 1 never moves; a zoom or a
 #: gain of 1 - 1 = 0 blanks the image)
 _BELOW_ONE = {"ema_decay", "scale", "intensity", "coarse_fraction"}
+#: upper bounds of numeric settings (torch takes seeds below 2**64 and other whole numbers below
+#: 2**63; a side above `fetalhead.inputs.MAX_SIDE` px, a width above 256 or a rate above 10 is a slip)
+_AT_MOST: dict[str, float] = {"seed": 2**64 - 1, "base_channels": 256, "lr": 10.0, "image_size": MAX_SIDE,
+                              "crop_size": MAX_SIDE}
+_WHOLE_AT_MOST = 2**63 - 1
+_FLOAT_AT_MOST = 3.0e38  # what float32, the training's precision, holds
 #: numeric settings that must be above zero (the others must not be negative)
 _POSITIVE = {"base_channels", "batch_size", "coarse_factor", "epochs", "patience", "lr", "time_budget_s", "max_train_images",
              "max_val_images", "dice_smooth"}
@@ -283,6 +291,11 @@ def _check_value(key: str, value: Any) -> Any:
         raise ValueError(f"{key}={value!r}: must be {'above zero' if positive else 'at least 0'}")
     if key in _BELOW_ONE and value >= 1:
         raise ValueError(f"{key}={value!r}: must be below 1")
+    high = max(value) if isinstance(value, tuple) else value
+    limit = _AT_MOST.get(key, _FLOAT_AT_MOST if isinstance(high, float) else _WHOLE_AT_MOST)
+    if high > limit:
+        raise ValueError(f"{key}={value!r}: must be at most {limit:g}" if isinstance(limit, float)
+                         else f"{key}={value!r}: must be at most {limit}")
     return value
 
 

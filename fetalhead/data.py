@@ -409,7 +409,9 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         if top <= 65535:
             return _to_uint8(arr.astype(np.uint16))
     a = arr.astype(np.float64)  # float or wider images: stretch their own range
-    lo, hi = float(a.min()), float(a.max())
+    if not np.isfinite(a).all():
+        raise FetalheadError("the image holds NaN or infinite pixel values")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if hi <= lo:
         return np.zeros(a.shape, np.uint8)
     return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
@@ -436,14 +438,12 @@ def as_gray_uint8(image: np.ndarray, order: str = "RGB") -> np.ndarray:
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     elif arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            raise FetalheadError("the image array holds NaN or infinite values")
-        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-        if lo >= 0 and hi <= 1:
-            arr = np.round(arr * 255.0).astype(np.uint8)
-        elif lo >= 0 and hi <= 255:
-            arr = np.round(arr).astype(np.uint8)
+        if np.isfinite(arr).all():  # NaN or infinity: `_to_uint8` says so
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+            if lo >= 0 and hi <= 1:
+                arr = np.round(arr * 255.0).astype(np.uint8)
+            elif lo >= 0 and hi <= 255:
+                arr = np.round(arr).astype(np.uint8)
     elif arr.dtype.kind not in "iu":
         raise FetalheadError(f"expected a numeric image array, got {arr.dtype}")
     arr = _to_uint8(arr)
@@ -460,7 +460,12 @@ def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     says. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
     TIFF stacks (a page: `frame`, from 1) and video files (a clip's `frame`, from 1)."""
-    arr = _to_uint8(_read_raw(path, frame))
+    try:
+        arr = _to_uint8(_read_raw(path, frame))
+    except FetalheadError as e:
+        if str(path) in str(e):
+            raise
+        raise FetalheadError(f"{path}: {e}") from None
     if arr.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         arr = cv2.cvtColor(arr, code)

@@ -209,7 +209,9 @@ def download_hc18(
         base_url: files are fetched from ``f"{base_url}/{name}?download=1"``.
         checksums: {file name: MD5 hex} to use instead of asking `api_url` for the archives'
             MD5 (the CSV MD5s are pinned in `KNOWN_MD5`). Files it leaves out are not checked.
-        keep_archives: keep the .zip files after unpacking (default: delete them).
+        keep_archives: keep the .zip files after unpacking (default: once the whole folder
+            checks out, delete the ones it downloaded and those whose MD5 is Zenodo's; an
+            archive of yours that cannot be checked stays).
     Parts already in place (a complete training_set/, a correct CSV) are skipped, so running
     it again after an interruption only fetches what is missing.
     """
@@ -228,14 +230,21 @@ def download_hc18(
                 warnings.warn(f"{exc}; the archives will not be MD5-checked", stacklevel=2)
         checksums = {**table, **KNOWN_MD5}
     table = {k: _clean_md5(v) for k, v in checksums.items()}
+    fetched = []  # archives this call downloaded: the only ones it may delete
     for name in FILES:
         folder = ARCHIVES.get(name)
         if folder is not None and _folder_complete(root, folder):
             continue
+        had = (root / name).is_file()
         path = download_file(f"{base_url.rstrip('/')}/{name}?download=1", root / name,
                              md5=table.get(name), progress=progress, timeout=timeout)
         if folder is not None:
             extract_archive(path, root, folder)
-            if not keep_archives:
-                path.unlink()
-    return check_data_dir(root)
+            if not had:
+                fetched.append(path)
+    checked = check_data_dir(root)
+    if not keep_archives:  # Zenodo's own bytes (MD5-checked) can be fetched again; others are yours
+        verified = [root / a for a in ARCHIVES if (root / a).is_file() and table.get(a) and md5sum(root / a) == table[a]]
+        for path in {*fetched, *verified}:
+            path.unlink(missing_ok=True)
+    return checked

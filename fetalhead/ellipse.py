@@ -247,7 +247,7 @@ def fit_ellipse_points(points: np.ndarray, shape: tuple[int, ...]) -> Ellipse | 
 def head_ellipse(fitted: Ellipse, bias_px: float = ANNOTATION_BIAS_PX) -> Ellipse:
     """The head outline as a sonographer draws it, from an ellipse (pixels) fitted to the
     boundary of a FILLED mask (an HC18 annotation, or a model trained on them): both
-    semi-axes `ANNOTATION_BIAS_PX` / (2 pi) = 0.93 px smaller, since a parallel curve t px
+    semi-axes `bias_px` / (2 pi) smaller (0.93 px for `ANNOTATION_BIAS_PX`), since a parallel curve t px
     inside an ellipse is 2 pi t shorter. (The smaller ellipse is close to that parallel curve,
     not on it: its own perimeter exceeds the fitted one's minus `ANNOTATION_BIAS_PX` by up to
     0.3 px for b / a >= 0.4, so an HC recomputed from it can be up to 0.3 px x pixel size above

@@ -191,8 +191,12 @@ def _score_items(predictor: Predictor, items: list[tuple[str, Path, Path, float,
                 if not math.isfinite(true_hc):
                     raise FetalheadError(f"mask {mask_file}: no ellipse in it to compare with")
             err = pred.hc_mm - true_hc
+            try:
+                scores = ellipse_scores(pred.head_ellipse, gt, px)
+            except FetalheadError as e:
+                raise FetalheadError(f"{mask_file}: {e}") from None
             rows.append({"filename": name, "exam": exam, "pixel_size_mm": px,
-                         **ellipse_scores(pred.head_ellipse, gt, px), **score_pair(pred.mask, gt, px),
+                         **scores, **score_pair(pred.mask, gt, px),
                          "hc_pred_mm": pred.hc_mm, "hc_true_mm": true_hc, "hc_error_mm": err,
                          "hc_abs_error_mm": abs(err), "status": pred.status,
                          **(pred.quality.to_row() if pred.quality else {"quality": float("nan")})})

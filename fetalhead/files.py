@@ -28,7 +28,7 @@ from typing import Any
 from fetalhead.errors import FetalheadError
 
 __all__ = ["KEPT_IDLE_S", "KeptFile", "KeptOpenFile", "atomic_file", "check_frame", "check_input_file", "check_output_dir", "check_output_file", "file_state", "frames_in",
-           "refuse_overwrite", "staged_dir"]
+           "refuse_overwrite", "staged_dir", "utf8_name"]
 
 
 def file_state(path: str | os.PathLike) -> tuple[Path, int, int]:
@@ -205,6 +205,16 @@ class KeptOpenFile(KeptFile):
             return pixels
 
 
+def utf8_name(path: Path) -> Path:
+    """`path`, or a one-line FetalheadError when its name is not valid UTF-8 (bytes of another
+    encoding, from an old system or a USB stick): the CSVs and pages that name it are UTF-8."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise FetalheadError(f"{ascii(str(path))}: its name is not valid UTF-8; rename it") from None
+    return path
+
+
 def check_input_file(path: Path, what: str) -> None:
     """Raise FetalheadError unless `path` is an existing file; `what` names it in the message
     (e.g. "--resume", "pixel-size CSV")."""
@@ -227,16 +237,25 @@ def check_output_file(out: Path, overwrite: bool, flag: str = "--out") -> None:
     `overwrite` (the --overwrite option)."""
     if out.is_dir():
         raise FetalheadError(f"{flag} {out} is a folder; give a file name")
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:  # a link too, even one whose target is gone
         raise FetalheadError(f"{out} exists; use --overwrite to replace it")
     _check_parent_writable(out, flag)
 
 
 def refuse_overwrite(targets: Sequence[Path], overwrite: bool) -> None:
-    """Raise FetalheadError naming the first of `targets` that exists, unless `overwrite`."""
+    """Raise FetalheadError naming the first of `targets` that exists, unless `overwrite`; and,
+    with it or not, when a file stands where a target's folder must be (--overwrite replaces
+    files, not a file of yours by a folder)."""
+    for target in targets:
+        folder = target.parent
+        while not os.path.lexists(folder) and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise FetalheadError(f"{folder} exists and is not a folder, but {target.name} goes into it; "
+                                 "move it or give another --out")
     if overwrite:
         return
-    existing = [t for t in targets if t.exists()]
+    existing = [t for t in targets if os.path.lexists(t)]  # a link whose target is gone is yours too
     if existing:
         more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
         raise FetalheadError(f"{existing[0]} exists{more}; use --overwrite to replace")

@@ -39,7 +39,7 @@ from fetalhead.data import (
 )
 from fetalhead.dicom import SIZE_TOLERANCE, dicom_pixel_size, looks_like_dicom, read_dicom_header
 from fetalhead.errors import FetalheadError
-from fetalhead.files import check_input_file
+from fetalhead.files import check_input_file, utf8_name
 from fetalhead.frame import network_image, network_mask
 from fetalhead.growth import parse_ga_weeks
 from fetalhead.inputs import validate_pixel_size
@@ -152,7 +152,8 @@ def _is_image_file(path: Path) -> bool:
 
 def _image_files(folder: Path) -> list[Path]:
     """The image files of `folder` (not its subfolders, not hidden ones), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _is_image_file(p))
+    return sorted(utf8_name(p) for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and _is_image_file(p))
 
 
 def collect_images(paths: Sequence[Path]) -> list[Path]:
@@ -165,12 +166,17 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
         if not p.exists():
             raise FetalheadError(f"{p}: no such file or folder")
         if p.is_dir():
-            found = [q for q in _image_files(p) if not image_stem(q).lower().endswith(_NOT_INPUTS)]
+            images = _image_files(p)
+            found = [q for q in images if not image_stem(q).lower().endswith(_NOT_INPUTS)]
             if not found:
-                raise FetalheadError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+                skipped = (f" ({len(images)} skipped as masks or outputs: *_Annotation.*, *_mask.*, *_overlay.*)"
+                           if images else "")
+                raise FetalheadError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder{skipped}")
             files.extend(found)
+        elif not p.is_file():  # a FIFO or a device would be read forever
+            raise FetalheadError(f"{p}: not a regular file")
         else:
-            files.append(p)
+            files.append(utf8_name(p))
     seen: dict[str, Path] = {}
     unique: list[Path] = []
     for f in files:

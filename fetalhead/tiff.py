@@ -30,7 +30,8 @@ __all__ = ["holds_stack", "looks_like_tiff", "read_tiff_frame", "read_tiff_page"
 
 #: the first bytes of a TIFF (little- and big-endian) and of a BigTIFF
 _MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_ERRORS = (OSError, SyntaxError, ValueError, EOFError)  # what Pillow raises for a bad file (and DecompressionBombError)
+#: what Pillow raises for a bad file (and DecompressionBombError; TypeError for a TIFF cut short)
+_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError)
 _NEW_SUBFILE_TYPE = 254  # the TIFF tag: bit 0 a reduced-resolution copy, bit 2 a transparency mask
 
 

@@ -306,10 +306,43 @@ def fit(
     `callback(epoch, history)` runs after every epoch; returning True stops training there.
     `clock`: seconds (tests pass a fake one). `init`: a state dict of the same network to start
     from instead of random weights (fine-tuning; `resume` still wins). `replace`: file names
-    of an earlier run in `out_dir`, removed once every check has passed (none of them is then
-    left beside the new run's files). Returns a FitResult with the best weights restored.
+    of an earlier run in `out_dir`, set aside once every check has passed (none of them is then
+    left beside the new run's files) and deleted when the run ends; a run that fails before it
+    has written any of them puts the earlier ones back. Returns a FitResult with the best
+    weights restored.
     """
-    out_dir = Path(out_dir)
+    aside: list[tuple[Path, Path]] = []
+    try:
+        return _fit(cfg, train, val, Path(out_dir), resume, device, progress, callback, clock, init, replace, aside)
+    except BaseException:
+        if not any(name.exists() for name, _ in aside):  # the new run wrote nothing: the earlier one stays
+            for name, hidden in aside:
+                os.replace(hidden, name)
+        raise
+    finally:
+        for _, hidden in aside:
+            hidden.unlink(missing_ok=True)
+
+
+def _set_aside(out_dir: Path, names: Sequence[str]) -> list[tuple[Path, Path]]:
+    """Rename each file of `names` present in `out_dir` to a hidden name beside it; returns
+    (name, hidden name) pairs."""
+    moved = []
+    for name in names:
+        path = out_dir / name
+        if path.exists():
+            hidden = out_dir / f".{name}.earlier"
+            os.replace(path, hidden)
+            moved.append((path, hidden))
+    return moved
+
+
+def _fit(cfg: TrainConfig, train: Any, val: Any, out_dir: Path, resume: str | os.PathLike | None,
+         device: str | torch.device | None, progress: bool,
+         callback: Callable[[int, pd.DataFrame], bool | None] | None, clock: Callable[[], float],
+         init: Mapping[str, torch.Tensor] | None, replace: Sequence[str],
+         aside: list[tuple[Path, Path]]) -> FitResult:
+    """`fit`'s work; the earlier run's files it sets aside are appended to `aside`."""
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
     budget = float(cfg.time_budget_s) if cfg.time_budget_s else None
@@ -330,8 +363,7 @@ def fit(
     check_crop_size(cfg)
     ckpt = _resumable(resume, cfg) if resume is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
-    for name in replace:  # after the checks too: a refused run leaves the earlier one whole
-        (out_dir / name).unlink(missing_ok=True)
+    aside.extend(_set_aside(out_dir, replace))  # after the checks too: a refused run leaves the earlier one whole
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
     if channels_last:

@@ -1617,3 +1617,46 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(monkeypatch, capsy
     assert capsys.readouterr().err == ""
 
 
+
+
+def test_a_link_whose_target_is_gone_is_not_replaced_without_overwrite(tmp_path, capfd, synthetic_tiny):
+    """A link to an unmounted drive at an output's name is the user's, like a file there."""
+    from fetalhead.data import image_path, read_training_csv
+
+    root, ckpt = synthetic_tiny
+    name = read_training_csv(root)["filename"].iloc[0]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "predictions.csv").symlink_to(tmp_path / "gone" / "predictions.csv")
+    (tmp_path / "model.pt").symlink_to(tmp_path / "gone" / "model.pt")
+    before = snapshot(tmp_path)
+    code, _, err = run(["predict", image_path(name, root=root), "--checkpoint", ckpt, "--pixel-size", "0.1",
+                        "--out", tmp_path / "out", "--quiet"], capfd)
+    assert_one_line_error(code, err, 1, "predictions.csv exists")
+    code, _, err = run(["export", "--checkpoint", ckpt, "--out", tmp_path / "model.pt"], capfd)
+    assert_one_line_error(code, err, 1, "model.pt exists; use --overwrite")
+    assert snapshot(tmp_path) == before and (tmp_path / "model.pt").is_symlink()
+
+
+def test_a_file_option_ending_in_a_separator_names_a_folder(tmp_path, capfd, synthetic_tiny):
+    _, ckpt = synthetic_tiny
+    code, _, err = run(["export", "--checkpoint", ckpt, "--out", f"{tmp_path}/model/"], capfd)
+    assert code == 2 and "names a folder; give a file name" in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists()
+
+
+def test_evaluate_refuses_up_front_what_it_could_only_fail_on_later(tmp_path, capfd, synthetic_tiny):
+    """A file named `figures` in --out failed after all the scoring ("File exists", which
+    --overwrite could not fix); --results naming the report's summary.json replaced it."""
+    root, ckpt = synthetic_tiny
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "figures").write_text("my notes")
+    before = snapshot(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        code, stdout, err = run(["evaluate", "--checkpoint", ckpt, "--data", root, "--limit", "1",
+                                 "--out", tmp_path / "out", "--quiet", *extra], capfd)
+        assert_one_line_error(code, err, 1, "figures exists and is not a folder")
+        assert "model:" not in stdout  # refused before the model was loaded
+    code, _, err = run(["evaluate", "--checkpoint", ckpt, "--data", root, "--limit", "1", "--out", tmp_path / "rep",
+                        "--results", tmp_path / "rep" / "summary.json", "--quiet"], capfd)
+    assert_one_line_error(code, err, 1, "one of the report's own files")
+    assert snapshot(tmp_path) == before

@@ -92,6 +92,13 @@ def test_a_setting_is_typed_like_its_field(text, expected):
     ("padding=", "choose from same, valid"),
     ("schedule=linear", "choose from onecycle, cosine, constant"),
     ("ema_decay=1", "below 1"),
+    # sizes that passed and then crashed the run: an overflow, an allocation, a seed torch refuses
+    ("seed=18446744073709551616", "at most 18446744073709551615"),
+    ("lr=1e300", "at most 10"),
+    ("image_size=100000x100000", "at most 8192"),
+    ("base_channels=1000000000000000000000000000000", "at most 256"),
+    ("epochs=99999999999999999999999", "at most 9223372036854775807"),
+    ("weight_decay=1e39", "at most 3e"),
 ])
 def test_a_bad_setting_is_a_one_line_error(text, message):
     with pytest.raises(ValueError, match=message) as e:

@@ -520,3 +520,12 @@ def test_a_jpeg_reads_turned_as_its_exif_orientation_shows_it(tmp_path, orientat
                     decode_image(np.fromfile(tmp_path / "phone.jpg", dtype=np.uint8), "phone.jpg")):
             got = got if got.ndim == 2 else cv2.cvtColor(got, cv2.COLOR_BGR2GRAY)
             assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() < 2, (name, orientation)
+
+
+def test_a_float_image_with_nan_pixels_is_one_error_naming_the_file(tmp_path, gray):
+    """It was read as all zeros ("no head found") behind a NumPy warning naming no file."""
+    pixels = gray.astype(np.float32)
+    pixels[pixels > 100] = np.nan
+    Image.fromarray(pixels).save(tmp_path / "nan.tif")
+    with pytest.raises(FetalheadError, match=r"nan.tif: the image holds NaN or infinite pixel values"):
+        load_image(tmp_path / "nan.tif")

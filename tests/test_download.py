@@ -274,6 +274,27 @@ def test_download_hc18_resumes_after_a_bad_archive(server, synthetic_hc18, tmp_p
     download_hc18(root, base_url=base, checksums=checksums, progress=False)
     assert [p for p, _ in server.log] == ["/records/1327317/files/test_set.zip"]
     assert check_data_dir(root) == root
+    assert not list(root.glob("*.zip"))  # the first run's verified training_set.zip went too
+
+
+def test_download_never_deletes_an_archive_of_yours_it_cannot_check(server, synthetic_hc18, tmp_path):
+    """Your own training_set.zip, with no MD5 to check it by (Zenodo unreachable): it used to be
+    unpacked and deleted before the run failed on the next file."""
+    checksums = serve_hc18(server, synthetic_hc18)
+    base = f"{server.url}/records/1327317/files"
+    root = tmp_path / "data"
+    root.mkdir()
+    mine = server.files.pop("/records/1327317/files/training_set.zip")
+    (root / "training_set.zip").write_bytes(mine)
+    del server.files["/records/1327317/files/test_set.zip"]
+    unchecked = {k: v for k, v in checksums.items() if k != "training_set.zip"}
+    with pytest.raises(FetalheadError, match="cannot download test_set.zip"):
+        download_hc18(root, base_url=base, checksums=unchecked, progress=False)
+    assert (root / "training_set.zip").read_bytes() == mine
+    serve_hc18(server, synthetic_hc18)
+    download_hc18(root, base_url=base, checksums=unchecked, progress=False)
+    assert (root / "training_set.zip").read_bytes() == mine  # a success keeps it too
+    assert not (root / "test_set.zip").exists()  # the one it downloaded goes
 
 
 def test_download_hc18_reads_archive_md5_from_the_api(server, synthetic_hc18, tmp_path,

@@ -13,6 +13,7 @@ from scipy.special import ellipe
 from fetalhead.ellipse import (
     ANNOTATION_BIAS_MM,
     ANNOTATION_BIAS_PX,
+    CENTRE_FIT_SHORTFALL_PX,
     HADLOCK_HC_RANGE_MM,
     MIN_SEMI_AXIS_PX,
     SUBMISSION_COLUMNS,
@@ -25,6 +26,7 @@ from fetalhead.ellipse import (
     fit_ellipse_points,
     gestational_age_weeks,
     hc_from_mask,
+    prediction_bias_px,
 )
 from fetalhead.errors import FetalheadError
 
@@ -105,6 +107,26 @@ def test_fit_on_pixel_centre_digitisation_is_half_a_pixel_short():
     e = fit_ellipse(((u / a) ** 2 + (v / b) ** 2 <= 1).astype(np.uint8))
     assert -0.6 < e.a - a < -0.3 and -0.6 < e.b - b < -0.3
     assert abs(e.cx - cx) < 0.1 and abs(e.angle_rad - th) < math.radians(0.2)
+
+
+def test_the_centre_fit_shortfall_constant_is_what_the_fit_gives():
+    """CENTRE_FIT_SHORTFALL_PX, the part of a predicted ellipse's bias in the frame's own pixels:
+    the perimeter shortfall (over 2 pi) of fits to centre-digitised ellipses of HC18's sizes."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
+    short = []
+    for _ in range(40):
+        a = rng.uniform(60, 250)
+        b, th = a * rng.uniform(0.6, 0.95), rng.uniform(0, math.pi)
+        cx, cy = rng.uniform(350, 450), rng.uniform(240, 300)
+        u = (x - cx) * math.cos(th) + (y - cy) * math.sin(th)
+        v = -(x - cx) * math.sin(th) + (y - cy) * math.cos(th)
+        e = fit_ellipse(((u / a) ** 2 + (v / b) ** 2 <= 1).astype(np.uint8))
+        short.append((ellipse_circumference(a, b) - e.circumference) / (2 * math.pi))
+    assert np.mean(short) == pytest.approx(CENTRE_FIT_SHORTFALL_PX, abs=0.01)
+    assert prediction_bias_px(1.0) == pytest.approx(ANNOTATION_BIAS_PX)  # HC18's frames: as annotated
+    t = ANNOTATION_BIAS_PX / (2 * math.pi)
+    assert prediction_bias_px(2.0) == pytest.approx(2 * math.pi * (2 * t + CENTRE_FIT_SHORTFALL_PX))
 
 
 def test_fit_accepts_bool_255_and_three_channels():

@@ -198,3 +198,36 @@ def test_exam_of_parses_hc18_names_else_one_examination_each():
     assert exam_of("010_2HC.jpg", 1) == (10, 2) and exam_of("sub/010_HC.DCM", 2) == (10, 1)  # any format
     assert exam_of("010_2HC", 3) == (10, 2)  # a DICOM file named without a suffix
     assert exam_of("010_HC.png.bak", 4) == (-5, 1) and exam_of("010_HC_mask.png", 5) == (-6, 1)
+
+
+def test_names_that_are_not_utf8_and_inputs_that_are_not_files_are_refused_in_one_line(tmp_path):
+    """A Latin-1 name gave a traceback when predictions.csv was written, after all the work; a
+    FIFO named on the command line was read forever."""
+    import os
+
+    from fetalhead.synthetic import synthetic_cases
+
+    image = synthetic_cases(1, seed=0).images[0]
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    bad = os.fsdecode(b"scan\xff.png")
+    cv2.imwrite(str(folder / "good.png"), image)
+    (folder / "good.png").rename(folder / bad)
+    with pytest.raises(FetalheadError, match="not valid UTF-8; rename it") as err:
+        collect_images([folder])
+    assert "\\udcff" in str(err.value) or "\\xff" in str(err.value)
+    with pytest.raises(FetalheadError, match="not valid UTF-8"):
+        collect_images([folder / bad])
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(FetalheadError, match="not a regular file"):
+        collect_images([tmp_path / "pipe.png"])
+
+
+def test_a_folder_of_masks_only_says_why_it_holds_no_images(tmp_path):
+    from fetalhead.synthetic import synthetic_cases
+
+    mask = synthetic_cases(1, seed=0).masks[0] * 255
+    for name in ("001_HC_Annotation.png", "scan_mask.png"):
+        cv2.imwrite(str(tmp_path / name), mask)
+    with pytest.raises(FetalheadError, match="2 skipped as masks or outputs"):
+        collect_images([tmp_path])

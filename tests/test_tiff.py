@@ -124,3 +124,16 @@ def test_alpha_is_ignored_in_a_tiff_as_in_a_png(tmp_path, mode):
     import cv2
 
     assert np.array_equal(raw if raw.ndim == 2 else cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY), want)
+
+
+@pytest.mark.parametrize("share", [0.3])
+def test_a_stack_cut_short_is_one_error(tmp_path, share):
+    """An interrupted copy: Pillow raised TypeError ("Missing dimensions") through frame_count."""
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (60, 80), dtype=np.uint8)) for _ in range(3)]
+    pages[0].save(tmp_path / "whole.tif", save_all=True, append_images=pages[1:])
+    data = (tmp_path / "whole.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[:int(len(data) * share)])
+    with pytest.raises(FetalheadError, match="cut.tif"):
+        frame_count(tmp_path / "cut.tif")
+        load_image(tmp_path / "cut.tif", 1)

@@ -230,6 +230,27 @@ def test_an_earlier_run_is_replaced_only_once_the_new_one_passes_its_checks(tmp_
     assert not (tmp_path / "last.pt").exists()  # the earlier run's last.pt is not left beside the new best.pt
     assert (tmp_path / "best.pt").read_bytes() != before["best.pt"]
     assert (tmp_path / "notes.txt").read_text() == "the user's own"  # only the files named go
+    assert not list(tmp_path.glob(".*.earlier"))  # nothing set aside is left behind
+
+
+def test_an_earlier_run_comes_back_when_the_new_one_fails_before_writing(tmp_path, monkeypatch):
+    """A failure after the checks (out of memory loading the arrays, an overflow in the first
+    step) used to leave the folder empty: the earlier run's files had been deleted."""
+    import fetalhead.train as train_module
+
+    cfg = tiny_cfg(epochs=1)
+    fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False)
+    before = {name: (tmp_path / name).read_bytes() for name in ("best.pt", "last.pt", "history.csv")}
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(train_module, "_to_device_arrays", no_memory)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fit(tiny_cfg(epochs=2, seed=3), synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False,
+            replace=tuple(before))
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before)  # and nothing else
 
 
 def test_resume_refuses_a_different_config(tmp_path):
