@@ -22,12 +22,15 @@ measurement flagged for review is less certain than its interval says.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from fetalhead.errors import FetalheadError
+
+if TYPE_CHECKING:  # tables come in as DataFrames; a measurement's interval needs no pandas
+    import pandas as pd
 
 __all__ = ["COVERAGE", "FACTOR", "OFFSET_MM", "conformal_factor", "half_width_mm", "inside", "interval_summary"]
 
