@@ -22,8 +22,9 @@ is subtracted (`fetalhead.ellipse.annotation_bias_mm`: 5.8 px of perimeter x pix
 ellipse is shrunk by the matching 0.93 px), so HC and the challenge ellipse are comparable
 with the CSV. The network learned where that boundary lies at its own size, so for a frame
 stored at another resolution the correction follows the network's pixels, except the part the
-ellipse fit itself makes in the frame's pixels (`fetalhead.ellipse.prediction_bias_px`; without
-it a 1080x1920 frame's HC read about 0.7 mm high). `bias_correction=False` turns it off.
+ellipse fit itself makes in the frame's pixels (`fetalhead.ellipse.prediction_bias_px`; with a
+fixed 0.93 frame pixels a frame at twice HC18's resolution read 0.65 mm high:
+results/robustness/frame_resolution_small_test.json). `bias_correction=False` turns it off.
 """
 
 from __future__ import annotations

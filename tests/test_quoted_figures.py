@@ -228,6 +228,18 @@ def _frame_quote(record: str) -> str:
             f"{gross('resized as it is')} gross errors on the three)")
 
 
+def _frame_resolution_quote() -> str:
+    """Held-out test images resized to twice and half their size (benchmarks/frame_resolution.py)."""
+    parts = []
+    for m in ("small", "default"):
+        f = _read(f"results/robustness/frame_resolution_{m}_test.json")["factors"]
+        moved = lambda k, key: f[k][key]["mean"]  # noqa: E731
+        parts.append(f"`{m}`'s HC moved {moved('2', 'hc_change_mm'):+.2f} mm on average at twice the resolution "
+                     f"and {moved('0.5', 'hc_change_mm'):+.2f} mm at half (with a fixed correction of 0.93 frame "
+                     f"pixels {moved('2', 'hc_change_fixed_mm'):+.2f} and {moved('0.5', 'hc_change_fixed_mm'):+.2f} mm)")
+    return "; ".join(parts)
+
+
 def _best_frame_quote() -> str:
     """The frame `predict --frame best` keeps against a frame at random (benchmarks/best_frame.py)."""
     record = _read("results/review/best_frame.json")
@@ -301,7 +313,7 @@ def _readme_quotes() -> list[str]:
     ratios.append(_avx2_quote("run `{name}` made {avx2} epochs against {cpu} there, validation HC {hc_avx2:.2f} "
                               "against {hc_cpu:.2f} mm"))
     frames = [_frame_quote(r) for r in ("default_val", "small_test", "default_test")]
-    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _video_codecs_quote(), _clip_reading_quote(), _predict_outputs_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
+    return [refit, seed, _part_mix_quote(), _best_frame_quote(), _frame_resolution_quote(), _video_codecs_quote(), _clip_reading_quote(), _predict_outputs_quote(), *_interval_quotes(), *frames, *_annotation_quotes(), _latency_quote(), _gpu_runs_quote(), f"{_size('small')}, {_mib('small')}", f"{_size('default')}, {_mib('default')} in int8",
             *ratios, _blank_quote()]
 
 
