@@ -9,7 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from fetalhead.ellipse import Ellipse, challenge_row, fit_ellipse, hc_from_mask, largest_component_boundary
+from fetalhead.ellipse import (
+    Ellipse,
+    challenge_row,
+    fit_ellipse,
+    hc_from_mask,
+    largest_component_boundary,
+)
 from fetalhead.errors import FetalheadError
 from fetalhead.inputs import (
     MAX_SIDE,

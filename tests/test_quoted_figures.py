@@ -233,7 +233,10 @@ def _frame_resolution_quote() -> str:
     parts = []
     for m in ("small", "default"):
         f = _read(f"results/robustness/frame_resolution_{m}_test.json")["factors"]
-        moved = lambda k, key: f[k][key]["mean"]  # noqa: E731
+
+        def moved(k: str, key: str, f: dict = f) -> float:
+            return f[k][key]["mean"]
+
         parts.append(f"`{m}`'s HC moved {moved('2', 'hc_change_mm'):+.2f} mm on average at twice the resolution "
                      f"and {moved('0.5', 'hc_change_mm'):+.2f} mm at half (with a fixed correction of 0.93 frame "
                      f"pixels {moved('2', 'hc_change_fixed_mm'):+.2f} and {moved('0.5', 'hc_change_fixed_mm'):+.2f} mm)")
