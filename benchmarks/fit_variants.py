@@ -150,9 +150,11 @@ def hc_image_edges(e: Ellipse | None, image: np.ndarray, pixel_size_mm: float, r
     return _hc(fit_ellipse_points((pts + move[:, None] * normal)[keep], image.shape), pixel_size_mm)
 
 
-def variants(prob: np.ndarray, image: np.ndarray, pixel_size_mm: float) -> dict[str, float]:
-    """HC (mm) of every variant in `VARIANTS` for one probability map and its image, both (H, W)."""
-    p = measure(prob, pixel_size_mm)
+def variants(prob: np.ndarray, image: np.ndarray, pixel_size_mm: float,
+             predictor: Predictor | None = None) -> dict[str, float]:
+    """HC (mm) of every variant in `VARIANTS` for one probability map and its image, both (H, W);
+    "library" is `predictor`'s measurement (its threshold and bias for the frame), else `measure`'s."""
+    p = predictor.measure(prob, pixel_size_mm) if predictor is not None else measure(prob, pixel_size_mm)
     if p.ellipse is None:
         return dict.fromkeys(VARIANTS, float("nan"))
     return {"library": p.hc_mm, "no_data_aware": hc_no_data_aware(p.mask, image, pixel_size_mm),
@@ -181,7 +183,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     check_new_results(args.results)
 
     def per_batch(fold: int, model: Predictor, images: list[np.ndarray], sizes: list[float]) -> list[dict[str, float]]:
-        return [{f"hc_{v}_mm": hc for v, hc in variants(prob, image, px).items()}
+        return [{f"hc_{v}_mm": hc for v, hc in variants(prob, image, px, model).items()}
                 for image, prob, px in zip(images, model.probabilities(images), sizes, strict=True)]
 
     table = held_out_passes(args.rows, args.models, data_dir(args.data), per_batch)
