@@ -472,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             # sides are checked against MAX_SIDE; Pillow's own warning would be a second line
             warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+            # a file cut short: the error that follows says it in one line (and EXIF is not read)
+            warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
             return commands.run(args)
     except FetalheadError as e:
         print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)

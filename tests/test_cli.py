@@ -1660,3 +1660,18 @@ def test_evaluate_refuses_up_front_what_it_could_only_fail_on_later(tmp_path, ca
                         "--results", tmp_path / "rep" / "summary.json", "--quiet"], capfd)
     assert_one_line_error(code, err, 1, "one of the report's own files")
     assert snapshot(tmp_path) == before
+
+
+def test_a_tiff_stack_cut_short_is_one_line(tmp_path, capfd, synthetic_tiny):
+    """Pillow raised TypeError for it, and warned of corrupt EXIF on a line of its own."""
+    from PIL import Image
+
+    _, ckpt = synthetic_tiny
+    rng = np.random.default_rng(0)
+    pages = [Image.fromarray(rng.integers(0, 256, (60, 80), dtype=np.uint8)) for _ in range(3)]
+    pages[0].save(tmp_path / "whole.tif", save_all=True, append_images=pages[1:])
+    data = (tmp_path / "whole.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[:int(len(data) * 0.3)])
+    code, _, err = run(["predict", tmp_path / "cut.tif", "--checkpoint", ckpt, "--pixel-size", "0.1",
+                        "--out", tmp_path / "out"], capfd)
+    assert_one_line_error(code, err, 1, "cut.tif")

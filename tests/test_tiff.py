@@ -126,6 +126,7 @@ def test_alpha_is_ignored_in_a_tiff_as_in_a_png(tmp_path, mode):
     assert np.array_equal(raw if raw.ndim == 2 else cv2.cvtColor(raw, cv2.COLOR_BGR2GRAY), want)
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's, before the error; the CLI hides it
 @pytest.mark.parametrize("share", [0.3])
 def test_a_stack_cut_short_is_one_error(tmp_path, share):
     """An interrupted copy: Pillow raised TypeError ("Missing dimensions") through frame_count."""
