@@ -157,9 +157,12 @@ def variants(prob: np.ndarray, image: np.ndarray, pixel_size_mm: float,
     p = predictor.measure(prob, pixel_size_mm) if predictor is not None else measure(prob, pixel_size_mm)
     if p.ellipse is None:
         return dict.fromkeys(VARIANTS, float("nan"))
-    return {"library": p.hc_mm, "no_data_aware": hc_no_data_aware(p.mask, image, pixel_size_mm),
-            "moments": hc_moments(p.mask, pixel_size_mm), "sharpest_70": hc_sharpest(p.mask, prob, pixel_size_mm),
-            "image_edges_4px": hc_image_edges(p.ellipse, image, pixel_size_mm)}
+    # the others subtract HC18's correction (`_hc`): on a frame of another size, the library's
+    shift = p.bias_mm - float(annotation_bias_mm(pixel_size_mm))
+    others = {"no_data_aware": hc_no_data_aware(p.mask, image, pixel_size_mm),
+              "moments": hc_moments(p.mask, pixel_size_mm), "sharpest_70": hc_sharpest(p.mask, prob, pixel_size_mm),
+              "image_edges_4px": hc_image_edges(p.ellipse, image, pixel_size_mm)}
+    return {"library": p.hc_mm, **{k: v - shift for k, v in others.items()}}
 
 
 def summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -385,21 +386,23 @@ def decode_image(buf: np.ndarray, source: str | os.PathLike, frame: int | None =
     return arr
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
+#: a 16-bit image whose values all lie below this uses at most 12 of its bits: a warning says so
+DARK_16BIT = 4096
+
+
+def _to_uint8(arr: np.ndarray, source: object = "the image") -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
-        # A 16-bit file does not say how many bits its scanner wrote: 10 or 12 are common. So
-        # the values are scaled from the fewest bits that hold them (8, 10, 12, 14 or 16), and
-        # a 12-bit image keeps its contrast instead of coming out nearly black. 16 bits: x / 257
-        # maps v*257 back to v exactly.
+        # Full-range rescale 0..65535 -> 0..255 (x / 257 maps v*257 back to v exactly), the same
+        # for every image and frame of a file. A scale chosen from each image's own values would
+        # change its brightness 4x when one pixel crossed 1023 or 4095, and frame by frame.
         top = int(arr.max()) if arr.size else 0
-        bits = next(b for b in (8, 10, 12, 14, 16) if top < 2 ** b)
-        if bits == 8:
-            return arr.astype(np.uint8)
-        if bits == 16:
-            return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
-        return np.round(arr * (255.0 / (2 ** bits - 1))).astype(np.uint8)
+        if 0 < top < DARK_16BIT:
+            warnings.warn(f"{source}: a 16-bit image whose values reach only {top} of 65535 comes out nearly "
+                          "black; if its scanner wrote 10 or 12 bits, save it as 8-bit or scale it to 16 bits",
+                          stacklevel=3)
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0:
         # 32-bit integer gray (Pillow's mode "I", TIFF) carries no bit depth: 8-bit values
         # pass, 16-bit values are scaled like uint16; wider ones are stretched below.
@@ -407,7 +410,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         if top <= 255:
             return arr.astype(np.uint8)
         if top <= 65535:
-            return _to_uint8(arr.astype(np.uint16))
+            return _to_uint8(arr.astype(np.uint16), source)
     a = arr.astype(np.float64)  # float or wider images: stretch their own range
     if not np.isfinite(a).all():
         raise FetalheadError("the image holds NaN or infinite pixel values")
@@ -422,9 +425,10 @@ def as_gray_uint8(image: np.ndarray, order: str = "RGB") -> np.ndarray:
 
     Args:
         image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array (alpha ignored). uint8 stays as it
-            is; uint16 and other integers are scaled from the bits their values need, as
-            `load_image` reads a 16-bit file; bool becomes 0/255; float in [0, 1] is scaled by
-            255, float in [0, 255] rounded, any other float range stretched to 0..255.
+            is; uint16 and other integers as `load_image` reads such a file (16 bits scaled to
+            8); bool becomes 0/255. Floats follow the arrays' convention, not a float file's
+            (which is stretched to its own range): in [0, 1] scaled by 255, in [0, 255]
+            rounded, any other range stretched to 0..255.
         order: the channel order of colour arrays: "RGB" (PIL, matplotlib, imageio) or "BGR"
             (OpenCV). Colour becomes luma (ITU-R BT.601).
     """
@@ -454,14 +458,14 @@ def as_gray_uint8(image: np.ndarray, order: str = "RGB") -> np.ndarray:
 
 def load_image(path: str | os.PathLike, frame: int | None = None) -> np.ndarray:
     """An image as 8-bit grayscale, uint8 (H, W), whatever the file's mode: gray, gray + alpha,
-    RGB, RGBA, palette, or 16-bit (scaled to 0..255 from the bits its values need: 10, 12,
-    14 or 16; not clipped). Colour becomes luma
+    RGB, RGBA, palette, or 16-bit (rescaled to 0..255, not clipped; a warning when its values
+    use at most 12 bits, which come out nearly black). Colour becomes luma
     (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B); alpha is ignored; a JPEG is turned as its EXIF orientation
     says. DICOM files too (one
     frame: a cine loop's `frame`, from 1; its pixel size: `fetalhead.folder.stored_pixel_size`),
     TIFF stacks (a page: `frame`, from 1) and video files (a clip's `frame`, from 1)."""
     try:
-        arr = _to_uint8(_read_raw(path, frame))
+        arr = _to_uint8(_read_raw(path, frame), path)
     except FetalheadError as e:
         if str(path) in str(e):
             raise

@@ -62,17 +62,19 @@ def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
 
 def binary_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     """A mask as bool, of the same shape: above 0 is head for bool and integer masks ({0,1},
-    {0,255}); a float mask must hold only 0 and 1, since one with other values is a map of
-    probabilities (threshold it first: ``prob > 0.5``) and above 0 would count all of it."""
+    {0,255}); a float mask must hold two values at most, 0 and one above it ({0, 1} or
+    {0, 255}), since one with more is a map of probabilities (threshold it first:
+    ``prob > 0.5``) and above 0 would count all of it."""
     arr = np.asarray(mask)
     if arr.dtype.kind == "f" and arr.size:
-        inside = (arr == 0) | (arr == 1)
-        if not inside.all():
-            bad = arr[~inside]
-            finite = bad[np.isfinite(bad)]
-            what = f"values {float(finite.min()):g} to {float(finite.max()):g}" if finite.size else "non-finite values"
-            raise FetalheadError(f"{name}: a float mask must hold only 0 and 1, got {what}: "
-                                 "threshold a probability map first (prob > 0.5)")
+        if not np.isfinite(arr).all():
+            raise FetalheadError(f"{name}: a float mask with non-finite values: threshold a probability map "
+                                 "first (prob > 0.5)")
+        values = np.unique(arr)
+        if len(values) > 2 or values[0] < 0 or (len(values) == 2 and values[0] != 0):
+            raise FetalheadError(f"{name}: a float mask must hold 0 and one value above it, got {len(values)} "
+                                 f"values from {float(values[0]):g} to {float(values[-1]):g}: threshold a "
+                                 "probability map first (prob > 0.5)")
     elif arr.dtype.kind not in "biu":
         raise FetalheadError(f"{name}: expected a bool, integer or 0/1 float mask, got {arr.dtype}")
     return arr > 0

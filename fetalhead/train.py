@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
@@ -307,34 +308,48 @@ def fit(
     `clock`: seconds (tests pass a fake one). `init`: a state dict of the same network to start
     from instead of random weights (fine-tuning; `resume` still wins). `replace`: file names
     of an earlier run in `out_dir`, set aside once every check has passed (none of them is then
-    left beside the new run's files) and deleted when the run ends; a run that fails before it
-    has written any of them puts the earlier ones back. Returns a FitResult with the best
-    weights restored.
+    left beside the new run's files) and deleted when the run ends normally. A run that fails
+    or is interrupted puts them back when it has written none of its own, else keeps them
+    beside its own as `earlier-<name>` and warns. Returns a FitResult with the best weights
+    restored.
     """
     aside: list[tuple[Path, Path]] = []
     try:
-        return _fit(cfg, train, val, Path(out_dir), resume, device, progress, callback, clock, init, replace, aside)
+        result = _fit(cfg, train, val, Path(out_dir), resume, device, progress, callback, clock, init, replace, aside)
     except BaseException:
-        if not any(name.exists() for name, _ in aside):  # the new run wrote nothing: the earlier one stays
-            for name, hidden in aside:
-                os.replace(hidden, name)
+        _keep_earlier(aside)
         raise
-    finally:
-        for _, hidden in aside:
-            hidden.unlink(missing_ok=True)
+    for _, hidden in aside:  # the new run is whole: the earlier one goes
+        hidden.unlink(missing_ok=True)
+    return result
 
 
-def _set_aside(out_dir: Path, names: Sequence[str]) -> list[tuple[Path, Path]]:
-    """Rename each file of `names` present in `out_dir` to a hidden name beside it; returns
-    (name, hidden name) pairs."""
-    moved = []
+def _set_aside(out_dir: Path, names: Sequence[str], aside: list[tuple[Path, Path]]) -> None:
+    """Rename each file of `names` present in `out_dir` to a hidden name beside it, adding
+    (name, hidden name) to `aside` as each is moved."""
     for name in names:
         path = out_dir / name
         if path.exists():
             hidden = out_dir / f".{name}.earlier"
             os.replace(path, hidden)
-            moved.append((path, hidden))
-    return moved
+            aside.append((path, hidden))
+
+
+def _keep_earlier(aside: list[tuple[Path, Path]]) -> None:
+    """After a failed run: the files set aside back under their names when the run wrote none
+    of its own, else as `earlier-<name>` beside them (and a warning that says so)."""
+    if not aside:
+        return
+    if not any(name.exists() for name, _ in aside):
+        for name, hidden in aside:
+            os.replace(hidden, name)
+        return
+    kept = []
+    for name, hidden in aside:
+        os.replace(hidden, name.with_name(f"earlier-{name.name}"))
+        kept.append(f"earlier-{name.name}")
+    warnings.warn(f"the run stopped after writing some of its files; the earlier run's are kept in "
+                  f"{aside[0][0].parent} as {', '.join(kept)}", stacklevel=3)
 
 
 def _fit(cfg: TrainConfig, train: Any, val: Any, out_dir: Path, resume: str | os.PathLike | None,
@@ -363,7 +378,7 @@ def _fit(cfg: TrainConfig, train: Any, val: Any, out_dir: Path, resume: str | os
     check_crop_size(cfg)
     ckpt = _resumable(resume, cfg) if resume is not None else None
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks above: a refused run leaves no folder
-    aside.extend(_set_aside(out_dir, replace))  # after the checks too: a refused run leaves the earlier one whole
+    _set_aside(out_dir, replace, aside)  # after the checks too: a refused run leaves the earlier one whole
     model = model.to(dev)
     channels_last = bool(cfg.channels_last and cuda)  # NHWC helps tensor cores; not the CPU path
     if channels_last:
@@ -439,7 +454,8 @@ def _fit(cfg: TrainConfig, train: Any, val: Any, out_dir: Path, resume: str | os
         if best_src is ckpt:
             export_weights(kept, cfg, ckpt.get("metrics"), out_dir / "best.pt", epoch=stopper.best_epoch, dtype="float32")
         elif best_path.resolve() != (out_dir / "best.pt").resolve():
-            shutil.copyfile(best_path, out_dir / "best.pt")  # out_dir must hold the best so far
+            with atomic_file(out_dir / "best.pt") as tmp:  # out_dir must hold the best so far, whole
+                shutil.copyfile(best_path, tmp)
         t_run = clock()
 
     def done() -> bool:  # the budget is spent (keeping back one validation's time)

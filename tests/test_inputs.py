@@ -63,14 +63,15 @@ def test_validate_image_rejects(array, words):
 @pytest.mark.parametrize("mask", [
     np.array([[0, 1], [1, 0]], np.uint8), np.array([[0, 255], [255, 0]], np.uint8),
     np.array([[False, True], [True, False]]), np.array([[0.0, 1.0], [1.0, 0.0]], np.float32),
-    np.array([[0, 3], [7, 0]], np.int64),
+    np.array([[0, 3], [7, 0]], np.int64), np.array([[0.0, 255.0], [255.0, 0.0]], np.float32),
 ])
 def test_binary_masks_of_every_usual_kind(mask):
     assert binary_mask(mask).tolist() == [[False, True], [True, False]]
 
 
 @pytest.mark.parametrize("mask, words", [
-    (np.array([[0.0, 0.4], [0.9, 1.0]]), "values 0.4 to 0.9.*threshold a probability map"),
+    (np.array([[0.0, 0.4], [0.9, 1.0]]), "got 4 values from 0 to 1.*threshold a probability map"),
+    (np.array([[0.2, 0.9]]), "got 2 values from 0.2 to 0.9"),
     (np.array([[0.0, np.nan]], np.float32), "non-finite values"),
     (np.array([["a", "b"]]), "expected a bool, integer or 0/1 float mask"),
 ])
@@ -90,6 +91,7 @@ def test_mask_functions_refuse_a_probability_map():
         with pytest.raises(FetalheadError, match="threshold a probability map"):
             call()
     assert fit_ellipse(mask.astype(np.float64)) == fit_ellipse(mask)  # a 0/1 float mask is a mask
+    assert fit_ellipse(mask.astype(np.float32) * 255) == fit_ellipse(mask)  # and a 0/255 one
     for same in (mask.astype(bool), np.asfortranarray(mask), mask.astype(np.float32)):
         np.testing.assert_array_equal(largest_component_boundary(same), largest_component_boundary(mask))
     with pytest.raises(FetalheadError, match="threshold a probability map"):

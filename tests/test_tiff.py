@@ -135,6 +135,6 @@ def test_a_stack_cut_short_is_one_error(tmp_path, share):
     pages[0].save(tmp_path / "whole.tif", save_all=True, append_images=pages[1:])
     data = (tmp_path / "whole.tif").read_bytes()
     (tmp_path / "cut.tif").write_bytes(data[:int(len(data) * share)])
-    with pytest.raises(FetalheadError, match="cut.tif"):
-        frame_count(tmp_path / "cut.tif")
-        load_image(tmp_path / "cut.tif", 1)
+    assert frame_count(tmp_path / "cut.tif") == 1  # pages that cannot be counted: read as one image
+    with pytest.raises(FetalheadError, match="corrupt or truncated image: .*cut.tif"):
+        load_image(tmp_path / "cut.tif", 1)  # which then does not decode

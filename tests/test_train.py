@@ -224,13 +224,21 @@ def test_an_earlier_run_is_replaced_only_once_the_new_one_passes_its_checks(tmp_
     def stop(epoch, history):  # Ctrl-C after the first best.pt, before any last.pt of the new run
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), pytest.warns(UserWarning, match="earlier run's are kept"):
         fit(tiny_cfg(epochs=3, seed=3), synthetic_set(4), synthetic_set(2, seed=1), tmp_path, progress=False,
             callback=stop, replace=tuple(before))
     assert not (tmp_path / "last.pt").exists()  # the earlier run's last.pt is not left beside the new best.pt
     assert (tmp_path / "best.pt").read_bytes() != before["best.pt"]
+    # ... but it is not lost either: the stopped run's files and the earlier run's, side by side
+    assert {name: (tmp_path / f"earlier-{name}").read_bytes() for name in before} == before
     assert (tmp_path / "notes.txt").read_text() == "the user's own"  # only the files named go
-    assert not list(tmp_path.glob(".*.earlier"))  # nothing set aside is left behind
+    assert not list(tmp_path.glob(".*.earlier"))  # nothing set aside is left hidden
+    fit(cfg, synthetic_set(4), synthetic_set(2, seed=1), tmp_path / "whole", progress=False)
+    again = {name: (tmp_path / "whole" / name).read_bytes() for name in before}
+    fit(tiny_cfg(epochs=2, seed=4), synthetic_set(4), synthetic_set(2, seed=1), tmp_path / "whole", progress=False,
+        replace=tuple(before))  # a run that ends normally replaces the earlier one, and keeps nothing of it
+    assert sorted(p.name for p in (tmp_path / "whole").iterdir()) == sorted(before)
+    assert (tmp_path / "whole" / "best.pt").read_bytes() != again["best.pt"]
 
 
 def test_an_earlier_run_comes_back_when_the_new_one_fails_before_writing(tmp_path, monkeypatch):
