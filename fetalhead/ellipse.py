@@ -250,7 +250,7 @@ def head_ellipse(fitted: Ellipse, bias_px: float = ANNOTATION_BIAS_PX) -> Ellips
     semi-axes `bias_px` / (2 pi) smaller (0.93 px for `ANNOTATION_BIAS_PX`), since a parallel curve t px
     inside an ellipse is 2 pi t shorter. (The smaller ellipse is close to that parallel curve,
     not on it: its own perimeter exceeds the fitted one's minus `ANNOTATION_BIAS_PX` by up to
-    0.3 px for b / a >= 0.4, so an HC recomputed from it can be up to 0.3 px x pixel size above
+    0.3 px for b / a >= 0.4, more for a larger `bias_px`, so an HC recomputed from it can be up to 0.3 px x pixel size above
     the HC reported.) Predictions and references are put on this same footing before they are
     compared (`ellipse_dice`, `ellipse_hausdorff_px`). `bias_px`: the pixels of perimeter
     to remove, `ANNOTATION_BIAS_PX` for an annotation or a prediction at HC18's resolution."""
