@@ -257,7 +257,7 @@ def measure(prob: np.ndarray, pixel_size_mm: float, *, threshold: float = 0.5,
     correction removes (`ANNOTATION_BIAS_PX` at HC18's resolution; the Predictor gives
     `fetalhead.ellipse.prediction_bias_px` of the frame's scale, see the module docstring)."""
     px = validate_pixel_size(pixel_size_mm)
-    foreground = np.asarray(_check_probabilities(prob)) > validate_threshold(threshold)
+    foreground = _check_probabilities(prob) > validate_threshold(threshold)
     mask, box = _largest_component(foreground)
     ellipse = fit_ellipse(mask[box]) if mask.any() else None
     if ellipse is not None:  # fitted on the component's bounding box: the same contour, shifted
